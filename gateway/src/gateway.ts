@@ -1,0 +1,143 @@
+// Wires the gateway together: configuration from the control plane, token
+// authentication, the agent tunnel and the Postgres listener.
+import { createHash, timingSafeEqual } from 'node:crypto';
+import { createServer, type Server as NetServer } from 'node:net';
+import { createSecureContext } from 'node:tls';
+import { readFileSync } from 'node:fs';
+import { Server as GrpcServer } from '@grpc/grpc-js';
+import {
+  ControlPlaneServiceClient,
+  TunnelServiceService,
+  channelCredentials,
+  keepaliveOptions,
+  serverCredentials,
+  type Snapshot,
+} from '@warden/proto';
+import type { Logger } from 'pino';
+import { AuthError, TokenVerifier, authorize, compileAuthConfig, mapIdentity, type AuthConfig } from './auth/index.js';
+import { ConfigWatch } from './config/watch.js';
+import { CancelKeys, Refusal, Session, type Admission } from './session/index.js';
+import { AgentHub } from './tunnel/index.js';
+
+export interface GatewayOptions {
+  id: string;
+  /** Postgres listener, host:port. */
+  listen: string;
+  /** Tunnel listener for agents, host:port. */
+  tunnelListen: string;
+  /** Tunnel address as agents reach it; defaults to tunnelListen. */
+  tunnelAdvertise?: string;
+  controlPlane: string;
+  controlPlaneCa?: string;
+  gatewayToken: string;
+  /** Certificate for clients (SSLRequest); without it, clients get 'N'. */
+  tls?: { cert: string; key: string };
+  tunnelTls?: { cert: string; key: string };
+  /** Local mode: tokens may travel without TLS from loopback addresses. */
+  local?: boolean;
+  log: Logger;
+}
+
+export interface RunningGateway {
+  port: number;
+  tunnelPort: number;
+  close(): Promise<void>;
+}
+
+export async function startGateway(opts: GatewayOptions): Promise<RunningGateway> {
+  const log = opts.log;
+  const verifier = new TokenVerifier();
+  let auth: AuthConfig | null = null;
+  let agentHashes = new Map<string, Buffer>();
+
+  const hub = new AgentHub((name, token) => {
+    const expected = agentHashes.get(name);
+    if (!expected) return false;
+    return timingSafeEqual(expected, createHash('sha256').update(token).digest());
+  }, log.child({ component: 'tunnel' }));
+
+  const onSnapshot = (snapshot: Snapshot) => {
+    auth = compileAuthConfig(snapshot);
+    for (const warning of auth.warnings) log.warn({ version: snapshot.version }, warning);
+    verifier.update(auth);
+    agentHashes = new Map(
+      snapshot.agents.filter((a) => !a.revoked).map((a) => [a.name, Buffer.from(a.tokenHash, 'hex')]),
+    );
+    hub.revokeUnless((name) => agentHashes.has(name));
+  };
+
+  const tunnel = new GrpcServer(keepaliveOptions);
+  tunnel.addService(TunnelServiceService, hub.service);
+  const tunnelPort = await new Promise<number>((resolve, reject) =>
+    tunnel.bindAsync(opts.tunnelListen, serverCredentials(opts.tunnelTls), (err, port) => (err ? reject(err) : resolve(port))),
+  );
+  const advertise = opts.tunnelAdvertise ?? opts.tunnelListen.replace(/:0$/, `:${tunnelPort}`);
+
+  const cpClient = new ControlPlaneServiceClient(opts.controlPlane, channelCredentials({ ca: opts.controlPlaneCa }), keepaliveOptions);
+  const watch = new ConfigWatch(cpClient, opts.gatewayToken, { gatewayId: opts.id, tunnelAddress: advertise }, log.child({ component: 'config' }));
+  watch.onUpdate(onSnapshot);
+  watch.start();
+
+  const admit = async (token: string, resource: string): Promise<Admission> => {
+    const config = auth;
+    if (!config) throw new Refusal('08006', 'the gateway has not received its configuration from the control plane yet; retry shortly');
+    try {
+      const verified = await verifier.verify(token);
+      const who = mapIdentity(config, verified);
+      const target = authorize(config, resource, who);
+      return { identity: who.identity, groups: who.groups, resource, agent: target.agent, readOnly: false };
+    } catch (err) {
+      if (err instanceof AuthError) throw new Refusal(err.sqlstate, err.message, err.hint);
+      throw err;
+    }
+  };
+
+  const keys = new CancelKeys();
+  const tls = opts.tls
+    ? createSecureContext({ cert: readFileSync(opts.tls.cert), key: readFileSync(opts.tls.key) })
+    : undefined;
+  const sessionLog = log.child({ component: 'session' });
+  const sessions = new Set<Session>();
+  const server: NetServer = createServer((socket) => {
+    const session = new Session(socket, {
+      log: sessionLog,
+      keys,
+      tls,
+      allowPlaintext: (addr) => !!opts.local && isLoopback(addr),
+      admit,
+      openUpstream: (a, parameters) => hub.open(a.agent, { resource: a.resource, parameters, readOnly: a.readOnly }),
+      authTimeoutMs: 60_000,
+    });
+    sessions.add(session);
+    socket.once('close', () => sessions.delete(session));
+  });
+  const [host, portText] = splitHostPort(opts.listen);
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(Number(portText), host, () => resolve());
+  });
+  const port = (server.address() as { port: number }).port;
+  log.info({ port, tunnelPort, advertise, local: !!opts.local, tls: !!tls }, 'gateway listening');
+
+  return {
+    port,
+    tunnelPort,
+    async close() {
+      watch.stop();
+      server.close();
+      for (const s of sessions) s.close();
+      tunnel.forceShutdown();
+      cpClient.close();
+    },
+  };
+}
+
+export function splitHostPort(address: string): [string, string] {
+  const i = address.lastIndexOf(':');
+  if (i < 0) throw new Error(`address ${address} needs the form host:port`);
+  return [address.slice(0, i).replace(/^\[|\]$/g, ''), address.slice(i + 1)];
+}
+
+function isLoopback(addr: string | undefined): boolean {
+  return !!addr && (addr.startsWith('127.') || addr === '::1' || addr.startsWith('::ffff:127.'));
+}

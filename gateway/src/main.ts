@@ -1,0 +1,77 @@
+// `warden-gateway`: the public Postgres endpoint.
+import { readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { parseArgs } from 'node:util';
+import { pino } from 'pino';
+import { startGateway } from './gateway.js';
+
+const USAGE = `usage: warden-gateway [options]
+  --id ID                      gateway id (default: host name)
+  --listen HOST:PORT           Postgres listener (default 0.0.0.0:15432)
+  --tunnel-listen HOST:PORT    listener for agents (default 0.0.0.0:7443)
+  --tunnel-advertise HOST:PORT tunnel address agents dial (default: --tunnel-listen)
+  --control-plane HOST:PORT    control plane (default 127.0.0.1:7070)
+  --control-plane-ca FILE      CA of the control plane's certificate (TLS)
+  --gateway-token-file FILE    token for the control plane (or WARDEN_GATEWAY_TOKEN)
+  --tls-cert FILE --tls-key FILE              certificate for clients
+  --tunnel-tls-cert FILE --tunnel-tls-key FILE certificate for agents
+  --local                      allow tokens without TLS from loopback (local mode)`;
+
+const { values: v } = parseArgs({
+  options: {
+    id: { type: 'string', default: hostname() },
+    listen: { type: 'string', default: '0.0.0.0:15432' },
+    'tunnel-listen': { type: 'string', default: '0.0.0.0:7443' },
+    'tunnel-advertise': { type: 'string' },
+    'control-plane': { type: 'string', default: process.env.WARDEN_CONTROL_PLANE ?? '127.0.0.1:7070' },
+    'control-plane-ca': { type: 'string' },
+    'gateway-token-file': { type: 'string' },
+    'tls-cert': { type: 'string' },
+    'tls-key': { type: 'string' },
+    'tunnel-tls-cert': { type: 'string' },
+    'tunnel-tls-key': { type: 'string' },
+    local: { type: 'boolean', default: false },
+    help: { type: 'boolean', default: false },
+  },
+});
+
+if (v.help) {
+  console.log(USAGE);
+  process.exit(0);
+}
+
+const log = pino({ name: 'gateway', redact: ['token', 'password', '*.token', '*.password'] });
+const token = v['gateway-token-file']
+  ? readFileSync(v['gateway-token-file'], 'utf8').trim()
+  : process.env.WARDEN_GATEWAY_TOKEN;
+if (!token) {
+  console.error('warden-gateway: no gateway token: set WARDEN_GATEWAY_TOKEN or pass --gateway-token-file\n' + USAGE);
+  process.exit(2);
+}
+const pair = (cert?: string, key?: string) => (cert && key ? { cert, key } : undefined);
+
+try {
+  const gateway = await startGateway({
+    id: v.id!,
+    listen: v.listen!,
+    tunnelListen: v['tunnel-listen']!,
+    tunnelAdvertise: v['tunnel-advertise'],
+    controlPlane: v['control-plane']!,
+    controlPlaneCa: v['control-plane-ca'],
+    gatewayToken: token,
+    tls: pair(v['tls-cert'], v['tls-key']),
+    tunnelTls: pair(v['tunnel-tls-cert'], v['tunnel-tls-key']),
+    local: v.local,
+    log,
+  });
+  const stop = async () => {
+    log.info('shutting down');
+    await gateway.close();
+    process.exit(0);
+  };
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
+} catch (err) {
+  log.fatal({ err }, 'gateway failed to start');
+  process.exit(1);
+}

@@ -1,0 +1,284 @@
+// One client connection, from the first byte to the last: SSL negotiation,
+// startup, token authentication, upstream open, then the relay. Everything it
+// needs from outside (authentication, the tunnel, TLS) is handed in.
+import type { Socket } from 'node:net';
+import { TLSSocket, type SecureContext } from 'node:tls';
+import type { Logger } from 'pino';
+import type { Upstream } from '../tunnel/upstream.js';
+import {
+  BACKEND_KEY_DATA,
+  MAX_PASSWORD_MESSAGE,
+  MAX_STARTUP_PACKET,
+  MessageReader,
+  PASSWORD_MESSAGE,
+  ProtocolError,
+  READY_FOR_QUERY,
+  SqlState,
+  authenticationCleartextPassword,
+  authenticationOk,
+  backendKeyData,
+  errorResponse,
+  frame,
+  parsePassword,
+  parseStartupPacket,
+  sslAnswer,
+} from '../wire/index.js';
+import type { CancelKeys } from './keys.js';
+
+/** A refusal the client sees as a FATAL ErrorResponse. */
+export class Refusal extends Error {
+  constructor(
+    readonly sqlstate: string,
+    message: string,
+    readonly hint?: string,
+  ) {
+    super(message);
+  }
+}
+
+export interface Admission {
+  identity: string;
+  groups: string[];
+  resource: string;
+  agent: string;
+  readOnly: boolean;
+}
+
+export interface SessionDeps {
+  log: Logger;
+  keys: CancelKeys;
+  /** Present when the gateway has a certificate. */
+  tls?: SecureContext;
+  /** Whether a token may travel without TLS from this address (local mode, loopback). */
+  allowPlaintext(remoteAddress: string | undefined): boolean;
+  /** Validates the token and the grant; throws Refusal. */
+  admit(token: string, resource: string): Promise<Admission>;
+  /** Opens the upstream session through the resource's agent; throws an error with a sqlstate. */
+  openUpstream(admission: Admission, parameters: Record<string, string>): Promise<Upstream>;
+  /** Milliseconds a client may take from connect to authenticated. */
+  authTimeoutMs: number;
+}
+
+/** Startup parameters that would let a client pick its upstream identity. */
+const WITHHELD_PARAMETERS = new Set(['user', 'database', 'replication', 'options', 'role', 'session_authorization']);
+
+type Phase = 'startup' | 'password' | 'opening' | 'relay' | 'closed';
+
+export class Session {
+  private phase: Phase = 'startup';
+  private socket: Socket;
+  private readonly reader = new MessageReader();
+  private parameters: Record<string, string> = {};
+  private upstream: Upstream | null = null;
+  private key: { pid: number; secret: number } | null = null;
+  private readonly authTimer: NodeJS.Timeout;
+  private readonly startedAt = Date.now();
+  private bytesIn = 0;
+  private bytesOut = 0;
+  private log: Logger;
+  private encrypted = false;
+
+  constructor(
+    socket: Socket,
+    private readonly deps: SessionDeps,
+  ) {
+    this.socket = socket;
+    this.log = deps.log.child({ client: `${socket.remoteAddress}:${socket.remotePort}` });
+    socket.setNoDelay(true);
+    this.attach(socket);
+    this.authTimer = setTimeout(
+      () => this.refuse(new Refusal(SqlState.invalidAuthorization, 'authentication took too long; the gateway closed the connection')),
+      deps.authTimeoutMs,
+    );
+  }
+
+  /** Re-read after awaits: the client may have gone meanwhile. */
+  private get closed(): boolean {
+    return this.phase === 'closed';
+  }
+
+  private attach(socket: Socket): void {
+    socket.on('data', (chunk: Buffer) => this.onClientData(chunk));
+    socket.on('error', (err) => this.log.debug({ err: err.message }, 'client socket error'));
+    socket.on('close', () => this.close());
+  }
+
+  private onClientData(chunk: Buffer): void {
+    this.bytesIn += chunk.length;
+    if (this.phase === 'relay') {
+      if (!this.upstream!.write(chunk)) this.socket.pause();
+      return;
+    }
+    this.reader.push(chunk);
+    try {
+      this.handshake();
+    } catch (err) {
+      if (err instanceof Refusal) this.refuse(err);
+      else if (err instanceof ProtocolError) this.refuse(new Refusal(SqlState.protocolViolation, `invalid startup: ${err.message}`));
+      else this.refuse(new Refusal(SqlState.internalError, 'internal error in the gateway'), err);
+    }
+  }
+
+  /** Handles every complete pre-relay message that has arrived. */
+  private handshake(): void {
+    while (this.phase === 'startup' || this.phase === 'password') {
+      if (this.phase === 'startup') {
+        const msg = this.reader.nextUntyped(MAX_STARTUP_PACKET);
+        if (!msg) return;
+        this.onStartupPacket(msg.body);
+      } else {
+        const msg = this.reader.nextTyped(MAX_PASSWORD_MESSAGE);
+        if (!msg) return;
+        if (msg.type !== PASSWORD_MESSAGE) throw new ProtocolError('expected a password message');
+        this.phase = 'opening';
+        this.socket.pause();
+        void this.authenticate(parsePassword(msg.body));
+      }
+    }
+  }
+
+  private onStartupPacket(body: Buffer): void {
+    const packet = parseStartupPacket(body);
+    switch (packet.kind) {
+      case 'ssl': {
+        const accept = !!this.deps.tls && !this.encrypted;
+        this.socket.write(sslAnswer(accept));
+        if (accept) this.startTls();
+        return;
+      }
+      case 'gssenc':
+        this.socket.write(sslAnswer(false));
+        return;
+      case 'cancel':
+        // As Postgres does: act if the key matches, answer nothing either way.
+        this.deps.keys.cancel(packet.pid, packet.secret);
+        this.close();
+        return;
+      case 'startup':
+        return this.onStartup(packet.parameters);
+    }
+  }
+
+  private startTls(): void {
+    // Bytes sent before the handshake would be unencrypted, so they are refused.
+    if (this.reader.drain().length > 0) throw new ProtocolError('data received after SSLRequest before the TLS handshake');
+    const plain = this.socket;
+    plain.removeAllListeners('data');
+    plain.removeAllListeners('close');
+    const secure = new TLSSocket(plain, { isServer: true, secureContext: this.deps.tls });
+    this.socket = secure;
+    this.encrypted = true;
+    this.attach(secure);
+  }
+
+  private onStartup(params: Record<string, string>): void {
+    if (params.replication && params.replication !== 'false' && params.replication !== 'off') {
+      throw new Refusal(SqlState.featureNotSupported, 'replication connections are not supported through Warden');
+    }
+    if (!params.database) {
+      throw new Refusal(SqlState.invalidCatalogName, 'no database given', 'Set the database name (dbname) to the Warden resource you want to reach.');
+    }
+    if (!this.encrypted && !this.deps.allowPlaintext(this.socket.remoteAddress)) {
+      throw new Refusal(
+        SqlState.invalidAuthorization,
+        'this gateway accepts tokens only over TLS',
+        'Connect with sslmode=require (or verify-full).',
+      );
+    }
+    this.parameters = params;
+    this.log = this.log.child({ resource: params.database, user: params.user, application: params.application_name });
+    this.phase = 'password';
+    this.socket.write(authenticationCleartextPassword());
+  }
+
+  private async authenticate(token: string): Promise<void> {
+    try {
+      const admission = await this.deps.admit(token, this.parameters.database!);
+      if (this.closed) return;
+      this.log = this.log.child({ identity: admission.identity, agent: admission.agent });
+      const passOn: Record<string, string> = {};
+      for (const [k, v] of Object.entries(this.parameters)) if (!WITHHELD_PARAMETERS.has(k)) passOn[k] = v;
+      const upstream = await this.deps.openUpstream(admission, passOn);
+      if (this.closed) return upstream.close();
+      this.startRelay(upstream);
+      this.log.info({ groups: admission.groups, readOnly: admission.readOnly }, 'session started');
+    } catch (err) {
+      if (err instanceof Refusal) this.refuse(err);
+      else if (isSqlError(err)) this.refuse(new Refusal(err.sqlstate, err.message));
+      else this.refuse(new Refusal(SqlState.internalError, 'internal error in the gateway'), err);
+    }
+  }
+
+  private startRelay(upstream: Upstream): void {
+    clearTimeout(this.authTimer);
+    this.upstream = upstream;
+    this.key = this.deps.keys.issue(upstream);
+    this.socket.write(authenticationOk());
+    const early = this.reader.drain();
+    this.phase = 'relay';
+    // Until the upstream's first ReadyForQuery, swap its BackendKeyData for ours.
+    const startup = new MessageReader();
+    let inStartup = true;
+    upstream.start({
+      data: (chunk) => {
+        this.bytesOut += chunk.length;
+        if (inStartup) {
+          startup.push(chunk);
+          const out: Buffer[] = [];
+          let msg;
+          while (inStartup && (msg = startup.nextTyped(1 << 30))) {
+            if (msg.type === BACKEND_KEY_DATA) out.push(backendKeyData(this.key!.pid, this.key!.secret));
+            else out.push(frame(msg.type, msg.body));
+            if (msg.type === READY_FOR_QUERY) inStartup = false;
+          }
+          if (!inStartup) out.push(startup.drain());
+          chunk = Buffer.concat(out);
+        }
+        if (!this.socket.write(chunk)) upstream.pause();
+      },
+      drain: () => this.socket.resume(),
+      end: (error) => {
+        if (error && this.phase === 'relay') {
+          this.log.warn({ err: error.message }, 'upstream session lost');
+          this.socket.end(
+            errorResponse({
+              severity: 'FATAL',
+              code: SqlState.connectionFailure,
+              message: `lost the connection to resource ${this.parameters.database} through agent ${upstream.agent}`,
+            }),
+          );
+        } else this.socket.end();
+        this.close();
+      },
+    });
+    this.socket.on('drain', () => upstream.resume());
+    if (early.length) upstream.write(early);
+    this.socket.resume();
+  }
+
+  /** Sends a FATAL error and closes the connection. */
+  private refuse(refusal: Refusal, cause?: unknown): void {
+    if (this.phase === 'closed') return;
+    if (cause) this.log.error({ err: cause }, refusal.message);
+    else this.log.info({ sqlstate: refusal.sqlstate, reason: refusal.message }, 'connection refused');
+    this.socket.end(errorResponse({ severity: 'FATAL', code: refusal.sqlstate, message: refusal.message, hint: refusal.hint }));
+    this.close();
+  }
+
+  close(): void {
+    if (this.phase === 'closed') return;
+    const wasRelaying = this.phase === 'relay';
+    this.phase = 'closed';
+    clearTimeout(this.authTimer);
+    if (this.key) this.deps.keys.release(this.key.pid);
+    this.upstream?.close();
+    if (!this.socket.destroyed && !this.socket.writableEnded) this.socket.end();
+    if (wasRelaying) {
+      this.log.info({ durationMs: Date.now() - this.startedAt, bytesIn: this.bytesIn, bytesOut: this.bytesOut }, 'session ended');
+    }
+  }
+}
+
+function isSqlError(err: unknown): err is Error & { sqlstate: string } {
+  return err instanceof Error && typeof (err as { sqlstate?: unknown }).sqlstate === 'string';
+}
