@@ -51,25 +51,3 @@ export const keepaliveOptions = {
   'grpc.http2.min_ping_interval_without_data_ms': 5_000,
 } as const;
 
-/**
- * Capped exponential backoff with full jitter, for every reconnect loop: a
- * fleet of agents restarting together does not hammer a gateway in step.
- */
-export class Backoff {
-  private attempt = 0;
-
-  constructor(
-    private readonly baseMs = 250,
-    private readonly capMs = 15_000,
-  ) {}
-
-  next(): number {
-    const ceiling = Math.min(this.capMs, this.baseMs * 2 ** this.attempt);
-    this.attempt = Math.min(this.attempt + 1, 30);
-    return Math.round(Math.random() * ceiling);
-  }
-
-  reset(): void {
-    this.attempt = 0;
-  }
-}

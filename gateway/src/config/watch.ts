@@ -2,7 +2,7 @@
 // serves from the last snapshot it received, so a control plane outage stops
 // changes from arriving but never stops traffic.
 import { status, type ClientReadableStream } from '@grpc/grpc-js';
-import { Backoff, bearer, type ControlPlaneServiceClient, type Snapshot, type WatchConfigRequest } from '@warden/proto';
+import { backoffDelay, bearer, type ControlPlaneServiceClient, type Snapshot, type WatchConfigRequest } from '@warden/proto';
 import type { Logger } from 'pino';
 
 export class ConfigWatch {
@@ -10,7 +10,7 @@ export class ConfigWatch {
   private call: ClientReadableStream<Snapshot> | null = null;
   private timer: NodeJS.Timeout | null = null;
   private stopped = false;
-  private readonly backoff = new Backoff();
+  private attempt = 0;
   private readonly listeners: Array<(s: Snapshot) => void> = [];
   private firstResolve!: () => void;
   /** Resolves when the first snapshot has arrived. */
@@ -37,7 +37,7 @@ export class ConfigWatch {
     const call = this.client.watchConfig(this.request, bearer(this.token));
     this.call = call;
     call.on('data', (snapshot: Snapshot) => {
-      this.backoff.reset();
+      this.attempt = 0;
       this.current = snapshot;
       this.log.info({ version: snapshot.version }, 'configuration received');
       for (const l of this.listeners) l(snapshot);
@@ -52,7 +52,7 @@ export class ConfigWatch {
 
   private retry(reason: string): void {
     if (this.stopped || this.timer) return;
-    const delay = this.backoff.next();
+    const delay = backoffDelay(this.attempt++);
     this.log.warn({ reason, retryInMs: delay }, 'control plane unreachable; serving the last configuration');
     this.timer = setTimeout(() => this.start(), delay);
   }

@@ -1,0 +1,41 @@
+// Public surface of the agent package (used by tests and by `warden start`).
+export { Agent, type AgentOptions } from './agent.js';
+export {
+  type AgentConfig,
+  ConfigError,
+  type LoadedConfig,
+  loadConfig,
+  parseConfig,
+  type ParseOptions,
+  type ResourceConfig,
+  resourcePassword,
+  SSL_MODES,
+  type SslMode,
+} from './config.js';
+export { errorSummary, RelaySession, type SessionContext, type SessionState, sessionMetadata } from './session.js';
+export { type BackoffOptions, backoffDelay, DEFAULT_BACKOFF } from '@warden/proto';
+export {
+  type AgentContext,
+  GatewayConnection,
+  type GatewayConnectionOptions,
+  tunnelChannelOptions,
+} from './tunnel/control.js';
+export { GatewayWatcher, type GatewayWatcherOptions } from './tunnel/gateways.js';
+export { sendCancelRequest } from './upstream/cancel.js';
+export {
+  type BackendKey,
+  type ConnectOptions,
+  CONNECTION_FAILURE,
+  connectUpstream,
+  openTransport,
+  redact,
+  startupParameters,
+  type UpstreamConnection,
+  UpstreamError,
+  type UpstreamLabels,
+  type UpstreamPhase,
+  type UpstreamTarget,
+} from './upstream/connect.js';
+export { md5Password, SCRAM_MECHANISM, ScramClient, ScramError, saslprep } from './upstream/scram.js';
+export * as wire from './upstream/wire.js';
+export { VERSION } from './version.js';

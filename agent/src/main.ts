@@ -1,0 +1,97 @@
+// warden-agent --config FILE (or WARDEN_AGENT_CONFIG): JSON logs on stdout,
+// SIGTERM/SIGINT close every session and exit 0.
+import { parseArgs } from 'node:util';
+import { pino } from 'pino';
+import { Agent } from './agent.js';
+import { ConfigError, loadConfig } from './config.js';
+import { VERSION } from './version.js';
+
+const USAGE = 'usage: warden-agent --config FILE   (or set WARDEN_AGENT_CONFIG)';
+const STOP_TIMEOUT_MS = 10_000;
+
+function main(): void {
+  const log = pino({
+    level: process.env.WARDEN_LOG_LEVEL ?? process.env.LOG_LEVEL ?? 'info',
+    base: { service: 'warden-agent' },
+  });
+
+  let args;
+  try {
+    args = parseArgs({
+      options: {
+        config: { type: 'string', short: 'c' },
+        help: { type: 'boolean', short: 'h' },
+        version: { type: 'boolean' },
+      },
+      strict: true,
+    }).values;
+  } catch (err) {
+    process.stderr.write(`${(err as Error).message}\n${USAGE}\n`);
+    process.exit(2);
+  }
+  if (args.help) {
+    process.stdout.write(`${USAGE}\n`);
+    return;
+  }
+  if (args.version) {
+    process.stdout.write(`${VERSION}\n`);
+    return;
+  }
+  const file = args.config ?? process.env.WARDEN_AGENT_CONFIG;
+  if (!file) {
+    log.fatal(`no config file given. ${USAGE}`);
+    process.exitCode = 2;
+    return;
+  }
+
+  let agent: Agent;
+  try {
+    const { config, warnings } = loadConfig(file);
+    for (const w of warnings) log.warn(w);
+    agent = new Agent(config, { log });
+  } catch (err) {
+    if (err instanceof ConfigError) log.fatal({ field: err.field }, err.message);
+    else log.fatal({ err: { message: (err as Error).message } }, 'could not start the agent');
+    process.exitCode = 1;
+    return;
+  }
+
+  process.on('uncaughtException', (err) => {
+    // Keep running: one broken session must not take the others down.
+    log.error({ err: { message: err.message, stack: err.stack } }, 'uncaught exception');
+  });
+  process.on('unhandledRejection', (reason) => {
+    log.error({ err: { message: String(reason) } }, 'unhandled rejection');
+  });
+
+  let signalled = false;
+  const shutdown = (signal: NodeJS.Signals): void => {
+    if (signalled) {
+      log.warn({ signal }, 'second signal: exiting now');
+      process.exit(0);
+    }
+    signalled = true;
+    log.info({ signal, sessions: agent.context.sessions.size }, 'stopping');
+    const force = setTimeout(() => {
+      log.warn('sessions did not close in time; exiting');
+      process.exit(0);
+    }, STOP_TIMEOUT_MS);
+    force.unref();
+    agent.stop().then(
+      () => {
+        log.info('stopped');
+        process.exit(0);
+      },
+      (err: unknown) => {
+        log.error({ err: { message: String(err) } }, 'error while stopping');
+        process.exit(0);
+      },
+    );
+  };
+  process.on('SIGTERM', shutdown);
+  process.on('SIGINT', shutdown);
+
+  agent.start();
+}
+
+main();

@@ -1,0 +1,167 @@
+// WatchGateways on the control plane: the list of gateways to dial, kept in
+// sync by starting and stopping GatewayConnections. While the control plane
+// is unreachable the current connections stay as they are.
+import {
+  type ChannelCredentials,
+  type ClientReadableStream,
+  status as GrpcStatus,
+  type ServiceError,
+} from '@grpc/grpc-js';
+import { bearer, ControlPlaneServiceClient, type Gateway, type GatewayList, keepaliveOptions } from '@warden/proto';
+import type { Logger } from 'pino';
+import { errorSummary } from '../session.js';
+import { type BackoffOptions, backoffDelay, DEFAULT_BACKOFF } from '@warden/proto';
+import { type AgentContext, GatewayConnection } from './control.js';
+
+export interface GatewayWatcherOptions {
+  /** host:port of the control plane. */
+  address: string;
+  credentials: ChannelCredentials;
+  /** Credentials for the gateways' tunnel listeners. */
+  gatewayCredentials: ChannelCredentials;
+  backoff?: BackoffOptions;
+  /** Backoff for the gateway connections (defaults to `backoff`). */
+  gatewayBackoff?: BackoffOptions;
+  healthyAfterMs?: number;
+}
+
+export class GatewayWatcher {
+  private readonly client: ControlPlaneServiceClient;
+  private readonly log: Logger;
+  private readonly backoff: BackoffOptions;
+  private call: ClientReadableStream<GatewayList> | undefined;
+  private attempt = 0;
+  private retryTimer: NodeJS.Timeout | undefined;
+  private stopped = false;
+  /** Live gateway connections by tunnel address. */
+  readonly gateways = new Map<string, GatewayConnection>();
+  /** Number of lists received (for tests and logs). */
+  updates = 0;
+
+  constructor(
+    private readonly ctx: AgentContext,
+    private readonly opts: GatewayWatcherOptions,
+  ) {
+    this.backoff = opts.backoff ?? DEFAULT_BACKOFF;
+    this.log = ctx.log.child({ controlPlane: opts.address });
+    this.client = new ControlPlaneServiceClient(opts.address, opts.credentials, {
+      ...keepaliveOptions,
+      'grpc.initial_reconnect_backoff_ms': this.backoff.baseMs,
+      'grpc.max_reconnect_backoff_ms': this.backoff.capMs,
+    });
+  }
+
+  start(): void {
+    if (this.stopped || this.call || this.retryTimer) return;
+    this.watch();
+  }
+
+  /** Stops watching and stops every gateway connection, ending their sessions. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.retryTimer);
+    this.retryTimer = undefined;
+    const call = this.call;
+    this.call = undefined;
+    call?.cancel();
+    this.client.close();
+    const all = [...this.gateways.values()];
+    this.gateways.clear();
+    await Promise.all(all.map((g) => g.stop({ closeSessions: true })));
+  }
+
+  /** Applies a gateway list: dial new addresses, stop those no longer listed. */
+  apply(list: readonly Gateway[]): void {
+    const wanted = new Map<string, Gateway>();
+    for (const g of list) {
+      const addr = g.tunnelAddress.trim();
+      if (!addr) {
+        this.log.warn({ gatewayId: g.id }, 'gateway without a tunnel address ignored');
+        continue;
+      }
+      if (!wanted.has(addr)) wanted.set(addr, g);
+    }
+    for (const [addr, conn] of this.gateways) {
+      if (!wanted.has(addr)) {
+        this.log.info({ gateway: addr }, 'gateway removed; no longer dialling it');
+        this.gateways.delete(addr);
+        // Sessions already open through it run to their end.
+        void conn.stop().catch(() => undefined);
+      }
+    }
+    for (const [addr, g] of wanted) {
+      if (this.gateways.has(addr)) continue;
+      this.log.info({ gateway: addr, gatewayId: g.id }, 'dialling gateway');
+      const conn = new GatewayConnection(this.ctx, {
+        address: addr,
+        id: g.id,
+        credentials: this.opts.gatewayCredentials,
+        backoff: this.opts.gatewayBackoff ?? this.backoff,
+        healthyAfterMs: this.opts.healthyAfterMs,
+      });
+      this.gateways.set(addr, conn);
+      conn.start();
+    }
+  }
+
+  private watch(): void {
+    this.retryTimer = undefined;
+    if (this.stopped) return;
+    const startedAt = Date.now();
+    let heard = false;
+    let call: ClientReadableStream<GatewayList>;
+    try {
+      call = this.client.watchGateways({ agentName: this.ctx.agentName }, bearer(this.ctx.token));
+    } catch (err) {
+      this.log.error({ err: errorSummary(err) }, 'could not start WatchGateways');
+      this.scheduleRetry();
+      return;
+    }
+    this.call = call;
+    call.on('data', (list: GatewayList) => {
+      if (!heard) this.log.info('watching the gateway list');
+      heard = true;
+      this.updates++;
+      try {
+        this.apply(list.gateways);
+      } catch (err) {
+        this.log.error({ err: errorSummary(err) }, 'could not apply the gateway list');
+      }
+    });
+    let over = false;
+    const onOver = (err?: ServiceError): void => {
+      if (over) return;
+      over = true;
+      if (this.call !== call) return;
+      this.call = undefined;
+      if (this.stopped) return;
+      if (heard || Date.now() - startedAt >= (this.opts.healthyAfterMs ?? 10_000)) this.attempt = 0;
+      if (err?.code === GrpcStatus.UNAUTHENTICATED || err?.code === GrpcStatus.PERMISSION_DENIED) {
+        this.log.error(
+          { code: err.code, details: err.details },
+          'the control plane rejected this agent (check the enrollment token and the agent name)',
+        );
+      } else {
+        // Say it loudly the first time and now and then, not at every retry.
+        const level = this.attempt === 0 || this.attempt % 10 === 0 ? 'warn' : 'debug';
+        this.log[level](
+          { code: err?.code, details: err?.details, gateways: this.gateways.size, attempt: this.attempt },
+          'gateway watch ended; keeping the current gateways and retrying',
+        );
+      }
+      this.scheduleRetry();
+    };
+    call.on('error', (err: ServiceError) => onOver(err));
+    call.on('end', () => onOver());
+    call.on('status', (s: { code: number }) => {
+      if (s.code === GrpcStatus.OK) onOver();
+    });
+  }
+
+  private scheduleRetry(): void {
+    if (this.stopped) return;
+    const delay = backoffDelay(this.attempt, this.backoff);
+    this.attempt++;
+    this.retryTimer = setTimeout(() => this.watch(), delay);
+  }
+}

@@ -1,0 +1,75 @@
+// WatchGateways: the agent dials the gateways the control plane lists, follows
+// changes, and keeps its gateways while the control plane is away.
+import { pino } from 'pino';
+import { afterEach, describe, expect, it } from 'vitest';
+import { Agent, type AgentConfig } from '../src/index.js';
+import { FakeControlPlane, FakeGateway, waitFor } from './helpers/fake-gateway.js';
+import { MAIN, rand } from './helpers/pg.js';
+
+const log = pino({ level: process.env.WARDEN_TEST_LOG ?? 'silent' });
+
+describe('gateway list from the control plane', () => {
+  const cleanups: Array<() => unknown> = [];
+  afterEach(async () => {
+    for (const c of cleanups.reverse()) await c();
+    cleanups.length = 0;
+  });
+
+  it('dials listed gateways, follows changes and survives a control plane outage', async () => {
+    const token = `enroll-${rand()}`;
+    const cp = await new FakeControlPlane().start();
+    cleanups.push(() => cp.stop());
+    const a = await new FakeGateway().start();
+    const b = await new FakeGateway().start();
+    cleanups.push(() => a.stop(), () => b.stop());
+    cp.gateways = [{ id: 'gw-a', tunnelAddress: a.address, lastSeen: '' }];
+
+    const config: AgentConfig = {
+      name: 'local',
+      controlPlane: { address: cp.address },
+      enrollmentToken: token,
+      gatewayTls: {},
+      resources: { shop: { ...MAIN, sslmode: 'disable' } },
+    };
+    const agent = new Agent(config, { log, backoff: { baseMs: 50, capMs: 500 } });
+    cleanups.push(() => agent.stop());
+    agent.start();
+
+    const ca = await a.control();
+    expect(cp.watchers[0]!.request).toEqual({ agentName: 'local' });
+    expect(cp.watchers[0]!.metadata.get('authorization')).toEqual([`Bearer ${token}`]);
+    expect(ca.hello?.resources).toEqual(['shop']);
+
+    // Replace A by B.
+    cp.setGateways([{ id: 'gw-b', tunnelAddress: b.address, lastSeen: '' }]);
+    await b.control();
+    await waitFor(() => ca.ended, 5_000, 'the control stream to A to end');
+    expect([...agent.watcher.gateways.keys()]).toEqual([b.address]);
+
+    // Control plane away: B stays.
+    const port = cp.port;
+    const cb = await b.control();
+    cp.stop();
+    await new Promise((r) => setTimeout(r, 1_000));
+    expect(cb.ended).toBe(false);
+    expect(agent.watcher.gateways.get(b.address)?.connected).toBe(true);
+
+    // Back, now listing both (B twice: deduplicated by address).
+    const cp2 = new FakeControlPlane();
+    cp2.gateways = [
+      { id: 'gw-a', tunnelAddress: a.address, lastSeen: '' },
+      { id: 'gw-b', tunnelAddress: b.address, lastSeen: '' },
+      { id: 'gw-b2', tunnelAddress: b.address, lastSeen: '' },
+    ];
+    await cp2.start(port);
+    cleanups.push(() => cp2.stop());
+    await waitFor(() => cp2.watchers.length > 0, 15_000, 'the watch to come back');
+    const ca2 = await a.control();
+    expect(ca2).not.toBe(ca);
+    expect(b.controls.filter((c) => !c.ended)).toHaveLength(1);
+    expect(agent.watcher.gateways.size).toBe(2);
+
+    await agent.stop();
+    await waitFor(() => ca2.ended && b.controls.every((c) => c.ended), 5_000, 'control streams to end');
+  }, 60_000);
+});
