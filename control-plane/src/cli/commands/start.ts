@@ -1,0 +1,32 @@
+// warden start: local mode (docs/processes.md, "Local mode").
+import { parsePort } from '../args.js';
+import type { Command } from '../context.js';
+
+const port = (text: string | undefined, fallback: number, name: string) => (text === undefined ? fallback : parsePort(text, name));
+
+export const startCommand: Command = {
+  name: 'start',
+  usage:
+    'warden start [--data-dir .warden] [--upstream URL] [--resource shop] [--gateway-port 15432]\n' +
+    '             [--control-plane-port 7070] [--tunnel-port 7443] [--demo-port 15433] [--ready-file PATH]\n' +
+    '  (port 0 picks a free port; --upstream / WARDEN_UPSTREAM_URL replaces the demo database)',
+  options: ['data-dir', 'upstream', 'resource', 'gateway-port', 'control-plane-port', 'tunnel-port', 'demo-port', 'ready-file', 'database-url'],
+  async run(ctx) {
+    ctx.noArgs();
+    const { runLocal } = await import('../../local/run.js');
+    const code = await runLocal({
+      dataDir: ctx.dataDir,
+      upstream: ctx.opt('upstream') ?? (ctx.env.WARDEN_UPSTREAM_URL || undefined),
+      resource: ctx.opt('resource') ?? 'shop',
+      gatewayPort: port(ctx.opt('gateway-port'), 15432, 'gateway-port'),
+      controlPlanePort: port(ctx.opt('control-plane-port'), 7070, 'control-plane-port'),
+      tunnelPort: port(ctx.opt('tunnel-port'), 7443, 'tunnel-port'),
+      demoPort: port(ctx.opt('demo-port'), 15433, 'demo-port'),
+      readyFile: ctx.opt('ready-file'),
+      databaseUrl: ctx.opt('database-url') ?? (ctx.env.WARDEN_DATABASE_URL || undefined),
+      env: ctx.env,
+    });
+    // Everything is stopped by now; exit even if a library left a handle open.
+    process.exit(code);
+  },
+};

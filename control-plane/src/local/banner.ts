@@ -1,0 +1,69 @@
+// What `warden start` prints once everything answers: what runs where, and
+// commands that work when pasted as they are.
+import { existsSync } from 'node:fs';
+import { isAbsolute, join, relative, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { UpstreamSettings } from './agent-config.js';
+import { DEMO_MAX_CONNECTIONS } from './demo-db.js';
+
+export interface BannerInfo {
+  dataDir: string;
+  storage: { kind: 'postgres' | 'pglite'; location: string };
+  controlPlane: string;
+  gateway: { host: string; port: number; pid: number };
+  tunnel: string;
+  agent: { pid: number };
+  resource: string;
+  demo?: { host: string; port: number };
+  upstream?: UpstreamSettings;
+  token: string;
+}
+
+/** Paths under the working directory are shown relative, the rest absolute. */
+function shortPath(p: string): string {
+  const rel = relative(process.cwd(), p);
+  return rel && !rel.startsWith('..') && !isAbsolute(rel) ? rel : p;
+}
+
+const shellQuote = (s: string) => (/^[\w./-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`);
+
+/**
+ * How to run `warden` from the current directory: `npx warden` resolves the
+ * workspace's bin link only inside the repository; elsewhere it would look
+ * for an unrelated package on the registry.
+ */
+function wardenCommand(): string {
+  const root = fileURLToPath(new URL('../../../', import.meta.url));
+  const rel = relative(root, process.cwd());
+  const inside = !rel.startsWith('..') && !isAbsolute(rel) && existsSync(join(root, 'node_modules/.bin/warden'));
+  return inside ? 'npx warden' : `node ${shellQuote(join(root, 'control-plane/bin/warden.js'))}`;
+}
+
+export function banner(b: BannerInfo): string {
+  const conn = `host=${b.gateway.host} port=${b.gateway.port} dbname=${b.resource} user=demo sslmode=disable`;
+  // `warden token` finds the key through --data-dir; only the default can be left out.
+  const dirFlag = resolve(b.dataDir) === resolve('.warden') ? '' : ` --data-dir ${shellQuote(shortPath(b.dataDir))}`;
+  const logs = shortPath(join(b.dataDir, 'logs'));
+  const database = b.demo
+    ? `PGlite on ${b.demo.host}:${b.demo.port} (one shared session: up to ${DEMO_MAX_CONNECTIONS} connections, queries run one at a time)`
+    : `${b.upstream!.host}:${b.upstream!.port}/${b.upstream!.database} as ${b.upstream!.user} (sslmode ${b.upstream!.sslmode})`;
+  const lines = [
+    `Warden is running in local mode (data in ${shortPath(b.dataDir)}).`,
+    '',
+    `  control plane   ${b.controlPlane}  (config in ${b.storage.kind === 'pglite' ? `PGlite at ${shortPath(b.storage.location)}` : `Postgres ${b.storage.location}`})`,
+    `  gateway         ${b.gateway.host}:${b.gateway.port}  (pid ${b.gateway.pid}; agent tunnel ${b.tunnel})`,
+    `  agent           'local' (pid ${b.agent.pid}), serving resource '${b.resource}'`,
+    `  ${b.demo ? 'demo database ' : 'upstream      '}  ${database}`,
+    `  logs            ${logs}/{control-plane,gateway,agent}.log`,
+    '',
+    `Connect as identity 'demo' (this token is valid for 1 hour):`,
+    `  psql "${conn} password=${b.token}"`,
+    '',
+    'Or mint a fresh token each time:',
+    `  PGPASSWORD=$(${wardenCommand()} token --sub demo${dirFlag}) psql "${conn}"`,
+    '',
+  ];
+  if (b.demo) lines.push('Try: SELECT c.name, o.amount, o.status FROM orders o JOIN customers c ON c.id = o.customer_id LIMIT 5;', '');
+  lines.push('Press Ctrl+C to stop.');
+  return lines.join('\n');
+}

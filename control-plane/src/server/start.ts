@@ -1,0 +1,121 @@
+// Starts the control plane: storage, secrets, gRPC server. Used by
+// `warden control-plane`, by local mode and by tests.
+import { join } from 'node:path';
+import { Server, status } from '@grpc/grpc-js';
+import { ControlPlaneServiceService, keepaliveOptions, serverCredentials, type ServerTls } from '@warden/proto';
+import type { Logger } from 'pino';
+import { silentLogger } from '../logger.js';
+import { openStorage, type Storage } from '../storage/open.js';
+import type { Repository } from '../storage/repository.js';
+import { Authenticator } from './auth.js';
+import { SnapshotHub } from './hub.js';
+import { loadOrCreateSecret } from './secrets.js';
+import { ControlPlaneService } from './service.js';
+
+export const DEFAULT_LISTEN = '127.0.0.1:7070';
+
+export interface ControlPlaneOptions {
+  /** host:port; port 0 picks a free one. Default 127.0.0.1:7070. */
+  listen?: string;
+  /** Holds admin-token, gateway-token and (without databaseUrl) the PGlite database. Default `.warden`. */
+  dataDir?: string;
+  databaseUrl?: string;
+  /** An already opened store (the caller keeps ownership and closes it). */
+  storage?: Storage;
+  tls?: ServerTls;
+  /** Override the token files (e.g. from WARDEN_ADMIN_TOKEN / WARDEN_GATEWAY_TOKEN). */
+  adminToken?: string;
+  gatewayToken?: string;
+  logger?: Logger;
+  /** How often to look for changes made by other replicas; 0 disables. Default 5000. */
+  pollIntervalMs?: number;
+}
+
+export interface ControlPlane {
+  /** host:port actually bound. */
+  readonly address: string;
+  readonly port: number;
+  readonly adminToken: string;
+  readonly gatewayToken: string;
+  readonly storage: Storage;
+  readonly repo: Repository;
+  close(): Promise<void>;
+}
+
+function splitHostPort(listen: string): { host: string; port: number } {
+  const m = /^(.*):(\d+)$/.exec(listen);
+  const port = m ? Number(m[2]) : NaN;
+  if (!m || !m[1] || port > 65535) throw new Error(`listen address '${listen}' must be host:port`);
+  return { host: m[1], port };
+}
+
+export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise<ControlPlane> {
+  const log = opts.logger ?? silentLogger();
+  const dataDir = opts.dataDir ?? '.warden';
+  const { host } = splitHostPort(opts.listen ?? DEFAULT_LISTEN);
+
+  const secret = (label: string, file: string, prefix: string, given?: string) => {
+    const s = loadOrCreateSecret({ label, file: join(dataDir, file), prefix, given });
+    if (s.origin === 'generated') log.info({ file: join(dataDir, file) }, `generated the ${label}`);
+    if (s.looseMode) log.warn({ file: join(dataDir, file) }, `${file} is readable by other users; chmod 600 it`);
+    return s.value;
+  };
+  const adminToken = secret('admin token', 'admin-token', 'wdn_admin_', opts.adminToken);
+  const gatewayToken = secret('gateway token', 'gateway-token', 'wdn_gw_', opts.gatewayToken);
+  if (adminToken === gatewayToken) throw new Error('the admin token and the gateway token must differ');
+
+  const ownsStorage = !opts.storage;
+  const storage = opts.storage ?? (await openStorage({ databaseUrl: opts.databaseUrl, dataDir }));
+  const hub = new SnapshotHub(storage.repo, log, opts.pollIntervalMs ?? 5000);
+  const service = new ControlPlaneService({
+    repo: storage.repo,
+    hub,
+    auth: new Authenticator(adminToken, gatewayToken),
+    log,
+  });
+  const server = new Server(keepaliveOptions);
+  server.addService(ControlPlaneServiceService, service.implementation());
+
+  let port: number;
+  try {
+    port = await new Promise<number>((resolve, reject) =>
+      server.bindAsync(opts.listen ?? DEFAULT_LISTEN, serverCredentials(opts.tls), (err, p) =>
+        err ? reject(err) : resolve(p),
+      ),
+    );
+  } catch (err) {
+    hub.close();
+    if (ownsStorage) await storage.close();
+    throw new Error(`cannot listen on ${opts.listen ?? DEFAULT_LISTEN}: ${(err as Error).message}`);
+  }
+  const address = `${host}:${port}`;
+  log.info({ address, storage: storage.kind, location: storage.location, tls: Boolean(opts.tls) }, 'control plane listening');
+
+  let closing: Promise<void> | undefined;
+  const close = async () => {
+    hub.close();
+    service.endAllStreams(status.UNAVAILABLE, 'the control plane is shutting down');
+    await new Promise<void>((resolve) => {
+      const force = setTimeout(() => {
+        server.forceShutdown();
+        resolve();
+      }, 3000);
+      server.tryShutdown(() => {
+        clearTimeout(force);
+        resolve();
+      });
+    });
+    if (ownsStorage) await storage.close();
+    log.info('control plane stopped');
+  };
+
+  return {
+    address,
+    port,
+    adminToken,
+    gatewayToken,
+    storage,
+    repo: storage.repo,
+    close: () => (closing ??= close()),
+  };
+}

@@ -1,0 +1,73 @@
+// Schema migrations, kept in code so the compiled package needs no SQL files.
+import { Migrator, sql, type Kysely, type Migration, type MigrationProvider } from 'kysely';
+
+const migrations: Record<string, Migration> = {
+  '0001_initial': {
+    async up(db: Kysely<any>) {
+      await db.schema
+        .createTable('issuers')
+        .addColumn('name', 'text', (c) => c.primaryKey())
+        .addColumn('issuer_url', 'text', (c) => c.notNull())
+        .addColumn('audiences', 'jsonb', (c) => c.notNull())
+        .addColumn('jwks_uri', 'text', (c) => c.notNull().defaultTo(''))
+        .addColumn('jwks_json', 'text', (c) => c.notNull().defaultTo(''))
+        .addColumn('algorithms', 'jsonb', (c) => c.notNull())
+        .execute();
+      await db.schema
+        .createTable('identities')
+        .addColumn('name', 'text', (c) => c.primaryKey())
+        .addColumn('issuer', 'text', (c) => c.notNull().references('issuers.name'))
+        .addColumn('match', 'jsonb', (c) => c.notNull())
+        .addColumn('groups', 'jsonb', (c) => c.notNull())
+        .execute();
+      await db.schema
+        .createTable('resources')
+        .addColumn('name', 'text', (c) => c.primaryKey())
+        .addColumn('agent', 'text', (c) => c.notNull())
+        .addColumn('description', 'text', (c) => c.notNull().defaultTo(''))
+        .execute();
+      await db.schema
+        .createTable('grants')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('resource', 'text', (c) => c.notNull().references('resources.name'))
+        .addColumn('identity', 'text', (c) => c.references('identities.name'))
+        .addColumn('group_name', 'text')
+        .addColumn('created_at', 'timestamptz', (c) => c.notNull().defaultTo(sql`now()`))
+        .addCheckConstraint('grants_one_subject', sql`(identity is null) <> (group_name is null)`)
+        // NULLs are distinct, so these two only bite within their own kind of grant.
+        .addUniqueConstraint('grants_resource_identity', ['resource', 'identity'])
+        .addUniqueConstraint('grants_resource_group', ['resource', 'group_name'])
+        .execute();
+      await db.schema
+        .createTable('agents')
+        .addColumn('name', 'text', (c) => c.primaryKey())
+        .addColumn('token_hash', 'text', (c) => c.notNull())
+        .addColumn('revoked', 'boolean', (c) => c.notNull().defaultTo(false))
+        .addColumn('created_at', 'timestamptz', (c) => c.notNull().defaultTo(sql`now()`))
+        .execute();
+      await db.schema
+        .createTable('gateways')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('tunnel_address', 'text', (c) => c.notNull())
+        .addColumn('last_seen', 'timestamptz', (c) => c.notNull())
+        .execute();
+      await db.schema
+        .createTable('config_version')
+        .addColumn('id', 'integer', (c) => c.primaryKey().check(sql`id = 1`))
+        .addColumn('version', 'bigint', (c) => c.notNull())
+        .execute();
+      await db.insertInto('config_version').values({ id: 1, version: 1 }).execute();
+    },
+  },
+};
+
+const provider: MigrationProvider = { getMigrations: async () => migrations };
+
+export async function migrate(db: Kysely<any>): Promise<void> {
+  const { error, results } = await new Migrator({ db, provider }).migrateToLatest();
+  if (error) {
+    const failed = results?.find((r) => r.status === 'Error')?.migrationName;
+    const reason = error instanceof Error ? error.message : String(error);
+    throw new Error(`database migration ${failed ?? ''} failed: ${reason}`);
+  }
+}

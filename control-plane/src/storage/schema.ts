@@ -1,0 +1,65 @@
+// Row types of the control-plane tables, as kysely sees them.
+import type { ColumnType, Generated } from 'kysely';
+
+/** JSON columns: written as JSON text (see jsonValue), read back parsed or as text depending on the driver. */
+type Json<T> = ColumnType<T | string, string, string>;
+type Timestamp = ColumnType<Date | string, Date | string | undefined, Date | string>;
+
+export interface IssuersTable {
+  name: string;
+  issuer_url: string;
+  audiences: Json<string[]>;
+  jwks_uri: string;
+  jwks_json: string;
+  algorithms: Json<string[]>;
+}
+
+export interface IdentitiesTable {
+  name: string;
+  issuer: string;
+  match: Json<{ claim: string; value: string }[]>;
+  groups: Json<string[]>;
+}
+
+export interface ResourcesTable {
+  name: string;
+  agent: string;
+  description: string;
+}
+
+export interface GrantsTable {
+  id: string;
+  resource: string;
+  identity: string | null;
+  group_name: string | null;
+  created_at: Timestamp;
+}
+
+export interface AgentsTable {
+  name: string;
+  token_hash: string;
+  revoked: boolean;
+  created_at: Timestamp;
+}
+
+export interface GatewaysTable {
+  id: string;
+  tunnel_address: string;
+  last_seen: Timestamp;
+}
+
+export interface ConfigVersionTable {
+  id: Generated<number>;
+  // bigint: pg hands it back as a string, PGlite as a number.
+  version: ColumnType<string | number | bigint, number, number>;
+}
+
+export interface Database {
+  issuers: IssuersTable;
+  identities: IdentitiesTable;
+  resources: ResourcesTable;
+  grants: GrantsTable;
+  agents: AgentsTable;
+  gateways: GatewaysTable;
+  config_version: ConfigVersionTable;
+}
