@@ -1,0 +1,124 @@
+// Command line of the benchmark.
+import { splitArgs } from './util.js';
+
+export const USAGE = `Usage: npm run bench -- [options]
+       node bench/run.js [options]
+
+  --duration SECONDS     pgbench -T per run (default 15; --quick: 5)
+  --quick                short runs (5 s, 1 s warm-up) for a fast look
+  --json FILE            also write all figures as JSON to FILE
+  --rounds N             repeat every path x mode x clients run N times,
+                         path order rotated each time (default 1)
+  --warmup SECONDS       pgbench warm-up per path before measuring (default 3; --quick: 1)
+  --scale N              pgbench -i scale factor (default 10)
+  --sessions N           idle sessions for the memory figure (default 1000;
+                         capped by the server's max_connections)
+  --setup-conns N        connections opened and closed for the setup rate (default 200)
+  --stream-rows N        rows of 1,000 bytes streamed by COPY (default 1048576, ~1 GB)
+  --no-pgbouncer         leave out the PgBouncer rows
+  --no-warden            leave out the Warden rows
+  --warden-args "ARGS"   extra options for \`warden start\` on the Warden row
+                         (or env WARDEN_BENCH_ARGS)
+  --warden-variant NAME=ARGS
+                         add a row "warden+NAME": a second chain started with
+                         extra options ARGS (repeatable; or env
+                         WARDEN_BENCH_VARIANTS="name=args;name2=args")
+  -h, --help             this text
+`;
+
+/**
+ * @typedef {object} Options
+ * @property {string | null} json
+ * @property {number} duration
+ * @property {boolean} quick
+ * @property {number} rounds
+ * @property {number} warmup
+ * @property {number} scale
+ * @property {number} sessions
+ * @property {number} setupConns
+ * @property {number} streamRows
+ * @property {boolean} pgbouncer
+ * @property {boolean} warden
+ * @property {string[]} wardenArgs
+ * @property {{ name: string, args: string[] }[]} wardenVariants
+ * @property {boolean} help
+ */
+
+/**
+ * @param {string[]} argv
+ * @param {Record<string, string | undefined>} env
+ * @returns {Options}
+ */
+export function parseArgs(argv, env = process.env) {
+  /** @type {Record<string, string>} */
+  const given = {};
+  const variants = [];
+  let quick = false;
+  let help = false;
+  let pgbouncer = true;
+  let warden = true;
+  for (let i = 0; i < argv.length; i++) {
+    let arg = argv[i];
+    let value = null;
+    const eq = arg.indexOf('=');
+    if (arg.startsWith('--') && eq > 0) {
+      value = arg.slice(eq + 1);
+      arg = arg.slice(0, eq);
+    }
+    const take = () => {
+      if (value !== null) return value;
+      if (i + 1 >= argv.length) throw new Error(`${arg} needs a value`);
+      return argv[++i];
+    };
+    switch (arg) {
+      case '--quick': quick = true; break;
+      case '--no-pgbouncer': pgbouncer = false; break;
+      case '--no-warden': warden = false; break;
+      case '-h': case '--help': help = true; break;
+      case '--warden-variant': variants.push(parseVariant(take())); break;
+      case '--json': case '--duration': case '--rounds': case '--warmup': case '--scale':
+      case '--sessions': case '--setup-conns': case '--stream-rows': case '--warden-args':
+        given[arg.slice(2)] = take();
+        break;
+      default:
+        throw new Error(`unknown option ${argv[i]}\n\n${USAGE}`);
+    }
+  }
+  if (env.WARDEN_BENCH_VARIANTS) {
+    for (const spec of env.WARDEN_BENCH_VARIANTS.split(';')) if (spec.trim()) variants.push(parseVariant(spec.trim()));
+  }
+  const num = (name, dflt, min) => {
+    if (given[name] === undefined) return dflt;
+    const n = Number(given[name]);
+    if (!Number.isFinite(n) || n < min) throw new Error(`--${name} must be a number >= ${min}`);
+    return n;
+  };
+  const names = new Set();
+  for (const v of variants) {
+    if (names.has(v.name)) throw new Error(`warden variant "${v.name}" given twice`);
+    names.add(v.name);
+  }
+  return {
+    json: given.json ?? null,
+    duration: Math.round(num('duration', quick ? 5 : 15, 1)),
+    quick,
+    rounds: Math.round(num('rounds', 1, 1)),
+    warmup: Math.round(num('warmup', quick ? 1 : 3, 0)),
+    scale: Math.round(num('scale', 10, 1)),
+    sessions: Math.round(num('sessions', 1000, 1)),
+    setupConns: Math.round(num('setup-conns', 200, 1)),
+    streamRows: Math.round(num('stream-rows', 1048576, 1)),
+    pgbouncer,
+    warden,
+    wardenArgs: splitArgs(given['warden-args'] ?? env.WARDEN_BENCH_ARGS ?? ''),
+    wardenVariants: variants,
+    help,
+  };
+}
+
+function parseVariant(spec) {
+  const eq = spec.indexOf('=');
+  const name = eq < 0 ? spec : spec.slice(0, eq);
+  if (!/^[a-z0-9][a-z0-9_-]*$/i.test(name)) throw new Error(`bad warden variant name "${name}" (want NAME=ARGS)`);
+  return { name, args: splitArgs(eq < 0 ? '' : spec.slice(eq + 1)) };
+}

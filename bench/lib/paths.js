@@ -1,0 +1,32 @@
+// The connection paths under test share one shape, so every measurement
+// treats direct, PgBouncer and Warden alike.
+
+/**
+ * @typedef {object} BenchPath
+ * @property {string} id        'direct' | 'pgbouncer' | 'warden' | 'warden+<variant>'
+ * @property {string} label
+ * @property {'direct' | 'pgbouncer' | 'warden'} kind
+ * @property {string} [note]
+ * @property {string} [version]
+ * @property {string[]} [extraArgs]
+ * @property {() => Promise<import('./pgbench.js').Conn>} conn  connection parameters (Warden: fresh token when needed)
+ * @property {Record<string, number>} pids  processes whose CPU and memory are measured
+ * @property {() => Promise<void>} stop
+ */
+
+/**
+ * Straight to Postgres over TCP.
+ * @param {import('./pgbench.js').Conn} conn
+ * @returns {BenchPath}
+ */
+export function directPath(conn) {
+  return {
+    id: 'direct',
+    label: 'direct',
+    kind: 'direct',
+    note: `postgres ${conn.host}:${conn.port}`,
+    conn: async () => conn,
+    pids: {},
+    stop: async () => {},
+  };
+}

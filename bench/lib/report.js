@@ -1,0 +1,155 @@
+// Turning results into the targets verdicts and the printed report.
+
+export const TARGETS = {
+  addedP50Us: 100, // added p50 latency at 1 client, µs (at most)
+  tpsRatio8: 0.4, // TPS at 8 clients relative to direct (at least)
+  idleKiB: 64, // KiB per idle session, gateway + agent together (at most)
+  peakRssMB: 200, // peak RSS per process while streaming 1 GB, MB (below)
+};
+
+const MB = 1e6;
+
+/**
+ * PASS/MISS lines for every Warden row (the full chain and any variants).
+ * @param {any} results
+ */
+export function computeTargets(results) {
+  const out = [];
+  // Every Warden row that was started; figures it could not produce are n/a.
+  const wardenIds = results.paths.filter((p) => p.kind === 'warden' && !p.skipped && !(p.error && p.notStarted)).map((p) => p.id);
+  for (const id of wardenIds) {
+    for (const mode of ['simple', 'prepared']) {
+      const r1 = results.rows.find((r) => r.path === id && r.mode === mode && r.clients === 1);
+      const v = r1?.addedP50Us ?? null;
+      out.push({ path: id, name: `added p50 latency, 1 client, ${mode}`, value: v, display: v === null ? 'n/a' : `${sign(v)} µs`, target: `≤ ${TARGETS.addedP50Us} µs`, pass: v === null ? null : v <= TARGETS.addedP50Us });
+    }
+    for (const mode of ['simple', 'prepared']) {
+      const r8 = results.rows.find((r) => r.path === id && r.mode === mode && r.clients === 8);
+      const v = r8?.tpsRatio ?? null;
+      out.push({ path: id, name: `TPS at 8 clients vs direct, ${mode}`, value: v, display: v === null ? 'n/a' : `${v.toFixed(2)} ×`, target: `≥ ${TARGETS.tpsRatio8} ×`, pass: v === null ? null : v >= TARGETS.tpsRatio8 });
+    }
+    const mem = results.idleMemory.find((m) => m.path === id);
+    const kib = mem?.perSessionKiBTotal ?? null;
+    out.push({
+      path: id,
+      name: `memory per idle session, gateway+agent (${mem ? `${mem.opened} sessions` : 'not measured'})`,
+      value: kib, display: kib === null ? 'n/a' : `${kib.toFixed(1)} KiB`, target: `≤ ${TARGETS.idleKiB} KiB`,
+      pass: kib === null ? null : kib <= TARGETS.idleKiB,
+    });
+    const st = results.streaming.find((s) => s.path === id);
+    for (const proc of ['gateway', 'agent']) {
+      const b = st?.peakRssBytes?.[proc] ?? null;
+      out.push({
+        path: id, name: `peak RSS streaming ${st ? fmtGB(st.bytes) : '1 GB'}, ${proc}`,
+        value: b === null ? null : b / MB, display: b === null ? 'n/a' : `${(b / MB).toFixed(1)} MB`, target: `< ${TARGETS.peakRssMB} MB`,
+        pass: b === null ? null : b / MB < TARGETS.peakRssMB,
+      });
+    }
+  }
+  return out;
+}
+
+function sign(v) {
+  return `${v >= 0 ? '+' : ''}${Math.round(v)}`;
+}
+
+function fmtGB(bytes) {
+  return `${(bytes / 1e9).toFixed(2)} GB`;
+}
+
+/**
+ * Left-aligned first columns, right-aligned numbers.
+ * @param {string[]} header
+ * @param {string[][]} rows
+ * @param {number} leftCols
+ */
+export function table(header, rows, leftCols = 1) {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => String(r[i] ?? '').length)));
+  const line = (cells) => cells.map((c, i) => (i < leftCols ? String(c).padEnd(widths[i]) : String(c).padStart(widths[i]))).join('  ').trimEnd();
+  return [line(header), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)].join('\n');
+}
+
+const f = (v, digits = 0) => (v === null || v === undefined || Number.isNaN(v) ? '-' : v.toFixed(digits));
+
+/**
+ * The whole printed report.
+ * @param {any} results
+ */
+export function formatReport(results) {
+  const o = results.options;
+  const lines = [];
+  lines.push('');
+  lines.push(`Warden benchmark — ${results.timestamp}, node ${results.node}, ${results.machine.cores} cores, git ${results.git.commit?.slice(0, 12) ?? 'unknown'}${results.git.dirty ? ' (dirty)' : ''}`);
+  lines.push(`PostgreSQL ${results.postgres.version} on 127.0.0.1:5432, pgbench -S -s ${o.scale}, -T ${o.duration} s, ${o.rounds} round(s), warm-up ${o.warmup} s per path`);
+  // The load at the start is others' work (the bench has done nothing yet).
+  const load = results.machine.loadavgStart?.[0];
+  if (load > results.machine.cores * 0.5) {
+    lines.push(`WARNING: 1-min load average was ${load.toFixed(1)} on ${results.machine.cores} cores before the bench started. Other work was running, so the figures are noisy.`);
+  }
+  for (const p of results.paths) {
+    const state = p.skipped ? `SKIPPED: ${p.skipped}` : p.error ? `FAILED: ${p.error.split('\n')[0]}` : p.note ?? '';
+    lines.push(`  ${p.id.padEnd(16)} ${state}`);
+  }
+  lines.push('');
+  lines.push('pgbench -S (TPS without initial connection time; latency from the per-transaction log, 1 client only)');
+  const header = ['path', 'mode', 'clients', 'TPS', '×direct', 'p50 µs', 'p99 µs', '+p50 µs', '+p99 µs', 'proxy CPU', 'agent CPU'];
+  const rows = results.rows.map((r) => [
+    r.path, r.mode, String(r.clients),
+    r.error ? 'error' : f(r.tps, 1),
+    r.tpsRatio === null ? '-' : `${r.tpsRatio.toFixed(2)}×`,
+    f(r.p50Us), f(r.p99Us),
+    r.path === 'direct' || r.addedP50Us === null ? '-' : sign(r.addedP50Us),
+    r.path === 'direct' || r.addedP99Us === null ? '-' : sign(r.addedP99Us),
+    f(r.cpuPer10k?.gateway ?? r.cpuPer10k?.pgbouncer ?? null, 3),
+    f(r.cpuPer10k?.agent ?? null, 3),
+  ]);
+  lines.push(table(header, rows, 2));
+  lines.push('CPU: CPU seconds per 10,000 statements of the gateway (or PgBouncer) and the agent process.');
+  lines.push(`8 clients use -j 2. PgBouncer pool_mode=${results.pgbouncerPoolMode} (needed for -M prepared with PgBouncer < 1.21).`);
+  const rowErrors = new Map();
+  for (const r of results.rows.filter((x) => x.error)) if (!rowErrors.has(r.path)) rowErrors.set(r.path, r.error.split('\n')[0]);
+  for (const [p, e] of rowErrors) lines.push(`  ${p}: ${e}`);
+
+  lines.push('');
+  lines.push(`Session setup: ${o.setupConns} connections opened and closed, ${results.sessionSetup[0]?.parallel ?? 4} in parallel (node-postgres; Warden: token check + upstream login)`);
+  lines.push(table(['path', 'conn/s', '×direct', 'p50 ms', 'p99 ms', 'failed'], results.sessionSetup.map((s) => {
+    const d = results.sessionSetup.find((x) => x.path === 'direct');
+    return [s.path, f(s.perSecond, 1), d ? `${(s.perSecond / d.perSecond).toFixed(2)}×` : '-', f(s.connectP50Ms, 2), f(s.connectP99Ms, 2), String(s.failures)];
+  })));
+  for (const s of results.sessionSetup.filter((x) => x.error)) lines.push(`  ${s.path}: ${s.error}`);
+
+  lines.push('');
+  const rowsStreamed = results.streaming[0]?.bytes;
+  lines.push(`Streaming: psql COPY of ${rowsStreamed ? fmtGB(rowsStreamed) : '-'} to /dev/null, VmRSS sampled every 50 ms`);
+  lines.push(table(['path', 'seconds', 'MB/s', '×direct', 'peak RSS (MB)'], results.streaming.map((s) => {
+    const d = results.streaming.find((x) => x.path === 'direct');
+    const peaks = Object.entries(s.peakRssBytes ?? {}).map(([k, v]) => `${k} ${(v / MB).toFixed(1)}`).join(', ');
+    return [s.path, s.error ? 'error' : f(s.seconds, 2), f(s.mbPerSecond, 1), d && s.mbPerSecond ? `${(s.mbPerSecond / d.mbPerSecond).toFixed(2)}×` : '-', peaks || '-'];
+  })));
+  for (const s of results.streaming.filter((x) => x.error)) lines.push(`  ${s.path}: ${s.error.split('\n')[0]}`);
+
+  lines.push('');
+  lines.push('Memory per idle session (VmRSS growth with the sessions open, after SELECT 1 on each)');
+  if (!results.idleMemory.length) lines.push('  not measured (no Warden row)');
+  for (const m of results.idleMemory) {
+    const per = Object.entries(m.perSessionKiB).map(([k, v]) => `${k} ${f(v, 1)} KiB`).join(', ');
+    const noisy = m.rssSettled === false || (m.perSessionKiBTotal ?? 0) < 0;
+    lines.push(`  ${m.path}: ${m.opened} sessions — ${per}, together ${f(m.perSessionKiBTotal, 1)} KiB/session` +
+      (noisy ? ' (noisy: RSS was still moving for reasons other than the sessions)' : ''));
+    if (m.error) lines.push(`    stopped early: ${m.error}`);
+  }
+  if (results.idleMemoryNote) lines.push(`  note: ${results.idleMemoryNote}`);
+
+  lines.push('');
+  lines.push('Targets (Warden full chain)');
+  if (!results.targets.length) {
+    const why = results.paths.filter((p) => p.kind === 'warden').map((p) => `${p.id}: ${(p.skipped ?? p.error ?? '').split('\n')[0]}`).join('; ');
+    lines.push(`  n/a: no Warden row ran${why ? ` (${why})` : ''}`);
+  }
+  else {
+    lines.push(table(['path', 'figure', 'value', 'target', 'result'], results.targets.map((t) => [
+      t.path, t.name, t.display, t.target, t.pass === null ? 'n/a' : t.pass ? 'PASS' : 'MISS',
+    ]), 2));
+  }
+  return lines.join('\n');
+}
