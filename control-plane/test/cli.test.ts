@@ -58,7 +58,18 @@ describe('warden admin commands', () => {
     expect((await warden('resources', 'list')).stdout).toMatch(/orders\s+eu-1\s+Orders DB/);
 
     const grant = JSON.parse((await warden('grants', 'add', '--resource', 'orders', '--identity', 'deployer', '--json')).stdout);
-    expect(grant).toEqual({ id: expect.stringMatching(/^g_[0-9a-f]{12}$/), resource: 'orders', identity: 'deployer', group: '' });
+    expect(grant).toEqual({
+      id: expect.stringMatching(/^g_[0-9a-f]{12}$/),
+      resource: 'orders',
+      identity: 'deployer',
+      group: '',
+      access: 'read',
+      rule: '',
+      allowSchemas: [],
+      denySchemas: [],
+      allowTables: [],
+      denyTables: [],
+    });
     const byGroup = await warden('grants', 'add', '--resource', 'orders', '--group', 'ci');
     expect(byGroup.stdout).toMatch(/^Grant g_[0-9a-f]{12} created: group 'ci' may use resource 'orders'\.\n$/);
     const grants = await warden('grants', 'list');
@@ -132,7 +143,7 @@ describe('warden admin commands', () => {
     expect(help.code).toBe(0);
     expect(help.stdout).toContain('warden agents enroll NAME');
     const sub = await runWarden(['grants', 'add', '--help']);
-    expect(sub.stdout).toBe('Usage: warden grants add --resource R (--identity I | --group G)\n');
+    expect(sub.stdout).toMatch(/^Usage: warden grants add --resource R \(--identity I \| --group G\) \[--access read\|write\|ddl\|admin\]\n/);
   });
 });
 

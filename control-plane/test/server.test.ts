@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { Metadata, status } from '@grpc/grpc-js';
 import {
   ControlPlaneServiceClient,
+  Grant as GrantMessage,
   bearer,
   channelCredentials,
   type Empty,
@@ -46,7 +47,7 @@ const rpc = {
   putResource: (name: string, agent = 'eu-1') =>
     unary<Resource>((cb) => client.putResource({ name, agent, description: '' }, admin, cb)),
   createGrant: (resource: string, identity: string, group = '') =>
-    unary<Grant>((cb) => client.createGrant({ id: '', resource, identity, group }, admin, cb)),
+    unary<Grant>((cb) => client.createGrant(GrantMessage.fromPartial({ resource, identity, group }), admin, cb)),
   deleteGrant: (id: string) => unary<Empty>((cb) => client.deleteGrant({ id }, admin, cb)),
   enroll: (name: string) => unary<EnrollAgentResponse>((cb) => client.enrollAgent({ name }, admin, cb)),
   revoke: (name: string) => unary<Empty>((cb) => client.revokeAgent({ name }, admin, cb)),
@@ -83,7 +84,18 @@ describe('admin calls', () => {
     await rpc.putIdentity('deployer', 'github');
     await rpc.putResource('orders');
     const grant = await rpc.createGrant('orders', 'deployer');
-    expect(grant).toEqual({ id: expect.stringMatching(/^g_/), resource: 'orders', identity: 'deployer', group: '' });
+    expect(grant).toEqual({
+      id: expect.stringMatching(/^g_/),
+      resource: 'orders',
+      identity: 'deployer',
+      group: '',
+      access: 'read',
+      rule: '',
+      allowSchemas: [],
+      denySchemas: [],
+      allowTables: [],
+      denyTables: [],
+    });
 
     const snap = await rpc.snapshot();
     expect(snap.issuers.map((i) => i.name)).toEqual(['github']);

@@ -78,9 +78,10 @@ describe.each(['pglite', 'postgres'] as const)('storage on %s', (kind) => {
       { name: 'deployer', issuer: 'github', match: [{ claim: 'sub', value: 'repo:acme/*' }], groups: ['ci'] },
     ]);
     expect(snap.resources).toEqual([{ name: 'orders', agent: 'eu-1', description: 'orders DB' }]);
+    const defaults = { access: 'read', rule: '', allowSchemas: [], denySchemas: [], allowTables: [], denyTables: [] };
     expect(snap.grants).toEqual([
-      { id: byIdentity.id, resource: 'orders', identity: 'deployer', group: '' },
-      { id: byGroup.id, resource: 'orders', identity: '', group: 'ci' },
+      { id: byIdentity.id, resource: 'orders', identity: 'deployer', group: '', ...defaults },
+      { id: byGroup.id, resource: 'orders', identity: '', group: 'ci', ...defaults },
     ]);
   });
 

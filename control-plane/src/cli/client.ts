@@ -65,7 +65,7 @@ export class AdminClient {
       case status.PERMISSION_DENIED:
         return new CliError(`${err.details} (the admin token comes from WARDEN_ADMIN_TOKEN or <data-dir>/admin-token)`);
       default:
-        return new CliError(err.details || err.message);
+        return new CliError(err.details || err.message, err.code);
     }
   }
 }

@@ -17,6 +17,8 @@ export interface BannerInfo {
   demo?: { host: string; port: number };
   upstream?: UpstreamSettings;
   token: string;
+  /** The seeded rules are in force (no policy file applied yet). */
+  demoRules?: boolean;
 }
 
 /** Paths under the working directory are shown relative, the rest absolute. */
@@ -64,6 +66,17 @@ export function banner(b: BannerInfo): string {
     '',
   ];
   if (b.demo) lines.push('Try: SELECT c.name, o.amount, o.status FROM orders o JOIN customers c ON c.id = o.customer_id LIMIT 5;', '');
+  if (b.demoRules) {
+    const adminConn = conn.replace('user=demo ', 'user=demo-admin ');
+    lines.push(
+      `'demo' may only read (rule demo-read-only): ${b.demo ? 'DELETE FROM orders' : 'a DELETE'} as demo is refused.`,
+      `'demo-admin' has admin access (rule demo-admin) and can do it:`,
+      `  PGPASSWORD=$(${wardenCommand()} token --sub demo-admin${dirFlag}) psql "${adminConn}"`,
+      'Explain a decision without running anything:',
+      `  ${wardenCommand()} policy check --as demo --resource ${b.resource}${dirFlag}${b.controlPlane === '127.0.0.1:7070' ? '' : ` --control-plane ${b.controlPlane}`} "DELETE FROM orders"`,
+      '',
+    );
+  }
   lines.push('Press Ctrl+C to stop.');
   return lines.join('\n');
 }

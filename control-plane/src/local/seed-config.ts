@@ -7,6 +7,10 @@ import { DEV_AUDIENCE, DEV_ISSUER_NAME, DEV_ISSUER_URL } from './dev-issuer.js';
 
 export const LOCAL_AGENT = 'local';
 export const DEMO_IDENTITY = 'demo';
+/** An identity with admin access, so users can compare the two. */
+export const DEMO_ADMIN_IDENTITY = 'demo-admin';
+export const DEMO_READ_RULE = 'demo-read-only';
+export const DEMO_ADMIN_RULE = 'demo-admin';
 
 export interface LocalConfig {
   resource: string;
@@ -15,7 +19,32 @@ export interface LocalConfig {
   description: string;
 }
 
-export async function seedLocalConfig(repo: Repository, cfg: LocalConfig): Promise<void> {
+export interface SeedOutcome {
+  /** Policy version in force; when not 0, only the issuer was kept current. */
+  policyVersion: number;
+  /** A sentence for the user when the policy in force leaves the demo identity out. */
+  warning?: string;
+}
+
+const grant = (resource: string, identity: string, rule: string, access: string) => ({
+  id: '',
+  resource,
+  identity,
+  group: '',
+  access,
+  rule,
+  allowSchemas: [],
+  denySchemas: [],
+  allowTables: [],
+  denyTables: [],
+});
+
+/**
+ * Creates what is missing. Once a policy file has been applied, the file is
+ * the whole truth: only the issuer's keys are kept current, and nothing the
+ * file removed (such as the admin demo identity) comes back.
+ */
+export async function seedLocalConfig(repo: Repository, cfg: LocalConfig): Promise<SeedOutcome> {
   const snap = await repo.snapshot();
   const issuer = {
     name: DEV_ISSUER_NAME,
@@ -28,15 +57,44 @@ export async function seedLocalConfig(repo: Repository, cfg: LocalConfig): Promi
   const current = snap.issuers.find((i) => i.name === DEV_ISSUER_NAME);
   if (JSON.stringify(current) !== JSON.stringify(issuer)) await repo.putIssuer(issuer);
 
-  if (!snap.identities.some((i) => i.name === DEMO_IDENTITY)) {
-    await repo.putIdentity({ name: DEMO_IDENTITY, issuer: DEV_ISSUER_NAME, match: [{ claim: 'sub', value: 'demo' }], groups: [] });
+  if (snap.policyVersion > 0) {
+    const reaches = snap.grants.some((g) => g.resource === cfg.resource && g.identity === DEMO_IDENTITY);
+    return {
+      policyVersion: snap.policyVersion,
+      warning: reaches
+        ? undefined
+        : `policy version ${snap.policyVersion} is in force and gives identity '${DEMO_IDENTITY}' no rule on resource '${cfg.resource}'; ` +
+          `local mode checks readiness as '${DEMO_IDENTITY}', so add it to the policy file (issuer local-dev, match { sub: ${DEMO_IDENTITY} }) and apply it again`,
+    };
+  }
+
+  for (const name of [DEMO_IDENTITY, DEMO_ADMIN_IDENTITY]) {
+    if (!snap.identities.some((i) => i.name === name)) {
+      await repo.putIdentity({ name, issuer: DEV_ISSUER_NAME, match: [{ claim: 'sub', value: name }], groups: [] });
+    }
   }
   if (!snap.resources.some((r) => r.name === cfg.resource)) {
     await repo.putResource({ name: cfg.resource, agent: LOCAL_AGENT, description: cfg.description });
   }
-  if (!snap.grants.some((g) => g.resource === cfg.resource && g.identity === DEMO_IDENTITY)) {
-    await repo.createGrant({ id: '', resource: cfg.resource, identity: DEMO_IDENTITY, group: '' });
+  const has = (identity: string, rule: string) =>
+    snap.grants.some((g) => g.resource === cfg.resource && g.identity === identity && g.rule === rule);
+  if (!has(DEMO_IDENTITY, DEMO_READ_RULE)) {
+    // Data directories from before rules had one unnamed read grant for demo: the named rule replaces it.
+    const legacy = snap.grants.find(
+      (g) =>
+        g.resource === cfg.resource &&
+        g.identity === DEMO_IDENTITY &&
+        !g.rule &&
+        g.access === 'read' &&
+        g.allowSchemas.length + g.denySchemas.length + g.allowTables.length + g.denyTables.length === 0,
+    );
+    if (legacy) await repo.deleteGrant(legacy.id);
+    await repo.createGrant(grant(cfg.resource, DEMO_IDENTITY, DEMO_READ_RULE, 'read'));
   }
+  if (!has(DEMO_ADMIN_IDENTITY, DEMO_ADMIN_RULE)) {
+    await repo.createGrant(grant(cfg.resource, DEMO_ADMIN_IDENTITY, DEMO_ADMIN_RULE, 'admin'));
+  }
+  return { policyVersion: 0 };
 }
 
 /**

@@ -14,6 +14,30 @@ import type { SnapshotHub } from './hub.js';
 import { hashEquals, newToken, sha256Hex } from './secrets.js';
 import { toStatus } from './status.js';
 
+/**
+ * The RPCs this service implements. grpc-js answers any other method of
+ * ControlPlaneService (added to the contract for another component) with
+ * UNIMPLEMENTED, so the contract can grow ahead of this implementation.
+ */
+export type ImplementedMethods = Pick<
+  ControlPlaneServiceServer,
+  | 'watchConfig'
+  | 'watchGateways'
+  | 'getSnapshot'
+  | 'putIssuer'
+  | 'deleteIssuer'
+  | 'putIdentity'
+  | 'deleteIdentity'
+  | 'putResource'
+  | 'deleteResource'
+  | 'createGrant'
+  | 'deleteGrant'
+  | 'enrollAgent'
+  | 'revokeAgent'
+  | 'applyPolicy'
+  | 'getPolicyHistory'
+>;
+
 export interface ServiceDeps {
   repo: Repository;
   hub: SnapshotHub;
@@ -36,7 +60,7 @@ export class ControlPlaneService {
     for (const s of [...this.streams]) s.end(code, details);
   }
 
-  implementation(): ControlPlaneServiceServer {
+  implementation(): ImplementedMethods {
     const { repo, hub } = this.deps;
     const admin = this.admin.bind(this);
     return {
@@ -62,6 +86,16 @@ export class ControlPlaneService {
         (r) => r.name,
       ),
       revokeAgent: admin('RevokeAgent', async (r) => (await repo.revokeAgent(r.name), {}), (r) => r.name),
+      applyPolicy: admin(
+        'ApplyPolicy',
+        async (r) => {
+          const out = await repo.applyPolicy({ yaml: r.yaml, author: r.author, dryRun: r.dryRun });
+          if (out.applied) this.deps.log.info({ policyVersion: out.version, author: r.author, changes: out.lines.length }, 'policy applied');
+          return { version: out.version, change: { lines: out.lines } };
+        },
+        (r) => (r.dryRun ? 'dry run' : r.author || 'apply'),
+      ),
+      getPolicyHistory: admin('GetPolicyHistory', async () => ({ versions: await repo.policyHistory() })),
     };
   }
 
@@ -75,7 +109,7 @@ export class ControlPlaneService {
       };
       run().then(
         (res) => {
-          this.deps.log[method === 'GetSnapshot' ? 'debug' : 'info'](fields, 'admin call');
+          this.deps.log[method.startsWith('Get') ? 'debug' : 'info'](fields, 'admin call');
           callback(null, res);
         },
         (err) => {

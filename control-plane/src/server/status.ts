@@ -1,5 +1,6 @@
 // gRPC status errors with a human sentence, and the mapping from storage errors.
 import { status } from '@grpc/grpc-js';
+import { PolicyInvalidError } from '../policy/validate.js';
 import { ConfigError, type ConfigErrorKind } from '../storage/errors.js';
 
 export class StatusError extends Error {
@@ -23,6 +24,8 @@ const byKind: Record<ConfigErrorKind, status> = {
 export function toStatus(err: unknown): { code: status; details: string; known: boolean } {
   if (err instanceof StatusError) return { code: err.code, details: err.details, known: true };
   if (err instanceof ConfigError) return { code: byKind[err.kind], details: err.message, known: true };
+  // One "line:col: message" per line; the CLI puts the file name in front.
+  if (err instanceof PolicyInvalidError) return { code: status.INVALID_ARGUMENT, details: err.message, known: true };
   return { code: status.INTERNAL, details: 'internal error in the control plane; see its log', known: false };
 }
 

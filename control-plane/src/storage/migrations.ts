@@ -1,7 +1,9 @@
 // Schema migrations, kept in code so the compiled package needs no SQL files.
 import { Migrator, sql, type Kysely, type Migration, type MigrationProvider } from 'kysely';
+import { auditMigration } from '../audit/migration.js';
 
-const migrations: Record<string, Migration> = {
+/** Exported for tests that start from an older schema. */
+export const migrations: Record<string, Migration> = {
   '0001_initial': {
     async up(db: Kysely<any>) {
       await db.schema
@@ -59,6 +61,40 @@ const migrations: Record<string, Migration> = {
       await db.insertInto('config_version').values({ id: 1, version: 1 }).execute();
     },
   },
+  // Access levels and scopes on grants (policy rules), and the history of
+  // applied policy files.
+  '0002_policy': {
+    async up(db: Kysely<any>) {
+      const list = (c: any) => c.notNull().defaultTo(sql`'[]'::jsonb`);
+      await db.schema
+        .alterTable('grants')
+        .addColumn('access', 'text', (c) => c.notNull().defaultTo('read').check(sql`access in ('read', 'write', 'ddl', 'admin')`))
+        .addColumn('rule', 'text')
+        .addColumn('allow_schemas', 'jsonb', list)
+        .addColumn('deny_schemas', 'jsonb', list)
+        .addColumn('allow_tables', 'jsonb', list)
+        .addColumn('deny_tables', 'jsonb', list)
+        .execute();
+      // With access levels and scopes, one subject may hold several grants on
+      // a resource (read everywhere, write on one table). What stays unique is
+      // a policy rule's grant per subject; NULL rules (CLI grants) never clash
+      // here, the repository refuses exact duplicates among those.
+      await db.schema.alterTable('grants').dropConstraint('grants_resource_identity').execute();
+      await db.schema.alterTable('grants').dropConstraint('grants_resource_group').execute();
+      await db.schema.alterTable('grants').addUniqueConstraint('grants_rule_identity', ['rule', 'identity']).execute();
+      await db.schema.alterTable('grants').addUniqueConstraint('grants_rule_group', ['rule', 'group_name']).execute();
+      await db.schema
+        .createTable('policy_versions')
+        .addColumn('version', 'bigint', (c) => c.primaryKey())
+        .addColumn('applied_at', 'timestamptz', (c) => c.notNull().defaultTo(sql`now()`))
+        .addColumn('author', 'text', (c) => c.notNull().defaultTo(''))
+        .addColumn('summary', 'text', (c) => c.notNull().defaultTo(''))
+        .addColumn('yaml', 'text', (c) => c.notNull())
+        .execute();
+    },
+  },
+  // The audit trail: events, sessions and their hash chains (audit/migration.ts).
+  '0003_audit': auditMigration,
 };
 
 const provider: MigrationProvider = { getMigrations: async () => migrations };

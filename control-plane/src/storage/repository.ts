@@ -3,8 +3,11 @@
 // watch streams can push a fresh snapshot.
 import { randomBytes } from 'node:crypto';
 import { sql, type Kysely, type Selectable, type Transaction } from 'kysely';
-import type { Agent, Gateway, Grant, Identity, Issuer, Resource, Snapshot } from '@warden/proto';
-import { ConfigError, alreadyExists, inUse, notFound } from './errors.js';
+import type { Agent, Gateway, Grant, Identity, Issuer, PolicyVersion, Resource, Snapshot } from '@warden/proto';
+import { DEV_ISSUER_NAME } from '../local/dev-issuer.js';
+import { diffStates, grantsOfRule, stateFromPolicy, stateFromStore, summarize } from '../policy/state.js';
+import { PolicyInvalidError, validatePolicy } from '../policy/validate.js';
+import { ConfigError, alreadyExists, inUse, invalid, notFound } from './errors.js';
 import type { AgentsTable, Database } from './schema.js';
 import {
   checkName,
@@ -38,7 +41,88 @@ function constraintError(err: unknown): ConfigError | undefined {
   return undefined;
 }
 
+const sameList = (a: string[], b: string[]) => {
+  const sb = [...b].sort();
+  return a.length === b.length && [...a].sort().every((x, i) => x === sb[i]);
+};
+const sameScopes = (a: Omit<Grant, 'id'>, b: Omit<Grant, 'id'>) =>
+  sameList(a.allowSchemas, b.allowSchemas) &&
+  sameList(a.denySchemas, b.denySchemas) &&
+  sameList(a.allowTables, b.allowTables) &&
+  sameList(a.denyTables, b.denyTables);
+
+const grantRow = (g: Grant) => ({
+  id: g.id,
+  resource: g.resource,
+  identity: g.identity || null,
+  group_name: g.group || null,
+  access: g.access || 'read',
+  rule: g.rule || null,
+  allow_schemas: json(g.allowSchemas),
+  deny_schemas: json(g.denySchemas),
+  allow_tables: json(g.allowTables),
+  deny_tables: json(g.denyTables),
+});
+
+/**
+ * A policy file replaces every issuer (but the managed ones it does not
+ * declare), identity, resource and grant; what it leaves alone (managed
+ * issuers, agents, gateways) refers to none of those. So whatever the file
+ * removes, whatever referred to it goes too, and the diff lists both. This
+ * check keeps that reasoning honest should either side grow: it refuses when
+ * an object that stays would refer to one that goes.
+ */
+function checkOutsideReferences(
+  current: { issuers: Issuer[] },
+  policy: { issuers: Issuer[]; identities: Identity[]; resources: Resource[] },
+  grants: Grant[],
+  kept: readonly string[],
+): void {
+  const issuers = new Set([...policy.issuers.map((i) => i.name), ...kept]);
+  const removedIssuers = new Set(current.issuers.map((i) => i.name).filter((n) => !issuers.has(n)));
+  for (const id of policy.identities) {
+    if (!issuers.has(id.issuer)) {
+      const why = removedIssuers.has(id.issuer) ? 'which the file would remove' : 'which does not exist';
+      throw inUse(`identity '${id.name}' would refer to issuer '${id.issuer}', ${why}; declare the issuer in the file`);
+    }
+  }
+  const resources = new Set(policy.resources.map((r) => r.name));
+  const identities = new Set(policy.identities.map((i) => i.name));
+  for (const g of grants) {
+    if (!resources.has(g.resource)) throw inUse(`rule '${g.rule}' would refer to resource '${g.resource}', which would not exist`);
+    if (g.identity && !identities.has(g.identity)) {
+      throw inUse(`rule '${g.rule}' would refer to identity '${g.identity}', which would not exist`);
+    }
+  }
+}
+
 export type ChangeListener = () => void;
+
+/**
+ * Issuers a policy file leaves alone unless it declares them: local mode
+ * keeps `local-dev` in step with its key file.
+ */
+export const MANAGED_ISSUERS: readonly string[] = [DEV_ISSUER_NAME];
+
+/** Policy files bigger than this are refused (gRPC's default message limit is 4 MiB). */
+export const MAX_POLICY_BYTES = 1024 * 1024;
+
+/** How many bytes of policy files one GetPolicyHistory answer carries at most. */
+export const HISTORY_YAML_BUDGET = 3 * 1024 * 1024;
+
+export interface ApplyPolicyInput {
+  yaml: string;
+  author: string;
+  dryRun: boolean;
+}
+
+export interface ApplyPolicyOutcome {
+  /** The policy version now in force (the new one when applied). */
+  version: number;
+  lines: string[];
+  /** False for a dry run, and when nothing would change. */
+  applied: boolean;
+}
 
 export class Repository {
   private readonly listeners = new Set<ChangeListener>();
@@ -78,6 +162,7 @@ export class Repository {
       .setIsolationLevel('repeatable read')
       .execute(async (trx) => ({
         version: await this.version(trx),
+        policyVersion: await this.policyVersion(trx),
         issuers: await this.issuers(trx),
         identities: await this.identities(trx),
         resources: await trx.selectFrom('resources').selectAll().orderBy('name').execute(),
@@ -108,7 +193,27 @@ export class Repository {
     let q = db.selectFrom('grants').selectAll().orderBy('resource').orderBy('created_at').orderBy('id');
     if (resource) q = q.where('resource', '=', resource);
     const rows = await q.execute();
-    return rows.map((r) => ({ id: r.id, resource: r.resource, identity: r.identity ?? '', group: r.group_name ?? '' }));
+    return rows.map((r) => ({
+      id: r.id,
+      resource: r.resource,
+      identity: r.identity ?? '',
+      group: r.group_name ?? '',
+      access: r.access,
+      rule: r.rule ?? '',
+      allowSchemas: parse(r.allow_schemas),
+      denySchemas: parse(r.deny_schemas),
+      allowTables: parse(r.allow_tables),
+      denyTables: parse(r.deny_tables),
+    }));
+  }
+
+  /** Version of the policy file last applied; 0 when none was. */
+  async policyVersion(db: Db = this.db): Promise<number> {
+    const row = await db
+      .selectFrom('policy_versions')
+      .select((eb) => eb.fn.max('version').as('v'))
+      .executeTakeFirst();
+    return Number(row?.v ?? 0);
   }
 
   private async agents(db: Db): Promise<Agent[]> {
@@ -233,14 +338,14 @@ export class Repository {
         if (!identity) throw notFound(`identity '${g.identity}' does not exist`);
       }
       const subject = g.identity ? `identity '${g.identity}'` : `group '${g.group}'`;
-      const existing = (await this.grants(trx, g.resource)).find((x) =>
-        g.identity ? x.identity === g.identity : x.group === g.group,
-      );
+      // A subject may hold several grants on a resource (say read everywhere
+      // and write on one table); the same grant twice is a mistake.
+      const same = (x: Grant) =>
+        (g.identity ? x.identity === g.identity : x.group === g.group) &&
+        (g.rule ? x.rule === g.rule : !x.rule && x.access === g.access && sameScopes(x, g));
+      const existing = (await this.grants(trx, g.resource)).find(same);
       if (existing) throw alreadyExists(`${subject} already has grant ${existing.id} on resource '${g.resource}'`);
-      await trx
-        .insertInto('grants')
-        .values({ id, resource: g.resource, identity: g.identity || null, group_name: g.group || null })
-        .execute();
+      await trx.insertInto('grants').values(grantRow({ id, ...g })).execute();
     });
     return { id, ...g };
   }
@@ -249,6 +354,107 @@ export class Repository {
     await this.change(async (trx) => {
       const res = await trx.deleteFrom('grants').where('id', '=', id).executeTakeFirst();
       if (res.numDeletedRows === 0n) throw notFound(`grant '${id}' does not exist`);
+    });
+  }
+
+  // ---- policy files -------------------------------------------------------
+
+  /**
+   * Validates a policy file against the store and, unless it is a dry run or
+   * changes nothing, replaces issuers (but the managed ones the file does not
+   * declare), identities, resources and grants with its contents in one
+   * transaction, records the new policy version and bumps the config version.
+   */
+  async applyPolicy(input: ApplyPolicyInput): Promise<ApplyPolicyOutcome> {
+    if (Buffer.byteLength(input.yaml, 'utf8') > MAX_POLICY_BYTES) {
+      throw invalid(`the policy file is larger than ${MAX_POLICY_BYTES / 1024} KiB`);
+    }
+    const author = input.author.trim();
+    if (author.length > 200 || /[\u0000-\u001f\u007f]/.test(author)) {
+      throw invalid('the author must be at most 200 characters without control characters');
+    }
+    let outcome: ApplyPolicyOutcome;
+    try {
+      outcome = await this.db.transaction().execute(async (trx) => {
+        // Appliers queue here, so each compares against the state it replaces.
+        if (!input.dryRun) {
+          await trx.selectFrom('config_version').select('version').where('id', '=', 1).forUpdate().execute();
+        }
+        const current = {
+          issuers: await this.issuers(trx),
+          identities: await this.identities(trx),
+          resources: await trx.selectFrom('resources').selectAll().orderBy('name').execute(),
+          grants: await this.grants(trx),
+        };
+        const managed = current.issuers.map((i) => i.name).filter((n) => MANAGED_ISSUERS.includes(n));
+        const checked = validatePolicy(input.yaml, { externalIssuers: managed });
+        if (!checked.ok) throw new PolicyInvalidError(checked.problems);
+        const policy = checked.policy;
+        const kept = managed.filter((n) => !policy.issuers.some((i) => i.name === n));
+        const lines = diffStates(stateFromStore(current, kept), stateFromPolicy(policy));
+        const inForce = await this.policyVersion(trx);
+        // Re-applying the file in force is not a new version; the first apply always is.
+        if (input.dryRun || (lines.length === 0 && inForce > 0)) return { version: inForce, lines, applied: false };
+
+        const grants = policy.rules.flatMap(grantsOfRule);
+        checkOutsideReferences(current, policy, grants, kept);
+        await trx.deleteFrom('grants').execute();
+        await trx.deleteFrom('identities').execute();
+        await trx.deleteFrom('resources').execute();
+        let issuers = trx.deleteFrom('issuers');
+        if (kept.length > 0) issuers = issuers.where('name', 'not in', kept);
+        await issuers.execute();
+        for (const i of policy.issuers) {
+          await trx
+            .insertInto('issuers')
+            .values({
+              name: i.name,
+              issuer_url: i.issuerUrl,
+              audiences: json(i.audiences),
+              jwks_uri: i.jwksUri,
+              jwks_json: i.jwksJson,
+              algorithms: json(i.algorithms),
+            })
+            .execute();
+        }
+        for (const i of policy.identities) {
+          await trx.insertInto('identities').values({ name: i.name, issuer: i.issuer, match: json(i.match), groups: json(i.groups) }).execute();
+        }
+        for (const r of policy.resources) await trx.insertInto('resources').values(r).execute();
+        for (const g of grants) await trx.insertInto('grants').values(grantRow(g)).execute();
+        const version = inForce + 1;
+        await trx
+          .insertInto('policy_versions')
+          .values({ version, applied_at: new Date(), author, summary: summarize(lines), yaml: input.yaml })
+          .execute();
+        await trx.updateTable('config_version').set({ version: sql`version + 1` }).where('id', '=', 1).execute();
+        return { version, lines, applied: true };
+      });
+    } catch (err) {
+      const code = (err as { code?: string })?.code;
+      if (code === '23503') {
+        throw inUse('the policy would remove something that configuration outside the file still refers to (changed concurrently?); run warden policy diff and retry');
+      }
+      throw constraintError(err) ?? err;
+    }
+    if (outcome.applied) for (const listener of this.listeners) listener();
+    return outcome;
+  }
+
+  /**
+   * Applied policy versions, newest first. The files ride along as long as
+   * they fit in `yamlBudget` bytes together (gRPC clients take 4 MiB per
+   * message by default); older entries then come without theirs.
+   */
+  async policyHistory(yamlBudget = HISTORY_YAML_BUDGET): Promise<PolicyVersion[]> {
+    const rows = await this.db.selectFrom('policy_versions').selectAll().orderBy('version', 'desc').execute();
+    let left = yamlBudget;
+    return rows.map((r) => {
+      const size = Buffer.byteLength(r.yaml, 'utf8');
+      const fits = size <= left;
+      if (fits) left -= size;
+      else left = 0;
+      return { version: Number(r.version), appliedAt: iso(r.applied_at), author: r.author, summary: r.summary, yaml: fits ? r.yaml : '' };
     });
   }
 

@@ -32,6 +32,14 @@ export interface GrantsTable {
   resource: string;
   identity: string | null;
   group_name: string | null;
+  /** read | write | ddl | admin (checked by the database). */
+  access: ColumnType<string, string | undefined, string>;
+  /** Policy rule the grant comes from; null for grants made with `warden grants add`. */
+  rule: string | null;
+  allow_schemas: Json<string[]>;
+  deny_schemas: Json<string[]>;
+  allow_tables: Json<string[]>;
+  deny_tables: Json<string[]>;
   created_at: Timestamp;
 }
 
@@ -54,6 +62,15 @@ export interface ConfigVersionTable {
   version: ColumnType<string | number | bigint, number, number>;
 }
 
+export interface PolicyVersionsTable {
+  // bigint: pg hands it back as a string, PGlite as a number.
+  version: ColumnType<string | number | bigint, number, number>;
+  applied_at: Timestamp;
+  author: string;
+  summary: string;
+  yaml: string;
+}
+
 export interface Database {
   issuers: IssuersTable;
   identities: IdentitiesTable;
@@ -62,4 +79,5 @@ export interface Database {
   agents: AgentsTable;
   gateways: GatewaysTable;
   config_version: ConfigVersionTable;
+  policy_versions: PolicyVersionsTable;
 }

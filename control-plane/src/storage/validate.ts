@@ -3,7 +3,7 @@
 import type { Grant, Identity, Issuer, Resource } from '@warden/proto';
 import { invalid } from './errors.js';
 
-const NAME = /^[a-z0-9_-]{1,63}$/;
+export const NAME = /^[a-z0-9_-]{1,63}$/;
 // Gateway ids may be host names, so they allow dots and upper case too.
 const GATEWAY_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 // Characters that make a value unprintable or ambiguous in logs and tables.
@@ -12,6 +12,34 @@ const CONTROL = /[\u0000-\u001f\u007f]/;
 export const ALGORITHMS = [
   'RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA',
 ] as const;
+
+/** Access levels, lowest first (the gateway's classifier uses the same four). */
+export const ACCESS_LEVELS = ['read', 'write', 'ddl', 'admin'] as const;
+export type AccessLevel = (typeof ACCESS_LEVELS)[number];
+
+/** A schema in a scope: one name, no dot, no spaces. */
+export const SCHEMA_ENTRY = /^[^.\s\x00-\x1f\x7f]{1,63}$/;
+/** A table in a scope: "schema.table", or "table" for that name in any schema. */
+export const TABLE_ENTRY = /^([^.\s\x00-\x1f\x7f]{1,63}\.)?[^.\s\x00-\x1f\x7f]{1,63}$/;
+
+export function checkAccess(access: string): AccessLevel {
+  if (!(ACCESS_LEVELS as readonly string[]).includes(access)) {
+    throw invalid(`access '${access}' is invalid: use one of ${ACCESS_LEVELS.join(', ')}`);
+  }
+  return access as AccessLevel;
+}
+
+export function checkSchemaEntry(entry: string): string {
+  if (!SCHEMA_ENTRY.test(entry)) throw invalid(`schema '${entry}' is invalid: give a schema name without dots or spaces`);
+  return entry;
+}
+
+export function checkTableEntry(entry: string): string {
+  if (!TABLE_ENTRY.test(entry)) {
+    throw invalid(`table '${entry}' is invalid: give schema.table, or table for that name in any schema`);
+  }
+  return entry;
+}
 
 export function checkName(kind: string, name: string): string {
   if (!NAME.test(name)) {
@@ -137,7 +165,20 @@ export function validateGrant(g: Grant): Omit<Grant, 'id'> {
   }
   if (g.identity) checkName('identity', g.identity);
   if (g.group) checkGroup(g.group);
-  return { resource: g.resource, identity: g.identity, group: g.group };
+  const rule = g.rule ?? '';
+  if (rule) checkName('rule', rule);
+  const scope = (xs: string[] | undefined, check: (x: string) => string) => unique((xs ?? []).map(check));
+  return {
+    resource: g.resource,
+    identity: g.identity,
+    group: g.group,
+    access: checkAccess(g.access || 'read'),
+    rule,
+    allowSchemas: scope(g.allowSchemas, checkSchemaEntry),
+    denySchemas: scope(g.denySchemas, checkSchemaEntry),
+    allowTables: scope(g.allowTables, checkTableEntry),
+    denyTables: scope(g.denyTables, checkTableEntry),
+  };
 }
 
 export function validateGatewayRegistration(id: string, tunnelAddress: string): void {

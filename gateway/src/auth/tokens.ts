@@ -8,7 +8,7 @@
 
 import { decodeJwt, decodeProtectedHeader, errors as joseErrors, jwtVerify } from 'jose';
 import type { JWTPayload, JWTVerifyOptions, ProtectedHeaderParameters } from 'jose';
-import type { Issuer } from '@warden/proto';
+import { Snapshot, type Issuer } from '@warden/proto';
 import type { AuthConfig, CompiledIssuer } from './config.js';
 import { compileAuthConfig } from './config.js';
 import { AuthError, KeysUnavailableError } from './errors.js';
@@ -72,15 +72,7 @@ export class TokenVerifier {
     this.clockToleranceSec = options.clockToleranceSec ?? 30;
     this.maxTokenLength = options.maxTokenLength ?? 32_768;
     if (!(this.clockToleranceSec >= 0)) throw new TypeError('clockToleranceSec must be a non-negative number');
-    this.config = compileAuthConfig({
-      version: 0,
-      issuers: [],
-      identities: [],
-      resources: [],
-      grants: [],
-      agents: [],
-      gateways: [],
-    });
+    this.config = compileAuthConfig(Snapshot.create());
   }
 
   /** Switches to a new snapshot's configuration; unchanged issuers keep their cached keys. */

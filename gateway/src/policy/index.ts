@@ -15,3 +15,5 @@ export { classifySetting, isHarmlessSetting, HARMLESS_SETTINGS } from './setting
 export type { SettingChange, SettingVerdict } from './settings.js';
 export { ACCESS_LEVELS, accessAllows, accessRank, maxAccess } from './types.js';
 export type { Access, Classification, ObjectRef, StatementInfo } from './types.js';
+export { StatementGate, rulesFor } from './rules.js';
+export type { Decision, GateContext, Refusal as PolicyRefusal, Rule } from './rules.js';

@@ -1,2 +1,3 @@
 export * from './keys.js';
 export * from './session.js';
+export type { ParameterRecording } from './recorder.js';

@@ -1,29 +1,35 @@
 // One client connection, from the first byte to the last: SSL negotiation,
 // startup, token authentication, upstream open, then the relay. Everything it
-// needs from outside (authentication, the tunnel, TLS) is handed in.
+// needs from outside (authentication, policy, the tunnel, the audit sink, TLS)
+// is handed in.
 import type { Socket } from 'node:net';
+import { randomUUID } from 'node:crypto';
+import { performance } from 'node:perf_hooks';
 import { TLSSocket, type SecureContext } from 'node:tls';
 import type { Logger } from 'pino';
 import type { Upstream } from '../tunnel/upstream.js';
 import {
-  BACKEND_KEY_DATA,
   MAX_PASSWORD_MESSAGE,
   MAX_STARTUP_PACKET,
   MessageReader,
   PASSWORD_MESSAGE,
   ProtocolError,
-  READY_FOR_QUERY,
   SqlState,
   authenticationCleartextPassword,
   authenticationOk,
-  backendKeyData,
   errorResponse,
-  frame,
   parsePassword,
   parseStartupPacket,
   sslAnswer,
 } from '../wire/index.js';
+import type { AuditSink } from '../audit/events.js';
+import type { Rule, StatementGate } from '../policy/index.js';
+import { clientMessages } from './client-messages.js';
+import type { MessageFilter } from './filter.js';
 import type { CancelKeys } from './keys.js';
+import { SessionRecorder, type ParameterRecording } from './recorder.js';
+import { serverMessages } from './server-messages.js';
+import { ResponseTracker } from './tracker.js';
 
 /** A refusal the client sees as a FATAL ErrorResponse. */
 export class Refusal extends Error {
@@ -42,6 +48,10 @@ export interface Admission {
   resource: string;
   agent: string;
   readOnly: boolean;
+  /** Decides each statement of this session. */
+  gate: StatementGate;
+  /** The token's claims (never the token itself), for the audit record. */
+  claims: Record<string, unknown>;
 }
 
 export interface SessionDeps {
@@ -57,6 +67,9 @@ export interface SessionDeps {
   openUpstream(admission: Admission, parameters: Record<string, string>): Promise<Upstream>;
   /** Milliseconds a client may take from connect to authenticated. */
   authTimeoutMs: number;
+  audit: AuditSink;
+  gatewayId: string;
+  parameterRecording: ParameterRecording;
 }
 
 /** Startup parameters that would let a client pick its upstream identity. */
@@ -70,6 +83,10 @@ export class Session {
   private readonly reader = new MessageReader();
   private parameters: Record<string, string> = {};
   private upstream: Upstream | null = null;
+  /** Set once the token and grant are checked. */
+  admission: Admission | null = null;
+  private filter: MessageFilter | null = null;
+  private recorder: SessionRecorder | null = null;
   private key: { pid: number; secret: number } | null = null;
   private readonly authTimer: NodeJS.Timeout;
   private readonly startedAt = Date.now();
@@ -105,10 +122,7 @@ export class Session {
 
   private onClientData(chunk: Buffer): void {
     this.bytesIn += chunk.length;
-    if (this.phase === 'relay') {
-      if (!this.upstream!.write(chunk)) this.socket.pause();
-      return;
-    }
+    if (this.phase === 'relay') return this.relayClient(chunk);
     this.reader.push(chunk);
     try {
       this.handshake();
@@ -117,6 +131,17 @@ export class Session {
       else if (err instanceof ProtocolError) this.refuse(new Refusal(SqlState.protocolViolation, `invalid startup: ${err.message}`));
       else this.refuse(new Refusal(SqlState.internalError, 'internal error in the gateway'), err);
     }
+  }
+
+  /** The hot path: scan, decide (a cache hit for a statement seen before), forward. */
+  private relayClient(chunk: Buffer): void {
+    let out: Buffer;
+    try {
+      out = this.filter!.filter(chunk);
+    } catch (err) {
+      return this.refuse(new Refusal(SqlState.protocolViolation, `invalid message: ${(err as Error).message}`));
+    }
+    if (out.length && !this.upstream!.write(out)) this.socket.pause();
   }
 
   /** Handles every complete pre-relay message that has arrived. */
@@ -200,7 +225,8 @@ export class Session {
       for (const [k, v] of Object.entries(this.parameters)) if (!WITHHELD_PARAMETERS.has(k)) passOn[k] = v;
       const upstream = await this.deps.openUpstream(admission, passOn);
       if (this.closed) return upstream.close();
-      this.startRelay(upstream);
+      this.admission = admission;
+      this.startRelay(upstream, admission);
       this.log.info({ groups: admission.groups, readOnly: admission.readOnly }, 'session started');
     } catch (err) {
       if (err instanceof Refusal) this.refuse(err);
@@ -209,32 +235,41 @@ export class Session {
     }
   }
 
-  private startRelay(upstream: Upstream): void {
+  private startRelay(upstream: Upstream, admission: Admission): void {
     clearTimeout(this.authTimer);
     this.upstream = upstream;
-    this.key = this.deps.keys.issue(upstream);
+    const key = (this.key = this.deps.keys.issue(upstream));
+    const recorder = (this.recorder = new SessionRecorder(
+      this.deps.audit,
+      { gateway: this.deps.gatewayId, sessionId: upstream.sessionId, identity: admission.identity, resource: admission.resource, agent: upstream.agent },
+      this.deps.parameterRecording,
+    ));
+    recorder.start({
+      claims: admission.claims,
+      groups: admission.groups,
+      clientAddress: `${this.socket.remoteAddress}:${this.socket.remotePort}`,
+      applicationName: this.parameters.application_name,
+      user: this.parameters.user,
+      access: admission.gate.ceiling,
+      readOnly: admission.readOnly,
+    });
+    const tracker = new ResponseTracker((s) => recorder.statement(s, performance.now()), () => performance.now());
+    this.filter = clientMessages(admission.gate, tracker);
+    const fromServer = serverMessages(key, tracker);
     this.socket.write(authenticationOk());
     const early = this.reader.drain();
     this.phase = 'relay';
-    // Until the upstream's first ReadyForQuery, swap its BackendKeyData for ours.
-    const startup = new MessageReader();
-    let inStartup = true;
     upstream.start({
       data: (chunk) => {
         this.bytesOut += chunk.length;
-        if (inStartup) {
-          startup.push(chunk);
-          const out: Buffer[] = [];
-          let msg;
-          while (inStartup && (msg = startup.nextTyped(1 << 30))) {
-            if (msg.type === BACKEND_KEY_DATA) out.push(backendKeyData(this.key!.pid, this.key!.secret));
-            else out.push(frame(msg.type, msg.body));
-            if (msg.type === READY_FOR_QUERY) inStartup = false;
-          }
-          if (!inStartup) out.push(startup.drain());
-          chunk = Buffer.concat(out);
+        let out: Buffer;
+        try {
+          out = fromServer.filter(chunk);
+        } catch (err) {
+          this.log.error({ err }, 'invalid message from upstream');
+          return this.refuse(new Refusal(SqlState.protocolViolation, 'the upstream server sent an invalid message'));
         }
-        if (!this.socket.write(chunk)) upstream.pause();
+        if (out.length && !this.socket.write(out)) upstream.pause();
       },
       drain: () => this.socket.resume(),
       end: (error) => {
@@ -247,13 +282,26 @@ export class Session {
               message: `lost the connection to resource ${this.parameters.database} through agent ${upstream.agent}`,
             }),
           );
-        } else this.socket.end();
-        this.close();
+          this.close('upstream lost');
+        } else {
+          this.socket.end();
+          this.close('upstream closed');
+        }
       },
     });
     this.socket.on('drain', () => upstream.resume());
-    if (early.length) upstream.write(early);
+    if (early.length) this.relayClient(early);
     this.socket.resume();
+  }
+
+  /** A new policy version: the session continues under the new rules, or ends if none is left. */
+  setRules(rules: Rule[]): void {
+    if (!this.admission || this.closed) return;
+    if (rules.length === 0) {
+      const { identity, resource } = this.admission;
+      return this.refuse(new Refusal(SqlState.insufficientPrivilege, `warden: ${identity} no longer has a grant on ${resource}; the session was ended`));
+    }
+    this.admission.gate.setRules(rules);
   }
 
   /** Sends a FATAL error and closes the connection. */
@@ -261,20 +309,33 @@ export class Session {
     if (this.phase === 'closed') return;
     if (cause) this.log.error({ err: cause }, refusal.message);
     else this.log.info({ sqlstate: refusal.sqlstate, reason: refusal.message }, 'connection refused');
+    if (this.phase !== 'relay') {
+      this.deps.audit.publish({
+        type: 'auth.failure',
+        id: randomUUID(),
+        time: new Date().toISOString(),
+        gateway: this.deps.gatewayId,
+        clientAddress: `${this.socket.remoteAddress}:${this.socket.remotePort}`,
+        resource: this.parameters.database,
+        sqlstate: refusal.sqlstate,
+        message: refusal.message,
+      });
+    }
     this.socket.end(errorResponse({ severity: 'FATAL', code: refusal.sqlstate, message: refusal.message, hint: refusal.hint }));
-    this.close();
+    this.close(refusal.message);
   }
 
-  close(): void {
+  close(reason = 'client disconnected'): void {
     if (this.phase === 'closed') return;
-    const wasRelaying = this.phase === 'relay';
     this.phase = 'closed';
     clearTimeout(this.authTimer);
     if (this.key) this.deps.keys.release(this.key.pid);
     this.upstream?.close();
     if (!this.socket.destroyed && !this.socket.writableEnded) this.socket.end();
-    if (wasRelaying) {
-      this.log.info({ durationMs: Date.now() - this.startedAt, bytesIn: this.bytesIn, bytesOut: this.bytesOut }, 'session ended');
+    if (this.recorder) {
+      const details = { durationMs: Date.now() - this.startedAt, bytesIn: this.bytesIn, bytesOut: this.bytesOut, reason };
+      this.recorder.end(details);
+      this.log.info(details, 'session ended');
     }
   }
 }

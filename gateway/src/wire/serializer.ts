@@ -55,3 +55,8 @@ export const parameterStatus = (name: string, value: string) =>
 
 /** One byte answering SSLRequest or GSSENCRequest: 'S' to go TLS, 'N' to stay plain. */
 export const sslAnswer = (accept: boolean) => Buffer.from(accept ? 'S' : 'N', 'latin1');
+
+// Frontend messages the gateway writes upstream in place of refused ones.
+export const query = (sql: string) => frame(0x51, Buffer.from(`${sql}\0`, 'utf8'));
+export const parse = (name: string, sql: string) =>
+  frame(0x50, Buffer.concat([Buffer.from(`${name}\0${sql}\0`, 'utf8'), Buffer.from([0, 0])]));

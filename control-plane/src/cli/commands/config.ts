@@ -33,6 +33,17 @@ function parseMatch(text: string): { claim: string; value: string } {
 
 const describeGrant = (g: Grant) => (g.identity ? `identity '${g.identity}'` : `group '${g.group}'`);
 
+/** "allow-schema=public deny-table=public.secrets", or '-' for none. */
+export function describeScopes(g: Grant): string {
+  const parts = [
+    ...g.allowSchemas.map((s) => `allow-schema=${s}`),
+    ...g.denySchemas.map((s) => `deny-schema=${s}`),
+    ...g.allowTables.map((t) => `allow-table=${t}`),
+    ...g.denyTables.map((t) => `deny-table=${t}`),
+  ];
+  return parts.length ? parts.join(' ') : '-';
+}
+
 export const configCommands: Command[] = [
   {
     name: 'issuers list',
@@ -164,13 +175,24 @@ export const configCommands: Command[] = [
     async run(ctx) {
       ctx.noArgs();
       const { grants } = await snapshot(ctx);
-      show(ctx, grants, 'grants', ['ID', 'RESOURCE', 'IDENTITY', 'GROUP'], (g) => [g.id, g.resource, cell(g.identity), cell(g.group)]);
+      show(ctx, grants, 'grants', ['ID', 'RESOURCE', 'IDENTITY', 'GROUP', 'ACCESS', 'RULE', 'SCOPES'], (g) => [
+        g.id,
+        g.resource,
+        cell(g.identity),
+        cell(g.group),
+        g.access || 'read',
+        cell(g.rule),
+        describeScopes(g),
+      ]);
     },
   },
   {
     name: 'grants add',
-    usage: 'warden grants add --resource R (--identity I | --group G)',
-    options: [...CLIENT_OPTIONS, 'resource', 'identity', 'group'],
+    usage:
+      'warden grants add --resource R (--identity I | --group G) [--access read|write|ddl|admin]\n' +
+      '                  [--allow-schema S ...] [--deny-schema S ...] [--allow-table T ...] [--deny-table T ...]\n' +
+      '  (access defaults to read; tables are schema.table, or table for that name in any schema)',
+    options: [...CLIENT_OPTIONS, 'resource', 'identity', 'group', 'access', 'allow-schema', 'deny-schema', 'allow-table', 'deny-table'],
     async run(ctx) {
       ctx.noArgs();
       const groups = ctx.many('group');
@@ -181,9 +203,18 @@ export const configCommands: Command[] = [
           resource: ctx.opt('resource') ?? '',
           identity: ctx.opt('identity') ?? '',
           group: groups[0] ?? '',
+          access: ctx.opt('access') ?? 'read',
+          rule: '',
+          allowSchemas: ctx.many('allow-schema'),
+          denySchemas: ctx.many('deny-schema'),
+          allowTables: ctx.many('allow-table'),
+          denyTables: ctx.many('deny-table'),
         }),
       );
-      done(ctx, `Grant ${grant.id} created: ${describeGrant(grant)} may use resource '${grant.resource}'.`, grant);
+      const scopes = describeScopes(grant);
+      // Read without scopes is the default and needs no mention.
+      const what = [grant.access !== 'read' ? `with ${grant.access} access` : '', scopes !== '-' ? `(${scopes})` : ''].filter(Boolean);
+      done(ctx, `Grant ${grant.id} created: ${describeGrant(grant)} may use resource '${grant.resource}'${what.length ? ` ${what.join(' ')}` : ''}.`, grant);
     },
   },
   {

@@ -1,0 +1,231 @@
+// warden policy apply | diff | history | check (format in docs/policy.md)
+import { readFileSync } from 'node:fs';
+import { userInfo } from 'node:os';
+import { status } from '@grpc/grpc-js';
+import type { Grant, Identity, Resource } from '@warden/proto';
+import { DEV_ISSUER_NAME } from '../../local/dev-issuer.js';
+import { formatProblem, parseProblem, type PolicyProblem } from '../../policy/model.js';
+import { grantsOfRule } from '../../policy/state.js';
+import { validatePolicy } from '../../policy/validate.js';
+import { CliError } from '../errors.js';
+import { CLIENT_OPTIONS, type Command, type Context } from '../context.js';
+import { cell, json, table } from '../output.js';
+
+function readPolicyFile(path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new CliError(code === 'ENOENT' ? `policy file ${path} does not exist` : `cannot read policy file ${path}: ${(err as Error).message}`);
+  }
+}
+
+function fileOption(ctx: Context): string {
+  const file = ctx.opt('file');
+  if (!file) throw new CliError(`warden ${ctx.command} needs -f FILE (the policy file)`);
+  return file;
+}
+
+function printProblems(ctx: Context, file: string, problems: PolicyProblem[]): number {
+  if (ctx.json) ctx.print(json({ file, errors: problems }));
+  else for (const p of problems) ctx.note(formatProblem(p, file));
+  return 1;
+}
+
+/**
+ * Sends the file to ApplyPolicy. Validation errors from the control plane
+ * (one "line:col: message" per line) are printed with the file name in front.
+ */
+async function sendPolicy(ctx: Context, dryRun: boolean) {
+  const file = fileOption(ctx);
+  const yaml = readPolicyFile(file);
+  const author = ctx.opt('author') ?? ctx.env.WARDEN_AUTHOR ?? safeUser();
+  try {
+    return { file, result: await ctx.withAdmin((c) => c.call((x) => x.applyPolicy, { yaml, author, dryRun })) };
+  } catch (err) {
+    if (err instanceof CliError && err.code === status.INVALID_ARGUMENT) {
+      const problems = err.message.split('\n').map(parseProblem);
+      if (problems.every((p): p is PolicyProblem => p !== undefined)) return { file, problems };
+    }
+    throw err;
+  }
+}
+
+function safeUser(): string {
+  try {
+    return userInfo().username;
+  } catch {
+    return '';
+  }
+}
+
+/** "public.orders, customers" */
+const objectsOf = (objects: readonly { type: string; schema?: string; name: string }[]) =>
+  objects.filter((o) => o.type !== 'function').map((o) => (o.schema ? `${o.schema}.${o.name}` : o.name));
+
+interface CheckLine {
+  statement: string;
+  kind?: string;
+  access?: string;
+  objects: string[];
+  decision: 'allowed' | 'refused';
+  rule?: string;
+  ruleAccess?: string;
+  sqlstate?: string;
+  message: string;
+}
+
+export const policyCommands: Command[] = [
+  {
+    name: 'policy apply',
+    usage: 'warden policy apply -f FILE [--author NAME]\n  (replaces issuers, identities, resources and grants with the file\'s; prints the changes and the new version)',
+    options: [...CLIENT_OPTIONS, 'file', 'author'],
+    async run(ctx) {
+      ctx.noArgs();
+      const sent = await sendPolicy(ctx, false);
+      if (sent.problems) return printProblems(ctx, sent.file, sent.problems);
+      const { version, change } = sent.result;
+      const lines = change?.lines ?? [];
+      if (ctx.json) return ctx.print(json({ version, changes: lines }));
+      if (lines.length === 0) return ctx.print(`No changes; policy version ${version} stays in force.`);
+      ctx.print([...lines, `Applied policy version ${version}.`].join('\n'));
+    },
+  },
+  {
+    name: 'policy diff',
+    usage: 'warden policy diff -f FILE\n  (what applying FILE would change; stores nothing)',
+    options: [...CLIENT_OPTIONS, 'file'],
+    async run(ctx) {
+      ctx.noArgs();
+      const sent = await sendPolicy(ctx, true);
+      if (sent.problems) return printProblems(ctx, sent.file, sent.problems);
+      const lines = sent.result.change?.lines ?? [];
+      if (ctx.json) return ctx.print(json({ policyVersion: sent.result.version, changes: lines }));
+      ctx.print(lines.length ? lines.join('\n') : 'no changes');
+    },
+  },
+  {
+    name: 'policy history',
+    usage: 'warden policy history [--show VERSION]\n  (applied versions, newest first; --show prints that version\'s file)',
+    options: [...CLIENT_OPTIONS, 'show'],
+    async run(ctx) {
+      ctx.noArgs();
+      const show = ctx.opt('show');
+      const wanted = show === undefined ? undefined : Number(show);
+      if (show !== undefined && !(Number.isInteger(wanted) && wanted! > 0)) {
+        throw new CliError(`--show takes a version number, e.g. --show 3 (got '${show}')`);
+      }
+      const { versions } = await ctx.withAdmin((c) => c.call((x) => x.getPolicyHistory, {}));
+      if (wanted !== undefined) {
+        const v = versions.find((x) => x.version === wanted);
+        if (!v) {
+          const have = versions.length ? `versions 1-${versions[0]!.version} exist` : 'no policy file has been applied yet';
+          throw new CliError(`there is no policy version ${wanted}; ${have}`);
+        }
+        if (!v.yaml) {
+          throw new CliError(
+            `policy version ${wanted} is too old to come with the history (the newer files fill the answer); it is in the policy_versions table of the control plane's database`,
+          );
+        }
+        if (ctx.json) return ctx.print(json(v));
+        process.stdout.write(v.yaml.endsWith('\n') ? v.yaml : `${v.yaml}\n`);
+        return;
+      }
+      if (ctx.json) return ctx.print(json(versions.map(({ yaml: _yaml, ...rest }) => rest)));
+      if (versions.length === 0) return ctx.print('No policy versions: no policy file has been applied yet.');
+      ctx.print(table(['VERSION', 'APPLIED', 'AUTHOR', 'SUMMARY'], versions.map((v) => [String(v.version), v.appliedAt, cell(v.author), v.summary])));
+    },
+  },
+  {
+    name: 'policy check',
+    usage:
+      'warden policy check --as IDENTITY --resource R [--group G ...] [-f FILE] "SQL"\n' +
+      '  (what the gateway would do with each statement, and which rule decides; runs nothing.\n' +
+      '   Rules from the control plane\'s current configuration, or from FILE without applying it)',
+    options: [...CLIENT_OPTIONS, 'as', 'resource', 'group', 'file'],
+    async run(ctx) {
+      if (ctx.args.length !== 1) {
+        throw new CliError(
+          ctx.args.length === 0 ? 'warden policy check needs the SQL to check, e.g. "DELETE FROM orders"' : 'warden policy check takes the SQL as one argument: quote it',
+        );
+      }
+      const sql = ctx.args[0]!;
+      const as = ctx.opt('as');
+      if (!as) throw new CliError('warden policy check needs --as IDENTITY');
+      const resourceName = ctx.opt('resource');
+      if (!resourceName) throw new CliError('warden policy check needs --resource R');
+
+      let identities: Identity[];
+      let resources: Resource[];
+      let grants: Grant[];
+      let source: string;
+      const file = ctx.opt('file');
+      if (file) {
+        const checked = validatePolicy(readPolicyFile(file), { externalIssuers: [DEV_ISSUER_NAME] });
+        if (!checked.ok) return printProblems(ctx, file, checked.problems);
+        ({ identities, resources } = checked.policy);
+        grants = checked.policy.rules.flatMap(grantsOfRule);
+        source = file;
+      } else {
+        const snap = await ctx.withAdmin((c) => c.call((x) => x.getSnapshot, {}));
+        ({ identities, resources, grants } = snap);
+        source = snap.policyVersion ? `policy version ${snap.policyVersion}` : `configuration version ${snap.version}`;
+      }
+      const identity = identities.find((i) => i.name === as);
+      if (!identity) {
+        const known = identities.map((i) => i.name).join(', ') || 'none';
+        throw new CliError(`identity '${as}' is not defined in ${source} (identities: ${known})`);
+      }
+      if (!resources.some((r) => r.name === resourceName)) {
+        const known = resources.map((r) => r.name).join(', ') || 'none';
+        throw new CliError(`resource '${resourceName}' is not defined in ${source} (resources: ${known})`);
+      }
+      const groups = [...new Set([...identity.groups, ...ctx.many('group')])];
+
+      // The gateway's own decision code (loads Postgres' parser).
+      const { ClassificationCache, StatementGate, classify, rulesFor } = await import('@warden/gateway/policy/index');
+      const rules = rulesFor(grants, resourceName, identity.name, groups);
+      const gate = new StatementGate({ identity: identity.name, resource: resourceName, rules }, new ClassificationCache());
+      const accessOf = (rule?: string) => rules.find((r) => r.name === rule)?.access;
+
+      const whole = classify(sql);
+      const lines: CheckLine[] = [];
+      if (!whole.ok) {
+        const d = gate.check(sql);
+        lines.push(
+          d.refusal
+            ? { statement: sql, objects: [], decision: 'refused', rule: d.refusal.rule, sqlstate: d.refusal.sqlstate, message: d.refusal.message }
+            : { statement: sql, objects: [], decision: 'allowed', rule: d.rule, ruleAccess: accessOf(d.rule), message: `statement Warden cannot parse (${whole.error})` },
+        );
+      } else {
+        if (whole.statements.length === 0) throw new CliError('there is no statement to check (only whitespace or comments)');
+        // In order, on one gate: what a statement changes in the session
+        // (SET search_path) counts for the ones after it, as in a session.
+        for (const s of whole.statements) {
+          const d = gate.check(s.text);
+          const objects = objectsOf(s.objects);
+          const base = { statement: s.text, kind: s.kind, access: s.access, objects };
+          if (d.refusal) {
+            lines.push({ ...base, decision: 'refused', rule: d.refusal.rule, sqlstate: d.refusal.sqlstate, message: d.refusal.message });
+          } else {
+            const on = objects.length ? ` on ${objects.join(', ')}` : '';
+            const ruleAccess = accessOf(d.rule);
+            lines.push({ ...base, decision: 'allowed', rule: d.rule, ruleAccess, message: `${s.kind} (${s.access})${on}` });
+          }
+        }
+      }
+      const firstRefused = lines.findIndex((l) => l.decision === 'refused');
+      if (ctx.json) {
+        return ctx.print(json({ identity: identity.name, resource: resourceName, groups, source, statements: lines }));
+      }
+      for (const l of lines) {
+        ctx.print(l.decision === 'refused' ? `refused: ${l.message}` : `allowed: ${l.message} — rule ${l.rule} (${l.ruleAccess})`);
+      }
+      if (firstRefused >= 0 && firstRefused < lines.length - 1) {
+        ctx.note(
+          `note: sent as one query string, statements after statement ${firstRefused + 1} would not run: the gateway stops at the first refused statement`,
+        );
+      }
+    },
+  },
+];

@@ -1,0 +1,59 @@
+// The policy file's model: the keys each part may have (shared with the JSON
+// Schema in control-plane/policy.schema.json, which a test keeps in step),
+// and what a validated file turns into.
+import type { Issuer, Identity, Resource } from '@warden/proto';
+import { ACCESS_LEVELS, ALGORITHMS, type AccessLevel } from '../storage/validate.js';
+
+export { ACCESS_LEVELS, ALGORITHMS, type AccessLevel };
+
+/** The only format version so far. */
+export const POLICY_FORMAT_VERSION = 1;
+
+/** Keys of each mapping, in the order the docs list them; `required` ⊆ `keys`. */
+export const SHAPES = {
+  policy: { keys: ['version', 'issuers', 'identities', 'resources', 'rules'], required: ['version'] },
+  issuer: { keys: ['name', 'issuer_url', 'audiences', 'jwks_uri', 'jwks_json', 'algorithms'], required: ['name', 'issuer_url', 'audiences'] },
+  identity: { keys: ['name', 'issuer', 'match', 'groups'], required: ['name', 'issuer', 'match'] },
+  resource: { keys: ['name', 'agent', 'description'], required: ['name', 'agent'] },
+  rule: { keys: ['name', 'resource', 'identities', 'groups', 'access', 'schemas', 'tables'], required: ['name', 'resource'] },
+  scope: { keys: ['allow', 'deny'], required: [] },
+} as const satisfies Record<string, { keys: readonly string[]; required: readonly string[] }>;
+
+export type ShapeName = keyof typeof SHAPES;
+
+/** A rule of the file: who may do what on one resource. */
+export interface PolicyRule {
+  name: string;
+  resource: string;
+  identities: string[];
+  groups: string[];
+  access: AccessLevel;
+  allowSchemas: string[];
+  denySchemas: string[];
+  allowTables: string[];
+  denyTables: string[];
+}
+
+export interface Policy {
+  version: number;
+  issuers: Issuer[];
+  identities: Identity[];
+  resources: Resource[];
+  rules: PolicyRule[];
+}
+
+/** One mistake in a policy file; line and column are 1-based. */
+export interface PolicyProblem {
+  line: number;
+  col: number;
+  message: string;
+}
+
+/** "FILE:line:col: message", as compilers print it. */
+export const formatProblem = (p: PolicyProblem, file?: string) => `${file ? `${file}:` : ''}${p.line}:${p.col}: ${p.message}`;
+
+/** Parses "line:col: message" back (what the server sends in INVALID_ARGUMENT details). */
+export function parseProblem(text: string): PolicyProblem | undefined {
+  const m = /^(\d+):(\d+): (.*)$/s.exec(text);
+  return m ? { line: Number(m[1]), col: Number(m[2]), message: m[3]! } : undefined;
+}

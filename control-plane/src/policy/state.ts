@@ -1,0 +1,176 @@
+// What a policy file stands for in the store, and the difference between two
+// configurations as the change lines `warden policy diff` prints:
+//   + identity ci-deploy
+//   - resource old
+//   ~ rule ci-read-only: access read -> write
+import { createHash } from 'node:crypto';
+import type { Grant, Identity, Issuer, Resource } from '@warden/proto';
+import type { AccessLevel } from '../storage/validate.js';
+import type { Policy, PolicyRule } from './model.js';
+
+/** The parts of the configuration a policy file owns. */
+export interface ConfigState {
+  issuers: Issuer[];
+  identities: Identity[];
+  resources: Resource[];
+  rules: PolicyRule[];
+  /** Grants not made by a rule (`warden grants add`); a policy file has none. */
+  loose: Grant[];
+}
+
+export const stateFromPolicy = (p: Policy): ConfigState => ({
+  issuers: p.issuers,
+  identities: p.identities,
+  resources: p.resources,
+  rules: p.rules,
+  loose: [],
+});
+
+/**
+ * The store's configuration seen as a policy: grants that share a rule name
+ * are that rule again. Issuers named in `keep` are left out: they are not the
+ * file's to change.
+ */
+export function stateFromStore(
+  s: { issuers: Issuer[]; identities: Identity[]; resources: Resource[]; grants: Grant[] },
+  keep: readonly string[] = [],
+): ConfigState {
+  const rules = new Map<string, PolicyRule>();
+  const loose: Grant[] = [];
+  for (const g of s.grants) {
+    if (!g.rule) {
+      loose.push(g);
+      continue;
+    }
+    let r = rules.get(g.rule);
+    if (!r) {
+      r = {
+        name: g.rule,
+        resource: g.resource,
+        identities: [],
+        groups: [],
+        access: (g.access || 'read') as AccessLevel,
+        allowSchemas: g.allowSchemas,
+        denySchemas: g.denySchemas,
+        allowTables: g.allowTables,
+        denyTables: g.denyTables,
+      };
+      rules.set(g.rule, r);
+    }
+    if (g.identity) r.identities.push(g.identity);
+    else r.groups.push(g.group);
+  }
+  return {
+    issuers: s.issuers.filter((i) => !keep.includes(i.name)),
+    identities: s.identities,
+    resources: s.resources,
+    rules: [...rules.values()],
+    loose,
+  };
+}
+
+/** Stable ids, so applying the same rule again keeps its grants' ids. */
+function grantId(rule: string, kind: 'identity' | 'group', subject: string): string {
+  return `g_${createHash('sha256').update(`${rule}\0${kind}\0${subject}`).digest('hex').slice(0, 12)}`;
+}
+
+/** One grant per identity and group of the rule, each carrying the rule's name. */
+export function grantsOfRule(r: PolicyRule): Grant[] {
+  const base = {
+    resource: r.resource,
+    access: r.access,
+    rule: r.name,
+    allowSchemas: r.allowSchemas,
+    denySchemas: r.denySchemas,
+    allowTables: r.allowTables,
+    denyTables: r.denyTables,
+  };
+  return [
+    ...r.identities.map((identity) => ({ ...base, id: grantId(r.name, 'identity', identity), identity, group: '' })),
+    ...r.groups.map((group) => ({ ...base, id: grantId(r.name, 'group', group), identity: '', group })),
+  ];
+}
+
+// ---- differences ----------------------------------------------------------
+
+const sorted = (xs: readonly string[]) => [...xs].sort();
+const showList = (xs: readonly string[]) => `[${xs.join(', ')}]`;
+const showText = (s: string) => (s === '' ? '""' : /[\s"]/.test(s) ? JSON.stringify(s) : s);
+
+type Fields = Record<string, string>;
+
+const issuerFields = (i: Issuer): Fields => ({
+  issuer_url: showText(i.issuerUrl),
+  audiences: showList(sorted(i.audiences)),
+  jwks_uri: showText(i.jwksUri),
+  // Key material is long; say that it changed, not what it is.
+  jwks_json: i.jwksJson ? `sha256:${createHash('sha256').update(i.jwksJson).digest('hex').slice(0, 12)}` : '""',
+  algorithms: showList(sorted(i.algorithms)),
+});
+const identityFields = (i: Identity): Fields => ({
+  issuer: i.issuer,
+  match: `{${sorted(i.match.map((m) => `${m.claim}: ${showText(m.value)}`)).join(', ')}}`,
+  groups: showList(sorted(i.groups)),
+});
+const resourceFields = (r: Resource): Fields => ({ agent: r.agent, description: showText(r.description) });
+const ruleFields = (r: PolicyRule): Fields => ({
+  resource: r.resource,
+  identities: showList(sorted(r.identities)),
+  groups: showList(sorted(r.groups)),
+  access: r.access,
+  'schemas.allow': showList(sorted(r.allowSchemas)),
+  'schemas.deny': showList(sorted(r.denySchemas)),
+  'tables.allow': showList(sorted(r.allowTables)),
+  'tables.deny': showList(sorted(r.denyTables)),
+});
+
+function diffKind<T extends { name: string }>(kind: string, from: T[], to: T[], fields: (x: T) => Fields): string[] {
+  const before = new Map(from.map((x) => [x.name, x]));
+  const after = new Map(to.map((x) => [x.name, x]));
+  const names = sorted([...new Set([...before.keys(), ...after.keys()])]);
+  const lines: string[] = [];
+  for (const name of names) {
+    const a = before.get(name);
+    const b = after.get(name);
+    if (!a) lines.push(`+ ${kind} ${name}`);
+    else if (!b) lines.push(`- ${kind} ${name}`);
+    else {
+      const fa = fields(a);
+      const fb = fields(b);
+      for (const key of Object.keys(fb)) {
+        if (fa[key] !== fb[key]) lines.push(`~ ${kind} ${name}: ${key} ${fa[key]} -> ${fb[key]}`);
+      }
+    }
+  }
+  return lines;
+}
+
+const describeLoose = (g: Grant) =>
+  `- grant ${g.id}: ${g.identity ? `identity ${g.identity}` : `group ${g.group}`} on ${g.resource} (${g.access || 'read'}, made outside a policy file)`;
+
+/** The change lines that turn `from` into `to`, by kind, then by name. */
+export function diffStates(from: ConfigState, to: ConfigState): string[] {
+  return [
+    ...diffKind('issuer', from.issuers, to.issuers, issuerFields),
+    ...diffKind('identity', from.identities, to.identities, identityFields),
+    ...diffKind('resource', from.resources, to.resources, resourceFields),
+    ...diffKind('rule', from.rules, to.rules, ruleFields),
+    // A policy file has no loose grants: applying it removes them.
+    ...from.loose.filter((g) => !to.loose.some((x) => x.id === g.id)).map(describeLoose),
+  ];
+}
+
+/** One line for the history table, e.g. "added identity ci, rule r; changed rule x; removed resource old". */
+export function summarize(lines: string[], max = 200): string {
+  if (lines.length === 0) return 'no changes';
+  const groups: [string, string][] = [['+', 'added'], ['~', 'changed'], ['-', 'removed']];
+  const parts: string[] = [];
+  for (const [sign, verb] of groups) {
+    const objects = [
+      ...new Set(lines.filter((l) => l.startsWith(`${sign} `)).map((l) => l.slice(2).split(':')[0]!)),
+    ];
+    if (objects.length) parts.push(`${verb} ${objects.join(', ')}`);
+  }
+  const text = parts.join('; ');
+  return text.length > max ? `${text.slice(0, max - 1)}…` : text;
+}

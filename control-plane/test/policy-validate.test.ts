@@ -1,0 +1,377 @@
+// The policy file's validation (line:col of every mistake), and the JSON
+// Schema published for editors kept in agreement with it.
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import { ACCESS_LEVELS, ALGORITHMS, SHAPES, formatProblem, parseProblem } from '../src/policy/model.js';
+import { diffStates, grantsOfRule, stateFromPolicy, stateFromStore, summarize } from '../src/policy/state.js';
+import { PolicyInvalidError, parsePolicy, validatePolicy } from '../src/policy/validate.js';
+import { NAME, SCHEMA_ENTRY, TABLE_ENTRY } from '../src/storage/validate.js';
+
+const root = (path: string) => fileURLToPath(new URL(`../../${path}`, import.meta.url));
+const SCHEMA = JSON.parse(readFileSync(root('control-plane/policy.schema.json'), 'utf8'));
+/** Every policy file the repository ships; each must pass both the validator and the schema. */
+const EXAMPLES = ['deploy/policy.example.yaml', 'test/fixtures/policy.yaml'];
+
+const problems = (text: string, externalIssuers: string[] = []) => {
+  const r = validatePolicy(text, { externalIssuers });
+  return r.ok ? [] : r.problems.map((p) => formatProblem(p, 'policy.yaml'));
+};
+
+const GOOD = `version: 1
+issuers:
+  - name: github
+    issuer_url: https://token.actions.githubusercontent.com
+    audiences: [warden]
+identities:
+  - name: ci-deploy
+    issuer: github
+    match: { repository: acme/shop, ref: refs/heads/main }
+    groups: [deployers]
+  - name: ci-reader
+    issuer: github
+    match: { repository: "acme/*" }
+resources:
+  - name: shop-prod
+    agent: dc1
+    description: shop primary
+rules:
+  - name: ci-read-only
+    resource: shop-prod
+    identities: [ci-reader]
+    groups: [readers]
+    access: read
+    schemas: { allow: [public], deny: [] }
+    tables: { allow: [], deny: [public.secrets] }
+  - name: deploys
+    resource: shop-prod
+    groups: [deployers]
+    access: ddl
+`;
+
+describe('policy validation', () => {
+  it('accepts a good file and normalizes it', () => {
+    const p = parsePolicy(GOOD);
+    expect(p.issuers).toEqual([
+      { name: 'github', issuerUrl: 'https://token.actions.githubusercontent.com', audiences: ['warden'], jwksUri: '', jwksJson: '', algorithms: [] },
+    ]);
+    expect(p.identities[0]).toEqual({
+      name: 'ci-deploy',
+      issuer: 'github',
+      match: [
+        { claim: 'repository', value: 'acme/shop' },
+        { claim: 'ref', value: 'refs/heads/main' },
+      ],
+      groups: ['deployers'],
+    });
+    expect(p.rules).toEqual([
+      {
+        name: 'ci-read-only',
+        resource: 'shop-prod',
+        identities: ['ci-reader'],
+        groups: ['readers'],
+        access: 'read',
+        allowSchemas: ['public'],
+        denySchemas: [],
+        allowTables: [],
+        denyTables: ['public.secrets'],
+      },
+      {
+        name: 'deploys',
+        resource: 'shop-prod',
+        identities: [],
+        groups: ['deployers'],
+        access: 'ddl',
+        allowSchemas: [],
+        denySchemas: [],
+        allowTables: [],
+        denyTables: [],
+      },
+    ]);
+  });
+
+  it('reports a bad access level at its line, as in the docs', () => {
+    expect(problems(GOOD.replace('access: ddl', 'access: drop'))).toEqual([
+      'policy.yaml:29:5: rules[1].access must be one of read, write, ddl, admin',
+    ]);
+  });
+
+  it('reports YAML syntax errors with line and column', () => {
+    expect(problems('version: 1\nrules: [\n')).toEqual([
+      'policy.yaml:3:1: YAML: Flow sequence in block collection must be sufficiently indented and end with a ]',
+    ]);
+    expect(problems('version: 1\nversion: 1\n')).toEqual(['policy.yaml:2:1: YAML: Map keys must be unique']);
+    expect(problems('')).toEqual(['policy.yaml:1:1: the policy file is empty; it needs at least version: 1']);
+    expect(problems('- a\n- b\n')).toEqual(['policy.yaml:1:1: the policy file must be a mapping of version, issuers, identities, resources, rules']);
+  });
+
+  it('reports every shape mistake at the offending node', () => {
+    const text = `version: 2
+colour: blue
+issuers:
+  - name: github
+    issuer_url: https://token.actions.githubusercontent.com
+    audiences: warden
+    algorithms: [HS256]
+identities:
+  - name: CI
+    issuer: github
+    match: { repository: "acme/*/x" }
+  - issuer: github
+    match: {}
+resources:
+  - name: shop
+    agent: dc1
+    description: 42
+rules:
+  - name: r1
+    resource: shop
+    access: writ
+    tables: { allow: [a.b.c], except: [x] }
+`;
+    expect(problems(text)).toEqual([
+      'policy.yaml:1:1: version must be 1',
+      'policy.yaml:2:1: colour is not a known field; use version, issuers, identities, resources, rules',
+      'policy.yaml:6:5: issuers[0].audiences must be a list (write [warden])',
+      'policy.yaml:7:18: issuers[0].algorithms[0] \'HS256\' is not supported; use one of RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, ES512, EdDSA',
+      "policy.yaml:9:5: identities[0].name 'CI' is invalid: use 1-63 lowercase letters, digits, '-' or '_'",
+      "policy.yaml:11:14: identities[0].match.repository 'acme/*/x': '*' is only allowed at the end, as a prefix wildcard",
+      'policy.yaml:12:5: identities[1].name is required',
+      'policy.yaml:13:5: identities[1].match needs at least one claim (without one, every token of the issuer would match)',
+      'policy.yaml:17:5: resources[0].description must be a string (quote it: "42")',
+      'policy.yaml:19:5: rules[0] needs at least one of identities or groups',
+      'policy.yaml:21:5: rules[0].access must be one of read, write, ddl, admin',
+      "policy.yaml:22:23: rules[0].tables.allow[0] 'a.b.c' is invalid: give schema.table, or table for that name in any schema",
+      'policy.yaml:22:31: rules[0].tables.except is not a known field; use allow, deny',
+    ]);
+  });
+
+  it('checks references and unique names', () => {
+    const text = `version: 1
+identities:
+  - name: ci
+    issuer: gitlab
+    match: { sub: x }
+  - name: ci
+    issuer: local-dev
+    match: { sub: y }
+resources:
+  - name: shop
+    agent: dc1
+rules:
+  - name: r
+    resource: shop-prod
+    identities: [ci, ghost]
+`;
+    expect(problems(text, ['local-dev'])).toEqual([
+      "policy.yaml:4:5: identities[0].issuer 'gitlab' is not an issuer in this file; the file declares no issuers",
+      "policy.yaml:6:5: identities[1].name: identity 'ci' is already defined at identities[0] (line 3)",
+      "policy.yaml:14:5: rules[0].resource 'shop-prod' is not a resource in this file",
+      "policy.yaml:15:22: rules[0].identities: 'ghost' is not an identity in this file",
+    ]);
+    // The local-dev issuer is only known where the caller says it exists.
+    expect(problems(text.replace('gitlab', 'local-dev'))).toContain(
+      "policy.yaml:7:5: identities[1].issuer 'local-dev' is not an issuer in this file; the file declares no issuers",
+    );
+  });
+
+  it('applies the store\'s own checks and points at the part', () => {
+    const text = `version: 1
+issuers:
+  - name: corp
+    issuer_url: urn:corp
+    audiences: [warden]
+`;
+    expect(problems(text)).toEqual([
+      "policy.yaml:3:5: issuers[0]: issuer 'corp' has no JWKS URI or inline JWKS, so its keys come from OIDC discovery, which needs an http(s) issuer URL",
+    ]);
+  });
+
+  it('throws all problems at once from parsePolicy, in the form the server sends', () => {
+    let err: unknown;
+    try {
+      parsePolicy('version: 1\nrules:\n  - name: x\n');
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(PolicyInvalidError);
+    const lines = (err as Error).message.split('\n');
+    expect(lines).toEqual(['3:5: rules[0].resource is required', '3:5: rules[0] needs at least one of identities or groups']);
+    expect(parseProblem(lines[0]!)).toEqual({ line: 3, col: 5, message: 'rules[0].resource is required' });
+  });
+
+  it('accepts empty lists written as nothing, and aliases', () => {
+    const p = parsePolicy('version: 1\nissuers:\nidentities:\nresources:\n  - &r { name: a, agent: b }\nrules:\n');
+    expect(p.resources).toEqual([{ name: 'a', agent: 'b', description: '' }]);
+  });
+});
+
+describe('change lines', () => {
+  it('lists additions, removals and field changes, and expands rules to grants', () => {
+    const before = parsePolicy(GOOD);
+    const after = parsePolicy(
+      GOOD.replace('access: read', 'access: write')
+        .replace('identities: [ci-reader]', 'identities: [ci-reader, ci-deploy]')
+        .replace(/  - name: deploys[\s\S]*$/, '  - name: extra\n    resource: shop-prod\n    groups: [ops]\n'),
+    );
+    expect(diffStates(stateFromPolicy(before), stateFromPolicy(after))).toEqual([
+      '~ rule ci-read-only: identities [ci-reader] -> [ci-deploy, ci-reader]',
+      '~ rule ci-read-only: access read -> write',
+      '- rule deploys',
+      '+ rule extra',
+    ]);
+    const grants = after.rules.flatMap(grantsOfRule);
+    expect(grants.map((g) => [g.rule, g.identity, g.group, g.access])).toEqual([
+      ['ci-read-only', 'ci-reader', '', 'write'],
+      ['ci-read-only', 'ci-deploy', '', 'write'],
+      ['ci-read-only', '', 'readers', 'write'],
+      ['extra', '', 'ops', 'read'],
+    ]);
+    // Ids are stable, so re-applying keeps them; the store's grants read back as the same rules.
+    expect(after.rules.flatMap(grantsOfRule)).toEqual(grants);
+    const stored = stateFromStore({ ...after, grants });
+    expect(diffStates(stored, stateFromPolicy(after))).toEqual([]);
+    expect(summarize(['+ identity a', '~ rule r: access read -> write', '~ rule r: groups [] -> [x]', '- resource old'])).toBe(
+      'added identity a; changed rule r; removed resource old',
+    );
+  });
+});
+
+// ---- the JSON Schema -------------------------------------------------------
+
+/** Enough of JSON Schema 2020-12 for policy.schema.json; unknown keywords fail the test. */
+function schemaErrors(schema: Record<string, any>, value: unknown, path = '$'): string[] {
+  const KNOWN = new Set([
+    '$schema', '$ref', '$defs', 'title', 'description', 'default', 'type', 'const', 'enum', 'pattern', 'minLength', 'maxLength',
+    'minItems', 'minProperties', 'required', 'properties', 'additionalProperties', 'items', 'anyOf', 'propertyNames',
+  ]);
+  for (const k of Object.keys(schema)) if (!KNOWN.has(k)) throw new Error(`schema keyword ${k} not supported by the test`);
+  if (schema.$ref) {
+    const name = /^#\/\$defs\/(.+)$/.exec(schema.$ref)![1]!;
+    const { $ref: _ref, ...rest } = schema;
+    return [...schemaErrors(SCHEMA.$defs[name], value, path), ...schemaErrors(rest, value, path)];
+  }
+  const errors: string[] = [];
+  const typeOf = (v: unknown) => (v === null ? 'null' : Array.isArray(v) ? 'array' : Number.isInteger(v) ? 'integer' : typeof v);
+  if (schema.type) {
+    const types = [schema.type].flat();
+    const t = typeOf(value);
+    if (!types.includes(t) && !(t === 'integer' && types.includes('number'))) return [`${path}: type ${t} is not ${types.join('|')}`];
+  }
+  if ('const' in schema && value !== schema.const) errors.push(`${path}: not ${schema.const}`);
+  if (schema.enum && !schema.enum.includes(value)) errors.push(`${path}: not one of ${schema.enum.join(', ')}`);
+  if (typeof value === 'string') {
+    if (schema.pattern && !new RegExp(schema.pattern, 'u').test(value)) errors.push(`${path}: does not match ${schema.pattern}`);
+    if (schema.minLength !== undefined && value.length < schema.minLength) errors.push(`${path}: too short`);
+    if (schema.maxLength !== undefined && value.length > schema.maxLength) errors.push(`${path}: too long`);
+  }
+  if (Array.isArray(value)) {
+    if (schema.minItems !== undefined && value.length < schema.minItems) errors.push(`${path}: fewer than ${schema.minItems} items`);
+    if (schema.items) value.forEach((v, i) => errors.push(...schemaErrors(schema.items, v, `${path}[${i}]`)));
+  }
+  if (value && typeof value === 'object' && !Array.isArray(value)) {
+    const obj = value as Record<string, unknown>;
+    if (schema.minProperties !== undefined && Object.keys(obj).length < schema.minProperties) errors.push(`${path}: too few properties`);
+    for (const r of schema.required ?? []) if (!(r in obj)) errors.push(`${path}: ${r} is required`);
+    for (const [k, v] of Object.entries(obj)) {
+      if (schema.propertyNames) errors.push(...schemaErrors(schema.propertyNames, k, `${path}.${k} (name)`));
+      if (schema.properties?.[k]) errors.push(...schemaErrors(schema.properties[k], v, `${path}.${k}`));
+      else if (schema.additionalProperties === false) errors.push(`${path}.${k}: not allowed`);
+      else if (typeof schema.additionalProperties === 'object') errors.push(...schemaErrors(schema.additionalProperties, v, `${path}.${k}`));
+    }
+  }
+  if (schema.anyOf && !schema.anyOf.some((s: Record<string, any>) => schemaErrors(s, value, path).length === 0)) {
+    errors.push(`${path}: matches none of anyOf`);
+  }
+  return errors;
+}
+
+const yamlValue = async (text: string) => (await import('yaml')).parse(text) as unknown;
+
+describe('policy.schema.json', () => {
+  const keys = (o: Record<string, unknown>) => Object.keys(o);
+
+  it('names the same fields, required fields and values as the validator', () => {
+    const defs = SCHEMA.$defs;
+    const shapes: [Record<string, any>, { keys: readonly string[]; required: readonly string[] }][] = [
+      [SCHEMA, SHAPES.policy],
+      [defs.issuer, SHAPES.issuer],
+      [defs.identity, SHAPES.identity],
+      [defs.resource, SHAPES.resource],
+      [defs.rule, SHAPES.rule],
+      [defs.schemaScope, SHAPES.scope],
+      [defs.tableScope, SHAPES.scope],
+    ];
+    for (const [schema, shape] of shapes) {
+      expect(keys(schema.properties)).toEqual([...shape.keys]);
+      expect(schema.required ?? []).toEqual([...shape.required]);
+      expect(schema.additionalProperties).toBe(false);
+    }
+    expect(defs.rule.properties.access.enum).toEqual([...ACCESS_LEVELS]);
+    expect(defs.issuer.properties.algorithms.items.enum).toEqual([...ALGORITHMS]);
+    expect(defs.name.pattern).toBe(NAME.source);
+    expect(defs.schemaEntry.pattern).toBe(SCHEMA_ENTRY.source);
+    expect(defs.tableEntry.pattern).toBe(TABLE_ENTRY.source);
+    expect(SCHEMA.properties.version.const).toBe(1);
+  });
+
+  it.each(EXAMPLES)('%s passes both the validator and the schema', async (file) => {
+    const text = readFileSync(root(file), 'utf8');
+    const r = validatePolicy(text, { externalIssuers: ['local-dev'] });
+    expect(r.ok ? [] : r.problems).toEqual([]);
+    expect(schemaErrors(SCHEMA, await yamlValue(text))).toEqual([]);
+  });
+
+  it('the docs example passes both too', async () => {
+    const doc = readFileSync(root('docs/policy.md'), 'utf8');
+    const block = /```yaml\n([\s\S]*?)```/.exec(doc)![1]!;
+    expect(validatePolicy(block).ok).toBe(true);
+    expect(schemaErrors(SCHEMA, await yamlValue(block))).toEqual([]);
+  });
+
+  it.each([
+    ['an unknown top-level key', 'colour: blue'],
+    ['a bad access level', 'access: drop'],
+    ['a rule without identities or groups', 'NO_SUBJECTS'],
+    ['a bad algorithm', 'algorithms: [HS256]'],
+    ['an invalid name', 'name: Shop'],
+    ['a bad table entry', 'tables: { deny: [a.b.c] }'],
+    ['a wildcard in the middle', 'match: { sub: "a*b" }'],
+    ['a wrong version', 'version: 2'],
+    ['a missing agent', 'NO_AGENT'],
+  ])('rejects %s in both', async (_what, mistake) => {
+    const base = `version: 1
+issuers:
+  - name: gh
+    issuer_url: https://token.actions.githubusercontent.com
+    audiences: [warden]
+    algorithms: [RS256]
+identities:
+  - name: ci
+    issuer: gh
+    match: { sub: "repo:acme/*" }
+resources:
+  - name: shop
+    agent: dc1
+rules:
+  - name: r
+    resource: shop
+    identities: [ci]
+    access: read
+    tables: { deny: [public.secrets] }
+`;
+    const text =
+      mistake === 'NO_SUBJECTS' ? base.replace('    identities: [ci]\n', '')
+      : mistake === 'NO_AGENT' ? base.replace('    agent: dc1\n', '')
+      : mistake === 'version: 2' ? base.replace('version: 1', mistake)
+      : mistake === 'colour: blue' ? `${base}${mistake}\n`
+      : mistake.startsWith('name:') ? base.replace('  - name: shop', `  - ${mistake}`).replace('resource: shop', 'resource: Shop')
+      : base.replace(new RegExp(`${mistake.split(':')[0]}: .*`), mistake);
+    expect(text).not.toBe(base);
+    expect(validatePolicy(text).ok).toBe(false);
+    expect(schemaErrors(SCHEMA, await yamlValue(text))).not.toEqual([]);
+    // The unchanged file passes both, so the mistake is what each caught.
+    expect(validatePolicy(base).ok).toBe(true);
+    expect(schemaErrors(SCHEMA, await yamlValue(base))).toEqual([]);
+  });
+});

@@ -1,0 +1,137 @@
+// The client → server half of the relay. Every Query, Parse and FunctionCall
+// is checked by the session's StatementGate; Bind, Execute and Sync are noted
+// so each statement can be paired with its result. A refused statement is
+// replaced by one that makes the server itself raise the refusal, so the
+// client sees exactly what Postgres does after an error: the rest of a
+// multi-statement Query skipped, messages up to Sync discarded, an open
+// transaction marked failed.
+import type { StatementGate } from '../policy/index.js';
+import { ProtocolError, parse, query } from '../wire/index.js';
+import { MessageFilter } from './filter.js';
+import type { ResponseTracker, StatementDecision } from './tracker.js';
+
+const QUERY = 0x51; // 'Q'
+const PARSE = 0x50; // 'P'
+const BIND = 0x42; // 'B'
+const EXECUTE = 0x45; // 'E'
+const SYNC = 0x53; // 'S'
+const FUNCTION_CALL = 0x46; // 'F'
+
+export function clientMessages(gate: StatementGate, tracker: ResponseTracker): MessageFilter {
+  // Prepared statements whose Parse was refused: their Binds lose their parameters.
+  const refused = new Set<string>();
+
+  const inspect = (type: number, msg: Buffer): Buffer | null => {
+    switch (type) {
+      case QUERY: {
+        const sql = msg.toString('utf8', 5, msg.length - 1);
+        const statements = decide(gate, sql);
+        tracker.query(statements);
+        const last = statements[statements.length - 1]!;
+        if (!last.refusal) return null;
+        // Statements before the refused one run, as they would before a server error.
+        const before = statements.slice(0, -1).map((s) => s.sql);
+        return query([...before, raise(last.refusal.sqlstate, last.refusal.message)].join(';\n'));
+      }
+      case PARSE: {
+        const nameEnd = cstringEnd(msg, 5);
+        const sqlEnd = cstringEnd(msg, nameEnd + 1);
+        const name = msg.toString('utf8', 5, nameEnd);
+        const sql = msg.toString('utf8', nameEnd + 1, sqlEnd);
+        const statements = decide(gate, sql);
+        const refusal = statements.find((s) => s.refusal)?.refusal;
+        tracker.parse(name, { sql, info: statements.length === 1 ? statements[0]!.info : undefined, rule: statements[0]!.rule, refusal });
+        if (!refusal) {
+          refused.delete(name);
+          return null;
+        }
+        refused.add(name);
+        return parse(name, raise(refusal.sqlstate, refusal.message));
+      }
+      case BIND: {
+        const portalEnd = cstringEnd(msg, 5);
+        const stmtEnd = cstringEnd(msg, portalEnd + 1);
+        const statement = msg.toString('utf8', portalEnd + 1, stmtEnd);
+        tracker.bind(msg.toString('utf8', 5, portalEnd), statement, msg.subarray(stmtEnd + 1));
+        return refused.has(statement) ? stripParameters(msg, stmtEnd) : null;
+      }
+      case EXECUTE:
+        tracker.execute(msg.toString('utf8', 5, cstringEnd(msg, 5)));
+        return null;
+      case SYNC:
+        tracker.sync();
+        return null;
+      case FUNCTION_CALL: {
+        const refusal = gate.checkFunctionCall() ?? undefined;
+        tracker.query([{ sql: '-- FunctionCall message', refusal }]);
+        return refusal ? query(raise(refusal.sqlstate, refusal.message)) : null;
+      }
+      default:
+        return null;
+    }
+  };
+  return new MessageFilter(
+    (t) => t === QUERY || t === PARSE || t === BIND || t === EXECUTE || t === SYNC || t === FUNCTION_CALL,
+    inspect,
+  );
+}
+
+/** One decision per statement, up to and including the first refused one. */
+function decide(gate: StatementGate, sql: string): StatementDecision[] {
+  const decision = gate.check(sql);
+  const c = decision.classification;
+  const r = decision.refusal;
+  if (!c.ok) return [{ sql, rule: r?.rule ?? decision.rule, refusal: r ?? undefined }];
+  const last = r ? r.index : c.statements.length - 1;
+  const out: StatementDecision[] = [];
+  for (let i = 0; i <= last; i++) {
+    const info = c.statements[i]!;
+    out.push(r && i === r.index ? { sql: info.text, info, rule: r.rule, refusal: r } : { sql: info.text, info, rule: decision.rule });
+  }
+  // An empty query string still gets one (empty) answer.
+  return out.length ? out : [{ sql, rule: decision.rule }];
+}
+
+function cstringEnd(msg: Buffer, from: number): number {
+  const end = msg.indexOf(0, from);
+  if (end < 0) throw new ProtocolError(`malformed ${String.fromCharCode(msg[0]!)} message`);
+  return end;
+}
+
+/** SQL that makes the server raise `message` with `sqlstate`. */
+export function raise(sqlstate: string, message: string): string {
+  const text = dollarQuote(message);
+  const hint = dollarQuote('Ask a Warden admin for a rule that allows it, or run it as an identity that has one.');
+  return dollarQuote(`BEGIN RAISE EXCEPTION USING ERRCODE = '${sqlstate}', MESSAGE = ${text}, HINT = ${hint}; END`, 'DO ');
+}
+
+function dollarQuote(text: string, prefix = ''): string {
+  let n = 0;
+  while (text.includes(`$w${n}$`)) n++;
+  return `${prefix}$w${n}$${text}$w${n}$`;
+}
+
+/**
+ * A Bind for a refused statement: same portal, statement and result formats,
+ * no parameters (the replacement statement takes none, and raises on Execute).
+ */
+function stripParameters(msg: Buffer, stmtEnd: number): Buffer {
+  let pos = stmtEnd + 1;
+  const formats = msg.readInt16BE(pos);
+  pos += 2 + 2 * formats;
+  const params = msg.readInt16BE(pos);
+  pos += 2;
+  for (let i = 0; i < params; i++) {
+    const len = msg.readInt32BE(pos);
+    pos += 4 + Math.max(len, 0);
+  }
+  const names = msg.subarray(5, stmtEnd + 1);
+  const results = msg.subarray(pos);
+  const out = Buffer.allocUnsafe(5 + names.length + 4 + results.length);
+  out[0] = BIND;
+  out.writeInt32BE(out.length - 1, 1);
+  names.copy(out, 5);
+  out.writeInt32BE(0, 5 + names.length); // no parameter formats, no parameters
+  results.copy(out, 9 + names.length);
+  return out;
+}

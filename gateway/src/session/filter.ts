@@ -1,0 +1,87 @@
+// Scans client → server messages during the relay. Messages that carry SQL
+// (Query, Parse) or call functions (FunctionCall) are handed to the inspector;
+// everything else passes through without being copied. A chunk in which
+// nothing is replaced is forwarded as the very same Buffer.
+import { ProtocolError } from '../wire/index.js';
+
+/** Returns a replacement for the whole message, or null to forward it unchanged. */
+export type Inspector = (type: number, message: Buffer) => Buffer | null;
+
+const EMPTY = Buffer.alloc(0);
+/** SQL text is inspected whole; larger messages are refused rather than buffered. */
+export const MAX_INSPECTED_MESSAGE = 256 * 1024 * 1024;
+
+export class MessageFilter {
+  /** Bytes of a pass-through message that are still to come. */
+  private skip = 0;
+  /** Start of an inspected message (or a header) split across chunks. */
+  private partial: Buffer[] = [];
+  private partialLength = 0;
+  /** Total bytes the partial message needs; 0 while only part of a header is known. */
+  private partialNeed = 0;
+
+  constructor(
+    private readonly inspected: (type: number) => boolean,
+    private readonly inspect: Inspector,
+  ) {}
+
+  filter(chunk: Buffer): Buffer {
+    if (this.partialLength) {
+      if (this.partialNeed && this.partialLength + chunk.length < this.partialNeed) {
+        this.partial.push(chunk);
+        this.partialLength += chunk.length;
+        return EMPTY;
+      }
+      this.partial.push(chunk);
+      chunk = Buffer.concat(this.partial);
+      this.partial = [];
+      this.partialLength = this.partialNeed = 0;
+    }
+    const length = chunk.length;
+    let pos = Math.min(this.skip, length);
+    this.skip -= pos;
+    let end = length;
+    let parts: Buffer[] | null = null;
+    let copyFrom = 0;
+    while (pos < length) {
+      if (length - pos < 5) {
+        end = this.stash(chunk, pos, 0);
+        break;
+      }
+      const type = chunk[pos]!;
+      const total = chunk.readInt32BE(pos + 1) + 1;
+      if (total < 5) throw new ProtocolError(`invalid message length ${total - 1}`);
+      if (!this.inspected(type)) {
+        if (pos + total <= length) pos += total;
+        else {
+          this.skip = pos + total - length;
+          pos = length;
+        }
+        continue;
+      }
+      if (total > MAX_INSPECTED_MESSAGE) throw new ProtocolError(`a statement of ${total} bytes is larger than Warden inspects`);
+      if (pos + total > length) {
+        end = this.stash(chunk, pos, total);
+        break;
+      }
+      const replacement = this.inspect(type, chunk.subarray(pos, pos + total));
+      if (replacement) {
+        (parts ??= []).push(chunk.subarray(copyFrom, pos), replacement);
+        copyFrom = pos + total;
+      }
+      pos += total;
+    }
+    if (!parts) return end === length ? chunk : chunk.subarray(0, end);
+    parts.push(chunk.subarray(copyFrom, end));
+    return Buffer.concat(parts);
+  }
+
+  private stash(chunk: Buffer, from: number, need: number): number {
+    // A copy, so the rest of a large chunk is not kept alive by it.
+    const rest = Buffer.from(chunk.subarray(from));
+    this.partial = [rest];
+    this.partialLength = rest.length;
+    this.partialNeed = need;
+    return from;
+  }
+}

@@ -1,0 +1,61 @@
+// The server → client half of the relay: swaps the upstream's BackendKeyData
+// for the gateway's own key, and tells the tracker how each statement ended.
+// Result rows pass through untouched.
+import { backendKeyData } from '../wire/index.js';
+import { MessageFilter } from './filter.js';
+import type { ResponseTracker } from './tracker.js';
+
+const COMMAND_COMPLETE = 0x43; // 'C'
+const EMPTY_QUERY = 0x49; // 'I'
+const PORTAL_SUSPENDED = 0x73; // 's'
+const ERROR_RESPONSE = 0x45; // 'E'
+const READY_FOR_QUERY = 0x5a; // 'Z'
+const BACKEND_KEY_DATA = 0x4b; // 'K'
+
+export function serverMessages(key: { pid: number; secret: number }, tracker: ResponseTracker): MessageFilter {
+  const inspect = (type: number, msg: Buffer): Buffer | null => {
+    switch (type) {
+      case COMMAND_COMPLETE:
+        tracker.complete(msg.toString('utf8', 5, msg.length - 1));
+        return null;
+      case EMPTY_QUERY:
+        tracker.complete('');
+        return null;
+      case PORTAL_SUSPENDED:
+        tracker.complete('SUSPENDED');
+        return null;
+      case ERROR_RESPONSE: {
+        const { code, message } = errorFields(msg);
+        tracker.error(code, message);
+        return null;
+      }
+      case READY_FOR_QUERY:
+        tracker.ready();
+        return null;
+      case BACKEND_KEY_DATA:
+        return backendKeyData(key.pid, key.secret);
+      default:
+        return null;
+    }
+  };
+  return new MessageFilter(
+    (t) => t === COMMAND_COMPLETE || t === ERROR_RESPONSE || t === READY_FOR_QUERY || t === EMPTY_QUERY || t === PORTAL_SUSPENDED || t === BACKEND_KEY_DATA,
+    inspect,
+  );
+}
+
+/** SQLSTATE and message of an ErrorResponse. */
+export function errorFields(msg: Buffer): { code: string; message: string } {
+  let code = '';
+  let message = '';
+  let pos = 5;
+  while (pos < msg.length && msg[pos] !== 0) {
+    const field = msg[pos]!;
+    const end = msg.indexOf(0, pos + 1);
+    if (end < 0) break;
+    if (field === 0x43) code = msg.toString('utf8', pos + 1, end);
+    else if (field === 0x4d) message = msg.toString('utf8', pos + 1, end);
+    pos = end + 1;
+  }
+  return { code, message };
+}

@@ -1,0 +1,119 @@
+// Pairs each statement the client sent with the server's answer to it, so
+// every statement can be audited with its result: rows, duration, error.
+// Postgres answers in order: one CommandComplete (or EmptyQueryResponse,
+// PortalSuspended, ErrorResponse) per statement or Execute, and one
+// ReadyForQuery per Query, FunctionCall or Sync. After an error the server
+// skips the rest of the Query string, or everything up to Sync.
+import type { PolicyRefusal, StatementInfo } from '../policy/index.js';
+
+/** What policy said about one statement. */
+export interface StatementDecision {
+  sql: string;
+  /** Absent when the text could not be parsed. */
+  info?: StatementInfo;
+  /** The rule that allowed it, or that set the ceiling it exceeded. */
+  rule?: string;
+  refusal?: PolicyRefusal;
+}
+
+export interface TrackedStatement extends StatementDecision {
+  protocol: 'simple' | 'extended';
+  /** Raw Bind parameters; decoded only if the event is recorded. */
+  parameters?: Buffer;
+  startedAt: number;
+  command?: string;
+  rows?: number;
+  error?: { sqlstate: string; message: string };
+  /** True when the server skipped it after an earlier error. */
+  skipped?: boolean;
+}
+
+/** Marks the end of a Query, FunctionCall or Sync: answered by ReadyForQuery. */
+const SYNC = null;
+
+export class ResponseTracker {
+  private readonly queue: Array<TrackedStatement | typeof SYNC> = [];
+  /** Prepared statements by name, and portals by name, for Execute. */
+  private readonly prepared = new Map<string, StatementDecision>();
+  private readonly portals = new Map<string, StatementDecision & { parameters?: Buffer }>();
+
+  constructor(
+    private readonly done: (s: TrackedStatement) => void,
+    private readonly now: () => number,
+  ) {}
+
+  // Client → server.
+
+  query(statements: StatementDecision[]): void {
+    const t = this.now();
+    for (const s of statements) this.queue.push({ ...s, protocol: 'simple', startedAt: t });
+    this.queue.push(SYNC);
+  }
+
+  parse(name: string, decision: StatementDecision): void {
+    this.prepared.set(name, decision);
+  }
+
+  bind(portal: string, statement: string, parameters: Buffer): void {
+    const p = this.prepared.get(statement);
+    if (p) this.portals.set(portal, { ...p, parameters });
+  }
+
+  execute(portal: string): void {
+    const p = this.portals.get(portal);
+    if (p) this.queue.push({ ...p, protocol: 'extended', startedAt: this.now() });
+  }
+
+  sync(): void {
+    this.queue.push(SYNC);
+  }
+
+  // Server → client.
+
+  complete(tag: string): void {
+    const head = this.head();
+    if (!head) return;
+    this.queue.shift();
+    const space = tag.lastIndexOf(' ');
+    const rows = space > 0 ? Number(tag.slice(space + 1)) : NaN;
+    head.command = tag.slice(0, tag.indexOf(' ') > 0 ? tag.indexOf(' ') : tag.length);
+    if (Number.isFinite(rows)) head.rows = rows;
+    this.done(head);
+  }
+
+  error(sqlstate: string, message: string): void {
+    const head = this.head();
+    if (head) {
+      this.queue.shift();
+      head.error = { sqlstate, message };
+      this.done(head);
+    }
+    // The server skips everything up to the next ReadyForQuery.
+    while (this.queue.length && this.queue[0] !== SYNC) {
+      const skipped = this.queue.shift()!;
+      skipped.skipped = true;
+      this.done(skipped);
+    }
+  }
+
+  ready(): void {
+    while (this.queue.length) {
+      const s = this.queue.shift();
+      if (s === SYNC) break;
+      if (s) this.done(s);
+    }
+  }
+
+  closeStatement(name: string): void {
+    this.prepared.delete(name);
+  }
+
+  closePortal(name: string): void {
+    this.portals.delete(name);
+  }
+
+  private head(): TrackedStatement | undefined {
+    const h = this.queue[0];
+    return h ?? undefined;
+  }
+}

@@ -1,0 +1,164 @@
+import { describe, expect, it } from 'vitest';
+import { serialize } from 'pg-protocol';
+import { MessageFilter } from '../src/session/filter.js';
+import { raise, clientMessages } from '../src/session/client-messages.js';
+import { ResponseTracker } from '../src/session/tracker.js';
+import { ClassificationCache, StatementGate, type Rule } from '../src/policy/index.js';
+import { MessageReader, backendKeyData, decodeParameters, errorResponse, frame, readyForQuery } from '../src/wire/index.js';
+import { serverMessages } from '../src/session/server-messages.js';
+import type { TrackedStatement } from '../src/session/tracker.js';
+
+const Q = 0x51;
+
+function messages(buf: Buffer): Array<{ type: string; body: string }> {
+  const r = new MessageReader();
+  r.push(buf);
+  const out = [];
+  let m;
+  while ((m = r.nextTyped(1 << 30))) out.push({ type: String.fromCharCode(m.type), body: m.body.toString('latin1') });
+  return out;
+}
+
+describe('MessageFilter', () => {
+  const input = Buffer.concat([serialize.query('SELECT 1'), serialize.sync(), serialize.query('SELECT 2'), serialize.flush()]);
+
+  it('forwards the same Buffer when nothing is replaced', () => {
+    const f = new MessageFilter((t) => t === Q, () => null);
+    expect(f.filter(input)).toBe(input);
+  });
+
+  it('gives the same output however the input is split', () => {
+    const whole = new MessageFilter((t) => t === Q, (_t, m) => serialize.query(`/*x*/${m.toString('utf8', 5, m.length - 1)}`)).filter(input);
+    for (let size = 1; size <= input.length; size++) {
+      const f = new MessageFilter((t) => t === Q, (_t, m) => serialize.query(`/*x*/${m.toString('utf8', 5, m.length - 1)}`));
+      const out: Buffer[] = [];
+      for (let i = 0; i < input.length; i += size) out.push(f.filter(input.subarray(i, i + size)));
+      expect(Buffer.concat(out)).toEqual(whole);
+    }
+    expect(messages(whole).map((m) => m.body)).toEqual(['/*x*/SELECT 1\0', '', '/*x*/SELECT 2\0', '']);
+  });
+
+  it('streams large pass-through messages without holding them', () => {
+    const f = new MessageFilter((t) => t === Q, () => null);
+    const copyData = Buffer.alloc(1 << 20, 1);
+    copyData[0] = 0x64;
+    copyData.writeInt32BE(copyData.length - 1, 1);
+    const first = f.filter(copyData.subarray(0, 1000));
+    expect(first.length).toBe(1000);
+    expect(f.filter(copyData.subarray(1000)).length).toBe(copyData.length - 1000);
+  });
+
+  it('rejects a length below 4', () => {
+    const f = new MessageFilter(() => false, () => null);
+    expect(() => f.filter(Buffer.from([0x51, 0, 0, 0, 1]))).toThrow(/invalid message length/);
+  });
+});
+
+describe('clientMessages', () => {
+  const filter = (g: StatementGate) => clientMessages(g, new ResponseTracker(() => {}, () => 0));
+  const read: Rule = { name: 'ci-read-only', access: 'read', allowSchemas: [], denySchemas: [], allowTables: [], denyTables: [] };
+  const gate = () => new StatementGate({ identity: 'ci', resource: 'shop', rules: [read] }, new ClassificationCache());
+
+  it('passes allowed statements unchanged', () => {
+    const input = serialize.query('SELECT * FROM orders');
+    expect(filter(gate()).filter(input)).toBe(input);
+  });
+
+  it('keeps statements before a refused one and raises in its place', () => {
+    const out = messages(filter(gate()).filter(serialize.query('SELECT 1; DROP TABLE public.orders; SELECT 2')));
+    expect(out).toHaveLength(1);
+    expect(out[0]!.body).toMatch(/^SELECT 1;\nDO \$w\d\$BEGIN RAISE EXCEPTION USING ERRCODE = '42501'/);
+    expect(out[0]!.body).toContain('warden: ci (read) may not DROP TABLE public.orders on shop (rule: ci-read-only)');
+    expect(out[0]!.body).not.toContain('SELECT 2');
+  });
+
+  it('replaces a refused Parse and strips the parameters of its Binds', () => {
+    const f = filter(gate());
+    const input = Buffer.concat([
+      serialize.parse({ name: 'del', text: 'DELETE FROM orders WHERE id = $1', types: [] }),
+      serialize.bind({ statement: 'del', portal: '', values: ['7'], binary: true }),
+      serialize.execute({}),
+      serialize.sync(),
+    ]);
+    const out = messages(f.filter(input));
+    expect(out.map((m) => m.type)).toEqual(['P', 'B', 'E', 'S']);
+    expect(out[0]!.body).toMatch(/^del\0DO /);
+    expect(out[1]!.body).toBe('\0del\0\0\0\0\0\0\x01\0\x01');
+    // Re-preparing the name with an allowed statement lifts the rewrite.
+    const again = Buffer.concat([
+      serialize.parse({ name: 'del', text: 'SELECT $1::int', types: [] }),
+      serialize.bind({ statement: 'del', portal: '', values: ['7'] }),
+    ]);
+    const ok = f.filter(again);
+    expect(ok).toBe(again);
+  });
+
+  it('refuses the FunctionCall message below admin', () => {
+    const fc = Buffer.from([0x46, 0, 0, 0, 14, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0]);
+    const out = messages(filter(gate()).filter(fc));
+    expect(out[0]!.type).toBe('Q');
+    expect(out[0]!.body).toContain('FunctionCall');
+  });
+
+  it('quotes the message whatever dollar signs it holds', () => {
+    expect(raise('42501', 'a $w0$ b')).toContain('$w1$a $w0$ b$w1$');
+  });
+});
+
+describe('ResponseTracker with the server side', () => {
+  const read: Rule = { name: 'r', access: 'read', allowSchemas: [], denySchemas: [], allowTables: [], denyTables: [] };
+  const setup = () => {
+    const done: TrackedStatement[] = [];
+    const tracker = new ResponseTracker((s) => done.push(s), () => 0);
+    const gate = new StatementGate({ identity: 'ci', resource: 'shop', rules: [read] }, new ClassificationCache());
+    return { done, client: clientMessages(gate, tracker), server: serverMessages({ pid: 1, secret: 2 }, tracker) };
+  };
+  const complete = (tag: string) => frame(0x43, Buffer.from(`${tag}\0`));
+  const ready = readyForQuery('I');
+
+  it('pairs each statement of a Query with its CommandComplete', () => {
+    const { done, client, server } = setup();
+    client.filter(serialize.query('SELECT 1; SELECT 2'));
+    server.filter(Buffer.concat([complete('SELECT 1'), complete('SELECT 3'), ready]));
+    expect(done.map((s) => [s.sql, s.command, s.rows])).toEqual([
+      ['SELECT 1', 'SELECT', 1],
+      ['SELECT 2', 'SELECT', 3],
+    ]);
+  });
+
+  it('records the error and the statements the server skipped after it', () => {
+    const { done, client, server } = setup();
+    client.filter(serialize.query('SELECT 1; DROP TABLE t; SELECT 2'));
+    server.filter(Buffer.concat([complete('SELECT 1'), errorResponse({ severity: 'ERROR', code: '42501', message: 'no' }), ready]));
+    expect(done.map((s) => [s.sql, s.refusal ? 'refused' : 'allowed', s.error?.sqlstate])).toEqual([
+      ['SELECT 1', 'allowed', undefined],
+      ['DROP TABLE t', 'refused', '42501'],
+    ]);
+  });
+
+  it('follows named statements and portals through a pipeline', () => {
+    const { done, client, server } = setup();
+    client.filter(
+      Buffer.concat([
+        serialize.parse({ name: 'q', text: 'SELECT $1::int', types: [] }),
+        serialize.bind({ statement: 'q', portal: 'p1', values: ['1'] }),
+        serialize.execute({ portal: 'p1', rows: 1 }),
+        serialize.bind({ statement: 'q', portal: '', values: ['2'] }),
+        serialize.execute({}),
+        serialize.sync(),
+      ]),
+    );
+    server.filter(Buffer.concat([frame(0x73, Buffer.alloc(0)), complete('SELECT 1'), ready]));
+    expect(done.map((s) => [s.sql, s.command, s.parameters && decodeParameters(s.parameters)])).toEqual([
+      ['SELECT $1::int', 'SUSPENDED', ['1']],
+      ['SELECT $1::int', 'SELECT', ['2']],
+    ]);
+  });
+
+  it('swaps the upstream BackendKeyData for the gateway key', () => {
+    const { server } = setup();
+    const out = server.filter(backendKeyData(999, 888));
+    expect(out.readInt32BE(5)).toBe(1);
+    expect(out.readInt32BE(9)).toBe(2);
+  });
+});
