@@ -18,9 +18,20 @@ export {
   signDevToken,
   type DevTokenOptions,
 } from './local/dev-issuer.js';
-export { seedLocalConfig, ensureLocalAgent, LOCAL_AGENT, DEMO_IDENTITY } from './local/seed-config.js';
+export {
+  seedLocalConfig,
+  ensureLocalAgent,
+  LOCAL_AGENT,
+  DEMO_IDENTITY,
+  DEMO_ADMIN_IDENTITY,
+  DEMO_READ_RULE,
+  DEMO_ADMIN_RULE,
+} from './local/seed-config.js';
+export * from './policy/index.js';
 export { parseUpstreamUrl, type AgentConfig, type UpstreamSettings } from './local/agent-config.js';
 export { startDemoDatabase, DEMO_MAX_CONNECTIONS } from './local/demo-db.js';
 export { demoRows } from './local/demo-seed.js';
 export { runLocal, type LocalOptions, type ReadyInfo } from './local/run.js';
 export { runCli } from './cli/run.js';
+export { AuditStore, startMaintenance, type AuditStoreOptions } from './audit/store.js';
+export { AuditConsumer, type AuditConsumerOptions } from './audit/consumer.js';

@@ -93,9 +93,16 @@ describe('local config seeding', () => {
       { name: 'local-dev', issuerUrl: 'urn:warden:local-dev', audiences: ['warden'], jwksUri: '', jwksJson: cfg.jwksJson, algorithms: ['ES256'] },
     ]);
     expect(JSON.parse(cfg.jwksJson).keys[0]).not.toHaveProperty('d');
-    expect(first.identities).toEqual([{ name: 'demo', issuer: 'local-dev', match: [{ claim: 'sub', value: 'demo' }], groups: [] }]);
+    expect(first.identities).toEqual([
+      { name: 'demo', issuer: 'local-dev', match: [{ claim: 'sub', value: 'demo' }], groups: [] },
+      { name: 'demo-admin', issuer: 'local-dev', match: [{ claim: 'sub', value: 'demo-admin' }], groups: [] },
+    ]);
     expect(first.resources).toEqual([{ name: 'shop', agent: 'local', description: 'demo' }]);
-    expect(first.grants).toEqual([{ id: expect.any(String), resource: 'shop', identity: 'demo', group: '' }]);
+    const none = { allowSchemas: [], denySchemas: [], allowTables: [], denyTables: [] };
+    expect(first.grants).toEqual([
+      { id: expect.any(String), resource: 'shop', identity: 'demo', group: '', access: 'read', rule: 'demo-read-only', ...none },
+      { id: expect.any(String), resource: 'shop', identity: 'demo-admin', group: '', access: 'admin', rule: 'demo-admin', ...none },
+    ]);
 
     await storage.repo.putIdentity({ name: 'demo', issuer: 'local-dev', match: [{ claim: 'sub', value: 'demo' }], groups: ['analysts'] });
     const edited = await storage.repo.version();

@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { parseArgs } from 'node:util';
 import { pino } from 'pino';
+import { createAuditSink } from './audit/sink.js';
 import { startGateway } from './gateway.js';
 
 const USAGE = `usage: warden-gateway [options]
@@ -15,7 +16,10 @@ const USAGE = `usage: warden-gateway [options]
   --gateway-token-file FILE    token for the control plane (or WARDEN_GATEWAY_TOKEN)
   --tls-cert FILE --tls-key FILE              certificate for clients
   --tunnel-tls-cert FILE --tunnel-tls-key FILE certificate for agents
-  --local                      allow tokens without TLS from loopback (local mode)`;
+  --local                      allow tokens without TLS from loopback (local mode)
+  --nats URL                   send audit events to NATS JetStream (or WARDEN_NATS_URL);
+                               without it they go to the control plane
+  --data-dir DIR               gateway state, e.g. the audit outbox (default ./.warden-gateway)`;
 
 const { values: v } = parseArgs({
   options: {
@@ -31,6 +35,8 @@ const { values: v } = parseArgs({
     'tunnel-tls-cert': { type: 'string' },
     'tunnel-tls-key': { type: 'string' },
     local: { type: 'boolean', default: false },
+    nats: { type: 'string', default: process.env.WARDEN_NATS_URL || undefined },
+    'data-dir': { type: 'string', default: process.env.WARDEN_GATEWAY_DATA_DIR || './.warden-gateway' },
     help: { type: 'boolean', default: false },
   },
 });
@@ -51,6 +57,14 @@ if (!token) {
 const pair = (cert?: string, key?: string) => (cert && key ? { cert, key } : undefined);
 
 try {
+  // Events recorded before a crash wait in the outbox under --data-dir and are sent after the restart.
+  const audit = createAuditSink({
+    gatewayId: v.id!,
+    dataDir: v['data-dir']!,
+    natsUrl: v.nats,
+    controlPlane: { address: v['control-plane']!, ca: v['control-plane-ca'], token },
+    log,
+  });
   const gateway = await startGateway({
     id: v.id!,
     listen: v.listen!,
@@ -63,10 +77,13 @@ try {
     tunnelTls: pair(v['tunnel-tls-cert'], v['tunnel-tls-key']),
     local: v.local,
     log,
+    audit,
   });
   const stop = async () => {
     log.info('shutting down');
     await gateway.close();
+    // After the sessions' last events; what is not delivered in time stays in the outbox.
+    await audit.close();
     process.exit(0);
   };
   process.on('SIGTERM', stop);

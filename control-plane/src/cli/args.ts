@@ -37,6 +37,27 @@ export const OPTIONS = {
   'tunnel-port': str,
   'demo-port': str,
   'ready-file': str,
+  access: str,
+  'allow-schema': many,
+  'deny-schema': many,
+  'allow-table': many,
+  'deny-table': many,
+  file: { type: 'string', short: 'f' },
+  author: str,
+  show: str,
+  as: str,
+  // audit
+  since: str,
+  until: str,
+  outcome: str,
+  speed: str,
+  kind: str,
+  decision: str,
+  text: str,
+  type: str,
+  days: str,
+  limit: str,
+  nats: str,
 } as const;
 
 export type OptionName = keyof typeof OPTIONS;

@@ -31,6 +31,8 @@ export interface LocalOptions {
   demoPort: number;
   readyFile?: string;
   databaseUrl?: string;
+  /** Audit events through NATS JetStream; straight to the control plane without it. */
+  natsUrl?: string;
   env: NodeJS.ProcessEnv;
 }
 
@@ -133,6 +135,7 @@ export async function runLocal(opts: LocalOptions): Promise<number> {
       adminToken: env.WARDEN_ADMIN_TOKEN || undefined,
       gatewayToken: env.WARDEN_GATEWAY_TOKEN || undefined,
       logger: createLogger({ file: join(logDir, 'control-plane.log') }),
+      natsUrl: opts.natsUrl,
     });
     cleanup.push(() => cp.close());
 
@@ -149,11 +152,12 @@ export async function runLocal(opts: LocalOptions): Promise<number> {
       sslmode: 'disable',
     };
 
-    await seedLocalConfig(cp.repo, {
+    const seeded = await seedLocalConfig(cp.repo, {
       resource: opts.resource,
       jwksJson: publicJwks(key),
       description: demo ? 'demo shop (PGlite, local mode)' : `${target.host}:${target.port}/${target.database}`,
     });
+    if (seeded.warning) say(`warning: ${seeded.warning}`);
     const tokenFile = join(dataDir, 'agent-token');
     await ensureLocalAgent(cp.repo, tokenFile);
     const agentConfig = join(dataDir, 'agent.json');
@@ -189,6 +193,8 @@ export async function runLocal(opts: LocalOptions): Promise<number> {
           '--tunnel-advertise', tunnel,
           '--control-plane', cp.address,
           '--local',
+          '--data-dir', join(dataDir, 'gateway'),
+          ...(opts.natsUrl ? ['--nats', opts.natsUrl] : []),
         ],
         childEnv(env, { WARDEN_GATEWAY_TOKEN: cp.gatewayToken }),
         join(logDir, 'gateway.log'),
@@ -214,7 +220,7 @@ export async function runLocal(opts: LocalOptions): Promise<number> {
     };
     if (opts.readyFile) writeReadyFile(opts.readyFile, info);
     process.stdout.write(
-      `${banner({ ...info, storage: cp.storage, demo: info.demoDatabase, upstream, token: await mint() })}\n`,
+      `${banner({ ...info, storage: cp.storage, demo: info.demoDatabase, upstream, token: await mint(), demoRules: seeded.policyVersion === 0 })}\n`,
     );
   } catch (err) {
     if (!stopping) {

@@ -11,6 +11,9 @@ import { Authenticator } from './auth.js';
 import { SnapshotHub } from './hub.js';
 import { loadOrCreateSecret } from './secrets.js';
 import { ControlPlaneService } from './service.js';
+import { AuditConsumer } from '../audit/consumer.js';
+import { AuditStore, startMaintenance, type AuditStoreOptions } from '../audit/store.js';
+import { auditMethods } from './audit-service.js';
 
 export const DEFAULT_LISTEN = '127.0.0.1:7070';
 
@@ -29,6 +32,10 @@ export interface ControlPlaneOptions {
   logger?: Logger;
   /** How often to look for changes made by other replicas; 0 disables. Default 5000. */
   pollIntervalMs?: number;
+  /** NATS with JetStream: consume the gateways' audit events from WARDEN_AUDIT. */
+  natsUrl?: string;
+  /** Audit clock and sealing timings (tests); maintenance runs every `maintenanceIntervalMs` (default 60 s). */
+  audit?: AuditStoreOptions & { maintenanceIntervalMs?: number };
 }
 
 export interface ControlPlane {
@@ -39,6 +46,7 @@ export interface ControlPlane {
   readonly gatewayToken: string;
   readonly storage: Storage;
   readonly repo: Repository;
+  readonly audit: AuditStore;
   close(): Promise<void>;
 }
 
@@ -67,14 +75,20 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
   const ownsStorage = !opts.storage;
   const storage = opts.storage ?? (await openStorage({ databaseUrl: opts.databaseUrl, dataDir }));
   const hub = new SnapshotHub(storage.repo, log, opts.pollIntervalMs ?? 5000);
+  const auth = new Authenticator(adminToken, gatewayToken);
   const service = new ControlPlaneService({
     repo: storage.repo,
     hub,
-    auth: new Authenticator(adminToken, gatewayToken),
+    auth,
     log,
   });
   const server = new Server(keepaliveOptions);
-  server.addService(ControlPlaneServiceService, service.implementation());
+  const audit = new AuditStore(storage.db, { ...opts.audit, log: log.child({ component: 'audit' }) });
+  server.addService(ControlPlaneServiceService, { ...service.implementation(), ...auditMethods(audit, auth, log) });
+  const stopMaintenance = startMaintenance(audit, opts.audit?.maintenanceIntervalMs ?? 60_000);
+  const consumer = opts.natsUrl
+    ? new AuditConsumer({ url: opts.natsUrl, ingest: (events) => audit.ingest(events), log: log.child({ component: 'audit-consumer' }) })
+    : undefined;
 
   let port: number;
   try {
@@ -85,6 +99,7 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
     );
   } catch (err) {
     hub.close();
+    await stopMaintenance();
     if (ownsStorage) await storage.close();
     throw new Error(`cannot listen on ${opts.listen ?? DEFAULT_LISTEN}: ${(err as Error).message}`);
   }
@@ -92,8 +107,11 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
   log.info({ address, storage: storage.kind, location: storage.location, tls: Boolean(opts.tls) }, 'control plane listening');
 
   let closing: Promise<void> | undefined;
+  consumer?.start();
   const close = async () => {
     hub.close();
+    await consumer?.stop();
+    await stopMaintenance();
     service.endAllStreams(status.UNAVAILABLE, 'the control plane is shutting down');
     await new Promise<void>((resolve) => {
       const force = setTimeout(() => {
@@ -116,6 +134,7 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
     gatewayToken,
     storage,
     repo: storage.repo,
+    audit,
     close: () => (closing ??= close()),
   };
 }

@@ -7,10 +7,11 @@ import { untilSignal } from '../signals.js';
 export const serveCommand: Command = {
   name: 'control-plane',
   usage:
-    'warden control-plane [--listen H:P] [--data-dir D] [--database-url URL] [--tls-cert F --tls-key F]\n' +
+    'warden control-plane [--listen H:P] [--data-dir D] [--database-url URL] [--tls-cert F --tls-key F] [--nats URL]\n' +
     '  (PGlite in <data-dir>/db unless --database-url / WARDEN_DATABASE_URL; tokens from\n' +
-    '   WARDEN_ADMIN_TOKEN / WARDEN_GATEWAY_TOKEN or <data-dir>/admin-token, gateway-token)',
-  options: ['listen', 'data-dir', 'database-url', 'tls-cert', 'tls-key'],
+    '   WARDEN_ADMIN_TOKEN / WARDEN_GATEWAY_TOKEN or <data-dir>/admin-token, gateway-token;\n' +
+    '   --nats / WARDEN_NATS_URL: consume the gateways\' audit events from NATS JetStream)',
+  options: ['listen', 'data-dir', 'database-url', 'tls-cert', 'tls-key', 'nats'],
   async run(ctx) {
     ctx.noArgs();
     const cert = ctx.opt('tls-cert');
@@ -29,6 +30,7 @@ export const serveCommand: Command = {
       adminToken: ctx.env.WARDEN_ADMIN_TOKEN || undefined,
       gatewayToken: ctx.env.WARDEN_GATEWAY_TOKEN || undefined,
       logger: log,
+      natsUrl: ctx.opt('nats') ?? (ctx.env.WARDEN_NATS_URL || undefined),
     });
     const sig = await untilSignal();
     log.info({ signal: sig }, 'shutting down');

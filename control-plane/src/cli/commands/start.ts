@@ -8,9 +8,10 @@ export const startCommand: Command = {
   name: 'start',
   usage:
     'warden start [--data-dir .warden] [--upstream URL] [--resource shop] [--gateway-port 15432]\n' +
-    '             [--control-plane-port 7070] [--tunnel-port 7443] [--demo-port 15433] [--ready-file PATH]\n' +
-    '  (port 0 picks a free port; --upstream / WARDEN_UPSTREAM_URL replaces the demo database)',
-  options: ['data-dir', 'upstream', 'resource', 'gateway-port', 'control-plane-port', 'tunnel-port', 'demo-port', 'ready-file', 'database-url'],
+    '             [--control-plane-port 7070] [--tunnel-port 7443] [--demo-port 15433] [--ready-file PATH] [--nats URL]\n' +
+    '  (port 0 picks a free port; --upstream / WARDEN_UPSTREAM_URL replaces the demo database;\n' +
+    '   --nats / WARDEN_NATS_URL carries audit events through NATS JetStream instead of straight to the control plane)',
+  options: ['data-dir', 'upstream', 'resource', 'gateway-port', 'control-plane-port', 'tunnel-port', 'demo-port', 'ready-file', 'database-url', 'nats'],
   async run(ctx) {
     ctx.noArgs();
     const { runLocal } = await import('../../local/run.js');
@@ -24,6 +25,7 @@ export const startCommand: Command = {
       demoPort: port(ctx.opt('demo-port'), 15433, 'demo-port'),
       readyFile: ctx.opt('ready-file'),
       databaseUrl: ctx.opt('database-url') ?? (ctx.env.WARDEN_DATABASE_URL || undefined),
+      natsUrl: ctx.opt('nats') ?? (ctx.env.WARDEN_NATS_URL || undefined),
       env: ctx.env,
     });
     // Everything is stopped by now; exit even if a library left a handle open.

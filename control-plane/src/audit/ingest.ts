@@ -1,0 +1,143 @@
+// Stores audit events, idempotently: the event id is the key, so a re-sent
+// event (outbox retry, NATS redelivery) is stored once. Events of a session
+// may arrive in any order; each is linked into the session's hash chain as
+// soon as its predecessor is stored, which makes the chain the same whatever
+// the arrival order. A session whose chain reaches session.end is sealed into
+// today's daily chain (see seal.ts).
+import type { AuditEvent, SessionEndEvent, SessionStartEvent } from '@warden/gateway/audit/events';
+import { GENESIS, canonicalJson, dayOf, linkHash } from './chain.js';
+import { eventColumns } from './columns.js';
+import { isoOf, type AuditContext, type AuditTrx } from './context.js';
+import { checkEvent } from './validate.js';
+
+export interface IngestResult {
+  stored: number;
+  duplicates: number;
+  invalid: number;
+}
+
+type Scoped = Exclude<AuditEvent, { type: 'auth.failure' }>;
+
+export async function ingestEvents(ctx: AuditContext, raw: unknown[]): Promise<IngestResult> {
+  const result: IngestResult = { stored: 0, duplicates: 0, invalid: 0 };
+  const seen = new Set<string>();
+  const failures: AuditEvent[] = [];
+  const bySession = new Map<string, Scoped[]>();
+  for (const value of raw) {
+    const checked = checkEvent(value);
+    if ('error' in checked) {
+      result.invalid++;
+      ctx.log.warn({ id: (value as { id?: unknown })?.id, reason: checked.error }, 'skipped an invalid audit event');
+      continue;
+    }
+    const e = checked.event;
+    if (seen.has(e.id)) {
+      result.duplicates++;
+      continue;
+    }
+    seen.add(e.id);
+    if (e.type === 'auth.failure') failures.push(e);
+    else bySession.set(e.sessionId, [...(bySession.get(e.sessionId) ?? []), e]);
+  }
+  if (seen.size === 0) return result;
+
+  await ctx.db.transaction().execute(async (trx) => {
+    const today = dayOf(ctx.now());
+    for (const e of failures) {
+      const stored = await insertEvent(trx, e, today);
+      stored ? result.stored++ : result.duplicates++;
+    }
+    // Sessions in a fixed order, so two control planes never wait on each other's locks in a cycle.
+    for (const id of [...bySession.keys()].sort()) {
+      const n = await ingestSession(ctx, trx, id, bySession.get(id)!, today);
+      result.stored += n;
+      result.duplicates += bySession.get(id)!.length - n;
+    }
+  });
+  return result;
+}
+
+async function insertEvent(trx: AuditTrx, e: AuditEvent, day: string | null): Promise<boolean> {
+  const row = await trx
+    .insertInto('audit_events')
+    .values({ ...eventColumns(e), body: canonicalJson(e), day })
+    .onConflict((oc) => oc.doNothing())
+    .returning('id')
+    .executeTakeFirst();
+  return row !== undefined;
+}
+
+async function ingestSession(ctx: AuditContext, trx: AuditTrx, sessionId: string, events: Scoped[], today: string): Promise<number> {
+  const first = events[0]!;
+  const earliest = events.map((e) => isoOf(e.time)).sort()[0]!;
+  await trx
+    .insertInto('audit_sessions')
+    .values({
+      session_id: sessionId,
+      gateway: first.gateway,
+      identity: first.identity,
+      resource: first.resource,
+      agent: first.agent,
+      started_at: earliest,
+      head_hash: GENESIS,
+      last_event_at: ctx.now(),
+    })
+    .onConflict((oc) => oc.column('session_id').doNothing())
+    .execute();
+  // The row lock serializes everything that touches this session's chain.
+  const s = await trx.selectFrom('audit_sessions').selectAll().where('session_id', '=', sessionId).forUpdate().executeTakeFirstOrThrow();
+
+  const inserted = await trx
+    .insertInto('audit_events')
+    .values(events.map((e) => ({ ...eventColumns(e), body: canonicalJson(e), day: null })))
+    .onConflict((oc) => oc.doNothing())
+    .returning('id')
+    .execute();
+  const ids = new Set(inserted.map((r) => r.id));
+  const stored = events.filter((e) => ids.has(e.id));
+  if (stored.length === 0) return 0;
+
+  const statements = stored.filter((e) => e.type === 'statement');
+  const start = stored.find((e): e is SessionStartEvent => e.type === 'session.start');
+  const end = stored.find((e): e is SessionEndEvent => e.type === 'session.end');
+  const sealed = s.sealed_day !== null;
+  // started_at orders the daily chain, so it stays fixed once the session is sealed.
+  const startedAt = sealed ? isoOf(s.started_at) : start ? isoOf(start.time) : [isoOf(s.started_at), earliest].sort()[0]!;
+  const update = {
+    events: s.events + stored.length,
+    statements: s.statements + statements.length,
+    refused: s.refused + statements.filter((e) => e.decision === 'refused').length,
+    errors: s.errors + statements.filter((e) => e.decision !== 'refused' && e.error).length,
+    started_at: startedAt,
+    last_event_at: ctx.now(),
+    ...(start ? { client_address: start.clientAddress, application_name: start.applicationName ?? null } : {}),
+    ...(end ? { ended_at: isoOf(end.time), end_reason: end.reason, end_seq: end.seq } : {}),
+    ...(await link(trx, sessionId, s.linked_seq, s.head_hash)),
+  };
+  const endSeq = end ? end.seq : s.end_seq;
+  const complete = endSeq !== null && update.linked_seq >= endSeq;
+  const seal = !sealed && complete ? { sealed_day: today, sealed_seq: update.linked_seq, sealed_hash: update.head_hash } : {};
+  await trx.updateTable('audit_sessions').set({ ...update, ...seal }).where('session_id', '=', sessionId).execute();
+  return stored.length;
+}
+
+/** Links every stored event that now follows the chain head without a gap. */
+async function link(trx: AuditTrx, sessionId: string, linkedSeq: number, headHash: string) {
+  const waiting = await trx
+    .selectFrom('audit_events')
+    .select(['id', 'seq', 'body'])
+    .where('session_id', '=', sessionId)
+    .where('seq', '>', linkedSeq)
+    .orderBy('seq')
+    .execute();
+  let seq = linkedSeq;
+  let head = headHash;
+  for (const row of waiting) {
+    if (row.seq !== seq + 1) break;
+    const hash = linkHash(head, row.body);
+    await trx.updateTable('audit_events').set({ prev_hash: head, hash }).where('id', '=', row.id).execute();
+    seq = row.seq;
+    head = hash;
+  }
+  return { linked_seq: seq, head_hash: head };
+}

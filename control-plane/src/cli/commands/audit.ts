@@ -1,0 +1,165 @@
+// warden sessions list | show | replay, warden audit search | verify | retention
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { AuditEvent } from '@warden/gateway/audit/events';
+import { summarize } from '@warden/gateway/audit/summary';
+import { parseEvents, sessionDuration, sessionHeader, transcriptLines } from '../audit/render.js';
+import { parseSpeed, parseTime } from '../audit/time.js';
+import { CLIENT_OPTIONS, type Command, type Context } from '../context.js';
+import { CliError } from '../errors.js';
+import { json, table } from '../output.js';
+
+function limit(ctx: Context): number {
+  const text = ctx.opt('limit');
+  if (text === undefined) return 0;
+  const n = Number(text);
+  if (!Number.isInteger(n) || n <= 0) throw new CliError('--limit must be a positive whole number');
+  return n;
+}
+
+const fetchSession = (ctx: Context, sessionId: string) => ctx.withAdmin((c) => c.call((x) => x.getSession, { sessionId }));
+
+/** "2024-05-01T12:00:00.000Z" → "2024-05-01 12:00:00" */
+const shortTime = (iso: string) => iso.replace('T', ' ').replace(/\.\d+Z$/, 'Z');
+
+export const auditCommands: Command[] = [
+  {
+    name: 'sessions list',
+    usage:
+      'warden sessions list [--identity I] [--resource R] [--since 24h|ISO] [--until ISO] [--outcome ok|error|refused] [--limit N] [--json]',
+    options: [...CLIENT_OPTIONS, 'identity', 'resource', 'since', 'until', 'outcome', 'limit'],
+    async run(ctx) {
+      ctx.noArgs();
+      const { sessions } = await ctx.withAdmin((c) =>
+        c.call((x) => x.listSessions, {
+          identity: ctx.opt('identity') ?? '',
+          resource: ctx.opt('resource') ?? '',
+          since: parseTime(ctx.opt('since'), 'since'),
+          until: parseTime(ctx.opt('until'), 'until'),
+          outcome: ctx.opt('outcome') ?? '',
+          limit: limit(ctx),
+        }),
+      );
+      if (ctx.json) return ctx.print(json(sessions));
+      if (sessions.length === 0) return ctx.print('No sessions.');
+      ctx.print(
+        table(
+          ['SESSION', 'STARTED', 'IDENTITY', 'RESOURCE', 'STATEMENTS', 'OUTCOME', 'DURATION'],
+          sessions.map((s) => [s.sessionId, shortTime(s.startedAt), s.identity, s.resource, String(s.statements), s.outcome, sessionDuration(s)]),
+        ),
+      );
+    },
+  },
+  {
+    name: 'sessions show',
+    usage: 'warden sessions show ID [--json]\n  (the session and a one-line summary of each event)',
+    options: CLIENT_OPTIONS,
+    async run(ctx) {
+      const res = await fetchSession(ctx, ctx.arg('ID'));
+      const events = parseEvents(res.eventsJson);
+      if (ctx.json) return ctx.print(json({ session: res.session, events }));
+      ctx.print([...sessionHeader(res.session!), '', ...events.map((e) => `${shortTime(e.time)}  ${summarize(e)}`)].join('\n'));
+    },
+  },
+  {
+    name: 'sessions replay',
+    usage:
+      'warden sessions replay ID [--speed real|fast|N]\n  (the session as a transcript: statements, decisions and results in order;\n   real waits the recorded gaps, N plays N times faster, fast does not wait; default fast)',
+    options: [...CLIENT_OPTIONS, 'speed'],
+    async run(ctx) {
+      const speed = parseSpeed(ctx.opt('speed'));
+      const res = await fetchSession(ctx, ctx.arg('ID'));
+      const events = parseEvents(res.eventsJson).sort((a, b) => seqOf(a) - seqOf(b));
+      if (ctx.json) return ctx.print(json({ session: res.session, events }));
+      ctx.print(`${sessionHeader(res.session!).join('\n')}\n`);
+      const start = events.length > 0 ? Date.parse(events[0]!.time) : 0;
+      let previous = start;
+      for (const e of events) {
+        const at = Date.parse(e.time);
+        if (Number.isFinite(speed) && at > previous) await sleep((at - previous) / speed);
+        previous = Math.max(previous, at);
+        ctx.print(transcriptLines(e, start).join('\n'));
+      }
+      if (res.session!.linkedSeq + 1 < res.session!.events) ctx.note('note: some events of this session have not arrived yet; the transcript has gaps');
+    },
+  },
+  {
+    name: 'audit search',
+    usage:
+      'warden audit search [--kind DROP] [--identity I] [--resource R] [--decision allowed|refused] [--since 7d] [--until ISO]\n' +
+      '                    [--text SUBSTRING] [--type statement|session.start|session.end|auth.failure] [--limit N] [--json]\n' +
+      '  (--kind matches the statement kind and its longer forms: DROP finds DROP TABLE, DROP SCHEMA…)',
+    options: [...CLIENT_OPTIONS, 'kind', 'identity', 'resource', 'decision', 'since', 'until', 'text', 'type', 'limit'],
+    async run(ctx) {
+      ctx.noArgs();
+      const { eventsJson } = await ctx.withAdmin((c) =>
+        c.call((x) => x.searchAudit, {
+          kind: ctx.opt('kind') ?? '',
+          identity: ctx.opt('identity') ?? '',
+          resource: ctx.opt('resource') ?? '',
+          decision: ctx.opt('decision') ?? '',
+          since: parseTime(ctx.opt('since'), 'since'),
+          until: parseTime(ctx.opt('until'), 'until'),
+          text: ctx.opt('text') ?? '',
+          type: ctx.opt('type') ?? '',
+          sessionId: '',
+          limit: limit(ctx),
+        }),
+      );
+      const events = parseEvents(eventsJson);
+      if (ctx.json) return ctx.print(json(events));
+      if (events.length === 0) return ctx.print('No matching events.');
+      ctx.print(events.map((e) => `${shortTime(e.time)}  ${sessionOf(e)}  ${summarize(e)}`).join('\n'));
+    },
+  },
+  {
+    name: 'audit verify',
+    usage: 'warden audit verify [--json]\n  (recomputes the session and daily hash chains; exit code 1 when a record was edited, reordered or deleted)',
+    options: CLIENT_OPTIONS,
+    async run(ctx) {
+      ctx.noArgs();
+      const report = await ctx.withAdmin((c) => c.call((x) => x.verifyAudit, {}));
+      if (ctx.json) {
+        ctx.print(json(report));
+        return report.ok ? 0 : 1;
+      }
+      const scope = `${report.sessions} session(s), ${report.events} event(s), ${report.days} closed day(s)`;
+      for (const w of report.warnings) ctx.note(`warning: ${w}`);
+      if (report.ok) {
+        ctx.print(`Audit trail intact: ${scope}.`);
+        if (report.headDay) ctx.print(`Daily chain head: ${report.headDay} ${report.headHash}`);
+        return 0;
+      }
+      ctx.print(`Audit trail TAMPERED: ${report.problems.length} problem(s) in ${scope}:`);
+      for (const p of report.problems) {
+        const where = p.sessionId ? `session ${p.sessionId}${p.seq >= 0 ? ` seq ${p.seq}` : ''}` : `day ${p.day}`;
+        ctx.print(`  ${p.kind.padEnd(9)} ${where}: ${p.detail}`);
+      }
+      return 1;
+    },
+  },
+  {
+    name: 'audit retention',
+    usage: 'warden audit retention [set --days N] [--json]\n  (days of sessions to keep; 0 keeps them forever; the control plane deletes older days as they expire)',
+    options: [...CLIENT_OPTIONS, 'days'],
+    async run(ctx) {
+      const [sub] = ctx.args;
+      if (ctx.args.length > 1 || (sub !== undefined && sub !== 'set')) throw new CliError('use: warden audit retention [set --days N]');
+      const daysText = ctx.opt('days');
+      if (sub === 'set' && daysText === undefined) throw new CliError('warden audit retention set needs --days N');
+      if (sub !== 'set' && daysText !== undefined) throw new CliError('to change the retention: warden audit retention set --days N');
+      let res;
+      if (sub === 'set') {
+        const days = Number(daysText);
+        if (!Number.isInteger(days) || days < 0) throw new CliError('--days must be a whole number of days (0 keeps everything)');
+        res = await ctx.withAdmin((c) => c.call((x) => x.setRetention, { days }));
+      } else {
+        res = await ctx.withAdmin((c) => c.call((x) => x.getRetention, {}));
+      }
+      if (ctx.json) return ctx.print(json(res));
+      ctx.print(res.days === 0 ? 'Audit sessions are kept forever.' : `Audit sessions are kept for ${res.days} day(s).`);
+    },
+  },
+];
+
+const seqOf = (e: AuditEvent) => ('seq' in e ? e.seq : -1);
+const sessionOf = (e: AuditEvent) => ('sessionId' in e ? e.sessionId : '-');

@@ -1,0 +1,39 @@
+// Delivers audit events straight to the control plane (IngestAudit), for
+// installations without NATS such as local mode. The control plane stores a
+// batch in one transaction with the same ingest code its NATS consumer uses,
+// and answers only after the commit.
+import { ControlPlaneServiceClient, bearer, channelCredentials, keepaliveOptions } from '@warden/proto';
+import type { OutboxEntry } from './outbox.js';
+import type { Transport } from './pump.js';
+
+export interface ControlPlaneTransportOptions {
+  /** host:port of the control plane. */
+  address: string;
+  /** CA of the control plane's certificate; plaintext without it. */
+  ca?: string;
+  gatewayToken: string;
+  gatewayId: string;
+  timeoutMs?: number;
+}
+
+export class ControlPlaneTransport implements Transport {
+  readonly name: string;
+  private readonly client: ControlPlaneServiceClient;
+
+  constructor(private readonly opts: ControlPlaneTransportOptions) {
+    this.name = `control plane ${opts.address}`;
+    this.client = new ControlPlaneServiceClient(opts.address, channelCredentials({ ca: opts.ca }), keepaliveOptions);
+  }
+
+  send(batch: OutboxEntry[]): Promise<void> {
+    const request = { gatewayId: this.opts.gatewayId, eventsJson: batch.map((e) => e.line) };
+    const deadline = Date.now() + (this.opts.timeoutMs ?? 15_000);
+    return new Promise((resolve, reject) => {
+      this.client.ingestAudit(request, bearer(this.opts.gatewayToken), { deadline }, (err) => (err ? reject(err) : resolve()));
+    });
+  }
+
+  async close(): Promise<void> {
+    this.client.close();
+  }
+}

@@ -1,0 +1,357 @@
+// The gateway's durable outbox of audit events: an append-only log of JSON
+// lines split into numbered segment files, plus a cursor file saying how far
+// the transport has confirmed delivery. An event is written before publish()
+// returns (a write into the page cache survives the process being killed;
+// fsyncs are batched for power loss), so whatever the gateway recorded is sent
+// after a crash or a transport outage. Fully delivered segments are deleted.
+import {
+  closeSync,
+  fsync,
+  fsyncSync,
+  ftruncateSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  readSync,
+  readdirSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import type { AuditEvent } from './events.js';
+import { lockOutbox } from './lock.js';
+
+export interface OutboxLimits {
+  /** A new segment is started once the current one is this large. */
+  segmentBytes: number;
+  /** Undelivered bytes beyond which new events are dropped (and said so, loudly). */
+  maxBytes: number;
+  /** How often written data is fsynced. */
+  fsyncMs: number;
+  /** Once everything is delivered and the current segment is this large, it is replaced by an empty one. */
+  compactBytes: number;
+}
+
+export const DEFAULT_OUTBOX_LIMITS: OutboxLimits = {
+  segmentBytes: 8 << 20,
+  maxBytes: 1 << 30,
+  fsyncMs: 100,
+  compactBytes: 1 << 20,
+};
+
+/** Where an entry ends: the cursor value that acknowledges it. */
+export interface Position {
+  segment: number;
+  offset: number;
+}
+
+export interface OutboxEntry {
+  event: AuditEvent;
+  /** The event as stored, without the newline. */
+  line: string;
+  end: Position;
+}
+
+const SEGMENT = /^(\d{10})\.jsonl$/;
+const segmentName = (n: number) => `${String(n).padStart(10, '0')}.jsonl`;
+const CURSOR = 'acked.json';
+const READ_CHUNK = 256 << 10;
+const LOUD_EVERY_MS = 10_000;
+
+export class Outbox {
+  private readonly sizes = new Map<number, number>();
+  private cursor: Position;
+  private head: number;
+  private fd: number;
+  private dirty = false;
+  private syncing = false;
+  private closeAfterSync: number[] = [];
+  private readonly timer: NodeJS.Timeout;
+  private waiters: (() => void)[] = [];
+  private dropped = 0;
+  private lastLoud = 0;
+  private closed = false;
+  private readonly unlock: () => void;
+
+  private constructor(
+    readonly dir: string,
+    private readonly limits: OutboxLimits,
+    private readonly log: Logger,
+  ) {
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    this.unlock = lockOutbox(dir);
+    const segments = readdirSync(dir)
+      .map((f) => SEGMENT.exec(f)?.[1])
+      .filter((n): n is string => n !== undefined)
+      .map(Number)
+      .sort((a, b) => a - b);
+    for (const n of segments) this.sizes.set(n, statSync(join(dir, segmentName(n))).size);
+    this.head = segments.at(-1) ?? 1;
+    this.repairTail();
+    this.cursor = this.loadCursor(segments[0] ?? this.head);
+    this.dropBefore(this.cursor.segment);
+    this.fd = openSync(join(dir, segmentName(this.head)), 'a+', 0o600);
+    if (!this.sizes.has(this.head)) this.sizes.set(this.head, 0);
+    this.timer = setInterval(() => this.sync(), limits.fsyncMs);
+    this.timer.unref();
+  }
+
+  static open(dir: string, log: Logger, limits: Partial<OutboxLimits> = {}): Outbox {
+    return new Outbox(dir, { ...DEFAULT_OUTBOX_LIMITS, ...limits }, log);
+  }
+
+  /** Stores one event. Never throws: a full outbox or a failing disk drops the event with an error log. */
+  append(event: AuditEvent): boolean {
+    if (this.closed) return this.drop('the outbox is closed');
+    const data = Buffer.from(`${JSON.stringify(event)}\n`, 'utf8');
+    if (this.pendingBytes() + data.length > this.limits.maxBytes) {
+      return this.drop(`the outbox holds ${this.pendingBytes()} undelivered bytes (limit ${this.limits.maxBytes})`);
+    }
+    let written = 0;
+    try {
+      if (this.sizes.get(this.head)! >= this.limits.segmentBytes) this.rollOver();
+      while (written < data.length) written += writeSync(this.fd, data, written);
+      this.sizes.set(this.head, this.sizes.get(this.head)! + data.length);
+      this.dirty = true;
+    } catch (err) {
+      // Half a line would swallow the next event: cut it off again.
+      if (written > 0) {
+        try {
+          ftruncateSync(this.fd, this.sizes.get(this.head)!);
+        } catch {
+          // repairTail() cleans up at the next start
+        }
+      }
+      return this.drop(`writing the outbox failed: ${(err as Error).message}`);
+    }
+    if (this.dropped > 0) {
+      this.log.warn({ dropped: this.dropped }, 'audit outbox accepts events again; the dropped events are missing from the audit trail');
+      this.dropped = 0;
+    }
+    this.wake();
+    return true;
+  }
+
+  /** Up to `max` undelivered entries (and about `maxBytes`, at least one), oldest first, starting at the cursor. */
+  read(max: number, maxBytes = 1 << 20): OutboxEntry[] {
+    const out: OutboxEntry[] = [];
+    let bytes = 0;
+    const push = (e: OutboxEntry) => {
+      out.push(e);
+      bytes += e.line.length;
+    };
+    let pos = { ...this.cursor };
+    while (out.length < max && bytes < maxBytes) {
+      const size = this.sizes.get(pos.segment) ?? 0;
+      if (pos.offset >= size) {
+        if (pos.segment >= this.head) break;
+        pos = { segment: pos.segment + 1, offset: 0 };
+        continue;
+      }
+      const text = this.readAt(pos, Math.min(size - pos.offset, READ_CHUNK));
+      let start = 0;
+      for (let nl = text.indexOf(10); nl >= 0 && out.length < max && bytes < maxBytes; nl = text.indexOf(10, start)) {
+        const line = text.subarray(start, nl).toString('utf8');
+        start = nl + 1;
+        const end = { segment: pos.segment, offset: pos.offset + start };
+        const event = this.parse(line, end);
+        if (event) push({ event, line, end });
+        else if (out.length === 0) this.ack(end); // skip a corrupt line for good
+      }
+      if (start === 0) {
+        // A line longer than the chunk: read it whole.
+        const whole = this.readAt(pos, size - pos.offset);
+        const nl = whole.indexOf(10);
+        if (nl < 0) break;
+        const line = whole.subarray(0, nl).toString('utf8');
+        const end = { segment: pos.segment, offset: pos.offset + nl + 1 };
+        const event = this.parse(line, end);
+        if (event) push({ event, line, end });
+        else if (out.length === 0) this.ack(end);
+        pos = end;
+        continue;
+      }
+      pos = { segment: pos.segment, offset: pos.offset + start };
+    }
+    return out;
+  }
+
+  /** Marks everything up to `pos` as delivered; deletes segments that are done. */
+  ack(pos: Position): void {
+    if (pos.segment < this.cursor.segment || (pos.segment === this.cursor.segment && pos.offset <= this.cursor.offset)) return;
+    this.cursor = { ...pos };
+    // Fully delivered: start a fresh segment so the old one can go (keeps the files small).
+    if (this.pendingBytes() === 0 && this.sizes.get(this.head)! >= this.limits.compactBytes && !this.closed) {
+      this.rollOver();
+      this.cursor = { segment: this.head, offset: 0 };
+    }
+    this.saveCursor();
+    this.dropBefore(this.cursor.segment);
+  }
+
+  /** Bytes written but not yet delivered. */
+  pendingBytes(): number {
+    let total = 0;
+    for (const [n, size] of this.sizes) if (n >= this.cursor.segment) total += size;
+    return total - this.cursor.offset;
+  }
+
+  /** Resolves at the next append (or at once when entries are waiting). */
+  waitForData(): Promise<void> {
+    if (this.pendingBytes() > 0 || this.closed) return Promise.resolve();
+    return new Promise((resolve) => this.waiters.push(resolve));
+  }
+
+  /** Releases everyone in waitForData (new data, or a reader stopping). */
+  wake(): void {
+    const waiters = this.waiters;
+    this.waiters = [];
+    waiters.forEach((w) => w());
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    clearInterval(this.timer);
+    this.wake();
+    fsyncQuiet(this.fd);
+    if (this.syncing) this.closeAfterSync.push(this.fd);
+    else closeSync(this.fd);
+    this.unlock();
+  }
+
+  private drop(reason: string): false {
+    this.dropped++;
+    const now = Date.now();
+    if (now - this.lastLoud >= LOUD_EVERY_MS) {
+      this.lastLoud = now;
+      this.log.error({ dropped: this.dropped, dir: this.dir }, `AUDIT EVENTS ARE BEING DROPPED: ${reason}; check the audit transport (NATS or the control plane)`);
+    }
+    return false;
+  }
+
+  private parse(line: string, end: Position): AuditEvent | undefined {
+    try {
+      const event = JSON.parse(line) as AuditEvent;
+      if (event && typeof event.id === 'string') return event;
+    } catch {
+      // fall through
+    }
+    this.log.error({ dir: this.dir, at: end }, 'skipping a corrupt line in the audit outbox');
+    return undefined;
+  }
+
+  private readAt(pos: Position, length: number): Buffer {
+    const buf = Buffer.alloc(length);
+    const fd = pos.segment === this.head ? this.fd : openSync(join(this.dir, segmentName(pos.segment)), 'r');
+    try {
+      let got = 0;
+      while (got < length) {
+        const n = readSync(fd, buf, got, length - got, pos.offset + got);
+        if (n === 0) break;
+        got += n;
+      }
+      return buf.subarray(0, got);
+    } finally {
+      if (fd !== this.fd) closeSync(fd);
+    }
+  }
+
+  private rollOver(): void {
+    fsyncQuiet(this.fd);
+    // A periodic fsync may still be running on this descriptor: close it when that is done.
+    if (this.syncing) this.closeAfterSync.push(this.fd);
+    else closeSync(this.fd);
+    this.head++;
+    this.fd = openSync(join(this.dir, segmentName(this.head)), 'a+', 0o600);
+    this.sizes.set(this.head, 0);
+    this.dirty = false;
+  }
+
+  /** A crash mid-write (power loss) can leave half a line at the end; it was never acknowledged to anyone. */
+  private repairTail(): void {
+    const size = this.sizes.get(this.head);
+    if (!size) return;
+    const file = join(this.dir, segmentName(this.head));
+    const fd = openSync(file, 'r+');
+    try {
+      // Scan back from the end for the last newline.
+      let keep = 0;
+      for (let end = size; end > 0; ) {
+        const start = Math.max(0, end - READ_CHUNK);
+        const chunk = Buffer.alloc(end - start);
+        readSync(fd, chunk, 0, chunk.length, start);
+        const nl = chunk.lastIndexOf(10);
+        if (nl >= 0) {
+          keep = start + nl + 1;
+          break;
+        }
+        end = start;
+      }
+      if (keep === size) return;
+      ftruncateSync(fd, keep);
+      this.sizes.set(this.head, keep);
+      this.log.warn({ file, dropped: size - keep }, 'removed an unfinished line from the audit outbox');
+    } finally {
+      closeSync(fd);
+    }
+  }
+
+  private loadCursor(first: number): Position {
+    let saved: Position | undefined;
+    try {
+      const c = JSON.parse(readFileSync(join(this.dir, CURSOR), 'utf8')) as Position;
+      if (Number.isInteger(c.segment) && Number.isInteger(c.offset) && c.offset >= 0) saved = c;
+    } catch {
+      // No cursor yet (or unreadable): deliver everything; duplicates are harmless.
+    }
+    if (!saved || saved.segment < first) return { segment: first, offset: 0 };
+    const size = this.sizes.get(saved.segment);
+    // A cursor past the data it names cannot be trusted: re-send that segment.
+    if (size === undefined || saved.offset > size) return { segment: saved.segment, offset: 0 };
+    return saved;
+  }
+
+  private saveCursor(): void {
+    const tmp = join(this.dir, `${CURSOR}.tmp`);
+    try {
+      writeFileSync(tmp, JSON.stringify(this.cursor), { mode: 0o600 });
+      renameSync(tmp, join(this.dir, CURSOR));
+    } catch (err) {
+      // Not fatal: at worst delivered events are sent again after a restart.
+      this.log.warn({ err, dir: this.dir }, 'cannot save the audit outbox cursor');
+    }
+  }
+
+  private dropBefore(segment: number): void {
+    for (const n of [...this.sizes.keys()]) {
+      if (n >= segment || n === this.head) continue;
+      rmSync(join(this.dir, segmentName(n)), { force: true });
+      this.sizes.delete(n);
+    }
+  }
+
+  private sync(): void {
+    if (!this.dirty || this.syncing || this.closed) return;
+    this.dirty = false;
+    this.syncing = true;
+    fsync(this.fd, (err) => {
+      this.syncing = false;
+      for (const fd of this.closeAfterSync.splice(0)) closeSync(fd);
+      if (err && !this.closed) this.log.warn({ err }, 'fsync of the audit outbox failed');
+    });
+  }
+}
+
+/** Synchronous, for roll-over and close only: rare, and the data must be on disk before the file is left. */
+function fsyncQuiet(fd: number): void {
+  try {
+    fsyncSync(fd);
+  } catch {
+    // Nothing useful to do; the periodic sync logs disk errors.
+  }
+}

@@ -1,0 +1,96 @@
+// Moves events from the outbox to a transport, oldest first, a batch at a
+// time. A batch counts as delivered only when the transport confirmed all of
+// it; otherwise the same batch is tried again after a backoff, for as long as
+// it takes. Re-sent events are dropped downstream by their id.
+import { setTimeout as sleep } from 'node:timers/promises';
+import { backoffDelay, type BackoffOptions } from '@warden/proto';
+import type { Logger } from 'pino';
+import type { Outbox, OutboxEntry } from './outbox.js';
+
+export interface Transport {
+  /** For logs, e.g. "NATS nats://127.0.0.1:4222". */
+  readonly name: string;
+  /** Resolves once every entry is stored downstream; rejects if any may not be. */
+  send(batch: OutboxEntry[]): Promise<void>;
+  close(): Promise<void>;
+}
+
+export interface PumpOptions {
+  batchSize?: number;
+  backoff?: BackoffOptions;
+}
+
+export class Pump {
+  private readonly abort = new AbortController();
+  private running?: Promise<void>;
+  private flushWaiters: (() => void)[] = [];
+  private failures = 0;
+
+  constructor(
+    private readonly outbox: Outbox,
+    private readonly transport: Transport,
+    private readonly log: Logger,
+    private readonly opts: PumpOptions = {},
+  ) {}
+
+  start(): void {
+    this.running ??= this.loop();
+  }
+
+  /** Resolves when everything written so far has been delivered. */
+  flushed(): Promise<void> {
+    if (this.outbox.pendingBytes() === 0) return Promise.resolve();
+    return new Promise((resolve) => this.flushWaiters.push(resolve));
+  }
+
+  /** Delivers what it can within `graceMs`, then stops; the rest stays in the outbox for the next start. */
+  async stop(graceMs: number): Promise<void> {
+    if (graceMs > 0 && this.outbox.pendingBytes() > 0) {
+      await Promise.race([this.flushed(), sleep(graceMs, undefined, { ref: false })]);
+    }
+    this.abort.abort();
+    this.outbox.wake();
+    await this.running;
+  }
+
+  private async loop(): Promise<void> {
+    const signal = this.abort.signal;
+    const batchSize = this.opts.batchSize ?? 256;
+    while (!signal.aborted) {
+      const batch = this.outbox.read(batchSize);
+      if (batch.length === 0) {
+        if (this.outbox.pendingBytes() === 0) {
+          this.notifyFlushed();
+          await this.outbox.waitForData();
+        } else {
+          // Bytes without a complete line (a write that failed half-way): look again later instead of spinning.
+          await sleep(1_000, undefined, { signal }).catch(() => {});
+        }
+        continue;
+      }
+      try {
+        await this.transport.send(batch);
+      } catch (err) {
+        if (signal.aborted) break;
+        if (this.failures === 0) {
+          this.log.warn({ err: (err as Error).message, transport: this.transport.name, pendingBytes: this.outbox.pendingBytes() },
+            'cannot deliver audit events; keeping them in the outbox and retrying');
+        }
+        const delay = backoffDelay(this.failures++, this.opts.backoff ?? { baseMs: 200, capMs: 5_000 });
+        await sleep(delay, undefined, { signal }).catch(() => {});
+        continue;
+      }
+      this.outbox.ack(batch[batch.length - 1]!.end);
+      if (this.failures > 0) {
+        this.log.info({ transport: this.transport.name, failedAttempts: this.failures }, 'audit events are being delivered again');
+        this.failures = 0;
+      }
+    }
+  }
+
+  private notifyFlushed(): void {
+    const waiters = this.flushWaiters;
+    this.flushWaiters = [];
+    waiters.forEach((w) => w());
+  }
+}

@@ -1,0 +1,76 @@
+// The gateway's AuditSink: every event is logged as a one-line summary,
+// written to the durable outbox, and delivered from there by a pump, to NATS
+// JetStream when a NATS URL is configured, else to the control plane's
+// IngestAudit RPC.
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import type { AuditEvent, AuditSink } from './events.js';
+import { fitEvent } from './limit.js';
+import { ControlPlaneTransport } from './local.js';
+import { JetStreamTransport } from './nats.js';
+import { Outbox, type OutboxLimits } from './outbox.js';
+import { Pump, type Transport } from './pump.js';
+import { summarize } from './summary.js';
+
+export interface AuditSinkOptions {
+  gatewayId: string;
+  /** The gateway's data directory; the outbox lives in `<dataDir>/audit-outbox`. */
+  dataDir: string;
+  /** JetStream transport when set. */
+  natsUrl?: string;
+  /** Otherwise events go to the control plane, with the gateway token. */
+  controlPlane?: { address: string; ca?: string; token: string };
+  log: Logger;
+  outbox?: Partial<OutboxLimits>;
+  /** How long close() keeps delivering before leaving the rest for the next start. Default 3 s. */
+  closeGraceMs?: number;
+}
+
+export interface ClosableAuditSink extends AuditSink {
+  /** Resolves once everything published so far is delivered. */
+  flushed(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export function createAuditSink(opts: AuditSinkOptions): ClosableAuditSink {
+  const log = opts.log.child({ component: 'audit' });
+  let transport: Transport;
+  if (opts.natsUrl) {
+    transport = new JetStreamTransport({ url: opts.natsUrl, clientName: `warden-gateway ${opts.gatewayId}` }, log);
+  } else if (opts.controlPlane) {
+    transport = new ControlPlaneTransport({
+      address: opts.controlPlane.address,
+      ca: opts.controlPlane.ca,
+      gatewayToken: opts.controlPlane.token,
+      gatewayId: opts.gatewayId,
+    });
+  } else {
+    throw new Error('the audit sink needs a NATS URL or a control plane to deliver to');
+  }
+  const outbox = Outbox.open(join(opts.dataDir, 'audit-outbox'), log, opts.outbox);
+  const pending = outbox.pendingBytes();
+  if (pending > 0) log.info({ pendingBytes: pending, transport: transport.name }, 'sending audit events left from the previous run');
+  const pump = new Pump(outbox, transport, log);
+  pump.start();
+  let closing: Promise<void> | undefined;
+
+  return {
+    publish(event: AuditEvent): void {
+      try {
+        // One readable line per event in the gateway log; the full event goes to the outbox.
+        log.info({ session: 'sessionId' in event ? event.sessionId : undefined, seq: 'seq' in event ? event.seq : undefined }, summarize(event));
+        outbox.append(fitEvent(event));
+      } catch (err) {
+        // The hot path must never see an audit failure; the outbox already logs lost events loudly.
+        log.error({ err, id: event.id }, 'could not record an audit event');
+      }
+    },
+    flushed: () => pump.flushed(),
+    close: () =>
+      (closing ??= (async () => {
+        await pump.stop(opts.closeGraceMs ?? 3_000);
+        outbox.close();
+        await transport.close();
+      })()),
+  };
+}

@@ -1,0 +1,78 @@
+// The JetStream stream that carries audit events from gateways to the control
+// plane. Both sides ensure it exists, so either may start first.
+import { DiscardPolicy, RetentionPolicy, StorageType, nanos, type JetStreamManager, type StreamConfig } from 'nats';
+import type { AuditEvent } from './events.js';
+
+export const AUDIT_STREAM = 'WARDEN_AUDIT';
+export const AUDIT_SUBJECTS = 'warden.audit.>';
+/** The control plane's durable consumer. */
+export const AUDIT_CONSUMER = 'warden-control-plane';
+
+export interface AuditStreamLimits {
+  /**
+   * JetStream drops a message whose id it saw within this window. Re-sends
+   * later than that (a gateway restarted after a long outage) are caught by the
+   * control plane's insert, which is idempotent on the event id.
+   */
+  duplicateWindowMs: number;
+  /** Messages the control plane never consumed are dropped after this. */
+  maxAgeMs: number;
+}
+
+export const DEFAULT_STREAM_LIMITS: AuditStreamLimits = {
+  duplicateWindowMs: 2 * 60_000,
+  maxAgeMs: 14 * 86_400_000,
+};
+
+/** Encodes a name as one subject token: `.`, `*`, `>`, spaces and the like would split or widen the subject. */
+export function subjectToken(name: string | undefined): string {
+  // '=' alone stands for "none"; escapes are always '=' plus two hex digits, so it cannot collide.
+  if (!name) return '=';
+  let out = '';
+  for (const byte of Buffer.from(name, 'utf8')) {
+    const c = String.fromCharCode(byte);
+    out += /[A-Za-z0-9_-]/.test(c) ? c : `=${byte.toString(16).toUpperCase().padStart(2, '0')}`;
+  }
+  return out;
+}
+
+/** warden.audit.<resource>.<identity>; auth failures have no identity. */
+export function auditSubject(event: AuditEvent): string {
+  const identity = event.type === 'auth.failure' ? undefined : event.identity;
+  return `warden.audit.${subjectToken(event.resource)}.${subjectToken(identity)}`;
+}
+
+const isNotFound = (err: unknown) => /not found/i.test((err as Error)?.message ?? '');
+
+/** Creates the stream, or brings its subjects and limits up to date. */
+export async function ensureAuditStream(jsm: JetStreamManager, limits: AuditStreamLimits = DEFAULT_STREAM_LIMITS): Promise<void> {
+  const wanted: Partial<StreamConfig> = {
+    subjects: [AUDIT_SUBJECTS],
+    duplicate_window: nanos(limits.duplicateWindowMs),
+    max_age: nanos(limits.maxAgeMs),
+  };
+  try {
+    const info = await jsm.streams.info(AUDIT_STREAM);
+    const c = info.config;
+    const same =
+      c.subjects?.length === 1 &&
+      c.subjects[0] === AUDIT_SUBJECTS &&
+      c.duplicate_window === wanted.duplicate_window &&
+      c.max_age === wanted.max_age;
+    if (!same) await jsm.streams.update(AUDIT_STREAM, { ...c, ...wanted });
+  } catch (err) {
+    if (!isNotFound(err)) throw err;
+    try {
+      await jsm.streams.add({
+        name: AUDIT_STREAM,
+        ...wanted,
+        storage: StorageType.File,
+        retention: RetentionPolicy.Limits,
+        discard: DiscardPolicy.Old,
+      });
+    } catch (addErr) {
+      // Another gateway or the control plane created it at the same moment.
+      if (!/already in use/i.test((addErr as Error).message)) throw addErr;
+    }
+  }
+}

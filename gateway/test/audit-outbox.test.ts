@@ -1,0 +1,209 @@
+// The audit outbox and its pump: order, resend after a crash, compaction,
+// repair of a torn tail, the size bound, retries while the transport is down.
+import { appendFileSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pino } from 'pino';
+import { afterEach, describe, expect, it } from 'vitest';
+import type { AuditEvent } from '../src/audit/events.js';
+import { Outbox, type OutboxEntry } from '../src/audit/outbox.js';
+import { Pump, type Transport } from '../src/audit/pump.js';
+
+const log = pino({ level: 'silent' });
+const dirs: string[] = [];
+const tempDir = () => {
+  const d = mkdtempSync(join(tmpdir(), 'warden-outbox-'));
+  dirs.push(d);
+  return d;
+};
+afterEach(() => {
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+
+function statement(seq: number, session = 's1'): AuditEvent {
+  return {
+    type: 'statement',
+    id: `${session}:${seq}`,
+    time: new Date(1_700_000_000_000 + seq).toISOString(),
+    gateway: 'gw',
+    sessionId: session,
+    seq,
+    identity: 'ci-deploy',
+    resource: 'shop',
+    agent: 'local',
+    sql: `SELECT ${seq}`,
+    protocol: 'simple',
+    decision: 'allowed',
+    durationMs: 1,
+  };
+}
+
+const ids = (entries: OutboxEntry[]) => entries.map((e) => e.event.id);
+
+/** A transport that records what it got and fails while `down` is set. */
+class FakeTransport implements Transport {
+  readonly name = 'fake';
+  down = false;
+  attempts = 0;
+  readonly delivered: string[] = [];
+  async send(batch: OutboxEntry[]): Promise<void> {
+    this.attempts++;
+    if (this.down) throw new Error('transport down');
+    this.delivered.push(...ids(batch));
+  }
+  async close(): Promise<void> {}
+}
+
+async function until(cond: () => boolean, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+describe('outbox', () => {
+  it('reads events back in the order they were written, across segments', () => {
+    const box = Outbox.open(tempDir(), log, { segmentBytes: 600 });
+    for (let i = 0; i < 20; i++) expect(box.append(statement(i))).toBe(true);
+    const all: string[] = [];
+    for (let batch = box.read(3); batch.length > 0; batch = box.read(3)) {
+      all.push(...ids(batch));
+      box.ack(batch[batch.length - 1]!.end);
+    }
+    expect(all).toEqual(Array.from({ length: 20 }, (_, i) => `s1:${i}`));
+    expect(box.pendingBytes()).toBe(0);
+    box.close();
+  });
+
+  it('after a crash between write and ack, sends the unacknowledged events again (and only those)', () => {
+    const dir = tempDir();
+    const first = Outbox.open(dir, log);
+    for (let i = 0; i < 10; i++) first.append(statement(i));
+    const batch = first.read(4);
+    first.ack(batch[3]!.end);
+    // Sent but never acknowledged, then the process dies: no close(), no cursor update.
+    expect(ids(first.read(3))).toEqual(['s1:4', 's1:5', 's1:6']);
+
+    const second = Outbox.open(dir, log);
+    expect(ids(second.read(100))).toEqual(['s1:4', 's1:5', 's1:6', 's1:7', 's1:8', 's1:9']);
+    second.close();
+  });
+
+  it('deletes fully delivered segments, so the files stay small', () => {
+    const dir = tempDir();
+    const box = Outbox.open(dir, log, { segmentBytes: 1000, compactBytes: 1000 });
+    for (let round = 0; round < 5; round++) {
+      for (let i = 0; i < 30; i++) box.append(statement(round * 30 + i));
+      for (let batch = box.read(7); batch.length > 0; batch = box.read(7)) box.ack(batch[batch.length - 1]!.end);
+    }
+    const segments = readdirSync(dir).filter((f) => f.endsWith('.jsonl'));
+    expect(segments.length).toBe(1);
+    expect(statSync(join(dir, segments[0]!)).size).toBeLessThan(1000);
+    expect(box.pendingBytes()).toBe(0);
+    // Still usable, and a reopen finds nothing to resend.
+    box.append(statement(1000));
+    box.close();
+    const again = Outbox.open(dir, log);
+    expect(ids(again.read(10))).toEqual(['s1:1000']);
+    again.close();
+  });
+
+  it('keeps undelivered segments while deleting delivered ones', () => {
+    const dir = tempDir();
+    const box = Outbox.open(dir, log, { segmentBytes: 500 });
+    for (let i = 0; i < 40; i++) box.append(statement(i));
+    const segmentsBefore = readdirSync(dir).filter((f) => f.endsWith('.jsonl')).length;
+    expect(segmentsBefore).toBeGreaterThan(3);
+    const batch = box.read(25);
+    box.ack(batch[24]!.end);
+    box.close();
+    const reopened = Outbox.open(dir, log, { segmentBytes: 500 });
+    expect(readdirSync(dir).filter((f) => f.endsWith('.jsonl')).length).toBeLessThan(segmentsBefore);
+    expect(ids(reopened.read(100))).toEqual(Array.from({ length: 15 }, (_, i) => `s1:${25 + i}`));
+    reopened.close();
+  });
+
+  it('drops a torn last line left by a crash mid-write, keeping every complete event', () => {
+    const dir = tempDir();
+    const box = Outbox.open(dir, log);
+    box.append(statement(0));
+    box.append(statement(1));
+    box.close();
+    const segment = readdirSync(dir).find((f) => f.endsWith('.jsonl'))!;
+    appendFileSync(join(dir, segment), '{"type":"statement","id":"s1:2","sq');
+    const reopened = Outbox.open(dir, log);
+    expect(ids(reopened.read(10))).toEqual(['s1:0', 's1:1']);
+    reopened.append(statement(3));
+    expect(ids(reopened.read(10))).toEqual(['s1:0', 's1:1', 's1:3']);
+    expect(readFileSync(join(dir, segment), 'utf8').split('\n').filter(Boolean)).toHaveLength(3);
+    reopened.close();
+  });
+
+  it('refuses events beyond its size bound instead of filling the disk, and accepts again once delivered', () => {
+    const box = Outbox.open(tempDir(), log, { maxBytes: 2000 });
+    let accepted = 0;
+    for (let i = 0; i < 50; i++) if (box.append(statement(i))) accepted++;
+    expect(accepted).toBeGreaterThan(0);
+    expect(accepted).toBeLessThan(50);
+    expect(box.pendingBytes()).toBeLessThanOrEqual(2000);
+    const batch = box.read(100);
+    box.ack(batch[batch.length - 1]!.end);
+    expect(box.append(statement(99))).toBe(true);
+    box.close();
+  });
+
+  it('lets only one process use an outbox directory', () => {
+    const dir = tempDir();
+    const box = Outbox.open(dir, log);
+    // Our own pid in the lock file counts as stale (same process reopening after a simulated crash);
+    // a live foreign pid does not.
+    writeFileSync(join(dir, 'lock'), String(process.ppid));
+    expect(() => Outbox.open(dir, log)).toThrow(/in use by process/);
+    box.close();
+  });
+});
+
+describe('pump', () => {
+  it('delivers in order, retries while the transport is down, and reports when flushed', async () => {
+    const box = Outbox.open(tempDir(), log);
+    const transport = new FakeTransport();
+    const pump = new Pump(box, transport, log, { batchSize: 4, backoff: { baseMs: 5, capMs: 20 } });
+    pump.start();
+    for (let i = 0; i < 10; i++) box.append(statement(i));
+    await pump.flushed();
+    transport.down = true;
+    for (let i = 10; i < 20; i++) box.append(statement(i));
+    await until(() => transport.attempts > 5);
+    expect(box.pendingBytes()).toBeGreaterThan(0);
+    transport.down = false;
+    await pump.flushed();
+    expect(transport.delivered).toEqual(Array.from({ length: 20 }, (_, i) => `s1:${i}`));
+    await pump.stop(0);
+    box.close();
+  });
+
+  it('stops within its grace period while the transport is down, leaving the events for the next start', async () => {
+    const dir = tempDir();
+    const box = Outbox.open(dir, log);
+    const transport = new FakeTransport();
+    transport.down = true;
+    const pump = new Pump(box, transport, log, { backoff: { baseMs: 5, capMs: 20 } });
+    pump.start();
+    box.append(statement(0));
+    box.append(statement(1));
+    const t0 = Date.now();
+    await pump.stop(100);
+    expect(Date.now() - t0).toBeLessThan(2000);
+    box.close();
+
+    const next = Outbox.open(dir, log);
+    const up = new FakeTransport();
+    const pump2 = new Pump(next, up, log);
+    pump2.start();
+    await pump2.flushed();
+    expect(up.delivered).toEqual(['s1:0', 's1:1']);
+    await pump2.stop(0);
+    next.close();
+  });
+});
