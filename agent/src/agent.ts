@@ -5,7 +5,7 @@ import type { Logger } from 'pino';
 import type { AgentConfig } from './config.js';
 import type { RelaySession } from './session.js';
 import type { BackoffOptions } from '@warden/proto';
-import type { AgentContext } from './tunnel/control.js';
+import type { AgentContext } from './tunnel/connection.js';
 import { GatewayWatcher } from './tunnel/gateways.js';
 import { VERSION } from './version.js';
 
@@ -36,7 +36,7 @@ export class Agent {
     this.watcher = new GatewayWatcher(this.context, {
       address: config.controlPlane.address,
       credentials: channelCredentials({ ca: config.controlPlane.ca }),
-      gatewayCredentials: channelCredentials({ ca: config.gatewayTls.ca }),
+      gatewayTls: config.gatewayTls,
       backoff: opts.backoff,
     });
   }

@@ -12,14 +12,9 @@ export {
   SSL_MODES,
   type SslMode,
 } from './config.js';
-export { errorSummary, RelaySession, type SessionContext, type SessionState, sessionMetadata } from './session.js';
+export { endsWithTerminate, errorSummary, RelaySession, type SessionContext, type SessionState } from './session.js';
 export { type BackoffOptions, backoffDelay, DEFAULT_BACKOFF } from '@warden/proto';
-export {
-  type AgentContext,
-  GatewayConnection,
-  type GatewayConnectionOptions,
-  tunnelChannelOptions,
-} from './tunnel/control.js';
+export { type AgentContext, GatewayConnection, type GatewayConnectionOptions } from './tunnel/connection.js';
 export { GatewayWatcher, type GatewayWatcherOptions } from './tunnel/gateways.js';
 export { sendCancelRequest } from './upstream/cancel.js';
 export {

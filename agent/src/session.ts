@@ -1,10 +1,9 @@
-// One relayed session: an upstream Postgres socket joined to one
-// TunnelService.Session stream. After the login nothing is parsed: each
-// socket chunk becomes one `data` frame and each `data` frame one socket
-// write, with backpressure in both directions.
+// One relayed session: an upstream Postgres socket joined to one channel of
+// the agent's link to a gateway. After the login nothing is parsed: each
+// socket chunk becomes DATA on the channel and each DATA one socket write,
+// with the link's credit-based flow control in both directions.
 import type net from 'node:net';
-import { type ClientDuplexStream, status as GrpcStatus, type ServiceError } from '@grpc/grpc-js';
-import { bearer, type OpenSession, type SessionFrame, type TunnelServiceClient } from '@warden/proto';
+import { type Channel, type ChannelHandler, FrameType, type Link, type OpenSession, SessionFailed } from '@warden/proto';
 import type { Logger } from 'pino';
 import { type ResourceConfig, resourcePassword } from './config.js';
 import { sendCancelRequest } from './upstream/cancel.js';
@@ -37,8 +36,6 @@ const QUIT_WAIT_MS = 2_000;
 
 export type SessionState = 'connecting' | 'relaying' | 'closing' | 'closed';
 
-type SessionCall = ClientDuplexStream<SessionFrame, SessionFrame>;
-
 function noop(): void {}
 
 /**
@@ -69,40 +66,49 @@ function closedWithin(socket: net.Socket, ms: number): Promise<boolean> {
   });
 }
 
-/** The metadata of a Session stream. */
-export function sessionMetadata(token: string, agentName: string, sessionId: string) {
-  return bearer(token, { 'x-warden-agent': agentName, 'x-warden-session': sessionId });
-}
-
-export class RelaySession {
+export class RelaySession implements ChannelHandler {
   readonly id: string;
   readonly resource: string;
   state: SessionState = 'connecting';
-  /** Settles when the stream and the upstream socket are both closed. Never rejects. */
+  /** Settles when the channel and the upstream socket are both closed. Never rejects. */
   readonly done: Promise<void>;
   private resolveDone!: () => void;
   private readonly log: Logger;
+  private readonly channel: Channel;
   private target: UpstreamTarget | undefined;
   private backendKey: BackendKey | undefined;
   private stopRequested = false;
-  private call: SessionCall | undefined;
   private bytesFromUpstream = 0;
   private bytesToUpstream = 0;
   private readonly startedAt = Date.now();
   private upstream: net.Socket | undefined;
+  private upstreamOpen = false;
+  private channelOpen = true;
+  /** Bytes written to the upstream socket while its buffer was full: credited back on drain. */
+  private held = 0;
+  /** The client's last bytes were a Terminate: the upstream is about to close by itself. */
+  private clientQuit = false;
+  private relayOver: (() => void) | undefined;
+  private readonly onUpstreamData = (chunk: Buffer): void => {
+    this.bytesFromUpstream += chunk.length;
+    if (!this.channel.send(chunk)) this.upstream!.pause();
+  };
 
   constructor(
     private readonly ctx: SessionContext,
-    private readonly client: TunnelServiceClient,
+    link: Link,
+    channelId: number,
     private readonly open: OpenSession,
     log?: Logger,
   ) {
     this.id = open.sessionId;
     this.resource = open.resource;
-    this.log = (log ?? ctx.log).child({ session: open.sessionId, resource: open.resource });
+    this.log = (log ?? ctx.log).child({ session: open.sessionId, resource: open.resource, channel: channelId });
     this.done = new Promise((resolve) => {
       this.resolveDone = resolve;
     });
+    this.channel = link.openChannel(channelId, this);
+    if (!this.channel.open) this.channelOpen = false;
   }
 
   /** Logs in upstream and relays until either side closes. */
@@ -111,13 +117,18 @@ export class RelaySession {
       () => this.finish(),
       (err: unknown) => {
         this.log.error({ err: errorSummary(err) }, 'session failed unexpectedly');
+        this.upstream?.destroy();
+        if (this.channelOpen) {
+          this.channelOpen = false;
+          this.channel.close('internal error in the agent');
+        }
         this.finish();
       },
     );
     return this.done;
   }
 
-  /** True while reading from the upstream is paused because the stream's buffer is full. */
+  /** True while reading from the upstream is paused because the channel has no credit. */
   get upstreamPaused(): boolean {
     return this.upstream?.isPaused() ?? false;
   }
@@ -136,10 +147,75 @@ export class RelaySession {
     });
   }
 
-  /** Ends the session from the agent's side (shutdown, gateway removed). */
+  /** Ends the session from the agent's side (shutdown): the client sees the connection lost. */
   shutdown(): void {
     this.stopRequested = true;
-    if (this.call && this.state === 'relaying') this.call.cancel();
+    if (this.state !== 'relaying') return;
+    this.endChannel('the agent is shutting down');
+    this.onChannelOver('shutdown');
+  }
+
+  // --- ChannelHandler -----------------------------------------------------
+
+  /** @internal Bytes from the client for the upstream. */
+  data(payload: Buffer): void {
+    const socket = this.upstream;
+    if (!socket || !this.upstreamOpen || this.state !== 'relaying') {
+      this.channel.consumed(payload.length);
+      return;
+    }
+    const n = payload.length;
+    this.bytesToUpstream += n;
+    this.clientQuit = endsWithTerminate(payload);
+    if (this.held > 0) {
+      // Still waiting for 'drain': these bytes are credited with the rest.
+      this.held += n;
+      socket.write(payload);
+    } else if (socket.write(payload)) {
+      this.channel.consumed(n);
+    } else {
+      this.held = n;
+      socket.once('drain', this.onUpstreamDrain);
+    }
+  }
+
+  private readonly onUpstreamDrain = (): void => {
+    const n = this.held;
+    this.held = 0;
+    this.channel.consumed(n);
+  };
+
+  /** @internal Credit is back: read the upstream again. */
+  writable(): void {
+    if (this.upstreamOpen) this.upstream?.resume();
+  }
+
+  /** @internal The gateway closed the channel, or the link went down. */
+  closed(error?: Error): void {
+    this.channelOpen = false;
+    if (error) this.log.debug({ reason: error.message }, 'channel ended abnormally');
+    this.onChannelOver(error ? 'error' : 'close');
+  }
+
+  /** @internal */
+  signal(type: number): void {
+    if (type === FrameType.CANCEL) this.cancelQuery();
+  }
+
+  private endChannel(reason?: string): void {
+    if (!this.channelOpen) return;
+    this.channelOpen = false;
+    this.channel.close(reason);
+  }
+
+  /** The channel is over: cancel, terminate and close the upstream (see closeUpstream). */
+  private onChannelOver(why: string): void {
+    if (this.state === 'relaying' && this.upstreamOpen && this.upstream) {
+      this.log.debug({ why }, 'session channel ended; closing the upstream');
+      void this.closeUpstream(this.upstream, this.onUpstreamData, this.ctx.closeGraceMs ?? 10_000, this.clientQuit).catch(noop);
+    }
+    if (this.state !== 'connecting') this.state = 'closing';
+    this.relayOver?.();
   }
 
   private finish(): void {
@@ -153,17 +229,14 @@ export class RelaySession {
     const settings = Object.hasOwn(this.ctx.resources, this.resource) ? this.ctx.resources[this.resource] : undefined;
     if (!settings) {
       this.log.warn('open for a resource this agent has no settings for');
-      await this.sendFailure('3D000', `agent ${agentName} has no upstream settings for resource ${this.resource}`);
+      this.sendFailure('3D000', `agent ${agentName} has no upstream settings for resource ${this.resource}`);
       return;
     }
     let password: string | undefined;
     try {
       password = await resourcePassword(settings);
     } catch {
-      await this.sendFailure(
-        CONNECTION_FAILURE,
-        `agent ${agentName} could not read the password file of resource ${this.resource}`,
-      );
+      this.sendFailure(CONNECTION_FAILURE, `agent ${agentName} could not read the password file of resource ${this.resource}`);
       return;
     }
     const target: UpstreamTarget = { ...settings, password };
@@ -188,72 +261,47 @@ export class RelaySession {
               'internal error',
             );
       this.log.warn({ sqlstate: e.sqlstate, reason: e.reason, phase: e.phase }, 'upstream login failed');
-      await this.sendFailure(e.sqlstate, e.message);
+      this.sendFailure(e.sqlstate, e.message);
+      return;
+    }
+    if (!this.channelOpen) {
+      // The gateway gave up meanwhile (client gone, open timeout, link lost).
+      this.log.info('session channel closed during the upstream login; terminating the upstream');
+      const timer = setTimeout(() => conn.socket.destroy(), this.ctx.closeGraceMs ?? 10_000);
+      conn.socket.once('close', () => clearTimeout(timer));
+      conn.socket.on('error', noop);
+      conn.socket.end(TERMINATE);
       return;
     }
     if (this.stopRequested) {
       conn.socket.destroy();
-      await this.sendFailure(CONNECTION_FAILURE, `agent ${agentName} is shutting down`);
+      this.sendFailure(CONNECTION_FAILURE, `agent ${agentName} is shutting down`);
       return;
     }
     this.backendKey = conn.backendKey;
     await this.relay(conn);
   }
 
-  /** Opens the stream only to report a failed login, then ends it. */
-  private sendFailure(sqlstate: string, message: string): Promise<void> {
+  /** Reports a failed login: FAILED ends the channel on both sides. */
+  private sendFailure(sqlstate: string, message: string): void {
     this.state = 'closing';
-    return new Promise((resolve) => {
-      let call: SessionCall;
-      try {
-        call = this.client.session(sessionMetadata(this.ctx.token, this.ctx.agentName, this.id));
-      } catch (err) {
-        this.log.warn({ err: errorSummary(err) }, 'could not open the session stream to report a failure');
-        resolve();
-        return;
-      }
-      const timer = setTimeout(() => call.cancel(), this.ctx.closeGraceMs ?? 10_000);
-      const settle = (): void => {
-        clearTimeout(timer);
-        resolve();
-      };
-      call.on('data', noop);
-      call.on('error', (err: ServiceError) => {
-        if (err.code !== GrpcStatus.CANCELLED) {
-          this.log.debug({ code: err.code, details: err.details }, 'failure report stream ended with an error');
-        }
-        settle();
-      });
-      call.on('status', settle);
-      call.write({ msg: { $case: 'failed', value: { sessionId: this.id, sqlstate, message } } });
-      call.end();
-    });
+    if (!this.channelOpen) return;
+    this.channelOpen = false;
+    this.channel.signal(FrameType.FAILED, Buffer.from(SessionFailed.encode({ sessionId: this.id, sqlstate, message }).finish()));
+    this.channel.forget();
   }
 
   private relay(conn: UpstreamConnection): Promise<void> {
     const { socket, initial } = conn;
     const log = this.log;
     return new Promise<void>((resolve) => {
-      let call: SessionCall;
-      try {
-        call = this.client.session(sessionMetadata(this.ctx.token, this.ctx.agentName, this.id));
-      } catch (err) {
-        log.warn({ err: errorSummary(err) }, 'could not open the session stream');
-        socket.destroy();
-        resolve();
-        return;
-      }
-      this.call = call;
       this.upstream = socket;
+      this.upstreamOpen = true;
       this.state = 'relaying';
-      let upstreamOpen = true;
-      let callOpen = true;
-      let callTimer: NodeJS.Timeout | undefined;
-      const grace = this.ctx.closeGraceMs ?? 10_000;
 
       const settle = (): void => {
-        if (upstreamOpen || callOpen) return;
-        clearTimeout(callTimer);
+        if (this.upstreamOpen || this.channelOpen) return;
+        this.relayOver = undefined;
         log.info(
           {
             bytesFromUpstream: this.bytesFromUpstream,
@@ -264,78 +312,26 @@ export class RelaySession {
         );
         resolve();
       };
-
-      // The client's last bytes were a Terminate: the upstream is about to close by itself.
-      let clientQuit = false;
-
-      // Upstream -> gateway: one frame per chunk; stop reading while the stream's buffer is full.
-      const onUpstreamData = (chunk: Buffer): void => {
-        this.bytesFromUpstream += chunk.length;
-        if (!call.write({ msg: { $case: 'data', value: chunk } })) socket.pause();
-      };
-      call.on('drain', () => {
-        if (upstreamOpen) socket.resume();
-      });
-
-      // Gateway -> upstream: one write per frame; stop reading the stream while the socket's buffer is full.
-      call.on('data', (frame: SessionFrame) => {
-        if (frame.msg?.$case !== 'data' || !upstreamOpen || this.state !== 'relaying') return;
-        const bytes = frame.msg.value;
-        this.bytesToUpstream += bytes.length;
-        clientQuit = endsWithTerminate(bytes);
-        if (!socket.write(bytes)) call.pause();
-      });
-      socket.on('drain', () => call.resume());
+      this.relayOver = settle;
 
       socket.on('error', (err: Error) => {
         log.warn({ err: errorSummary(err) }, 'upstream socket error');
       });
       socket.on('close', () => {
-        upstreamOpen = false;
-        if (callOpen) {
-          // The upstream went away: end our side after what is queued, and let
-          // the gateway finish; do not wait for it forever.
+        this.upstreamOpen = false;
+        if (this.channelOpen) {
+          // The upstream went away: CLOSE follows the bytes already sent.
           if (this.state === 'relaying') log.info('upstream closed the connection');
           this.state = 'closing';
-          call.resume(); // frames still arriving are dropped
-          try {
-            if (!call.writableEnded) call.end();
-          } catch {
-            // already finished
-          }
-          callTimer = setTimeout(() => call.cancel(), grace);
+          this.endChannel();
         }
         settle();
       });
 
-      // The stream ended or was cancelled: cancel, terminate and close the upstream.
-      let callEnded = false;
-      const onCallOver = (why: string): void => {
-        if (callEnded) return;
-        callEnded = true;
-        if (upstreamOpen && this.state === 'relaying') {
-          log.debug({ why }, 'session stream ended; closing the upstream');
-          void this.closeUpstream(socket, onUpstreamData, grace, clientQuit).catch(noop);
-        }
-        this.state = 'closing';
-      };
-      call.on('end', () => onCallOver('end'));
-      call.on('error', (err: ServiceError) => {
-        if (err.code === GrpcStatus.CANCELLED) log.debug('session stream cancelled');
-        else log.warn({ code: err.code, details: err.details }, 'session stream failed');
-        onCallOver(err.code === GrpcStatus.CANCELLED ? 'cancelled' : 'error');
-      });
-      call.on('status', () => {
-        onCallOver('status');
-        callOpen = false;
-        clearTimeout(callTimer);
-        settle();
-      });
-
-      socket.on('data', onUpstreamData);
-      call.write({ msg: { $case: 'ready', value: {} } });
-      const flowing = initial.length === 0 || call.write({ msg: { $case: 'data', value: initial } });
+      socket.on('data', this.onUpstreamData);
+      this.channel.signal(FrameType.READY);
       this.bytesFromUpstream += initial.length;
+      const flowing = initial.length === 0 || this.channel.send(initial);
       log.info({ backendPid: conn.backendKey?.processId, readOnly: this.open.readOnly }, 'session ready');
       if (flowing) socket.resume();
     });

@@ -43,7 +43,7 @@ describe('gateway list from the control plane', () => {
     // Replace A by B.
     cp.setGateways([{ id: 'gw-b', tunnelAddress: b.address, lastSeen: '' }]);
     await b.control();
-    await waitFor(() => ca.ended, 5_000, 'the control stream to A to end');
+    await waitFor(() => ca.ended, 5_000, 'the link to A to end');
     expect([...agent.watcher.gateways.keys()]).toEqual([b.address]);
 
     // Control plane away: B stays.
@@ -70,6 +70,6 @@ describe('gateway list from the control plane', () => {
     expect(agent.watcher.gateways.size).toBe(2);
 
     await agent.stop();
-    await waitFor(() => ca2.ended && b.controls.every((c) => c.ended), 5_000, 'control streams to end');
+    await waitFor(() => ca2.ended && b.controls.every((c) => c.ended), 5_000, 'links to end');
   }, 60_000);
 });

@@ -1,8 +1,8 @@
-// The tunnel against a fake gateway (a real grpc-js TunnelService server)
-// and the machine's Postgres: hello, open, relay, cancel, close, reconnect.
-import { credentials, status } from '@grpc/grpc-js';
+// The agent's link against a fake gateway (the gateway's real link hub) and
+// the machine's Postgres: hello, open, relay, cancel, close, reconnect.
 import { pino } from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { DEFAULT_WINDOW } from '@warden/proto';
 import { type AgentContext, GatewayConnection, type RelaySession } from '../src/index.js';
 import {
   dataRow,
@@ -72,7 +72,6 @@ describe('tunnel relay with a fake gateway', () => {
     ctx = context();
     conn = new GatewayConnection(ctx, {
       address: gw.address,
-      credentials: credentials.createInsecure(),
       backoff: { baseMs: 50, capMs: 500 },
     });
     conn.start();
@@ -80,13 +79,13 @@ describe('tunnel relay with a fake gateway', () => {
 
   afterAll(async () => {
     await conn.stop({ closeSessions: true });
-    gw.stop();
+    await gw.stop();
   });
 
   it('says hello with the enrollment token and agent name', async () => {
     const c = await gw.control();
-    expect(c.metadata.get('authorization')).toEqual([`Bearer ${TOKEN}`]);
-    expect(c.metadata.get('x-warden-agent')).toEqual(['local']);
+    expect(c.token).toBe(TOKEN);
+    expect(c.info.agent).toBe('local');
     expect(c.hello).toEqual({ agentName: 'local', version: 'test', resources: ['down', 'nodb', 'shop'] });
     await waitFor(() => conn.connected, 5_000, 'connected');
   });
@@ -96,12 +95,10 @@ describe('tunnel relay with a fake gateway', () => {
     const id = `s-${rand()}`;
     c.open({ sessionId: id, parameters: { application_name: `warden-relay-${id}` } });
     const s = await gw.session(id);
-    expect(s.metadata.get('authorization')).toEqual([`Bearer ${TOKEN}`]);
-    expect(s.metadata.get('x-warden-agent')).toEqual(['local']);
-    expect(s.metadata.get('x-warden-session')).toEqual([id]);
+    expect(ctx.sessions.get(id)?.id).toBe(id);
 
     const startup = await untilReady(s, 1);
-    expect(s.first?.msg?.$case).toBe('ready');
+    expect(s.first?.$case).toBe('ready');
     expect(startup.map((m) => m.type)).toContain('K');
     expect(startup.map((m) => m.type)).toContain('S');
     expect(startup[startup.length - 1]!.type).toBe('Z');
@@ -114,8 +111,9 @@ describe('tunnel relay with a fake gateway', () => {
     expect(dataRow(after[1]!.body)).toEqual(['1']);
     expect(msgs[msgs.length - 1]!.body.toString()).toBe('I');
 
-    s.send(Buffer.from([0x58, 0, 0, 0, 4])); // Terminate: the upstream closes, the agent ends the stream
-    await waitFor(() => s.agentEnded, 10_000, 'the agent to end the stream');
+    s.send(Buffer.from([0x58, 0, 0, 0, 4])); // Terminate: the upstream closes, the agent ends the channel
+    await waitFor(() => s.agentEnded, 10_000, 'the agent to end the channel');
+    expect(s.endError).toBeUndefined();
     await waitFor(() => !ctx.sessions.has(id), 10_000, 'session cleanup');
   });
 
@@ -154,7 +152,7 @@ describe('tunnel relay with a fake gateway', () => {
     s.end();
   }, 30_000);
 
-  it('ending the session stream cancels the query and leaves no backend', async () => {
+  it('ending the session channel cancels the query and leaves no backend', async () => {
     const c = await gw.control();
     const id = `s-${rand()}`;
     const app = `warden-end-${id}`;
@@ -169,7 +167,7 @@ describe('tunnel relay with a fake gateway', () => {
     await waitFor(() => !ctx.sessions.has(id), 10_000, 'session cleanup');
   }, 30_000);
 
-  it('a client Terminate followed by the end of the stream closes the upstream', async () => {
+  it('a client Terminate followed by the end of the channel closes the upstream', async () => {
     const c = await gw.control();
     for (const busy of [false, true]) {
       const id = `s-${rand()}`;
@@ -186,7 +184,7 @@ describe('tunnel relay with a fake gateway', () => {
     }
   }, 30_000);
 
-  it('a cancelled session stream (gateway gone) also closes the upstream', async () => {
+  it('a dropped link (gateway gone) also closes the upstream, and the agent redials', async () => {
     const c = await gw.control();
     const id = `s-${rand()}`;
     const app = `warden-cancel-${id}`;
@@ -194,13 +192,17 @@ describe('tunnel relay with a fake gateway', () => {
     const s = await gw.session(id);
     await untilReady(s, 1);
     expect(await backends(app)).toBe(1);
-    // Fail the call from the server side with an error status.
-    s.call.emit('error', Object.assign(new Error('gateway gave up'), { code: status.UNAVAILABLE }));
+    c.drop();
+    await waitFor(() => s.agentEnded, 5_000, 'the gateway side to see the session lost');
+    expect(s.endError).toBeDefined();
     await waitFor(() => !ctx.sessions.has(id), 15_000, 'session cleanup');
     await noBackends(app);
+    const again = await gw.control(10_000);
+    expect(again).not.toBe(c);
+    await waitFor(() => conn.connected, 5_000, 'connected again');
   }, 30_000);
 
-  it('when the upstream closes, the agent ends the stream', async () => {
+  it('when the upstream closes, the agent ends the channel', async () => {
     const c = await gw.control();
     const id = `s-${rand()}`;
     const app = `warden-kill-${id}`;
@@ -208,7 +210,7 @@ describe('tunnel relay with a fake gateway', () => {
     const s = await gw.session(id);
     await untilReady(s, 1);
     await query(MAIN, 'SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1', [app]);
-    await waitFor(() => s.agentEnded, 10_000, 'the agent to end the stream');
+    await waitFor(() => s.agentEnded, 10_000, 'the agent to end the channel');
     // The FATAL the server sent before closing was relayed.
     const fatal = messages(s.data).find((m) => m.type === 'E');
     expect(fatal && errorFields(fatal.body).C).toBe('57P01');
@@ -229,7 +231,7 @@ describe('tunnel relay with a fake gateway', () => {
     s.end();
   });
 
-  it('failed frames: unknown resource (3D000), missing database (3D000), unreachable upstream (08006)', async () => {
+  it('FAILED frames: unknown resource (3D000), missing database (3D000), unreachable upstream (08006)', async () => {
     const c = await gw.control();
     const cases = [
       { resource: 'nope', sqlstate: '3D000', message: /^agent local has no upstream settings for resource nope$/ },
@@ -248,15 +250,14 @@ describe('tunnel relay with a fake gateway', () => {
       const id = `s-${rand()}`;
       c.open({ sessionId: id, resource: k.resource });
       const s = await gw.session(id);
-      await waitFor(() => s.agentEnded, 10_000, 'the failure stream to end');
+      expect(s.agentEnded).toBe(true);
       expect(s.frames).toHaveLength(1);
-      const f = s.first?.msg;
+      const f = s.first;
       expect(f?.$case).toBe('failed');
       if (f?.$case !== 'failed') continue;
-      expect(f.value.sessionId).toBe(id);
       expect(f.value.sqlstate).toBe(k.sqlstate);
       expect(f.value.message).toMatch(k.message);
-      expect(s.metadata.get('x-warden-session')).toEqual([id]);
+      await waitFor(() => !ctx.sessions.has(id), 5_000, 'session cleanup');
     }
   });
 
@@ -267,21 +268,23 @@ describe('tunnel relay with a fake gateway', () => {
     const s = await gw.session(id);
     await untilReady(s, 1);
     const start = s.data.length;
-    // Gateway stops reading for a while: the agent must pause the upstream, not buffer without end.
-    s.call.pause();
+    // The gateway stops returning credit for a while (a client that does not
+    // read): the agent must pause the upstream after about one window, not buffer without end.
+    s.pause();
     s.send(queryMessage("SELECT i, repeat('x', 1000) FROM generate_series(1, 20000) i"));
     const session = ctx.sessions.get(id)!;
     await waitFor(() => session.upstreamPaused, 10_000, 'the agent to pause the upstream socket');
     await new Promise((r) => setTimeout(r, 300));
     expect(session.upstreamPaused).toBe(true);
-    s.call.resume();
+    expect(s.data.length - start).toBeLessThanOrEqual(DEFAULT_WINDOW);
+    s.resume();
     const msgs = await untilReady(s, 2, 30_000);
     const rows = messages(s.data.subarray(start)).filter((m) => m.type === 'D');
     expect(rows).toHaveLength(20_000);
     expect(dataRow(rows[19_999]!.body)).toEqual(['20000', 'x'.repeat(1000)]);
     expect(msgs[msgs.length - 1]!.type).toBe('Z');
 
-    // The other way: an 8 MB query text sent in 16 KB frames.
+    // The other way: an 8 MB query text sent in 16 KB pieces (queued past the window, sent as credit comes back).
     const n = s.data.length;
     const big = queryMessage(`SELECT length('${'y'.repeat(8 * 1024 * 1024)}')`);
     for (let i = 0; i < big.length; i += 16 * 1024) s.send(big.subarray(i, i + 16 * 1024));
@@ -291,14 +294,15 @@ describe('tunnel relay with a fake gateway', () => {
     s.end();
   }, 60_000);
 
-  it('a duplicate session id is ignored and does not disturb the running session', async () => {
+  it('a duplicate session id is refused and does not disturb the running session', async () => {
     const c = await gw.control();
     const id = `s-${rand()}`;
     c.open({ sessionId: id });
     const s = await gw.session(id);
     await untilReady(s, 1);
-    c.open({ sessionId: id });
-    await new Promise((r) => setTimeout(r, 200));
+    const dup = c.open({ sessionId: id });
+    await waitFor(() => dup.frames.length > 0, 5_000, 'an answer to the duplicate');
+    expect(dup.first?.$case).toBe('failed');
     s.send(queryMessage('SELECT 3'));
     const msgs = await untilReady(s, 2);
     expect(msgs.filter((m) => m.type === 'D').map((m) => dataRow(m.body)[0])).toEqual(['3']);
@@ -311,7 +315,7 @@ describe('reconnects', () => {
   let conn: GatewayConnection | undefined;
   afterEach(async () => {
     await conn?.stop({ closeSessions: true });
-    gw?.stop();
+    await gw?.stop();
   });
 
   it('redials after the gateway restarts, and keeps serving sessions', async () => {
@@ -320,14 +324,13 @@ describe('reconnects', () => {
     const ctx = context();
     conn = new GatewayConnection(ctx, {
       address: gw.address,
-      credentials: credentials.createInsecure(),
       backoff: { baseMs: 50, capMs: 1_000 },
     });
     conn.start();
     await gw.control();
     const dials = conn.dials;
 
-    gw.stop();
+    await gw.stop();
     await waitFor(() => !conn!.connected, 10_000, 'disconnect');
     await new Promise((r) => setTimeout(r, 500)); // a few failed dials while it is down
     gw = await new FakeGateway().start(port);
@@ -350,7 +353,6 @@ describe('reconnects', () => {
     const ctx = context();
     conn = new GatewayConnection(ctx, {
       address: gw.address,
-      credentials: credentials.createInsecure(),
       backoff: { baseMs: 50, capMs: 1_000 },
     });
     conn.start();
@@ -362,7 +364,7 @@ describe('reconnects', () => {
     await untilReady(s, 1);
     s.send(queryMessage('SELECT pg_sleep(30)'));
     await new Promise((r) => setTimeout(r, 300));
-    gw.stop();
+    await gw.stop();
     await waitFor(() => ctx.sessions.size === 0, 15_000, 'session cleanup');
     await noBackends(app);
   }, 30_000);
@@ -370,7 +372,7 @@ describe('reconnects', () => {
   it('stop() with closeSessions ends live sessions and their backends', async () => {
     gw = await new FakeGateway().start();
     const ctx = context();
-    conn = new GatewayConnection(ctx, { address: gw.address, credentials: credentials.createInsecure() });
+    conn = new GatewayConnection(ctx, { address: gw.address });
     conn.start();
     const c = await gw.control();
     const id = `s-${rand()}`;
@@ -383,7 +385,8 @@ describe('reconnects', () => {
     await conn.stop({ closeSessions: true });
     conn = undefined;
     expect(ctx.sessions.size).toBe(0);
-    await waitFor(() => s.agentEnded, 5_000, 'stream end');
+    await waitFor(() => s.agentEnded, 5_000, 'channel end');
+    expect(s.endError?.message).toMatch(/shutting down/);
     await noBackends(app, 10_000);
   }, 30_000);
 });

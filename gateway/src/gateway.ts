@@ -4,19 +4,13 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import { createServer, type Server as NetServer } from 'node:net';
 import { createSecureContext } from 'node:tls';
 import { readFileSync } from 'node:fs';
-import { Server as GrpcServer } from '@grpc/grpc-js';
-import {
-  ControlPlaneServiceClient,
-  TunnelServiceService,
-  channelCredentials,
-  keepaliveOptions,
-  serverCredentials,
-  type Snapshot,
-} from '@warden/proto';
+import { ControlPlaneServiceClient, channelCredentials, keepaliveOptions, type Snapshot } from '@warden/proto';
 import type { Logger } from 'pino';
 import { AuthError, TokenVerifier, authorize, compileAuthConfig, mapIdentity, type AuthConfig } from './auth/index.js';
 import { ConfigWatch } from './config/watch.js';
-import { CancelKeys, Refusal, Session, type Admission } from './session/index.js';
+import { ClassificationCache, StatementGate, rulesFor } from './policy/index.js';
+import type { AuditSink } from './audit/events.js';
+import { CancelKeys, Refusal, Session, type Admission, type ParameterRecording } from './session/index.js';
 import { AgentHub } from './tunnel/index.js';
 
 export interface GatewayOptions {
@@ -36,6 +30,9 @@ export interface GatewayOptions {
   /** Local mode: tokens may travel without TLS from loopback addresses. */
   local?: boolean;
   log: Logger;
+  audit: AuditSink;
+  /** How Bind parameters are recorded in the audit trail (default full). */
+  parameterRecording?: ParameterRecording;
 }
 
 export interface RunningGateway {
@@ -48,6 +45,9 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
   const log = opts.log;
   const verifier = new TokenVerifier();
   let auth: AuthConfig | null = null;
+  let grants: Snapshot['grants'] = [];
+  const classifications = new ClassificationCache();
+  const sessions = new Set<Session>();
   let agentHashes = new Map<string, Buffer>();
 
   const hub = new AgentHub((name, token) => {
@@ -64,13 +64,14 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
       snapshot.agents.filter((a) => !a.revoked).map((a) => [a.name, Buffer.from(a.tokenHash, 'hex')]),
     );
     hub.revokeUnless((name) => agentHashes.has(name));
+    grants = snapshot.grants;
+    for (const s of sessions) {
+      const a = s.admission;
+      if (a) s.setRules(rulesFor(grants, a.resource, a.identity, a.groups));
+    }
   };
 
-  const tunnel = new GrpcServer(keepaliveOptions);
-  tunnel.addService(TunnelServiceService, hub.service);
-  const tunnelPort = await new Promise<number>((resolve, reject) =>
-    tunnel.bindAsync(opts.tunnelListen, serverCredentials(opts.tunnelTls), (err, port) => (err ? reject(err) : resolve(port))),
-  );
+  const tunnelPort = await hub.listen(opts.tunnelListen, opts.tunnelTls);
   const advertise = opts.tunnelAdvertise ?? opts.tunnelListen.replace(/:0$/, `:${tunnelPort}`);
 
   const cpClient = new ControlPlaneServiceClient(opts.controlPlane, channelCredentials({ ca: opts.controlPlaneCa }), keepaliveOptions);
@@ -85,7 +86,17 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
       const verified = await verifier.verify(token);
       const who = mapIdentity(config, verified);
       const target = authorize(config, resource, who);
-      return { identity: who.identity, groups: who.groups, resource, agent: target.agent, readOnly: false };
+      const rules = rulesFor(grants, resource, who.identity, who.groups);
+      const gate = new StatementGate({ identity: who.identity, resource, rules }, classifications);
+      return {
+        identity: who.identity,
+        groups: who.groups,
+        resource,
+        agent: target.agent,
+        readOnly: gate.ceiling === 'read',
+        gate,
+        claims: verified.claims,
+      };
     } catch (err) {
       if (err instanceof AuthError) throw new Refusal(err.sqlstate, err.message, err.hint);
       throw err;
@@ -97,7 +108,6 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
     ? createSecureContext({ cert: readFileSync(opts.tls.cert), key: readFileSync(opts.tls.key) })
     : undefined;
   const sessionLog = log.child({ component: 'session' });
-  const sessions = new Set<Session>();
   const server: NetServer = createServer((socket) => {
     const session = new Session(socket, {
       log: sessionLog,
@@ -107,6 +117,9 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
       admit,
       openUpstream: (a, parameters) => hub.open(a.agent, { resource: a.resource, parameters, readOnly: a.readOnly }),
       authTimeoutMs: 60_000,
+      audit: opts.audit,
+      gatewayId: opts.id,
+      parameterRecording: opts.parameterRecording ?? 'full',
     });
     sessions.add(session);
     socket.once('close', () => sessions.delete(session));
@@ -126,7 +139,7 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
       watch.stop();
       server.close();
       for (const s of sessions) s.close();
-      tunnel.forceShutdown();
+      await hub.close();
       cpClient.close();
     },
   };

@@ -2,3 +2,4 @@
 export * from './gen/warden/v1/warden.js';
 export * from './grpc.js';
 export * from './backoff.js';
+export * from './link/index.js';

@@ -7,22 +7,24 @@ import {
   status as GrpcStatus,
   type ServiceError,
 } from '@grpc/grpc-js';
-import { bearer, ControlPlaneServiceClient, type Gateway, type GatewayList, keepaliveOptions } from '@warden/proto';
+import { bearer, ControlPlaneServiceClient, type Gateway, type GatewayList, keepaliveOptions, type LinkOptions } from '@warden/proto';
 import type { Logger } from 'pino';
 import { errorSummary } from '../session.js';
 import { type BackoffOptions, backoffDelay, DEFAULT_BACKOFF } from '@warden/proto';
-import { type AgentContext, GatewayConnection } from './control.js';
+import { type AgentContext, GatewayConnection } from './connection.js';
 
 export interface GatewayWatcherOptions {
   /** host:port of the control plane. */
   address: string;
   credentials: ChannelCredentials;
-  /** Credentials for the gateways' tunnel listeners. */
-  gatewayCredentials: ChannelCredentials;
+  /** TLS for the gateways' tunnel listeners (when `ca` is set). */
+  gatewayTls?: { ca?: string };
   backoff?: BackoffOptions;
   /** Backoff for the gateway connections (defaults to `backoff`). */
   gatewayBackoff?: BackoffOptions;
   healthyAfterMs?: number;
+  /** Window and keepalive settings of the links (tests). */
+  link?: LinkOptions;
 }
 
 export class GatewayWatcher {
@@ -95,9 +97,10 @@ export class GatewayWatcher {
       const conn = new GatewayConnection(this.ctx, {
         address: addr,
         id: g.id,
-        credentials: this.opts.gatewayCredentials,
+        tls: this.opts.gatewayTls,
         backoff: this.opts.gatewayBackoff ?? this.backoff,
         healthyAfterMs: this.opts.healthyAfterMs,
+        link: this.opts.link,
       });
       this.gateways.set(addr, conn);
       conn.start();

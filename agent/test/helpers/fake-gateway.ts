@@ -1,24 +1,19 @@
-// A stand-in gateway: a real grpc-js server implementing TunnelService that
-// records Control streams and Session streams so tests can drive the agent.
-import {
-  Metadata,
-  Server,
-  ServerCredentials,
-  type ServerDuplexStream,
-  type ServerWritableStream,
-} from '@grpc/grpc-js';
+// A stand-in gateway built on the gateway's real link hub (AgentHub): it
+// accepts agent links on a loopback port and lets tests open sessions as
+// channels, send bytes, cancel, pause and end them, and watch what the agent
+// sends back.
+import { Metadata, Server, ServerCredentials, type ServerWritableStream } from '@grpc/grpc-js';
 import {
   ControlPlaneServiceService,
   type AgentHello,
-  type AgentToGateway,
   type Gateway,
   type GatewayList,
-  type GatewayToAgent,
+  type LinkOptions,
   type OpenSession,
-  type SessionFrame,
-  TunnelServiceService,
   type WatchGatewaysRequest,
 } from '@warden/proto';
+import { pino } from 'pino';
+import { AgentHub, type AgentLinkInfo, TunnelError, type Upstream } from '../../../gateway/src/tunnel/index.js';
 
 export async function waitFor<T>(fn: () => T | undefined | false, timeoutMs = 10_000, what = 'condition'): Promise<T> {
   const deadline = Date.now() + timeoutMs;
@@ -30,106 +25,137 @@ export async function waitFor<T>(fn: () => T | undefined | false, timeoutMs = 10
   }
 }
 
+const log = pino({ level: process.env.WARDEN_TEST_LOG ?? 'silent' });
+
+/** One agent link, as the gateway sees it. */
 export class FakeControl {
-  hello: AgentHello | undefined;
-  ended = false;
   constructor(
-    readonly call: ServerDuplexStream<AgentToGateway, GatewayToAgent>,
-    readonly metadata: Metadata,
-  ) {
-    call.on('data', (m: AgentToGateway) => {
-      if (m.msg?.$case === 'hello') this.hello = m.msg.value;
-    });
-    call.on('error', () => undefined);
-    call.on('end', () => {
-      this.ended = true;
-    });
-    call.on('close', () => {
-      this.ended = true;
-    });
-    call.on('cancelled', () => {
-      this.ended = true;
-    });
+    readonly gw: FakeGateway,
+    readonly info: AgentLinkInfo,
+    /** The enrollment token the agent presented in HELLO. */
+    readonly token: string,
+  ) {}
+
+  get hello(): AgentHello {
+    return this.info.hello;
   }
 
-  open(open: Partial<OpenSession> & { sessionId: string }): void {
-    this.call.write({
-      msg: { $case: 'open', value: { resource: 'shop', parameters: {}, readOnly: false, ...open } },
-    });
+  get ended(): boolean {
+    return this.info.closed;
+  }
+
+  /** Opens a session on the agent (OPEN); the session shows up in gw.sessions. */
+  open(open: Partial<OpenSession> & { sessionId: string }): FakeSession {
+    const s = new FakeSession(open.sessionId);
+    if (!this.gw.sessions.has(open.sessionId)) this.gw.sessions.set(open.sessionId, s);
+    this.gw.hub
+      .open(this.info.agent, { resource: 'shop', parameters: {}, readOnly: false, ...open })
+      .then(
+        (upstream) => s.attach(upstream),
+        (err: unknown) => s.fail(err),
+      );
+    return s;
   }
 
   cancel(sessionId: string): void {
-    this.call.write({ msg: { $case: 'cancel', value: { sessionId } } });
+    this.gw.sessions.get(sessionId)?.upstream?.cancel();
+  }
+
+  /** Drops the link, as a network failure or a dying gateway would. */
+  drop(): void {
+    this.info.disconnect('dropped by the test');
   }
 }
 
+export type FakeFrame =
+  | { $case: 'ready' }
+  | { $case: 'failed'; value: { sqlstate: string; message: string } };
+
 export class FakeSession {
-  readonly frames: SessionFrame[] = [];
+  readonly frames: FakeFrame[] = [];
+  upstream: Upstream | undefined;
   private chunks: Buffer[] = [];
-  /** True once the agent half-closed (or the call went away). */
+  /** True once the agent ended the session (or it failed, or the link went). */
   agentEnded = false;
-  cancelled = false;
-  constructor(
-    readonly call: ServerDuplexStream<SessionFrame, SessionFrame>,
-    readonly metadata: Metadata,
-  ) {
-    call.on('data', (f: SessionFrame) => {
-      this.frames.push(f);
-      if (f.msg?.$case === 'data') this.chunks.push(f.msg.value);
-    });
-    call.on('error', () => undefined);
-    call.on('end', () => {
-      this.agentEnded = true;
-      // Like a gateway: once the agent is done, finish the call.
-      if (!call.writableEnded) call.end();
-    });
-    call.on('cancelled', () => {
-      this.cancelled = true;
-      this.agentEnded = true;
+  /** Set when the session ended abnormally (link lost, agent shutdown). */
+  endError: Error | undefined;
+
+  constructor(readonly id: string) {}
+
+  attach(upstream: Upstream): void {
+    this.upstream = upstream;
+    this.frames.push({ $case: 'ready' });
+    upstream.start({
+      data: (chunk) => this.chunks.push(chunk),
+      drain: () => undefined,
+      end: (error) => {
+        this.agentEnded = true;
+        this.endError = error;
+      },
     });
   }
 
-  get first(): SessionFrame | undefined {
+  fail(err: unknown): void {
+    const e = err instanceof TunnelError ? err : new TunnelError('08006', String(err));
+    this.frames.push({ $case: 'failed', value: { sqlstate: e.sqlstate, message: e.message } });
+    this.agentEnded = true;
+  }
+
+  get first(): FakeFrame | undefined {
     return this.frames[0];
   }
 
-  /** All `data` bytes received so far. */
+  /** All DATA bytes received so far. */
   get data(): Buffer {
     if (this.chunks.length > 1) this.chunks = [Buffer.concat(this.chunks)];
     return this.chunks[0] ?? Buffer.alloc(0);
   }
 
+  /** Sends bytes to the upstream; false when the channel's credit is used up (they are queued). */
   send(bytes: Buffer): boolean {
-    return this.call.write({ msg: { $case: 'data', value: bytes } });
+    return this.upstream!.write(bytes);
   }
 
-  /** Ends the session from the gateway side (status OK). */
+  /** Stops returning credit, like a client that does not read. */
+  pause(): void {
+    this.upstream!.pause();
+  }
+
+  resume(): void {
+    this.upstream!.resume();
+  }
+
+  /** Ends the session from the gateway side (CLOSE). */
   end(): void {
-    this.call.end();
+    this.upstream?.close();
   }
 }
 
 export class FakeGateway {
-  server: Server | undefined;
+  hub!: AgentHub;
   port = 0;
   readonly controls: FakeControl[] = [];
   readonly sessions = new Map<string, FakeSession>();
+  /** Decides which HELLOs are accepted (default: any). */
+  accept: (name: string, token: string) => boolean = () => true;
+  private presented = '';
+
+  constructor(private readonly linkOptions: LinkOptions = {}) {}
 
   async start(port = 0): Promise<this> {
-    const server = new Server();
-    server.addService(TunnelServiceService, {
-      control: (call: ServerDuplexStream<AgentToGateway, GatewayToAgent>) => {
-        this.controls.push(new FakeControl(call, call.metadata));
+    this.hub = new AgentHub(
+      (name, token) => {
+        this.presented = token;
+        return this.accept(name, token);
       },
-      session: (call: ServerDuplexStream<SessionFrame, SessionFrame>) => {
-        const id = call.metadata.get('x-warden-session')[0];
-        this.sessions.set(String(id), new FakeSession(call, call.metadata));
+      log,
+      {
+        ...this.linkOptions,
+        openTimeoutMs: 20_000,
+        onAgentLink: (info) => this.controls.push(new FakeControl(this, info, this.presented)),
       },
-    });
-    this.port = await new Promise<number>((resolve, reject) =>
-      server.bindAsync(`127.0.0.1:${port}`, ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
     );
-    this.server = server;
+    this.port = await this.hub.listen(`127.0.0.1:${port}`);
     return this;
   }
 
@@ -137,25 +163,32 @@ export class FakeGateway {
     return `127.0.0.1:${this.port}`;
   }
 
-  /** The newest control stream that has said hello. */
+  /** The newest link that said HELLO and is still up. */
   async control(timeoutMs = 10_000): Promise<FakeControl> {
     return waitFor(
       () => {
         const c = this.controls[this.controls.length - 1];
-        return c && c.hello && !c.ended ? c : undefined;
+        return c && !c.ended ? c : undefined;
       },
       timeoutMs,
-      'a control stream with hello',
+      'an agent link',
     );
   }
 
+  /** A session opened with FakeControl.open, once the agent has answered (READY or FAILED). */
   async session(id: string, timeoutMs = 10_000): Promise<FakeSession> {
-    return waitFor(() => this.sessions.get(id), timeoutMs, `session stream ${id}`);
+    return waitFor(
+      () => {
+        const s = this.sessions.get(id);
+        return s && s.frames.length > 0 ? s : undefined;
+      },
+      timeoutMs,
+      `session ${id}`,
+    );
   }
 
-  stop(): void {
-    this.server?.forceShutdown();
-    this.server = undefined;
+  stop(): Promise<void> {
+    return this.hub.close();
   }
 }
 

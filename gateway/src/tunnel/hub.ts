@@ -1,18 +1,23 @@
-// The gateway's side of the tunnel: agents dial in with a Control stream each,
-// and open one Session stream per client session when asked to.
+// The gateway's side of the agent link: agents dial the tunnel listener and
+// keep one link each; every client session becomes a channel on one of the
+// links of its resource's agent (round-robin when an agent has several).
 import { randomUUID } from 'node:crypto';
-import { status, type ServerDuplexStream, type ServiceError } from '@grpc/grpc-js';
 import {
-  metadataValue,
-  readBearer,
-  type AgentToGateway,
-  type GatewayToAgent,
-  type OpenSession,
-  type SessionFrame,
-  type TunnelServiceServer,
+  type AgentHello,
+  FrameType,
+  LINK_VERSION,
+  type Link,
+  type LinkOptions,
+  type LinkOwner,
+  LinkProtocolError,
+  type LinkServer,
+  OpenSession,
+  decodeHello,
+  encodeWelcome,
+  listenLinks,
 } from '@warden/proto';
 import type { Logger } from 'pino';
-import { GrpcUpstream, type Upstream } from './upstream.js';
+import { LinkUpstream, type Upstream } from './upstream.js';
 
 /** A failure to reach the upstream, with the SQLSTATE the client should see. */
 export class TunnelError extends Error {
@@ -27,139 +32,249 @@ export class TunnelError extends Error {
 /** Decides whether an enrollment token belongs to the named, non-revoked agent. */
 export type AgentVerifier = (name: string, token: string) => boolean;
 
-type ControlCall = ServerDuplexStream<AgentToGateway, GatewayToAgent>;
-type SessionCall = ServerDuplexStream<SessionFrame, SessionFrame>;
-
-interface Pending {
-  agent: string;
-  resolve(upstream: Upstream): void;
-  reject(err: TunnelError): void;
-  timer: NodeJS.Timeout;
+export interface AgentHubOptions extends LinkOptions {
+  /** How long an agent may take to answer OPEN (default 15 s). */
+  openTimeoutMs?: number;
+  /** How long a new link may take to say HELLO (default 10 s). */
+  helloTimeoutMs?: number;
+  /** Called when an agent has been welcomed on a new link. */
+  onAgentLink?(info: AgentLinkInfo): void;
 }
 
-export class AgentHub {
-  private readonly controls = new Map<string, ControlCall[]>();
-  private readonly pending = new Map<string, Pending>();
-  private nextControl = 0;
+/** What the hub knows about one agent link (for logs, tests and admin). */
+export interface AgentLinkInfo {
+  agent: string;
+  hello: AgentHello;
+  remoteAddress: string;
+  connectedAt: Date;
+  /** Sessions now open on the link. */
+  readonly sessions: number;
+  /** True once the link is gone. */
+  readonly closed: boolean;
+  /** True after the agent said GOAWAY: no new sessions go to this link. */
+  readonly draining: boolean;
+  /** Drops the link; its sessions end with 08006 and the agent redials. */
+  disconnect(reason?: string): void;
+}
+
+/** Per-link state, kept in Link.data. */
+class AgentLink implements AgentLinkInfo {
+  agent = '';
+  hello!: AgentHello;
+  readonly connectedAt = new Date();
+  draining = false;
+  /** Next channel number to hand out. */
+  private nextChannel = 1;
+  readonly helloTimer: NodeJS.Timeout;
+
+  constructor(
+    readonly link: Link,
+    helloTimeoutMs: number,
+  ) {
+    this.helloTimer = setTimeout(() => link.close('no HELLO in time'), helloTimeoutMs);
+    this.helloTimer.unref();
+  }
+
+  get remoteAddress(): string {
+    return this.link.remoteAddress;
+  }
+
+  get sessions(): number {
+    return this.link.channelCount;
+  }
+
+  get closed(): boolean {
+    return this.link.closed;
+  }
+
+  /** A channel number not in use on this link (numbers wrap after 2^32 - 1 sessions). */
+  allocateChannel(): number {
+    for (;;) {
+      const ch = this.nextChannel;
+      this.nextChannel = ch >= 0xffffffff ? 1 : ch + 1;
+      if (!this.link.hasChannel(ch)) return ch;
+    }
+  }
+
+  disconnect(reason = 'disconnected by the gateway'): void {
+    this.link.close(reason);
+  }
+}
+
+export class AgentHub implements LinkOwner {
+  private readonly links = new Map<string, AgentLink[]>();
+  private readonly all = new Set<AgentLink>();
+  private nextLink = 0;
+  private server: LinkServer | undefined;
+  private readonly openTimeoutMs: number;
+  private readonly helloTimeoutMs: number;
 
   constructor(
     private readonly verify: AgentVerifier,
     private readonly log: Logger,
-    private readonly openTimeoutMs = 15_000,
-  ) {}
-
-  /** gRPC handlers for TunnelService. */
-  readonly service: TunnelServiceServer = {
-    control: (call) => this.onControl(call),
-    session: (call) => this.onSession(call),
-  };
-
-  isOnline(agent: string): boolean {
-    return (this.controls.get(agent)?.length ?? 0) > 0;
+    private readonly opts: AgentHubOptions = {},
+  ) {
+    this.openTimeoutMs = opts.openTimeoutMs ?? 15_000;
+    this.helloTimeoutMs = opts.helloTimeoutMs ?? 10_000;
   }
 
-  /** Asks the agent to log in upstream and waits for its Session stream. */
-  open(agent: string, request: Omit<OpenSession, 'sessionId'>): Promise<Upstream> {
-    const calls = this.controls.get(agent);
-    if (!calls?.length) {
+  /** Starts the tunnel listener; resolves with its port. */
+  async listen(address: string, tls?: { cert: string; key: string }): Promise<number> {
+    this.server = await listenLinks({ ...this.opts, listen: address, tls }, this);
+    return this.server.port;
+  }
+
+  /** Stops listening and drops every link (their sessions end with 08006). */
+  async close(): Promise<void> {
+    for (const l of this.all) l.link.close('the gateway is shutting down');
+    await this.server?.close();
+  }
+
+  isOnline(agent: string): boolean {
+    return this.pick(agent) !== undefined;
+  }
+
+  /** The live links of an agent (or of all agents). */
+  connections(agent?: string): AgentLinkInfo[] {
+    if (agent !== undefined) return [...(this.links.get(agent) ?? [])];
+    return [...this.links.values()].flat();
+  }
+
+  /** Asks the agent to log in upstream; resolves once it is READY. */
+  open(agent: string, request: Omit<OpenSession, 'sessionId'> & { sessionId?: string }): Promise<Upstream> {
+    const target = this.pick(agent);
+    if (!target) {
       return Promise.reject(
         new TunnelError('08006', `agent ${agent}, which serves resource ${request.resource}, is not connected to this gateway`),
       );
     }
-    const sessionId = randomUUID();
-    const control = calls[this.nextControl++ % calls.length]!;
+    const sessionId = request.sessionId || randomUUID();
+    const channel = target.allocateChannel();
     return new Promise<Upstream>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.pending.delete(sessionId);
-        reject(new TunnelError('08006', `agent ${agent} did not open resource ${request.resource} within ${this.openTimeoutMs / 1000} s`));
+      let timer: NodeJS.Timeout | undefined;
+      const upstream = new LinkUpstream(agent, sessionId, target.link, channel, {
+        ready: () => {
+          clearTimeout(timer);
+          resolve(upstream);
+        },
+        failed: (sqlstate, message) => {
+          clearTimeout(timer);
+          reject(new TunnelError(sqlstate || '08006', message || `agent ${agent} could not open resource ${request.resource}`));
+        },
+      });
+      if (upstream.settled) return;
+      timer = setTimeout(() => {
+        upstream.abandon();
+        reject(
+          new TunnelError('08006', `agent ${agent} did not open resource ${request.resource} within ${this.openTimeoutMs / 1000} s`),
+        );
       }, this.openTimeoutMs);
-      this.pending.set(sessionId, { agent, resolve, reject, timer });
-      control.write({ msg: { $case: 'open', value: { ...request, sessionId } } });
+      const open: OpenSession = {
+        sessionId,
+        resource: request.resource,
+        parameters: request.parameters,
+        readOnly: request.readOnly,
+      };
+      target.link.send(FrameType.OPEN, channel, Buffer.from(OpenSession.encode(open).finish()));
     });
   }
 
-  /** Drops the streams of agents that are no longer enrolled. */
+  /** Drops the links of agents that are no longer enrolled. */
   revokeUnless(stillValid: (agent: string) => boolean): void {
-    for (const [agent, calls] of this.controls) {
+    for (const [agent, links] of this.links) {
       if (stillValid(agent)) continue;
-      this.log.warn({ agent }, 'agent enrollment revoked; closing its tunnel');
-      for (const call of calls) call.emit('error', grpcError(status.PERMISSION_DENIED, `agent ${agent} is no longer enrolled`));
-      this.controls.delete(agent);
+      this.log.warn({ agent }, 'agent enrollment revoked; closing its links');
+      this.links.delete(agent);
+      for (const l of links) l.link.close(`agent ${agent} is no longer enrolled`);
     }
   }
 
-  private authenticate(call: ControlCall | SessionCall): string | null {
-    const token = readBearer(call.metadata);
-    const agent = metadataValue(call.metadata, 'x-warden-agent');
-    if (!token || !agent || !this.verify(agent, token)) {
-      this.log.warn({ agent, peer: call.getPeer() }, 'agent authentication failed');
-      call.emit('error', grpcError(status.UNAUTHENTICATED, 'unknown agent or invalid enrollment token'));
-      return null;
+  private pick(agent: string): AgentLink | undefined {
+    const links = this.links.get(agent);
+    if (!links?.length) return undefined;
+    for (let i = 0; i < links.length; i++) {
+      const l = links[this.nextLink++ % links.length]!;
+      if (!l.draining && !l.link.closed) return l;
     }
-    return agent;
+    return undefined;
   }
 
-  private onControl(call: ControlCall): void {
-    const agent = this.authenticate(call);
-    if (!agent) return;
-    let registered = false;
-    call.on('data', (msg: AgentToGateway) => {
-      if (msg.msg?.$case !== 'hello' || registered) return;
-      registered = true;
-      const calls = this.controls.get(agent) ?? [];
-      calls.push(call);
-      this.controls.set(agent, calls);
-      this.log.info({ agent, peer: call.getPeer(), resources: msg.msg.value.resources }, 'agent connected');
-    });
-    const gone = () => {
-      if (!registered) return;
-      registered = false;
-      const left = (this.controls.get(agent) ?? []).filter((c) => c !== call);
-      if (left.length) this.controls.set(agent, left);
-      else this.controls.delete(agent);
-      this.log.info({ agent }, 'agent disconnected');
-    };
-    call.on('end', () => {
-      gone();
-      call.end();
-    });
-    call.on('error', gone);
-    call.on('cancelled', gone);
-    call.on('close', gone);
+  // --- LinkOwner ----------------------------------------------------------
+
+  /** @internal */
+  opened(link: Link): void {
+    const state = new AgentLink(link, this.helloTimeoutMs);
+    link.data = state;
+    this.all.add(state);
   }
 
-  private onSession(call: SessionCall): void {
-    const agent = this.authenticate(call);
-    if (!agent) return;
-    const sessionId = metadataValue(call.metadata, 'x-warden-session') ?? '';
-    const pending = this.pending.get(sessionId);
-    if (!pending || pending.agent !== agent) {
-      call.emit('error', grpcError(status.NOT_FOUND, 'no session is waiting for this agent under that id'));
+  /** @internal */
+  frame(link: Link, type: number, channel: number, payload: Buffer): void {
+    const state = link.data as AgentLink;
+    if (!state.agent) {
+      if (type !== FrameType.HELLO) throw new LinkProtocolError(`expected HELLO, got frame type ${type}`);
+      this.onHello(state, payload);
       return;
     }
-    this.pending.delete(sessionId);
-    clearTimeout(pending.timer);
-
-    // The first frame says whether the upstream login worked.
-    call.once('data', (frame: SessionFrame) => {
-      if (frame.msg?.$case === 'ready') {
-        pending.resolve(new GrpcUpstream(agent, sessionId, call, () => this.cancel(agent, sessionId)));
-      } else {
-        const failed = frame.msg?.$case === 'failed' ? frame.msg.value : undefined;
-        pending.reject(new TunnelError(failed?.sqlstate || '08006', failed?.message || `agent ${agent} sent no answer`));
-        call.end();
-      }
-    });
-    call.once('error', (err) => pending.reject(new TunnelError('08006', `agent ${agent} failed to open the session: ${err.message}`)));
-  }
-
-  private cancel(agent: string, sessionId: string): void {
-    for (const control of this.controls.get(agent) ?? []) {
-      control.write({ msg: { $case: 'cancel', value: { sessionId } } });
+    switch (type) {
+      case FrameType.GOAWAY:
+        if (!state.draining) {
+          state.draining = true;
+          this.log.info({ agent: state.agent, peer: link.remoteAddress, sessions: link.channelCount }, 'agent draining its link');
+        }
+        return;
+      case FrameType.READY:
+      case FrameType.FAILED:
+      case FrameType.CANCEL:
+        // For a channel already given up (open timeout): nothing to do.
+        return;
+      default:
+        throw new LinkProtocolError(`unexpected frame type ${type} from an agent`);
     }
   }
-}
 
-function grpcError(code: status, details: string): ServiceError {
-  return Object.assign(new Error(details), { code, details, metadata: undefined as never });
+  /** @internal */
+  closed(link: Link, error?: Error): void {
+    const state = link.data as AgentLink | undefined;
+    if (!state) return;
+    clearTimeout(state.helloTimer);
+    this.all.delete(state);
+    if (!state.agent) return;
+    const left = (this.links.get(state.agent) ?? []).filter((l) => l !== state);
+    if (left.length) this.links.set(state.agent, left);
+    else if (this.links.get(state.agent)) this.links.delete(state.agent);
+    this.log.info({ agent: state.agent, peer: link.remoteAddress, reason: error?.message, ...link.stats }, 'agent disconnected');
+  }
+
+  /** @internal */
+  handlerError(link: Link, channel: number, error: unknown): void {
+    const state = link.data as AgentLink | undefined;
+    this.log.error({ agent: state?.agent, channel, err: error }, 'error while handling a frame from an agent');
+  }
+
+  private onHello(state: AgentLink, payload: Buffer): void {
+    const { version, window, token, hello } = decodeHello(payload);
+    const link = state.link;
+    if (version !== LINK_VERSION) {
+      this.log.warn({ peer: link.remoteAddress, version }, 'agent speaks another link version');
+      link.close(`link version ${version} is not supported by this gateway (it speaks ${LINK_VERSION})`);
+      return;
+    }
+    const name = hello.agentName;
+    if (!name || !this.verify(name, token)) {
+      this.log.warn({ agent: name, peer: link.remoteAddress }, 'agent authentication failed');
+      link.close('unknown agent or invalid enrollment token');
+      return;
+    }
+    clearTimeout(state.helloTimer);
+    link.peerWindow = window;
+    state.agent = name;
+    state.hello = hello;
+    const links = this.links.get(name) ?? [];
+    links.push(state);
+    this.links.set(name, links);
+    link.send(FrameType.WELCOME, 0, encodeWelcome(link.window));
+    this.log.info({ agent: name, peer: link.remoteAddress, version: hello.version, resources: hello.resources }, 'agent connected');
+    this.opts.onAgentLink?.(state);
+  }
 }

@@ -1,7 +1,6 @@
-// One client session's path to its upstream database: a gRPC Session stream
-// that an agent opened. The session module sees only this small interface.
-import type { ServerDuplexStream } from '@grpc/grpc-js';
-import type { SessionFrame } from '@warden/proto';
+// One client session's path to its upstream database: a channel on an
+// agent's link. The session module sees only the small Upstream interface.
+import { type Channel, type ChannelHandler, FrameType, type Link, SessionFailed } from '@warden/proto';
 
 export interface UpstreamHandlers {
   data(chunk: Buffer): void;
@@ -26,67 +25,151 @@ export interface Upstream {
   cancel(): void;
 }
 
-type SessionCall = ServerDuplexStream<SessionFrame, SessionFrame>;
+/** How the hub hears about the agent's answer to OPEN. */
+export interface OpenOutcome {
+  ready(): void;
+  failed(sqlstate: string, message: string): void;
+}
 
-export class GrpcUpstream implements Upstream {
+/**
+ * Flow control towards the client: bytes from the agent are handed to the
+ * session at once; their credit goes back to the agent only while the
+ * session has not paused us (its client socket has room). So a client that
+ * reads slowly holds at most one window of its result in the gateway.
+ */
+export class LinkUpstream implements Upstream, ChannelHandler {
+  private readonly channel: Channel;
   private handlers: UpstreamHandlers | null = null;
-  private early: Buffer[] = [];
+  private early: Buffer[] | null = null;
+  private opening: OpenOutcome | null;
+  private paused = false;
+  /** Bytes delivered while paused, credited back on resume(). */
+  private held = 0;
   private ended = false;
+  private endError: Error | undefined;
 
   constructor(
     readonly agent: string,
     readonly sessionId: string,
-    private readonly call: SessionCall,
-    private readonly sendCancel: () => void,
+    link: Link,
+    channelId: number,
+    outcome: OpenOutcome,
   ) {
-    call.on('data', (frame: SessionFrame) => {
-      if (frame.msg?.$case !== 'data') return;
-      if (this.handlers) this.handlers.data(frame.msg.value);
-      else this.early.push(frame.msg.value);
-    });
-    call.on('drain', () => this.handlers?.drain());
-    call.on('end', () => this.finish());
-    call.on('error', (err) => this.finish(err));
-    call.on('cancelled', () => this.finish(new Error('the agent cancelled the session stream')));
-    call.pause();
+    this.opening = outcome;
+    this.channel = link.openChannel(channelId, this);
+    if (!this.channel.open) this.closed(new Error(`the link to agent ${agent} is closed`));
   }
 
   start(handlers: UpstreamHandlers): void {
     this.handlers = handlers;
-    for (const chunk of this.early) handlers.data(chunk);
-    this.early = [];
-    this.call.resume();
+    const early = this.early;
+    this.early = null;
+    if (early) {
+      for (const chunk of early) {
+        if (this.handlers) this.deliver(chunk);
+      }
+    }
+    if (this.ended && this.handlers) {
+      this.handlers = null;
+      handlers.end(this.endError);
+    }
   }
 
   write(chunk: Buffer): boolean {
     if (this.ended) return true;
-    return this.call.write({ msg: { $case: 'data', value: chunk } });
+    return this.channel.send(chunk);
   }
 
   pause(): void {
-    this.call.pause();
+    this.paused = true;
   }
 
   resume(): void {
-    this.call.resume();
+    if (!this.paused) return;
+    this.paused = false;
+    const n = this.held;
+    this.held = 0;
+    if (n > 0) this.channel.consumed(n);
   }
 
   close(): void {
     if (this.ended) return;
     this.ended = true;
-    this.call.end();
+    this.handlers = null;
+    this.channel.close();
   }
 
   cancel(): void {
-    this.sendCancel();
+    if (!this.ended) this.channel.signal(FrameType.CANCEL);
   }
 
-  private finish(error?: Error): void {
-    const wasEnded = this.ended;
+  /** True once the agent answered OPEN (or the channel is gone). */
+  get settled(): boolean {
+    return this.opening === null;
+  }
+
+  /** The open was given up (timeout): end the channel so the agent closes its upstream. */
+  abandon(): void {
+    this.opening = null;
+    this.close();
+  }
+
+  // --- ChannelHandler -----------------------------------------------------
+
+  /** @internal */
+  data(payload: Buffer): void {
+    if (this.handlers) this.deliver(payload);
+    else if (!this.ended) (this.early ??= []).push(payload);
+  }
+
+  /** @internal */
+  writable(): void {
+    this.handlers?.drain();
+  }
+
+  /** @internal */
+  closed(error?: Error): void {
+    if (this.opening) {
+      const outcome = this.opening;
+      this.opening = null;
+      this.ended = true;
+      outcome.failed('08006', `agent ${this.agent} failed to open the session: ${error?.message ?? 'the channel closed'}`);
+      return;
+    }
+    if (this.ended) return;
     this.ended = true;
-    if (!wasEnded) this.call.end();
+    this.endError = error;
     const h = this.handlers;
+    if (!h) return; // start() reports it
     this.handlers = null;
-    h?.end(error);
+    h.end(error);
+  }
+
+  /** @internal */
+  signal(type: number, payload: Buffer): void {
+    const outcome = this.opening;
+    if (!outcome || (type !== FrameType.READY && type !== FrameType.FAILED)) return;
+    this.opening = null;
+    if (type === FrameType.READY) {
+      outcome.ready();
+    } else {
+      this.ended = true;
+      let failed: SessionFailed | undefined;
+      try {
+        failed = SessionFailed.decode(payload);
+      } catch {
+        failed = undefined;
+      }
+      // FAILED ends the channel on both sides.
+      this.channel.forget();
+      outcome.failed(failed?.sqlstate ?? '', failed?.message ?? '');
+    }
+  }
+
+  private deliver(chunk: Buffer): void {
+    this.handlers!.data(chunk);
+    // The session pauses us from inside data() when its client socket is full.
+    if (this.paused) this.held += chunk.length;
+    else this.channel.consumed(chunk.length);
   }
 }

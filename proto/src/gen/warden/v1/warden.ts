@@ -10,11 +10,9 @@ import {
   type CallOptions,
   type ChannelCredentials,
   Client,
-  type ClientDuplexStream,
   type ClientOptions,
   type ClientReadableStream,
   type ClientUnaryCall,
-  type handleBidiStreamingCall,
   type handleServerStreamingCall,
   type handleUnaryCall,
   makeGenericClientConstructor,
@@ -78,12 +76,30 @@ export interface Resource {
   description: string;
 }
 
-/** Who may reach a resource. Exactly one of identity or group is set. */
+/**
+ * Who may reach a resource, and what they may do there (a policy rule).
+ * Exactly one of identity or group is set.
+ */
 export interface Grant {
   id: string;
   resource: string;
   identity: string;
   group: string;
+  /** read | write | ddl | admin; empty means read. */
+  access: string;
+  /**
+   * Name of the policy rule this grant comes from, shown in refusals;
+   * empty for grants made with `warden grants add` (the id is shown).
+   */
+  rule: string;
+  /**
+   * Scopes; an empty list means no restriction. Tables are "schema.table",
+   * or "table" for that name in any schema.
+   */
+  allowSchemas: string[];
+  denySchemas: string[];
+  allowTables: string[];
+  denyTables: string[];
 }
 
 /** An agent enrollment; the token itself is only ever shown once. */
@@ -105,6 +121,8 @@ export interface Gateway {
 
 export interface Snapshot {
   version: number;
+  /** Version of the policy file last applied; 0 when none was. */
+  policyVersion: number;
   issuers: Issuer[];
   identities: Identity[];
   resources: Resource[];
@@ -145,6 +163,150 @@ export interface DeleteGrantRequest {
   id: string;
 }
 
+export interface PolicyDocument {
+  /** The policy file, as YAML text. */
+  yaml: string;
+  /** Who applied it (free text, e.g. the operator's login). */
+  author: string;
+  /** Validate and compare only; store nothing. */
+  dryRun: boolean;
+}
+
+export interface PolicyChange {
+  /** e.g. "+ identity ci-deploy", "~ rule ci-read-only: access read -> write". */
+  lines: string[];
+}
+
+export interface PolicyApplyResult {
+  version: number;
+  change: PolicyChange | undefined;
+}
+
+export interface PolicyVersion {
+  version: number;
+  appliedAt: string;
+  author: string;
+  summary: string;
+  yaml: string;
+}
+
+export interface PolicyHistory {
+  versions: PolicyVersion[];
+}
+
+export interface AuditBatch {
+  gatewayId: string;
+  /** One AuditEvent as JSON per entry, in the gateway's order. */
+  eventsJson: string[];
+}
+
+export interface IngestAck {
+  /** Newly stored events; the rest were already stored (a re-send). */
+  stored: number;
+  duplicates: number;
+  /** Entries that were not valid events: logged by the control plane and skipped. */
+  invalid: number;
+}
+
+/** Times are ISO 8601; empty fields do not filter. */
+export interface SessionFilter {
+  identity: string;
+  resource: string;
+  since: string;
+  until: string;
+  /** ok | error | refused */
+  outcome: string;
+  /** 0 means the server's default (100). */
+  limit: number;
+}
+
+export interface AuditSession {
+  sessionId: string;
+  identity: string;
+  resource: string;
+  agent: string;
+  gateway: string;
+  startedAt: string;
+  /** Empty while the session is open (or its end was never recorded). */
+  endedAt: string;
+  outcome: string;
+  statements: number;
+  refused: number;
+  errors: number;
+  clientAddress: string;
+  applicationName: string;
+  endReason: string;
+  /** Events stored for the session, and the highest seq linked into its chain. */
+  events: number;
+  linkedSeq: number;
+}
+
+export interface SessionList {
+  sessions: AuditSession[];
+}
+
+export interface GetSessionRequest {
+  sessionId: string;
+}
+
+export interface SessionDetail {
+  session:
+    | AuditSession
+    | undefined;
+  /** The session's events as JSON, by seq. */
+  eventsJson: string[];
+}
+
+export interface AuditQuery {
+  /** Statement kind, e.g. DROP (matches "DROP TABLE" too) or SELECT. */
+  kind: string;
+  identity: string;
+  resource: string;
+  /** allowed | refused */
+  decision: string;
+  since: string;
+  until: string;
+  /** Substring of the SQL text, case-insensitive. */
+  text: string;
+  /** session.start | statement | session.end | auth.failure */
+  type: string;
+  sessionId: string;
+  limit: number;
+}
+
+export interface AuditEventList {
+  eventsJson: string[];
+}
+
+export interface AuditProblem {
+  /** edited | reordered | deleted | day_chain */
+  kind: string;
+  sessionId: string;
+  /** -1 when the problem is not about one event. */
+  seq: number;
+  day: string;
+  detail: string;
+}
+
+export interface VerifyReport {
+  ok: boolean;
+  sessions: number;
+  events: number;
+  days: number;
+  problems: AuditProblem[];
+  /** Not tampering, but worth knowing (e.g. events still missing in transit). */
+  warnings: string[];
+  /** Latest closed day and its chain hash: record it elsewhere to anchor the chain. */
+  headDay: string;
+  headHash: string;
+}
+
+export interface RetentionSettings {
+  /** Days to keep sessions; 0 keeps them forever. */
+  days: number;
+}
+
+/** HELLO frame payload, after the link version and the enrollment token. */
 export interface AgentHello {
   agentName: string;
   version: string;
@@ -152,6 +314,10 @@ export interface AgentHello {
   resources: string[];
 }
 
+/**
+ * OPEN frame payload: the gateway asks the agent to log in upstream; the
+ * frame's channel number becomes the session's.
+ */
 export interface OpenSession {
   sessionId: string;
   resource: string;
@@ -169,45 +335,14 @@ export interface OpenSession_ParametersEntry {
   value: string;
 }
 
-export interface CancelSession {
-  sessionId: string;
-}
-
-export interface AgentToGateway {
-  msg: { $case: "hello"; value: AgentHello } | undefined;
-}
-
-export interface GatewayToAgent {
-  msg: { $case: "open"; value: OpenSession } | { $case: "cancel"; value: CancelSession } | undefined;
-}
-
+/**
+ * FAILED frame payload: the upstream login did not work. The message never
+ * contains upstream credentials.
+ */
 export interface SessionFailed {
   sessionId: string;
   sqlstate: string;
   message: string;
-}
-
-/**
- * Carried on a session stream, which the agent opens (metadata
- * `x-warden-session` names the session) once it has tried the upstream login.
- * Its first message is `ready` or `failed`; then both sides send raw Postgres
- * wire bytes in batches: several protocol messages, or parts of one, per
- * `data`.
- */
-export interface SessionFrame {
-  msg:
-    | { $case: "data"; value: Buffer }
-    | //
-    /**
-     * Upstream authentication done: the bytes that follow start with the
-     * upstream's ParameterStatus messages, BackendKeyData and ReadyForQuery.
-     */
-    { $case: "ready"; value: SessionReady }
-    | { $case: "failed"; value: SessionFailed }
-    | undefined;
-}
-
-export interface SessionReady {
 }
 
 function createBaseIssuer(): Issuer {
@@ -679,7 +814,18 @@ export const Resource: MessageFns<Resource> = {
 };
 
 function createBaseGrant(): Grant {
-  return { id: "", resource: "", identity: "", group: "" };
+  return {
+    id: "",
+    resource: "",
+    identity: "",
+    group: "",
+    access: "",
+    rule: "",
+    allowSchemas: [],
+    denySchemas: [],
+    allowTables: [],
+    denyTables: [],
+  };
 }
 
 export const Grant: MessageFns<Grant> = {
@@ -695,6 +841,24 @@ export const Grant: MessageFns<Grant> = {
     }
     if (message.group !== "") {
       writer.uint32(34).string(message.group);
+    }
+    if (message.access !== "") {
+      writer.uint32(42).string(message.access);
+    }
+    if (message.rule !== "") {
+      writer.uint32(50).string(message.rule);
+    }
+    for (const v of message.allowSchemas) {
+      writer.uint32(58).string(v!);
+    }
+    for (const v of message.denySchemas) {
+      writer.uint32(66).string(v!);
+    }
+    for (const v of message.allowTables) {
+      writer.uint32(74).string(v!);
+    }
+    for (const v of message.denyTables) {
+      writer.uint32(82).string(v!);
     }
     return writer;
   },
@@ -744,6 +908,54 @@ export const Grant: MessageFns<Grant> = {
             message.group = reader.string();
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.access = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.rule = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.allowSchemas.push(reader.string());
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.denySchemas.push(reader.string());
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.allowTables.push(reader.string());
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.denyTables.push(reader.string());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -762,6 +974,28 @@ export const Grant: MessageFns<Grant> = {
       resource: isSet(object.resource) ? globalThis.String(object.resource) : "",
       identity: isSet(object.identity) ? globalThis.String(object.identity) : "",
       group: isSet(object.group) ? globalThis.String(object.group) : "",
+      access: isSet(object.access) ? globalThis.String(object.access) : "",
+      rule: isSet(object.rule) ? globalThis.String(object.rule) : "",
+      allowSchemas: globalThis.Array.isArray(object?.allowSchemas)
+        ? object.allowSchemas.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.allow_schemas)
+        ? object.allow_schemas.map((e: any) => globalThis.String(e))
+        : [],
+      denySchemas: globalThis.Array.isArray(object?.denySchemas)
+        ? object.denySchemas.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.deny_schemas)
+        ? object.deny_schemas.map((e: any) => globalThis.String(e))
+        : [],
+      allowTables: globalThis.Array.isArray(object?.allowTables)
+        ? object.allowTables.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.allow_tables)
+        ? object.allow_tables.map((e: any) => globalThis.String(e))
+        : [],
+      denyTables: globalThis.Array.isArray(object?.denyTables)
+        ? object.denyTables.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.deny_tables)
+        ? object.deny_tables.map((e: any) => globalThis.String(e))
+        : [],
     };
   },
 
@@ -779,6 +1013,24 @@ export const Grant: MessageFns<Grant> = {
     if (message.group !== "") {
       obj.group = message.group;
     }
+    if (message.access !== "") {
+      obj.access = message.access;
+    }
+    if (message.rule !== "") {
+      obj.rule = message.rule;
+    }
+    if (message.allowSchemas?.length) {
+      obj.allowSchemas = message.allowSchemas;
+    }
+    if (message.denySchemas?.length) {
+      obj.denySchemas = message.denySchemas;
+    }
+    if (message.allowTables?.length) {
+      obj.allowTables = message.allowTables;
+    }
+    if (message.denyTables?.length) {
+      obj.denyTables = message.denyTables;
+    }
     return obj;
   },
 
@@ -791,6 +1043,12 @@ export const Grant: MessageFns<Grant> = {
     message.resource = object.resource ?? "";
     message.identity = object.identity ?? "";
     message.group = object.group ?? "";
+    message.access = object.access ?? "";
+    message.rule = object.rule ?? "";
+    message.allowSchemas = object.allowSchemas?.map((e) => e) || [];
+    message.denySchemas = object.denySchemas?.map((e) => e) || [];
+    message.allowTables = object.allowTables?.map((e) => e) || [];
+    message.denyTables = object.denyTables?.map((e) => e) || [];
     return message;
   },
 };
@@ -1030,13 +1288,25 @@ export const Gateway: MessageFns<Gateway> = {
 };
 
 function createBaseSnapshot(): Snapshot {
-  return { version: 0, issuers: [], identities: [], resources: [], grants: [], agents: [], gateways: [] };
+  return {
+    version: 0,
+    policyVersion: 0,
+    issuers: [],
+    identities: [],
+    resources: [],
+    grants: [],
+    agents: [],
+    gateways: [],
+  };
 }
 
 export const Snapshot: MessageFns<Snapshot> = {
   encode(message: Snapshot, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.version !== 0) {
       writer.uint32(8).uint64(message.version);
+    }
+    if (message.policyVersion !== 0) {
+      writer.uint32(64).uint64(message.policyVersion);
     }
     for (const v of message.issuers) {
       Issuer.encode(v!, writer.uint32(18).fork()).join();
@@ -1078,6 +1348,14 @@ export const Snapshot: MessageFns<Snapshot> = {
             }
 
             message.version = longToNumber(reader.uint64());
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.policyVersion = longToNumber(reader.uint64());
             continue;
           }
           case 2: {
@@ -1143,6 +1421,11 @@ export const Snapshot: MessageFns<Snapshot> = {
   fromJSON(object: any): Snapshot {
     return {
       version: isSet(object.version) ? globalThis.Number(object.version) : 0,
+      policyVersion: isSet(object.policyVersion)
+        ? globalThis.Number(object.policyVersion)
+        : isSet(object.policy_version)
+        ? globalThis.Number(object.policy_version)
+        : 0,
       issuers: globalThis.Array.isArray(object?.issuers) ? object.issuers.map((e: any) => Issuer.fromJSON(e)) : [],
       identities: globalThis.Array.isArray(object?.identities)
         ? object.identities.map((e: any) => Identity.fromJSON(e))
@@ -1160,6 +1443,9 @@ export const Snapshot: MessageFns<Snapshot> = {
     const obj: any = {};
     if (message.version !== 0) {
       obj.version = Math.round(message.version);
+    }
+    if (message.policyVersion !== 0) {
+      obj.policyVersion = Math.round(message.policyVersion);
     }
     if (message.issuers?.length) {
       obj.issuers = message.issuers.map((e) => Issuer.toJSON(e));
@@ -1188,6 +1474,7 @@ export const Snapshot: MessageFns<Snapshot> = {
   fromPartial<I extends Exact<DeepPartial<Snapshot>, I>>(object: I): Snapshot {
     const message = createBaseSnapshot();
     message.version = object.version ?? 0;
+    message.policyVersion = object.policyVersion ?? 0;
     message.issuers = object.issuers?.map((e) => Issuer.fromPartial(e)) || [];
     message.identities = object.identities?.map((e) => Identity.fromPartial(e)) || [];
     message.resources = object.resources?.map((e) => Resource.fromPartial(e)) || [];
@@ -1704,6 +1991,2101 @@ export const DeleteGrantRequest: MessageFns<DeleteGrantRequest> = {
   },
 };
 
+function createBasePolicyDocument(): PolicyDocument {
+  return { yaml: "", author: "", dryRun: false };
+}
+
+export const PolicyDocument: MessageFns<PolicyDocument> = {
+  encode(message: PolicyDocument, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.yaml !== "") {
+      writer.uint32(10).string(message.yaml);
+    }
+    if (message.author !== "") {
+      writer.uint32(18).string(message.author);
+    }
+    if (message.dryRun !== false) {
+      writer.uint32(24).bool(message.dryRun);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PolicyDocument {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePolicyDocument();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.yaml = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.author = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.dryRun = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PolicyDocument {
+    return {
+      yaml: isSet(object.yaml) ? globalThis.String(object.yaml) : "",
+      author: isSet(object.author) ? globalThis.String(object.author) : "",
+      dryRun: isSet(object.dryRun)
+        ? globalThis.Boolean(object.dryRun)
+        : isSet(object.dry_run)
+        ? globalThis.Boolean(object.dry_run)
+        : false,
+    };
+  },
+
+  toJSON(message: PolicyDocument): unknown {
+    const obj: any = {};
+    if (message.yaml !== "") {
+      obj.yaml = message.yaml;
+    }
+    if (message.author !== "") {
+      obj.author = message.author;
+    }
+    if (message.dryRun !== false) {
+      obj.dryRun = message.dryRun;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<PolicyDocument>, I>>(base?: I): PolicyDocument {
+    return PolicyDocument.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<PolicyDocument>, I>>(object: I): PolicyDocument {
+    const message = createBasePolicyDocument();
+    message.yaml = object.yaml ?? "";
+    message.author = object.author ?? "";
+    message.dryRun = object.dryRun ?? false;
+    return message;
+  },
+};
+
+function createBasePolicyChange(): PolicyChange {
+  return { lines: [] };
+}
+
+export const PolicyChange: MessageFns<PolicyChange> = {
+  encode(message: PolicyChange, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.lines) {
+      writer.uint32(10).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PolicyChange {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePolicyChange();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.lines.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PolicyChange {
+    return { lines: globalThis.Array.isArray(object?.lines) ? object.lines.map((e: any) => globalThis.String(e)) : [] };
+  },
+
+  toJSON(message: PolicyChange): unknown {
+    const obj: any = {};
+    if (message.lines?.length) {
+      obj.lines = message.lines;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<PolicyChange>, I>>(base?: I): PolicyChange {
+    return PolicyChange.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<PolicyChange>, I>>(object: I): PolicyChange {
+    const message = createBasePolicyChange();
+    message.lines = object.lines?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBasePolicyApplyResult(): PolicyApplyResult {
+  return { version: 0, change: undefined };
+}
+
+export const PolicyApplyResult: MessageFns<PolicyApplyResult> = {
+  encode(message: PolicyApplyResult, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.version !== 0) {
+      writer.uint32(8).uint64(message.version);
+    }
+    if (message.change !== undefined) {
+      PolicyChange.encode(message.change, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PolicyApplyResult {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePolicyApplyResult();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.version = longToNumber(reader.uint64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.change = PolicyChange.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PolicyApplyResult {
+    return {
+      version: isSet(object.version) ? globalThis.Number(object.version) : 0,
+      change: isSet(object.change) ? PolicyChange.fromJSON(object.change) : undefined,
+    };
+  },
+
+  toJSON(message: PolicyApplyResult): unknown {
+    const obj: any = {};
+    if (message.version !== 0) {
+      obj.version = Math.round(message.version);
+    }
+    if (message.change !== undefined) {
+      obj.change = PolicyChange.toJSON(message.change);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<PolicyApplyResult>, I>>(base?: I): PolicyApplyResult {
+    return PolicyApplyResult.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<PolicyApplyResult>, I>>(object: I): PolicyApplyResult {
+    const message = createBasePolicyApplyResult();
+    message.version = object.version ?? 0;
+    message.change = (object.change !== undefined && object.change !== null)
+      ? PolicyChange.fromPartial(object.change)
+      : undefined;
+    return message;
+  },
+};
+
+function createBasePolicyVersion(): PolicyVersion {
+  return { version: 0, appliedAt: "", author: "", summary: "", yaml: "" };
+}
+
+export const PolicyVersion: MessageFns<PolicyVersion> = {
+  encode(message: PolicyVersion, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.version !== 0) {
+      writer.uint32(8).uint64(message.version);
+    }
+    if (message.appliedAt !== "") {
+      writer.uint32(18).string(message.appliedAt);
+    }
+    if (message.author !== "") {
+      writer.uint32(26).string(message.author);
+    }
+    if (message.summary !== "") {
+      writer.uint32(34).string(message.summary);
+    }
+    if (message.yaml !== "") {
+      writer.uint32(42).string(message.yaml);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PolicyVersion {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePolicyVersion();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.version = longToNumber(reader.uint64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.appliedAt = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.author = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.summary = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.yaml = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PolicyVersion {
+    return {
+      version: isSet(object.version) ? globalThis.Number(object.version) : 0,
+      appliedAt: isSet(object.appliedAt)
+        ? globalThis.String(object.appliedAt)
+        : isSet(object.applied_at)
+        ? globalThis.String(object.applied_at)
+        : "",
+      author: isSet(object.author) ? globalThis.String(object.author) : "",
+      summary: isSet(object.summary) ? globalThis.String(object.summary) : "",
+      yaml: isSet(object.yaml) ? globalThis.String(object.yaml) : "",
+    };
+  },
+
+  toJSON(message: PolicyVersion): unknown {
+    const obj: any = {};
+    if (message.version !== 0) {
+      obj.version = Math.round(message.version);
+    }
+    if (message.appliedAt !== "") {
+      obj.appliedAt = message.appliedAt;
+    }
+    if (message.author !== "") {
+      obj.author = message.author;
+    }
+    if (message.summary !== "") {
+      obj.summary = message.summary;
+    }
+    if (message.yaml !== "") {
+      obj.yaml = message.yaml;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<PolicyVersion>, I>>(base?: I): PolicyVersion {
+    return PolicyVersion.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<PolicyVersion>, I>>(object: I): PolicyVersion {
+    const message = createBasePolicyVersion();
+    message.version = object.version ?? 0;
+    message.appliedAt = object.appliedAt ?? "";
+    message.author = object.author ?? "";
+    message.summary = object.summary ?? "";
+    message.yaml = object.yaml ?? "";
+    return message;
+  },
+};
+
+function createBasePolicyHistory(): PolicyHistory {
+  return { versions: [] };
+}
+
+export const PolicyHistory: MessageFns<PolicyHistory> = {
+  encode(message: PolicyHistory, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.versions) {
+      PolicyVersion.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PolicyHistory {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePolicyHistory();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.versions.push(PolicyVersion.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PolicyHistory {
+    return {
+      versions: globalThis.Array.isArray(object?.versions)
+        ? object.versions.map((e: any) => PolicyVersion.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: PolicyHistory): unknown {
+    const obj: any = {};
+    if (message.versions?.length) {
+      obj.versions = message.versions.map((e) => PolicyVersion.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<PolicyHistory>, I>>(base?: I): PolicyHistory {
+    return PolicyHistory.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<PolicyHistory>, I>>(object: I): PolicyHistory {
+    const message = createBasePolicyHistory();
+    message.versions = object.versions?.map((e) => PolicyVersion.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseAuditBatch(): AuditBatch {
+  return { gatewayId: "", eventsJson: [] };
+}
+
+export const AuditBatch: MessageFns<AuditBatch> = {
+  encode(message: AuditBatch, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.gatewayId !== "") {
+      writer.uint32(10).string(message.gatewayId);
+    }
+    for (const v of message.eventsJson) {
+      writer.uint32(18).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AuditBatch {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAuditBatch();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.gatewayId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.eventsJson.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AuditBatch {
+    return {
+      gatewayId: isSet(object.gatewayId)
+        ? globalThis.String(object.gatewayId)
+        : isSet(object.gateway_id)
+        ? globalThis.String(object.gateway_id)
+        : "",
+      eventsJson: globalThis.Array.isArray(object?.eventsJson)
+        ? object.eventsJson.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.events_json)
+        ? object.events_json.map((e: any) => globalThis.String(e))
+        : [],
+    };
+  },
+
+  toJSON(message: AuditBatch): unknown {
+    const obj: any = {};
+    if (message.gatewayId !== "") {
+      obj.gatewayId = message.gatewayId;
+    }
+    if (message.eventsJson?.length) {
+      obj.eventsJson = message.eventsJson;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<AuditBatch>, I>>(base?: I): AuditBatch {
+    return AuditBatch.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<AuditBatch>, I>>(object: I): AuditBatch {
+    const message = createBaseAuditBatch();
+    message.gatewayId = object.gatewayId ?? "";
+    message.eventsJson = object.eventsJson?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseIngestAck(): IngestAck {
+  return { stored: 0, duplicates: 0, invalid: 0 };
+}
+
+export const IngestAck: MessageFns<IngestAck> = {
+  encode(message: IngestAck, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.stored !== 0) {
+      writer.uint32(8).uint32(message.stored);
+    }
+    if (message.duplicates !== 0) {
+      writer.uint32(16).uint32(message.duplicates);
+    }
+    if (message.invalid !== 0) {
+      writer.uint32(24).uint32(message.invalid);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): IngestAck {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseIngestAck();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.stored = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.duplicates = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.invalid = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): IngestAck {
+    return {
+      stored: isSet(object.stored) ? globalThis.Number(object.stored) : 0,
+      duplicates: isSet(object.duplicates) ? globalThis.Number(object.duplicates) : 0,
+      invalid: isSet(object.invalid) ? globalThis.Number(object.invalid) : 0,
+    };
+  },
+
+  toJSON(message: IngestAck): unknown {
+    const obj: any = {};
+    if (message.stored !== 0) {
+      obj.stored = Math.round(message.stored);
+    }
+    if (message.duplicates !== 0) {
+      obj.duplicates = Math.round(message.duplicates);
+    }
+    if (message.invalid !== 0) {
+      obj.invalid = Math.round(message.invalid);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<IngestAck>, I>>(base?: I): IngestAck {
+    return IngestAck.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<IngestAck>, I>>(object: I): IngestAck {
+    const message = createBaseIngestAck();
+    message.stored = object.stored ?? 0;
+    message.duplicates = object.duplicates ?? 0;
+    message.invalid = object.invalid ?? 0;
+    return message;
+  },
+};
+
+function createBaseSessionFilter(): SessionFilter {
+  return { identity: "", resource: "", since: "", until: "", outcome: "", limit: 0 };
+}
+
+export const SessionFilter: MessageFns<SessionFilter> = {
+  encode(message: SessionFilter, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.identity !== "") {
+      writer.uint32(10).string(message.identity);
+    }
+    if (message.resource !== "") {
+      writer.uint32(18).string(message.resource);
+    }
+    if (message.since !== "") {
+      writer.uint32(26).string(message.since);
+    }
+    if (message.until !== "") {
+      writer.uint32(34).string(message.until);
+    }
+    if (message.outcome !== "") {
+      writer.uint32(42).string(message.outcome);
+    }
+    if (message.limit !== 0) {
+      writer.uint32(48).uint32(message.limit);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SessionFilter {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSessionFilter();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.identity = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.resource = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.since = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.until = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.outcome = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.limit = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SessionFilter {
+    return {
+      identity: isSet(object.identity) ? globalThis.String(object.identity) : "",
+      resource: isSet(object.resource) ? globalThis.String(object.resource) : "",
+      since: isSet(object.since) ? globalThis.String(object.since) : "",
+      until: isSet(object.until) ? globalThis.String(object.until) : "",
+      outcome: isSet(object.outcome) ? globalThis.String(object.outcome) : "",
+      limit: isSet(object.limit) ? globalThis.Number(object.limit) : 0,
+    };
+  },
+
+  toJSON(message: SessionFilter): unknown {
+    const obj: any = {};
+    if (message.identity !== "") {
+      obj.identity = message.identity;
+    }
+    if (message.resource !== "") {
+      obj.resource = message.resource;
+    }
+    if (message.since !== "") {
+      obj.since = message.since;
+    }
+    if (message.until !== "") {
+      obj.until = message.until;
+    }
+    if (message.outcome !== "") {
+      obj.outcome = message.outcome;
+    }
+    if (message.limit !== 0) {
+      obj.limit = Math.round(message.limit);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SessionFilter>, I>>(base?: I): SessionFilter {
+    return SessionFilter.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SessionFilter>, I>>(object: I): SessionFilter {
+    const message = createBaseSessionFilter();
+    message.identity = object.identity ?? "";
+    message.resource = object.resource ?? "";
+    message.since = object.since ?? "";
+    message.until = object.until ?? "";
+    message.outcome = object.outcome ?? "";
+    message.limit = object.limit ?? 0;
+    return message;
+  },
+};
+
+function createBaseAuditSession(): AuditSession {
+  return {
+    sessionId: "",
+    identity: "",
+    resource: "",
+    agent: "",
+    gateway: "",
+    startedAt: "",
+    endedAt: "",
+    outcome: "",
+    statements: 0,
+    refused: 0,
+    errors: 0,
+    clientAddress: "",
+    applicationName: "",
+    endReason: "",
+    events: 0,
+    linkedSeq: 0,
+  };
+}
+
+export const AuditSession: MessageFns<AuditSession> = {
+  encode(message: AuditSession, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.sessionId !== "") {
+      writer.uint32(10).string(message.sessionId);
+    }
+    if (message.identity !== "") {
+      writer.uint32(18).string(message.identity);
+    }
+    if (message.resource !== "") {
+      writer.uint32(26).string(message.resource);
+    }
+    if (message.agent !== "") {
+      writer.uint32(34).string(message.agent);
+    }
+    if (message.gateway !== "") {
+      writer.uint32(42).string(message.gateway);
+    }
+    if (message.startedAt !== "") {
+      writer.uint32(50).string(message.startedAt);
+    }
+    if (message.endedAt !== "") {
+      writer.uint32(58).string(message.endedAt);
+    }
+    if (message.outcome !== "") {
+      writer.uint32(66).string(message.outcome);
+    }
+    if (message.statements !== 0) {
+      writer.uint32(72).uint32(message.statements);
+    }
+    if (message.refused !== 0) {
+      writer.uint32(80).uint32(message.refused);
+    }
+    if (message.errors !== 0) {
+      writer.uint32(88).uint32(message.errors);
+    }
+    if (message.clientAddress !== "") {
+      writer.uint32(98).string(message.clientAddress);
+    }
+    if (message.applicationName !== "") {
+      writer.uint32(106).string(message.applicationName);
+    }
+    if (message.endReason !== "") {
+      writer.uint32(114).string(message.endReason);
+    }
+    if (message.events !== 0) {
+      writer.uint32(120).uint32(message.events);
+    }
+    if (message.linkedSeq !== 0) {
+      writer.uint32(128).int64(message.linkedSeq);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AuditSession {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAuditSession();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.sessionId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.identity = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.resource = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.agent = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.gateway = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.startedAt = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.endedAt = reader.string();
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.outcome = reader.string();
+            continue;
+          }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.statements = reader.uint32();
+            continue;
+          }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.refused = reader.uint32();
+            continue;
+          }
+          case 11: {
+            if (tag !== 88) {
+              break;
+            }
+
+            message.errors = reader.uint32();
+            continue;
+          }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.clientAddress = reader.string();
+            continue;
+          }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            message.applicationName = reader.string();
+            continue;
+          }
+          case 14: {
+            if (tag !== 114) {
+              break;
+            }
+
+            message.endReason = reader.string();
+            continue;
+          }
+          case 15: {
+            if (tag !== 120) {
+              break;
+            }
+
+            message.events = reader.uint32();
+            continue;
+          }
+          case 16: {
+            if (tag !== 128) {
+              break;
+            }
+
+            message.linkedSeq = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AuditSession {
+    return {
+      sessionId: isSet(object.sessionId)
+        ? globalThis.String(object.sessionId)
+        : isSet(object.session_id)
+        ? globalThis.String(object.session_id)
+        : "",
+      identity: isSet(object.identity) ? globalThis.String(object.identity) : "",
+      resource: isSet(object.resource) ? globalThis.String(object.resource) : "",
+      agent: isSet(object.agent) ? globalThis.String(object.agent) : "",
+      gateway: isSet(object.gateway) ? globalThis.String(object.gateway) : "",
+      startedAt: isSet(object.startedAt)
+        ? globalThis.String(object.startedAt)
+        : isSet(object.started_at)
+        ? globalThis.String(object.started_at)
+        : "",
+      endedAt: isSet(object.endedAt)
+        ? globalThis.String(object.endedAt)
+        : isSet(object.ended_at)
+        ? globalThis.String(object.ended_at)
+        : "",
+      outcome: isSet(object.outcome) ? globalThis.String(object.outcome) : "",
+      statements: isSet(object.statements) ? globalThis.Number(object.statements) : 0,
+      refused: isSet(object.refused) ? globalThis.Number(object.refused) : 0,
+      errors: isSet(object.errors) ? globalThis.Number(object.errors) : 0,
+      clientAddress: isSet(object.clientAddress)
+        ? globalThis.String(object.clientAddress)
+        : isSet(object.client_address)
+        ? globalThis.String(object.client_address)
+        : "",
+      applicationName: isSet(object.applicationName)
+        ? globalThis.String(object.applicationName)
+        : isSet(object.application_name)
+        ? globalThis.String(object.application_name)
+        : "",
+      endReason: isSet(object.endReason)
+        ? globalThis.String(object.endReason)
+        : isSet(object.end_reason)
+        ? globalThis.String(object.end_reason)
+        : "",
+      events: isSet(object.events) ? globalThis.Number(object.events) : 0,
+      linkedSeq: isSet(object.linkedSeq)
+        ? globalThis.Number(object.linkedSeq)
+        : isSet(object.linked_seq)
+        ? globalThis.Number(object.linked_seq)
+        : 0,
+    };
+  },
+
+  toJSON(message: AuditSession): unknown {
+    const obj: any = {};
+    if (message.sessionId !== "") {
+      obj.sessionId = message.sessionId;
+    }
+    if (message.identity !== "") {
+      obj.identity = message.identity;
+    }
+    if (message.resource !== "") {
+      obj.resource = message.resource;
+    }
+    if (message.agent !== "") {
+      obj.agent = message.agent;
+    }
+    if (message.gateway !== "") {
+      obj.gateway = message.gateway;
+    }
+    if (message.startedAt !== "") {
+      obj.startedAt = message.startedAt;
+    }
+    if (message.endedAt !== "") {
+      obj.endedAt = message.endedAt;
+    }
+    if (message.outcome !== "") {
+      obj.outcome = message.outcome;
+    }
+    if (message.statements !== 0) {
+      obj.statements = Math.round(message.statements);
+    }
+    if (message.refused !== 0) {
+      obj.refused = Math.round(message.refused);
+    }
+    if (message.errors !== 0) {
+      obj.errors = Math.round(message.errors);
+    }
+    if (message.clientAddress !== "") {
+      obj.clientAddress = message.clientAddress;
+    }
+    if (message.applicationName !== "") {
+      obj.applicationName = message.applicationName;
+    }
+    if (message.endReason !== "") {
+      obj.endReason = message.endReason;
+    }
+    if (message.events !== 0) {
+      obj.events = Math.round(message.events);
+    }
+    if (message.linkedSeq !== 0) {
+      obj.linkedSeq = Math.round(message.linkedSeq);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<AuditSession>, I>>(base?: I): AuditSession {
+    return AuditSession.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<AuditSession>, I>>(object: I): AuditSession {
+    const message = createBaseAuditSession();
+    message.sessionId = object.sessionId ?? "";
+    message.identity = object.identity ?? "";
+    message.resource = object.resource ?? "";
+    message.agent = object.agent ?? "";
+    message.gateway = object.gateway ?? "";
+    message.startedAt = object.startedAt ?? "";
+    message.endedAt = object.endedAt ?? "";
+    message.outcome = object.outcome ?? "";
+    message.statements = object.statements ?? 0;
+    message.refused = object.refused ?? 0;
+    message.errors = object.errors ?? 0;
+    message.clientAddress = object.clientAddress ?? "";
+    message.applicationName = object.applicationName ?? "";
+    message.endReason = object.endReason ?? "";
+    message.events = object.events ?? 0;
+    message.linkedSeq = object.linkedSeq ?? 0;
+    return message;
+  },
+};
+
+function createBaseSessionList(): SessionList {
+  return { sessions: [] };
+}
+
+export const SessionList: MessageFns<SessionList> = {
+  encode(message: SessionList, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.sessions) {
+      AuditSession.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SessionList {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSessionList();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.sessions.push(AuditSession.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SessionList {
+    return {
+      sessions: globalThis.Array.isArray(object?.sessions)
+        ? object.sessions.map((e: any) => AuditSession.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: SessionList): unknown {
+    const obj: any = {};
+    if (message.sessions?.length) {
+      obj.sessions = message.sessions.map((e) => AuditSession.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SessionList>, I>>(base?: I): SessionList {
+    return SessionList.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SessionList>, I>>(object: I): SessionList {
+    const message = createBaseSessionList();
+    message.sessions = object.sessions?.map((e) => AuditSession.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseGetSessionRequest(): GetSessionRequest {
+  return { sessionId: "" };
+}
+
+export const GetSessionRequest: MessageFns<GetSessionRequest> = {
+  encode(message: GetSessionRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.sessionId !== "") {
+      writer.uint32(10).string(message.sessionId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetSessionRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetSessionRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.sessionId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetSessionRequest {
+    return {
+      sessionId: isSet(object.sessionId)
+        ? globalThis.String(object.sessionId)
+        : isSet(object.session_id)
+        ? globalThis.String(object.session_id)
+        : "",
+    };
+  },
+
+  toJSON(message: GetSessionRequest): unknown {
+    const obj: any = {};
+    if (message.sessionId !== "") {
+      obj.sessionId = message.sessionId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetSessionRequest>, I>>(base?: I): GetSessionRequest {
+    return GetSessionRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetSessionRequest>, I>>(object: I): GetSessionRequest {
+    const message = createBaseGetSessionRequest();
+    message.sessionId = object.sessionId ?? "";
+    return message;
+  },
+};
+
+function createBaseSessionDetail(): SessionDetail {
+  return { session: undefined, eventsJson: [] };
+}
+
+export const SessionDetail: MessageFns<SessionDetail> = {
+  encode(message: SessionDetail, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.session !== undefined) {
+      AuditSession.encode(message.session, writer.uint32(10).fork()).join();
+    }
+    for (const v of message.eventsJson) {
+      writer.uint32(18).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SessionDetail {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSessionDetail();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.session = AuditSession.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.eventsJson.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SessionDetail {
+    return {
+      session: isSet(object.session) ? AuditSession.fromJSON(object.session) : undefined,
+      eventsJson: globalThis.Array.isArray(object?.eventsJson)
+        ? object.eventsJson.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.events_json)
+        ? object.events_json.map((e: any) => globalThis.String(e))
+        : [],
+    };
+  },
+
+  toJSON(message: SessionDetail): unknown {
+    const obj: any = {};
+    if (message.session !== undefined) {
+      obj.session = AuditSession.toJSON(message.session);
+    }
+    if (message.eventsJson?.length) {
+      obj.eventsJson = message.eventsJson;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SessionDetail>, I>>(base?: I): SessionDetail {
+    return SessionDetail.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SessionDetail>, I>>(object: I): SessionDetail {
+    const message = createBaseSessionDetail();
+    message.session = (object.session !== undefined && object.session !== null)
+      ? AuditSession.fromPartial(object.session)
+      : undefined;
+    message.eventsJson = object.eventsJson?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseAuditQuery(): AuditQuery {
+  return {
+    kind: "",
+    identity: "",
+    resource: "",
+    decision: "",
+    since: "",
+    until: "",
+    text: "",
+    type: "",
+    sessionId: "",
+    limit: 0,
+  };
+}
+
+export const AuditQuery: MessageFns<AuditQuery> = {
+  encode(message: AuditQuery, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.kind !== "") {
+      writer.uint32(10).string(message.kind);
+    }
+    if (message.identity !== "") {
+      writer.uint32(18).string(message.identity);
+    }
+    if (message.resource !== "") {
+      writer.uint32(26).string(message.resource);
+    }
+    if (message.decision !== "") {
+      writer.uint32(34).string(message.decision);
+    }
+    if (message.since !== "") {
+      writer.uint32(42).string(message.since);
+    }
+    if (message.until !== "") {
+      writer.uint32(50).string(message.until);
+    }
+    if (message.text !== "") {
+      writer.uint32(58).string(message.text);
+    }
+    if (message.type !== "") {
+      writer.uint32(66).string(message.type);
+    }
+    if (message.sessionId !== "") {
+      writer.uint32(74).string(message.sessionId);
+    }
+    if (message.limit !== 0) {
+      writer.uint32(80).uint32(message.limit);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AuditQuery {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAuditQuery();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.kind = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.identity = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.resource = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.decision = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.since = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.until = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.text = reader.string();
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.type = reader.string();
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.sessionId = reader.string();
+            continue;
+          }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.limit = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AuditQuery {
+    return {
+      kind: isSet(object.kind) ? globalThis.String(object.kind) : "",
+      identity: isSet(object.identity) ? globalThis.String(object.identity) : "",
+      resource: isSet(object.resource) ? globalThis.String(object.resource) : "",
+      decision: isSet(object.decision) ? globalThis.String(object.decision) : "",
+      since: isSet(object.since) ? globalThis.String(object.since) : "",
+      until: isSet(object.until) ? globalThis.String(object.until) : "",
+      text: isSet(object.text) ? globalThis.String(object.text) : "",
+      type: isSet(object.type) ? globalThis.String(object.type) : "",
+      sessionId: isSet(object.sessionId)
+        ? globalThis.String(object.sessionId)
+        : isSet(object.session_id)
+        ? globalThis.String(object.session_id)
+        : "",
+      limit: isSet(object.limit) ? globalThis.Number(object.limit) : 0,
+    };
+  },
+
+  toJSON(message: AuditQuery): unknown {
+    const obj: any = {};
+    if (message.kind !== "") {
+      obj.kind = message.kind;
+    }
+    if (message.identity !== "") {
+      obj.identity = message.identity;
+    }
+    if (message.resource !== "") {
+      obj.resource = message.resource;
+    }
+    if (message.decision !== "") {
+      obj.decision = message.decision;
+    }
+    if (message.since !== "") {
+      obj.since = message.since;
+    }
+    if (message.until !== "") {
+      obj.until = message.until;
+    }
+    if (message.text !== "") {
+      obj.text = message.text;
+    }
+    if (message.type !== "") {
+      obj.type = message.type;
+    }
+    if (message.sessionId !== "") {
+      obj.sessionId = message.sessionId;
+    }
+    if (message.limit !== 0) {
+      obj.limit = Math.round(message.limit);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<AuditQuery>, I>>(base?: I): AuditQuery {
+    return AuditQuery.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<AuditQuery>, I>>(object: I): AuditQuery {
+    const message = createBaseAuditQuery();
+    message.kind = object.kind ?? "";
+    message.identity = object.identity ?? "";
+    message.resource = object.resource ?? "";
+    message.decision = object.decision ?? "";
+    message.since = object.since ?? "";
+    message.until = object.until ?? "";
+    message.text = object.text ?? "";
+    message.type = object.type ?? "";
+    message.sessionId = object.sessionId ?? "";
+    message.limit = object.limit ?? 0;
+    return message;
+  },
+};
+
+function createBaseAuditEventList(): AuditEventList {
+  return { eventsJson: [] };
+}
+
+export const AuditEventList: MessageFns<AuditEventList> = {
+  encode(message: AuditEventList, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.eventsJson) {
+      writer.uint32(10).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AuditEventList {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAuditEventList();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.eventsJson.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AuditEventList {
+    return {
+      eventsJson: globalThis.Array.isArray(object?.eventsJson)
+        ? object.eventsJson.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.events_json)
+        ? object.events_json.map((e: any) => globalThis.String(e))
+        : [],
+    };
+  },
+
+  toJSON(message: AuditEventList): unknown {
+    const obj: any = {};
+    if (message.eventsJson?.length) {
+      obj.eventsJson = message.eventsJson;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<AuditEventList>, I>>(base?: I): AuditEventList {
+    return AuditEventList.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<AuditEventList>, I>>(object: I): AuditEventList {
+    const message = createBaseAuditEventList();
+    message.eventsJson = object.eventsJson?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseAuditProblem(): AuditProblem {
+  return { kind: "", sessionId: "", seq: 0, day: "", detail: "" };
+}
+
+export const AuditProblem: MessageFns<AuditProblem> = {
+  encode(message: AuditProblem, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.kind !== "") {
+      writer.uint32(10).string(message.kind);
+    }
+    if (message.sessionId !== "") {
+      writer.uint32(18).string(message.sessionId);
+    }
+    if (message.seq !== 0) {
+      writer.uint32(24).int64(message.seq);
+    }
+    if (message.day !== "") {
+      writer.uint32(34).string(message.day);
+    }
+    if (message.detail !== "") {
+      writer.uint32(42).string(message.detail);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AuditProblem {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAuditProblem();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.kind = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.sessionId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.seq = longToNumber(reader.int64());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.day = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.detail = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AuditProblem {
+    return {
+      kind: isSet(object.kind) ? globalThis.String(object.kind) : "",
+      sessionId: isSet(object.sessionId)
+        ? globalThis.String(object.sessionId)
+        : isSet(object.session_id)
+        ? globalThis.String(object.session_id)
+        : "",
+      seq: isSet(object.seq) ? globalThis.Number(object.seq) : 0,
+      day: isSet(object.day) ? globalThis.String(object.day) : "",
+      detail: isSet(object.detail) ? globalThis.String(object.detail) : "",
+    };
+  },
+
+  toJSON(message: AuditProblem): unknown {
+    const obj: any = {};
+    if (message.kind !== "") {
+      obj.kind = message.kind;
+    }
+    if (message.sessionId !== "") {
+      obj.sessionId = message.sessionId;
+    }
+    if (message.seq !== 0) {
+      obj.seq = Math.round(message.seq);
+    }
+    if (message.day !== "") {
+      obj.day = message.day;
+    }
+    if (message.detail !== "") {
+      obj.detail = message.detail;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<AuditProblem>, I>>(base?: I): AuditProblem {
+    return AuditProblem.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<AuditProblem>, I>>(object: I): AuditProblem {
+    const message = createBaseAuditProblem();
+    message.kind = object.kind ?? "";
+    message.sessionId = object.sessionId ?? "";
+    message.seq = object.seq ?? 0;
+    message.day = object.day ?? "";
+    message.detail = object.detail ?? "";
+    return message;
+  },
+};
+
+function createBaseVerifyReport(): VerifyReport {
+  return { ok: false, sessions: 0, events: 0, days: 0, problems: [], warnings: [], headDay: "", headHash: "" };
+}
+
+export const VerifyReport: MessageFns<VerifyReport> = {
+  encode(message: VerifyReport, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.ok !== false) {
+      writer.uint32(8).bool(message.ok);
+    }
+    if (message.sessions !== 0) {
+      writer.uint32(16).uint32(message.sessions);
+    }
+    if (message.events !== 0) {
+      writer.uint32(24).uint64(message.events);
+    }
+    if (message.days !== 0) {
+      writer.uint32(32).uint32(message.days);
+    }
+    for (const v of message.problems) {
+      AuditProblem.encode(v!, writer.uint32(42).fork()).join();
+    }
+    for (const v of message.warnings) {
+      writer.uint32(50).string(v!);
+    }
+    if (message.headDay !== "") {
+      writer.uint32(58).string(message.headDay);
+    }
+    if (message.headHash !== "") {
+      writer.uint32(66).string(message.headHash);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): VerifyReport {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseVerifyReport();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.ok = reader.bool();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.sessions = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.events = longToNumber(reader.uint64());
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.days = reader.uint32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.problems.push(AuditProblem.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.warnings.push(reader.string());
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.headDay = reader.string();
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.headHash = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): VerifyReport {
+    return {
+      ok: isSet(object.ok) ? globalThis.Boolean(object.ok) : false,
+      sessions: isSet(object.sessions) ? globalThis.Number(object.sessions) : 0,
+      events: isSet(object.events) ? globalThis.Number(object.events) : 0,
+      days: isSet(object.days) ? globalThis.Number(object.days) : 0,
+      problems: globalThis.Array.isArray(object?.problems)
+        ? object.problems.map((e: any) => AuditProblem.fromJSON(e))
+        : [],
+      warnings: globalThis.Array.isArray(object?.warnings) ? object.warnings.map((e: any) => globalThis.String(e)) : [],
+      headDay: isSet(object.headDay)
+        ? globalThis.String(object.headDay)
+        : isSet(object.head_day)
+        ? globalThis.String(object.head_day)
+        : "",
+      headHash: isSet(object.headHash)
+        ? globalThis.String(object.headHash)
+        : isSet(object.head_hash)
+        ? globalThis.String(object.head_hash)
+        : "",
+    };
+  },
+
+  toJSON(message: VerifyReport): unknown {
+    const obj: any = {};
+    if (message.ok !== false) {
+      obj.ok = message.ok;
+    }
+    if (message.sessions !== 0) {
+      obj.sessions = Math.round(message.sessions);
+    }
+    if (message.events !== 0) {
+      obj.events = Math.round(message.events);
+    }
+    if (message.days !== 0) {
+      obj.days = Math.round(message.days);
+    }
+    if (message.problems?.length) {
+      obj.problems = message.problems.map((e) => AuditProblem.toJSON(e));
+    }
+    if (message.warnings?.length) {
+      obj.warnings = message.warnings;
+    }
+    if (message.headDay !== "") {
+      obj.headDay = message.headDay;
+    }
+    if (message.headHash !== "") {
+      obj.headHash = message.headHash;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<VerifyReport>, I>>(base?: I): VerifyReport {
+    return VerifyReport.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<VerifyReport>, I>>(object: I): VerifyReport {
+    const message = createBaseVerifyReport();
+    message.ok = object.ok ?? false;
+    message.sessions = object.sessions ?? 0;
+    message.events = object.events ?? 0;
+    message.days = object.days ?? 0;
+    message.problems = object.problems?.map((e) => AuditProblem.fromPartial(e)) || [];
+    message.warnings = object.warnings?.map((e) => e) || [];
+    message.headDay = object.headDay ?? "";
+    message.headHash = object.headHash ?? "";
+    return message;
+  },
+};
+
+function createBaseRetentionSettings(): RetentionSettings {
+  return { days: 0 };
+}
+
+export const RetentionSettings: MessageFns<RetentionSettings> = {
+  encode(message: RetentionSettings, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.days !== 0) {
+      writer.uint32(8).uint32(message.days);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RetentionSettings {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRetentionSettings();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.days = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RetentionSettings {
+    return { days: isSet(object.days) ? globalThis.Number(object.days) : 0 };
+  },
+
+  toJSON(message: RetentionSettings): unknown {
+    const obj: any = {};
+    if (message.days !== 0) {
+      obj.days = Math.round(message.days);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RetentionSettings>, I>>(base?: I): RetentionSettings {
+    return RetentionSettings.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RetentionSettings>, I>>(object: I): RetentionSettings {
+    const message = createBaseRetentionSettings();
+    message.days = object.days ?? 0;
+    return message;
+  },
+};
+
 function createBaseAgentHello(): AgentHello {
   return { agentName: "", version: "", resources: [] };
 }
@@ -2051,256 +4433,6 @@ export const OpenSession_ParametersEntry: MessageFns<OpenSession_ParametersEntry
   },
 };
 
-function createBaseCancelSession(): CancelSession {
-  return { sessionId: "" };
-}
-
-export const CancelSession: MessageFns<CancelSession> = {
-  encode(message: CancelSession, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.sessionId !== "") {
-      writer.uint32(10).string(message.sessionId);
-    }
-    return writer;
-  },
-
-  decode(input: BinaryReader | Uint8Array, length?: number): CancelSession {
-    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
-    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
-    if (previousRecursionDepth >= 100) {
-      throw new globalThis.Error("protobuf decode recursion limit exceeded");
-    }
-    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
-    try {
-      const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseCancelSession();
-      while (reader.pos < end) {
-        const tag = reader.uint32();
-        switch (tag >>> 3) {
-          case 1: {
-            if (tag !== 10) {
-              break;
-            }
-
-            message.sessionId = reader.string();
-            continue;
-          }
-        }
-        if ((tag & 7) === 4 || tag === 0) {
-          break;
-        }
-        reader.skip(tag & 7);
-      }
-      return message;
-    } finally {
-      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
-    }
-  },
-
-  fromJSON(object: any): CancelSession {
-    return {
-      sessionId: isSet(object.sessionId)
-        ? globalThis.String(object.sessionId)
-        : isSet(object.session_id)
-        ? globalThis.String(object.session_id)
-        : "",
-    };
-  },
-
-  toJSON(message: CancelSession): unknown {
-    const obj: any = {};
-    if (message.sessionId !== "") {
-      obj.sessionId = message.sessionId;
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<CancelSession>, I>>(base?: I): CancelSession {
-    return CancelSession.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<CancelSession>, I>>(object: I): CancelSession {
-    const message = createBaseCancelSession();
-    message.sessionId = object.sessionId ?? "";
-    return message;
-  },
-};
-
-function createBaseAgentToGateway(): AgentToGateway {
-  return { msg: undefined };
-}
-
-export const AgentToGateway: MessageFns<AgentToGateway> = {
-  encode(message: AgentToGateway, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    switch (message.msg?.$case) {
-      case "hello":
-        AgentHello.encode(message.msg.value, writer.uint32(10).fork()).join();
-        break;
-    }
-    return writer;
-  },
-
-  decode(input: BinaryReader | Uint8Array, length?: number): AgentToGateway {
-    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
-    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
-    if (previousRecursionDepth >= 100) {
-      throw new globalThis.Error("protobuf decode recursion limit exceeded");
-    }
-    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
-    try {
-      const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseAgentToGateway();
-      while (reader.pos < end) {
-        const tag = reader.uint32();
-        switch (tag >>> 3) {
-          case 1: {
-            if (tag !== 10) {
-              break;
-            }
-
-            message.msg = { $case: "hello", value: AgentHello.decode(reader, reader.uint32()) };
-            continue;
-          }
-        }
-        if ((tag & 7) === 4 || tag === 0) {
-          break;
-        }
-        reader.skip(tag & 7);
-      }
-      return message;
-    } finally {
-      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
-    }
-  },
-
-  fromJSON(object: any): AgentToGateway {
-    return { msg: isSet(object.hello) ? { $case: "hello", value: AgentHello.fromJSON(object.hello) } : undefined };
-  },
-
-  toJSON(message: AgentToGateway): unknown {
-    const obj: any = {};
-    if (message.msg?.$case === "hello") {
-      obj.hello = AgentHello.toJSON(message.msg.value);
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<AgentToGateway>, I>>(base?: I): AgentToGateway {
-    return AgentToGateway.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<AgentToGateway>, I>>(object: I): AgentToGateway {
-    const message = createBaseAgentToGateway();
-    switch (object.msg?.$case) {
-      case "hello": {
-        if (object.msg?.value !== undefined && object.msg?.value !== null) {
-          message.msg = { $case: "hello", value: AgentHello.fromPartial(object.msg.value) };
-        }
-        break;
-      }
-    }
-    return message;
-  },
-};
-
-function createBaseGatewayToAgent(): GatewayToAgent {
-  return { msg: undefined };
-}
-
-export const GatewayToAgent: MessageFns<GatewayToAgent> = {
-  encode(message: GatewayToAgent, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    switch (message.msg?.$case) {
-      case "open":
-        OpenSession.encode(message.msg.value, writer.uint32(10).fork()).join();
-        break;
-      case "cancel":
-        CancelSession.encode(message.msg.value, writer.uint32(18).fork()).join();
-        break;
-    }
-    return writer;
-  },
-
-  decode(input: BinaryReader | Uint8Array, length?: number): GatewayToAgent {
-    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
-    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
-    if (previousRecursionDepth >= 100) {
-      throw new globalThis.Error("protobuf decode recursion limit exceeded");
-    }
-    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
-    try {
-      const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseGatewayToAgent();
-      while (reader.pos < end) {
-        const tag = reader.uint32();
-        switch (tag >>> 3) {
-          case 1: {
-            if (tag !== 10) {
-              break;
-            }
-
-            message.msg = { $case: "open", value: OpenSession.decode(reader, reader.uint32()) };
-            continue;
-          }
-          case 2: {
-            if (tag !== 18) {
-              break;
-            }
-
-            message.msg = { $case: "cancel", value: CancelSession.decode(reader, reader.uint32()) };
-            continue;
-          }
-        }
-        if ((tag & 7) === 4 || tag === 0) {
-          break;
-        }
-        reader.skip(tag & 7);
-      }
-      return message;
-    } finally {
-      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
-    }
-  },
-
-  fromJSON(object: any): GatewayToAgent {
-    return {
-      msg: isSet(object.open)
-        ? { $case: "open", value: OpenSession.fromJSON(object.open) }
-        : isSet(object.cancel)
-        ? { $case: "cancel", value: CancelSession.fromJSON(object.cancel) }
-        : undefined,
-    };
-  },
-
-  toJSON(message: GatewayToAgent): unknown {
-    const obj: any = {};
-    if (message.msg?.$case === "open") {
-      obj.open = OpenSession.toJSON(message.msg.value);
-    } else if (message.msg?.$case === "cancel") {
-      obj.cancel = CancelSession.toJSON(message.msg.value);
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<GatewayToAgent>, I>>(base?: I): GatewayToAgent {
-    return GatewayToAgent.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<GatewayToAgent>, I>>(object: I): GatewayToAgent {
-    const message = createBaseGatewayToAgent();
-    switch (object.msg?.$case) {
-      case "open": {
-        if (object.msg?.value !== undefined && object.msg?.value !== null) {
-          message.msg = { $case: "open", value: OpenSession.fromPartial(object.msg.value) };
-        }
-        break;
-      }
-      case "cancel": {
-        if (object.msg?.value !== undefined && object.msg?.value !== null) {
-          message.msg = { $case: "cancel", value: CancelSession.fromPartial(object.msg.value) };
-        }
-        break;
-      }
-    }
-    return message;
-  },
-};
-
 function createBaseSessionFailed(): SessionFailed {
   return { sessionId: "", sqlstate: "", message: "" };
 }
@@ -2402,180 +4534,6 @@ export const SessionFailed: MessageFns<SessionFailed> = {
     message.sessionId = object.sessionId ?? "";
     message.sqlstate = object.sqlstate ?? "";
     message.message = object.message ?? "";
-    return message;
-  },
-};
-
-function createBaseSessionFrame(): SessionFrame {
-  return { msg: undefined };
-}
-
-export const SessionFrame: MessageFns<SessionFrame> = {
-  encode(message: SessionFrame, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    switch (message.msg?.$case) {
-      case "data":
-        writer.uint32(10).bytes(message.msg.value);
-        break;
-      case "ready":
-        SessionReady.encode(message.msg.value, writer.uint32(18).fork()).join();
-        break;
-      case "failed":
-        SessionFailed.encode(message.msg.value, writer.uint32(26).fork()).join();
-        break;
-    }
-    return writer;
-  },
-
-  decode(input: BinaryReader | Uint8Array, length?: number): SessionFrame {
-    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
-    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
-    if (previousRecursionDepth >= 100) {
-      throw new globalThis.Error("protobuf decode recursion limit exceeded");
-    }
-    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
-    try {
-      const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseSessionFrame();
-      while (reader.pos < end) {
-        const tag = reader.uint32();
-        switch (tag >>> 3) {
-          case 1: {
-            if (tag !== 10) {
-              break;
-            }
-
-            message.msg = { $case: "data", value: Buffer.from(reader.bytes()) };
-            continue;
-          }
-          case 2: {
-            if (tag !== 18) {
-              break;
-            }
-
-            message.msg = { $case: "ready", value: SessionReady.decode(reader, reader.uint32()) };
-            continue;
-          }
-          case 3: {
-            if (tag !== 26) {
-              break;
-            }
-
-            message.msg = { $case: "failed", value: SessionFailed.decode(reader, reader.uint32()) };
-            continue;
-          }
-        }
-        if ((tag & 7) === 4 || tag === 0) {
-          break;
-        }
-        reader.skip(tag & 7);
-      }
-      return message;
-    } finally {
-      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
-    }
-  },
-
-  fromJSON(object: any): SessionFrame {
-    return {
-      msg: isSet(object.data)
-        ? { $case: "data", value: Buffer.from(bytesFromBase64(object.data)) }
-        : isSet(object.ready)
-        ? { $case: "ready", value: SessionReady.fromJSON(object.ready) }
-        : isSet(object.failed)
-        ? { $case: "failed", value: SessionFailed.fromJSON(object.failed) }
-        : undefined,
-    };
-  },
-
-  toJSON(message: SessionFrame): unknown {
-    const obj: any = {};
-    if (message.msg?.$case === "data") {
-      obj.data = base64FromBytes(message.msg.value);
-    } else if (message.msg?.$case === "ready") {
-      obj.ready = SessionReady.toJSON(message.msg.value);
-    } else if (message.msg?.$case === "failed") {
-      obj.failed = SessionFailed.toJSON(message.msg.value);
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<SessionFrame>, I>>(base?: I): SessionFrame {
-    return SessionFrame.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<SessionFrame>, I>>(object: I): SessionFrame {
-    const message = createBaseSessionFrame();
-    switch (object.msg?.$case) {
-      case "data": {
-        if (object.msg?.value !== undefined && object.msg?.value !== null) {
-          message.msg = { $case: "data", value: object.msg.value };
-        }
-        break;
-      }
-      case "ready": {
-        if (object.msg?.value !== undefined && object.msg?.value !== null) {
-          message.msg = { $case: "ready", value: SessionReady.fromPartial(object.msg.value) };
-        }
-        break;
-      }
-      case "failed": {
-        if (object.msg?.value !== undefined && object.msg?.value !== null) {
-          message.msg = { $case: "failed", value: SessionFailed.fromPartial(object.msg.value) };
-        }
-        break;
-      }
-    }
-    return message;
-  },
-};
-
-function createBaseSessionReady(): SessionReady {
-  return {};
-}
-
-export const SessionReady: MessageFns<SessionReady> = {
-  encode(_: SessionReady, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    return writer;
-  },
-
-  decode(input: BinaryReader | Uint8Array, length?: number): SessionReady {
-    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
-    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
-    if (previousRecursionDepth >= 100) {
-      throw new globalThis.Error("protobuf decode recursion limit exceeded");
-    }
-    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
-    try {
-      const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseSessionReady();
-      while (reader.pos < end) {
-        const tag = reader.uint32();
-        switch (tag >>> 3) {
-        }
-        if ((tag & 7) === 4 || tag === 0) {
-          break;
-        }
-        reader.skip(tag & 7);
-      }
-      return message;
-    } finally {
-      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
-    }
-  },
-
-  fromJSON(_: any): SessionReady {
-    return {};
-  },
-
-  toJSON(_: SessionReady): unknown {
-    const obj: any = {};
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<SessionReady>, I>>(base?: I): SessionReady {
-    return SessionReady.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<SessionReady>, I>>(_: I): SessionReady {
-    const message = createBaseSessionReady();
     return message;
   },
 };
@@ -2702,6 +4660,95 @@ export const ControlPlaneServiceService = {
     responseSerialize: (value: Empty): Buffer => Buffer.from(Empty.encode(value).finish()),
     responseDeserialize: (value: Buffer): Empty => Empty.decode(value),
   },
+  /**
+   * Policy as code: the file replaces issuers, identities, resources and
+   * grants as a whole, as one new version.
+   */
+  applyPolicy: {
+    path: "/warden.v1.ControlPlaneService/ApplyPolicy" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: PolicyDocument): Buffer => Buffer.from(PolicyDocument.encode(value).finish()),
+    requestDeserialize: (value: Buffer): PolicyDocument => PolicyDocument.decode(value),
+    responseSerialize: (value: PolicyApplyResult): Buffer => Buffer.from(PolicyApplyResult.encode(value).finish()),
+    responseDeserialize: (value: Buffer): PolicyApplyResult => PolicyApplyResult.decode(value),
+  },
+  getPolicyHistory: {
+    path: "/warden.v1.ControlPlaneService/GetPolicyHistory" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: Empty): Buffer => Buffer.from(Empty.encode(value).finish()),
+    requestDeserialize: (value: Buffer): Empty => Empty.decode(value),
+    responseSerialize: (value: PolicyHistory): Buffer => Buffer.from(PolicyHistory.encode(value).finish()),
+    responseDeserialize: (value: Buffer): PolicyHistory => PolicyHistory.decode(value),
+  },
+  /**
+   * Audit. IngestAudit takes the gateway token (local mode, without NATS:
+   * the gateway's outbox sends its events here); the others are admin calls.
+   */
+  ingestAudit: {
+    path: "/warden.v1.ControlPlaneService/IngestAudit" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: AuditBatch): Buffer => Buffer.from(AuditBatch.encode(value).finish()),
+    requestDeserialize: (value: Buffer): AuditBatch => AuditBatch.decode(value),
+    responseSerialize: (value: IngestAck): Buffer => Buffer.from(IngestAck.encode(value).finish()),
+    responseDeserialize: (value: Buffer): IngestAck => IngestAck.decode(value),
+  },
+  listSessions: {
+    path: "/warden.v1.ControlPlaneService/ListSessions" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: SessionFilter): Buffer => Buffer.from(SessionFilter.encode(value).finish()),
+    requestDeserialize: (value: Buffer): SessionFilter => SessionFilter.decode(value),
+    responseSerialize: (value: SessionList): Buffer => Buffer.from(SessionList.encode(value).finish()),
+    responseDeserialize: (value: Buffer): SessionList => SessionList.decode(value),
+  },
+  getSession: {
+    path: "/warden.v1.ControlPlaneService/GetSession" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: GetSessionRequest): Buffer => Buffer.from(GetSessionRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GetSessionRequest => GetSessionRequest.decode(value),
+    responseSerialize: (value: SessionDetail): Buffer => Buffer.from(SessionDetail.encode(value).finish()),
+    responseDeserialize: (value: Buffer): SessionDetail => SessionDetail.decode(value),
+  },
+  searchAudit: {
+    path: "/warden.v1.ControlPlaneService/SearchAudit" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: AuditQuery): Buffer => Buffer.from(AuditQuery.encode(value).finish()),
+    requestDeserialize: (value: Buffer): AuditQuery => AuditQuery.decode(value),
+    responseSerialize: (value: AuditEventList): Buffer => Buffer.from(AuditEventList.encode(value).finish()),
+    responseDeserialize: (value: Buffer): AuditEventList => AuditEventList.decode(value),
+  },
+  verifyAudit: {
+    path: "/warden.v1.ControlPlaneService/VerifyAudit" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: Empty): Buffer => Buffer.from(Empty.encode(value).finish()),
+    requestDeserialize: (value: Buffer): Empty => Empty.decode(value),
+    responseSerialize: (value: VerifyReport): Buffer => Buffer.from(VerifyReport.encode(value).finish()),
+    responseDeserialize: (value: Buffer): VerifyReport => VerifyReport.decode(value),
+  },
+  getRetention: {
+    path: "/warden.v1.ControlPlaneService/GetRetention" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: Empty): Buffer => Buffer.from(Empty.encode(value).finish()),
+    requestDeserialize: (value: Buffer): Empty => Empty.decode(value),
+    responseSerialize: (value: RetentionSettings): Buffer => Buffer.from(RetentionSettings.encode(value).finish()),
+    responseDeserialize: (value: Buffer): RetentionSettings => RetentionSettings.decode(value),
+  },
+  setRetention: {
+    path: "/warden.v1.ControlPlaneService/SetRetention" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: RetentionSettings): Buffer => Buffer.from(RetentionSettings.encode(value).finish()),
+    requestDeserialize: (value: Buffer): RetentionSettings => RetentionSettings.decode(value),
+    responseSerialize: (value: RetentionSettings): Buffer => Buffer.from(RetentionSettings.encode(value).finish()),
+    responseDeserialize: (value: Buffer): RetentionSettings => RetentionSettings.decode(value),
+  },
 } as const;
 
 export interface ControlPlaneServiceServer extends UntypedServiceImplementation {
@@ -2721,6 +4768,23 @@ export interface ControlPlaneServiceServer extends UntypedServiceImplementation 
   deleteGrant: handleUnaryCall<DeleteGrantRequest, Empty>;
   enrollAgent: handleUnaryCall<NameRequest, EnrollAgentResponse>;
   revokeAgent: handleUnaryCall<NameRequest, Empty>;
+  /**
+   * Policy as code: the file replaces issuers, identities, resources and
+   * grants as a whole, as one new version.
+   */
+  applyPolicy: handleUnaryCall<PolicyDocument, PolicyApplyResult>;
+  getPolicyHistory: handleUnaryCall<Empty, PolicyHistory>;
+  /**
+   * Audit. IngestAudit takes the gateway token (local mode, without NATS:
+   * the gateway's outbox sends its events here); the others are admin calls.
+   */
+  ingestAudit: handleUnaryCall<AuditBatch, IngestAck>;
+  listSessions: handleUnaryCall<SessionFilter, SessionList>;
+  getSession: handleUnaryCall<GetSessionRequest, SessionDetail>;
+  searchAudit: handleUnaryCall<AuditQuery, AuditEventList>;
+  verifyAudit: handleUnaryCall<Empty, VerifyReport>;
+  getRetention: handleUnaryCall<Empty, RetentionSettings>;
+  setRetention: handleUnaryCall<RetentionSettings, RetentionSettings>;
 }
 
 export interface ControlPlaneServiceClient extends Client {
@@ -2883,6 +4947,146 @@ export interface ControlPlaneServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: Empty) => void,
   ): ClientUnaryCall;
+  /**
+   * Policy as code: the file replaces issuers, identities, resources and
+   * grants as a whole, as one new version.
+   */
+  applyPolicy(
+    request: PolicyDocument,
+    callback: (error: ServiceError | null, response: PolicyApplyResult) => void,
+  ): ClientUnaryCall;
+  applyPolicy(
+    request: PolicyDocument,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: PolicyApplyResult) => void,
+  ): ClientUnaryCall;
+  applyPolicy(
+    request: PolicyDocument,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: PolicyApplyResult) => void,
+  ): ClientUnaryCall;
+  getPolicyHistory(
+    request: Empty,
+    callback: (error: ServiceError | null, response: PolicyHistory) => void,
+  ): ClientUnaryCall;
+  getPolicyHistory(
+    request: Empty,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: PolicyHistory) => void,
+  ): ClientUnaryCall;
+  getPolicyHistory(
+    request: Empty,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: PolicyHistory) => void,
+  ): ClientUnaryCall;
+  /**
+   * Audit. IngestAudit takes the gateway token (local mode, without NATS:
+   * the gateway's outbox sends its events here); the others are admin calls.
+   */
+  ingestAudit(
+    request: AuditBatch,
+    callback: (error: ServiceError | null, response: IngestAck) => void,
+  ): ClientUnaryCall;
+  ingestAudit(
+    request: AuditBatch,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: IngestAck) => void,
+  ): ClientUnaryCall;
+  ingestAudit(
+    request: AuditBatch,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: IngestAck) => void,
+  ): ClientUnaryCall;
+  listSessions(
+    request: SessionFilter,
+    callback: (error: ServiceError | null, response: SessionList) => void,
+  ): ClientUnaryCall;
+  listSessions(
+    request: SessionFilter,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: SessionList) => void,
+  ): ClientUnaryCall;
+  listSessions(
+    request: SessionFilter,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: SessionList) => void,
+  ): ClientUnaryCall;
+  getSession(
+    request: GetSessionRequest,
+    callback: (error: ServiceError | null, response: SessionDetail) => void,
+  ): ClientUnaryCall;
+  getSession(
+    request: GetSessionRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: SessionDetail) => void,
+  ): ClientUnaryCall;
+  getSession(
+    request: GetSessionRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: SessionDetail) => void,
+  ): ClientUnaryCall;
+  searchAudit(
+    request: AuditQuery,
+    callback: (error: ServiceError | null, response: AuditEventList) => void,
+  ): ClientUnaryCall;
+  searchAudit(
+    request: AuditQuery,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: AuditEventList) => void,
+  ): ClientUnaryCall;
+  searchAudit(
+    request: AuditQuery,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: AuditEventList) => void,
+  ): ClientUnaryCall;
+  verifyAudit(request: Empty, callback: (error: ServiceError | null, response: VerifyReport) => void): ClientUnaryCall;
+  verifyAudit(
+    request: Empty,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: VerifyReport) => void,
+  ): ClientUnaryCall;
+  verifyAudit(
+    request: Empty,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: VerifyReport) => void,
+  ): ClientUnaryCall;
+  getRetention(
+    request: Empty,
+    callback: (error: ServiceError | null, response: RetentionSettings) => void,
+  ): ClientUnaryCall;
+  getRetention(
+    request: Empty,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: RetentionSettings) => void,
+  ): ClientUnaryCall;
+  getRetention(
+    request: Empty,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: RetentionSettings) => void,
+  ): ClientUnaryCall;
+  setRetention(
+    request: RetentionSettings,
+    callback: (error: ServiceError | null, response: RetentionSettings) => void,
+  ): ClientUnaryCall;
+  setRetention(
+    request: RetentionSettings,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: RetentionSettings) => void,
+  ): ClientUnaryCall;
+  setRetention(
+    request: RetentionSettings,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: RetentionSettings) => void,
+  ): ClientUnaryCall;
 }
 
 export const ControlPlaneServiceClient = makeGenericClientConstructor(
@@ -2893,59 +5097,6 @@ export const ControlPlaneServiceClient = makeGenericClientConstructor(
   service: typeof ControlPlaneServiceService;
   serviceName: string;
 };
-
-export type TunnelServiceService = typeof TunnelServiceService;
-export const TunnelServiceService = {
-  control: {
-    path: "/warden.v1.TunnelService/Control" as const,
-    requestStream: true as const,
-    responseStream: true as const,
-    requestSerialize: (value: AgentToGateway): Buffer => Buffer.from(AgentToGateway.encode(value).finish()),
-    requestDeserialize: (value: Buffer): AgentToGateway => AgentToGateway.decode(value),
-    responseSerialize: (value: GatewayToAgent): Buffer => Buffer.from(GatewayToAgent.encode(value).finish()),
-    responseDeserialize: (value: Buffer): GatewayToAgent => GatewayToAgent.decode(value),
-  },
-  session: {
-    path: "/warden.v1.TunnelService/Session" as const,
-    requestStream: true as const,
-    responseStream: true as const,
-    requestSerialize: (value: SessionFrame): Buffer => Buffer.from(SessionFrame.encode(value).finish()),
-    requestDeserialize: (value: Buffer): SessionFrame => SessionFrame.decode(value),
-    responseSerialize: (value: SessionFrame): Buffer => Buffer.from(SessionFrame.encode(value).finish()),
-    responseDeserialize: (value: Buffer): SessionFrame => SessionFrame.decode(value),
-  },
-} as const;
-
-export interface TunnelServiceServer extends UntypedServiceImplementation {
-  control: handleBidiStreamingCall<AgentToGateway, GatewayToAgent>;
-  session: handleBidiStreamingCall<SessionFrame, SessionFrame>;
-}
-
-export interface TunnelServiceClient extends Client {
-  control(): ClientDuplexStream<AgentToGateway, GatewayToAgent>;
-  control(options: Partial<CallOptions>): ClientDuplexStream<AgentToGateway, GatewayToAgent>;
-  control(metadata: Metadata, options?: Partial<CallOptions>): ClientDuplexStream<AgentToGateway, GatewayToAgent>;
-  session(): ClientDuplexStream<SessionFrame, SessionFrame>;
-  session(options: Partial<CallOptions>): ClientDuplexStream<SessionFrame, SessionFrame>;
-  session(metadata: Metadata, options?: Partial<CallOptions>): ClientDuplexStream<SessionFrame, SessionFrame>;
-}
-
-export const TunnelServiceClient = makeGenericClientConstructor(
-  TunnelServiceService,
-  "warden.v1.TunnelService",
-) as unknown as {
-  new (address: string, credentials: ChannelCredentials, options?: Partial<ClientOptions>): TunnelServiceClient;
-  service: typeof TunnelServiceService;
-  serviceName: string;
-};
-
-function bytesFromBase64(b64: string): Uint8Array {
-  return Uint8Array.from(globalThis.Buffer.from(b64, "base64"));
-}
-
-function base64FromBytes(arr: Uint8Array): string {
-  return globalThis.Buffer.from(arr).toString("base64");
-}
 
 type Builtin = Date | Function | Uint8Array | string | number | boolean | undefined;
 

@@ -1,0 +1,136 @@
+// The frames of the agent link: one TCP (or TLS) connection per agent per
+// gateway that carries every session between them. Each frame is a 9-byte
+// header and a payload:
+//
+//   u32 payload length | u8 type | u32 channel | payload
+//
+// (big endian). Channel 0 is the link itself; the gateway numbers sessions
+// from 1. Structured payloads are the protobuf messages of warden.proto;
+// DATA carries raw Postgres wire bytes, cut anywhere.
+import { AgentHello } from '../gen/warden/v1/warden.js';
+
+export const HEADER_SIZE = 9;
+
+/** Version byte in HELLO and WELCOME; a gateway refuses other versions. */
+export const LINK_VERSION = 1;
+
+/** Largest payload a peer may send; larger frames end the link as garbage. */
+export const MAX_PAYLOAD = 1024 * 1024;
+
+/** DATA payloads are cut to at most this size so channels interleave fairly. */
+export const MAX_DATA = 64 * 1024;
+
+/**
+ * Default receive window of a channel, in bytes: how much DATA a peer may
+ * send before credit comes back. Each side announces its own (HELLO,
+ * WELCOME); a channel's initial send credit is the peer's window.
+ */
+export const DEFAULT_WINDOW = 256 * 1024;
+
+export const FrameType = {
+  /** agent → gateway, channel 0: version, receive window, enrollment token and AgentHello. */
+  HELLO: 1,
+  /** gateway → agent, channel 0: the HELLO was accepted; version and receive window. */
+  WELCOME: 2,
+  /** either way, channel 0: why the link is being closed (UTF-8). */
+  ERROR: 3,
+  /** gateway → agent: OpenSession; the frame's channel becomes the session's. */
+  OPEN: 4,
+  /** agent → gateway: upstream login done; DATA follows. */
+  READY: 5,
+  /** agent → gateway: SessionFailed; the channel is over. */
+  FAILED: 6,
+  /** either way: raw Postgres wire bytes. */
+  DATA: 7,
+  /** either way: u32 more bytes of DATA the sender of WINDOW will accept. */
+  WINDOW: 8,
+  /** either way: the channel is over; an optional UTF-8 reason marks an abnormal end. */
+  CLOSE: 9,
+  /** gateway → agent: send a CancelRequest for the channel's backend. */
+  CANCEL: 10,
+  /** either way, channel 0: keepalive; the peer echoes the payload in PONG. */
+  PING: 11,
+  PONG: 12,
+  /** either way, channel 0: open no new channels on this link; live ones go on. */
+  GOAWAY: 13,
+} as const;
+
+export type FrameTypeCode = (typeof FrameType)[keyof typeof FrameType];
+
+const NAMES: Record<number, string> = Object.fromEntries(Object.entries(FrameType).map(([k, v]) => [v, k]));
+
+export function frameTypeName(type: number): string {
+  return NAMES[type] ?? `unknown(${type})`;
+}
+
+export function isKnownFrameType(type: number): boolean {
+  return type >= FrameType.HELLO && type <= FrameType.GOAWAY;
+}
+
+/** A peer broke the framing or the protocol: the link is closed with an ERROR frame. */
+export class LinkProtocolError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'LinkProtocolError';
+  }
+}
+
+export interface Hello {
+  version: number;
+  /** Bytes of DATA the agent accepts per channel before it returns credit. */
+  window: number;
+  token: string;
+  hello: AgentHello;
+}
+
+/** Smallest receive window a peer may announce. */
+export const MIN_WINDOW = 1024;
+
+function checkWindow(window: number): number {
+  if (window < MIN_WINDOW) throw new LinkProtocolError(`a window of ${window} bytes is below the minimum of ${MIN_WINDOW}`);
+  return window;
+}
+
+/** HELLO payload: u8 version, u32 receive window, u16 token length, token (UTF-8), AgentHello. */
+export function encodeHello(token: string, hello: AgentHello, window = DEFAULT_WINDOW, version = LINK_VERSION): Buffer {
+  const tok = Buffer.from(token, 'utf8');
+  if (tok.length > 0xffff) throw new Error('enrollment token too long');
+  const msg = AgentHello.encode(hello).finish();
+  const out = Buffer.allocUnsafe(7 + tok.length + msg.length);
+  out[0] = version;
+  out.writeUInt32BE(window, 1);
+  out.writeUInt16BE(tok.length, 5);
+  tok.copy(out, 7);
+  out.set(msg, 7 + tok.length);
+  return out;
+}
+
+export function decodeHello(payload: Buffer): Hello {
+  if (payload.length < 1) throw new LinkProtocolError('HELLO too short');
+  const version = payload[0]!;
+  // Another version may lay the rest out differently: the caller refuses it by version.
+  if (version !== LINK_VERSION) return { version, window: 0, token: '', hello: { agentName: '', version: '', resources: [] } };
+  if (payload.length < 7) throw new LinkProtocolError('HELLO too short');
+  const n = payload.readUInt16BE(5);
+  if (7 + n > payload.length) throw new LinkProtocolError('HELLO token length beyond the frame');
+  let hello: AgentHello;
+  try {
+    hello = AgentHello.decode(payload.subarray(7 + n));
+  } catch {
+    throw new LinkProtocolError('HELLO carries an invalid AgentHello');
+  }
+  return { version, window: checkWindow(payload.readUInt32BE(1)), token: payload.toString('utf8', 7, 7 + n), hello };
+}
+
+/** WELCOME payload: u8 version, u32 receive window of the gateway. */
+export function encodeWelcome(window = DEFAULT_WINDOW): Buffer {
+  const out = Buffer.allocUnsafe(5);
+  out[0] = LINK_VERSION;
+  out.writeUInt32BE(window, 1);
+  return out;
+}
+
+export function decodeWelcome(payload: Buffer): { version: number; window: number } {
+  if (payload.length < 5) throw new LinkProtocolError('WELCOME too short');
+  return { version: payload[0]!, window: checkWindow(payload.readUInt32BE(1)) };
+}
