@@ -164,3 +164,65 @@ export async function sh(cmd: string, args: string[], env: Record<string, string
     return { code: typeof err.code === 'number' ? err.code : 1, stdout: err.stdout ?? '', stderr: err.stderr ?? '' };
   }
 }
+
+/** A port nobody listens on right now (bind to 0, read it, close). */
+export async function freePort(): Promise<number> {
+  const { createServer } = await import('node:net');
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/** A CA and a server certificate for 127.0.0.1 / localhost, made with openssl. */
+export async function makeCertificates(dir: string): Promise<{ ca: string; cert: string; key: string }> {
+  const p = (f: string) => join(dir, f);
+  const ext = p('san.ext');
+  (await import('node:fs')).writeFileSync(ext, 'subjectAltName=IP:127.0.0.1,DNS:localhost\n');
+  const steps: string[][] = [
+    ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', p('ca.key'), '-out', p('ca.pem'), '-days', '2', '-subj', '/CN=Warden test CA'],
+    ['req', '-newkey', 'rsa:2048', '-nodes', '-keyout', p('server.key'), '-out', p('server.csr'), '-subj', '/CN=localhost'],
+    ['x509', '-req', '-in', p('server.csr'), '-CA', p('ca.pem'), '-CAkey', p('ca.key'), '-CAcreateserial', '-out', p('server.pem'), '-days', '2', '-extfile', ext],
+  ];
+  for (const args of steps) {
+    const r = await sh('openssl', args);
+    if (r.code !== 0) throw new Error(`openssl ${args[0]} failed: ${r.stderr}`);
+  }
+  return { ca: p('ca.pem'), cert: p('server.pem'), key: p('server.key') };
+}
+
+/** Starts one more gateway process against a running stack's control plane. */
+export async function startExtraGateway(stack: Stack, id: string, args: string[] = []) {
+  const port = await freePort();
+  const tunnel = await freePort();
+  const child = spawn(
+    process.execPath,
+    [
+      join(ROOT, 'gateway/bin/warden-gateway.js'),
+      '--id', id,
+      '--listen', `127.0.0.1:${port}`,
+      '--tunnel-listen', `127.0.0.1:${tunnel}`,
+      '--control-plane', stack.controlPlane,
+      '--data-dir', join(stack.dataDir, id),
+      ...args,
+    ],
+    { env: { ...process.env, WARDEN_GATEWAY_TOKEN: readFileSync(join(stack.dataDir, 'gateway-token'), 'utf8').trim() }, stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  let output = '';
+  child.stdout!.on('data', (d) => (output += d));
+  child.stderr!.on('data', (d) => (output += d));
+  const exited = new Promise((r) => child.once('exit', r));
+  return {
+    port,
+    pid: child.pid!,
+    output: () => output,
+    async stop() {
+      child.kill('SIGTERM');
+      await exited;
+    },
+  };
+}
