@@ -2,7 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { parseArgs } from 'node:util';
-import { pino } from 'pino';
+import { destination, pino } from 'pino';
 import { createAuditSink } from './audit/sink.js';
 import { startGateway } from './gateway.js';
 
@@ -46,7 +46,11 @@ if (v.help) {
   process.exit(0);
 }
 
-const log = pino({ name: 'gateway', redact: ['token', 'password', '*.token', '*.password'] });
+// Buffered: a line per statement must not cost a write() per statement. The
+// audit trail, not the log, is the durable record.
+const logDestination = destination({ dest: 1, sync: false, minLength: 8 * 1024 });
+const log = pino({ name: 'gateway', redact: ['token', 'password', '*.token', '*.password'] }, logDestination);
+setInterval(() => logDestination.flush(), 1000).unref();
 const token = v['gateway-token-file']
   ? readFileSync(v['gateway-token-file'], 'utf8').trim()
   : process.env.WARDEN_GATEWAY_TOKEN;
@@ -84,11 +88,13 @@ try {
     await gateway.close();
     // After the sessions' last events; what is not delivered in time stays in the outbox.
     await audit.close();
+    logDestination.flushSync();
     process.exit(0);
   };
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
 } catch (err) {
   log.fatal({ err }, 'gateway failed to start');
+  logDestination.flushSync();
   process.exit(1);
 }

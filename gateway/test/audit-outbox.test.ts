@@ -112,7 +112,10 @@ describe('outbox', () => {
   it('keeps undelivered segments while deleting delivered ones', () => {
     const dir = tempDir();
     const box = Outbox.open(dir, log, { segmentBytes: 500 });
-    for (let i = 0; i < 40; i++) box.append(statement(i));
+    for (let i = 0; i < 40; i++) {
+      box.append(statement(i));
+      box.flush(); // one write per event, as when statements come in separate turns
+    }
     const segmentsBefore = readdirSync(dir).filter((f) => f.endsWith('.jsonl')).length;
     expect(segmentsBefore).toBeGreaterThan(3);
     const batch = box.read(25);

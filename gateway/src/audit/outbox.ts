@@ -75,6 +75,11 @@ export class Outbox {
   private dropped = 0;
   private lastLoud = 0;
   private closed = false;
+  /** Set with closed, once the queue has been written for the last time. */
+  private closedFd = false;
+  /** Events appended in this event-loop turn, written together. */
+  private queue: Buffer[] = [];
+  private queuedBytes = 0;
   private readonly unlock: () => void;
 
   private constructor(
@@ -104,13 +109,32 @@ export class Outbox {
     return new Outbox(dir, { ...DEFAULT_OUTBOX_LIMITS, ...limits }, log);
   }
 
-  /** Stores one event. Never throws: a full outbox or a failing disk drops the event with an error log. */
+  /**
+   * Stores one event. Never throws: a full outbox or a failing disk drops the
+   * event with an error log. Events of one event-loop turn are written with
+   * one write(): at thousands of statements a second, a write per event was the
+   * gateway's largest cost. An event is on disk before the turn that recorded
+   * it ends, i.e. before the client can send its next statement.
+   */
   append(event: AuditEvent): boolean {
     if (this.closed) return this.drop('the outbox is closed');
     const data = Buffer.from(`${JSON.stringify(event)}\n`, 'utf8');
-    if (this.pendingBytes() + data.length > this.limits.maxBytes) {
+    if (this.pendingBytes() + this.queuedBytes + data.length > this.limits.maxBytes) {
       return this.drop(`the outbox holds ${this.pendingBytes()} undelivered bytes (limit ${this.limits.maxBytes})`);
     }
+    this.queue.push(data);
+    this.queuedBytes += data.length;
+    if (this.queue.length === 1) setImmediate(() => this.flush());
+    return true;
+  }
+
+  /** Writes the events appended in this turn now; readers call it so they see them. */
+  flush(): void {
+    if (this.queue.length === 0 || this.closedFd) return;
+    const count = this.queue.length;
+    const data = count === 1 ? this.queue[0]! : Buffer.concat(this.queue, this.queuedBytes);
+    this.queue = [];
+    this.queuedBytes = 0;
     let written = 0;
     try {
       if (this.sizes.get(this.head)! >= this.limits.segmentBytes) this.rollOver();
@@ -126,18 +150,19 @@ export class Outbox {
           // repairTail() cleans up at the next start
         }
       }
-      return this.drop(`writing the outbox failed: ${(err as Error).message}`);
+      for (let i = 0; i < count; i++) this.drop(`writing the outbox failed: ${(err as Error).message}`);
+      return;
     }
     if (this.dropped > 0) {
       this.log.warn({ dropped: this.dropped }, 'audit outbox accepts events again; the dropped events are missing from the audit trail');
       this.dropped = 0;
     }
     this.wake();
-    return true;
   }
 
   /** Up to `max` undelivered entries (and about `maxBytes`, at least one), oldest first, starting at the cursor. */
   read(max: number, maxBytes = 1 << 20): OutboxEntry[] {
+    this.flush();
     const out: OutboxEntry[] = [];
     let bytes = 0;
     const push = (e: OutboxEntry) => {
@@ -202,6 +227,7 @@ export class Outbox {
 
   /** Resolves at the next append (or at once when entries are waiting). */
   waitForData(): Promise<void> {
+    this.flush();
     if (this.pendingBytes() > 0 || this.closed) return Promise.resolve();
     return new Promise((resolve) => this.waiters.push(resolve));
   }
@@ -215,7 +241,9 @@ export class Outbox {
 
   close(): void {
     if (this.closed) return;
+    this.flush();
     this.closed = true;
+    this.closedFd = true;
     clearInterval(this.timer);
     this.wake();
     fsyncQuiet(this.fd);
