@@ -75,4 +75,10 @@ export type AuditEvent = SessionStartEvent | StatementEvent | SessionEndEvent | 
 /** Where the session hands its events. Must never block or throw: the hot path calls it. */
 export interface AuditSink {
   publish(event: AuditEvent): void;
+  /**
+   * Makes what was published durable now. The session calls it before it
+   * hands a result to the client, so no client sees a result whose record
+   * could still be lost; events published together cost one write.
+   */
+  persist?(): void;
 }

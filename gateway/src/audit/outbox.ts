@@ -111,10 +111,10 @@ export class Outbox {
 
   /**
    * Stores one event. Never throws: a full outbox or a failing disk drops the
-   * event with an error log. Events of one event-loop turn are written with
-   * one write(): at thousands of statements a second, a write per event was the
-   * gateway's largest cost. An event is on disk before the turn that recorded
-   * it ends, i.e. before the client can send its next statement.
+   * event with an error log. Events are written together by flush(), which
+   * the session calls before handing a result to the client (and, at the
+   * latest, at the end of the event-loop turn): a write per event was one of
+   * the gateway's largest costs.
    */
   append(event: AuditEvent): boolean {
     if (this.closed) return this.drop('the outbox is closed');

@@ -65,6 +65,7 @@ export function createAuditSink(opts: AuditSinkOptions): ClosableAuditSink {
         log.error({ err, id: event.id }, 'could not record an audit event');
       }
     },
+    persist: () => outbox.flush(),
     flushed: () => pump.flushed(),
     close: () =>
       (closing ??= (async () => {

@@ -269,6 +269,7 @@ export class Session {
           this.log.error({ err }, 'invalid message from upstream');
           return this.refuse(new Refusal(SqlState.protocolViolation, 'the upstream server sent an invalid message'));
         }
+        this.deps.audit.persist?.();
         if (out.length && !this.socket.write(out)) upstream.pause();
       },
       drain: () => this.socket.resume(),
