@@ -6,16 +6,9 @@
 // multi-statement Query skipped, messages up to Sync discarded, an open
 // transaction marked failed.
 import type { StatementGate } from '../policy/index.js';
-import { ProtocolError, parse, query } from '../wire/index.js';
+import { BIND, EXECUTE, FUNCTION_CALL, PARSE, ProtocolError, QUERY, SYNC, parse, query } from '../wire/index.js';
 import { MessageFilter } from './filter.js';
 import type { ResponseTracker, StatementDecision } from './tracker.js';
-
-const QUERY = 0x51; // 'Q'
-const PARSE = 0x50; // 'P'
-const BIND = 0x42; // 'B'
-const EXECUTE = 0x45; // 'E'
-const SYNC = 0x53; // 'S'
-const FUNCTION_CALL = 0x46; // 'F'
 
 export function clientMessages(gate: StatementGate, tracker: ResponseTracker): MessageFilter {
   // Prepared statements whose Parse was refused: their Binds lose their parameters.

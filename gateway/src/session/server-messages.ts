@@ -1,16 +1,17 @@
 // The server → client half of the relay: swaps the upstream's BackendKeyData
 // for the gateway's own key, and tells the tracker how each statement ended.
 // Result rows pass through untouched.
-import { backendKeyData } from '../wire/index.js';
+import {
+  BACKEND_KEY_DATA,
+  COMMAND_COMPLETE,
+  EMPTY_QUERY_RESPONSE,
+  ERROR_RESPONSE,
+  PORTAL_SUSPENDED,
+  READY_FOR_QUERY,
+  backendKeyData,
+} from '../wire/index.js';
 import { MessageFilter } from './filter.js';
 import type { ResponseTracker } from './tracker.js';
-
-const COMMAND_COMPLETE = 0x43; // 'C'
-const EMPTY_QUERY = 0x49; // 'I'
-const PORTAL_SUSPENDED = 0x73; // 's'
-const ERROR_RESPONSE = 0x45; // 'E'
-const READY_FOR_QUERY = 0x5a; // 'Z'
-const BACKEND_KEY_DATA = 0x4b; // 'K'
 
 export function serverMessages(key: { pid: number; secret: number }, tracker: ResponseTracker): MessageFilter {
   const inspect = (type: number, msg: Buffer): Buffer | null => {
@@ -18,7 +19,7 @@ export function serverMessages(key: { pid: number; secret: number }, tracker: Re
       case COMMAND_COMPLETE:
         tracker.complete(msg.toString('utf8', 5, msg.length - 1));
         return null;
-      case EMPTY_QUERY:
+      case EMPTY_QUERY_RESPONSE:
         tracker.complete('');
         return null;
       case PORTAL_SUSPENDED:
@@ -39,7 +40,7 @@ export function serverMessages(key: { pid: number; secret: number }, tracker: Re
     }
   };
   return new MessageFilter(
-    (t) => t === COMMAND_COMPLETE || t === ERROR_RESPONSE || t === READY_FOR_QUERY || t === EMPTY_QUERY || t === PORTAL_SUSPENDED || t === BACKEND_KEY_DATA,
+    (t) => t === COMMAND_COMPLETE || t === ERROR_RESPONSE || t === READY_FOR_QUERY || t === EMPTY_QUERY_RESPONSE || t === PORTAL_SUSPENDED || t === BACKEND_KEY_DATA,
     inspect,
   );
 }

@@ -12,12 +12,21 @@ export const MAX_STARTUP_PACKET = 10_000;
 /** A password message carries a JWT; real ones stay far below this. */
 export const MAX_PASSWORD_MESSAGE = 64 * 1024;
 
-// Message type bytes.
+// Message type bytes the gateway acts on. From the client:
 export const PASSWORD_MESSAGE = 0x70; // 'p'
-export const TERMINATE = 0x58; // 'X'
-export const BACKEND_KEY_DATA = 0x4b; // 'K'
-export const READY_FOR_QUERY = 0x5a; // 'Z'
+export const QUERY = 0x51; // 'Q'
+export const PARSE = 0x50; // 'P'
+export const BIND = 0x42; // 'B'
+export const EXECUTE = 0x45; // 'E'
+export const SYNC = 0x53; // 'S'
+export const FUNCTION_CALL = 0x46; // 'F'
+// From the server:
+export const COMMAND_COMPLETE = 0x43; // 'C'
+export const EMPTY_QUERY_RESPONSE = 0x49; // 'I'
+export const PORTAL_SUSPENDED = 0x73; // 's'
 export const ERROR_RESPONSE = 0x45; // 'E'
+export const READY_FOR_QUERY = 0x5a; // 'Z'
+export const BACKEND_KEY_DATA = 0x4b; // 'K'
 
 /** SQLSTATEs the gateway raises itself. */
 export const SqlState = {
@@ -28,7 +37,5 @@ export const SqlState = {
   connectionFailure: '08006',
   protocolViolation: '08P01',
   featureNotSupported: '0A000',
-  tooManyConnections: '53300',
-  adminShutdown: '57P01',
   internalError: 'XX000',
 } as const;

@@ -45,13 +45,10 @@ const noticeOrError = (type: number, e: ErrorFields) =>
   );
 
 export const errorResponse = (e: ErrorFields) => noticeOrError(0x45, e);
-export const noticeResponse = (e: ErrorFields) => noticeOrError(0x4e, e);
 export const authenticationCleartextPassword = () => frame(0x52, int32s(3));
 export const authenticationOk = () => frame(0x52, int32s(0));
 export const backendKeyData = (pid: number, secret: number) => frame(0x4b, int32s(pid, secret));
 export const readyForQuery = (status: 'I' | 'T' | 'E' = 'I') => frame(0x5a, Buffer.from(status, 'latin1'));
-export const parameterStatus = (name: string, value: string) =>
-  frame(0x53, Buffer.from(`${name}\0${value}\0`, 'utf8'));
 
 /** One byte answering SSLRequest or GSSENCRequest: 'S' to go TLS, 'N' to stay plain. */
 export const sslAnswer = (accept: boolean) => Buffer.from(accept ? 'S' : 'N', 'latin1');
