@@ -8,6 +8,14 @@ export const MAX_EVENT_BYTES = 256 << 10;
 
 const size = (e: AuditEvent) => Buffer.byteLength(JSON.stringify(e), 'utf8');
 
+/** The event as one JSON line's text, shortened first if it is too large. */
+export function serializeEvent(event: AuditEvent, maxBytes = MAX_EVENT_BYTES): string {
+  const text = JSON.stringify(event);
+  // Most events are far below the limit; count bytes only when characters alone could exceed it.
+  if (text.length * 3 <= maxBytes || Buffer.byteLength(text, 'utf8') <= maxBytes) return text;
+  return JSON.stringify(fitEvent(event, maxBytes));
+}
+
 export function fitEvent(event: AuditEvent, maxBytes = MAX_EVENT_BYTES): AuditEvent {
   if (event.type !== 'statement' || size(event) <= maxBytes) return event;
   // Cheapest losses first: the sample rows, then the parameters, then the tail of the SQL.

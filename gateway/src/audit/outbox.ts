@@ -116,9 +116,9 @@ export class Outbox {
    * latest, at the end of the event-loop turn): a write per event was one of
    * the gateway's largest costs.
    */
-  append(event: AuditEvent): boolean {
+  append(event: AuditEvent | string): boolean {
     if (this.closed) return this.drop('the outbox is closed');
-    const data = Buffer.from(`${JSON.stringify(event)}\n`, 'utf8');
+    const data = Buffer.from(`${typeof event === 'string' ? event : JSON.stringify(event)}\n`, 'utf8');
     if (this.pendingBytes() + this.queuedBytes + data.length > this.limits.maxBytes) {
       return this.drop(`the outbox holds ${this.pendingBytes()} undelivered bytes (limit ${this.limits.maxBytes})`);
     }

@@ -5,7 +5,7 @@
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { AuditEvent, AuditSink } from './events.js';
-import { fitEvent } from './limit.js';
+import { serializeEvent } from './limit.js';
 import { ControlPlaneTransport } from './local.js';
 import { JetStreamTransport } from './nats.js';
 import { Outbox, type OutboxLimits } from './outbox.js';
@@ -59,7 +59,7 @@ export function createAuditSink(opts: AuditSinkOptions): ClosableAuditSink {
       try {
         // One readable line per event in the gateway log; the full event goes to the outbox.
         log.info({ session: 'sessionId' in event ? event.sessionId : undefined, seq: 'seq' in event ? event.seq : undefined }, summarize(event));
-        outbox.append(fitEvent(event));
+        outbox.append(serializeEvent(event));
       } catch (err) {
         // The hot path must never see an audit failure; the outbox already logs lost events loudly.
         log.error({ err, id: event.id }, 'could not record an audit event');
