@@ -1,20 +1,11 @@
 // The agent's config file (format in docs/processes.md) and the parsing of
 // --upstream postgres:// URLs into its per-resource upstream settings.
 import { isAbsolute, resolve } from 'node:path';
+import { SSL_MODES, type ResourceConfig, type SslMode } from '@warden/agent/config';
 import { writeSecretFile } from '../server/secrets.js';
 
-export type SslMode = 'disable' | 'require' | 'verify-full';
-const SSL_MODES: readonly string[] = ['disable', 'require', 'verify-full'];
-
-export interface UpstreamSettings {
-  host: string;
-  port: number;
-  database: string;
-  user: string;
-  password?: string;
-  sslmode: SslMode;
-  sslrootcert?: string;
-}
+/** One resource's upstream, as the agent's own config type has it (local mode writes no password files). */
+export type UpstreamSettings = Omit<ResourceConfig, 'passwordFile'>;
 
 export interface AgentConfig {
   name: string;
@@ -51,7 +42,7 @@ export function parseUpstreamUrl(text: string): UpstreamSettings {
     }
   }
   const sslmode = params.get('sslmode') ?? (isLoopback(host) ? 'disable' : 'require');
-  if (!SSL_MODES.includes(sslmode)) {
+  if (!(SSL_MODES as readonly string[]).includes(sslmode)) {
     throw new Error(`--upstream sslmode '${sslmode}' is not supported; use disable, require or verify-full`);
   }
   const root = params.get('sslrootcert');

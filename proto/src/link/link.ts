@@ -5,7 +5,7 @@
 import type { Socket } from 'node:net';
 import { Channel, type ChannelHandler, type ChannelHost } from './channel.js';
 import { FrameDecoder, type FrameSink } from './codec.js';
-import { DEFAULT_WINDOW, FrameType, LinkProtocolError, MAX_PAYLOAD, frameTypeName } from './frames.js';
+import { DEFAULT_WINDOW, FrameType, LinkProtocolError, MAX_PAYLOAD } from './frames.js';
 import { FrameWriter } from './writer.js';
 
 export interface LinkOptions {
