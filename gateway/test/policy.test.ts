@@ -11,6 +11,7 @@ import {
   overallAccess,
   parseStatements,
   parserStats,
+  statementShape,
   type Access,
   type Classification,
   type ObjectRef,
@@ -437,6 +438,32 @@ describe('policy: statement classification corpus', () => {
   }
 });
 
+describe('policy: statements that share a shape classify alike', () => {
+  // The shape cache is sound only if changing integer literals never changes
+  // a classification that read no numbers: check that on the whole corpus.
+  const withOtherIntegers = (sql: string) => {
+    const shape = statementShape(sql)!;
+    let n = 0;
+    return shape.replace(/\u0000/g, () => String(98_765 + n++));
+  };
+  const shaped = [...READ, ...WRITE, ...DDL, ...ADMIN, ...ESCALATION].filter((c) => statementShape(c.sql) !== null);
+
+  it('the corpus has statements with integers to vary', () => {
+    expect(shaped.length).toBeGreaterThan(20);
+  });
+
+  for (const c of shaped) {
+    it(c.sql, () => {
+      const original = classify(c.sql);
+      const variant = classify(withOtherIntegers(c.sql));
+      if (!original.ok || original.statements.length !== 1 || original.readsNumbers) return;
+      expect(variant.ok).toBe(true);
+      if (!variant.ok) return;
+      expect({ ...variant.statements[0], text: '' }).toEqual({ ...original.statements[0], text: '' });
+    });
+  }
+});
+
 // ---------------------------------------------------------------------------
 // Evasions: the parse tree, not the text, decides.
 // ---------------------------------------------------------------------------
@@ -651,17 +678,41 @@ describe('policy: classification cache', () => {
 
   it('evicts the least recently used entry', () => {
     const cache = new ClassificationCache({ maxEntries: 2 });
-    cache.get('SELECT 1');
-    cache.get('SELECT 2');
-    cache.get('SELECT 1'); // refreshes SELECT 1: SELECT 2 is now the oldest
-    cache.get('SELECT 3');
+    cache.get("SELECT 'a'");
+    cache.get("SELECT 'b'");
+    cache.get("SELECT 'a'"); // refreshes 'a': 'b' is now the oldest
+    cache.get("SELECT 'c'");
     expect(cache.size).toBe(2);
-    expect(cache.has('SELECT 1')).toBe(true);
-    expect(cache.has('SELECT 2')).toBe(false);
-    expect(cache.has('SELECT 3')).toBe(true);
+    expect(cache.has("SELECT 'a'")).toBe(true);
+    expect(cache.has("SELECT 'b'")).toBe(false);
+    expect(cache.has("SELECT 'c'")).toBe(true);
     expect(cache.evictions).toBe(1);
-    cache.get('SELECT 4'); // evicts SELECT 1 (oldest now)
-    expect(cache.has('SELECT 1')).toBe(false);
+    cache.get("SELECT 'd'"); // evicts 'a' (oldest now)
+    expect(cache.has("SELECT 'a'")).toBe(false);
+  });
+
+  it('one entry serves statements that differ only in integers', () => {
+    const cache = new ClassificationCache();
+    const before = parserStats.calls;
+    const first = cache.get('SELECT abalance FROM pgbench_accounts WHERE aid = 17;');
+    const second = cache.get('SELECT abalance FROM pgbench_accounts WHERE aid = 90210;');
+    expect(second).toBe(first);
+    expect(parserStats.calls).toBe(before + 1);
+    expect(cache.stats()).toMatchObject({ hits: 1, shapeHits: 1, misses: 1, size: 1 });
+    // A different table is a different shape.
+    expect(cache.get('SELECT abalance FROM pgbench_branches WHERE aid = 17')).not.toBe(first);
+  });
+
+  it('statements whose decision reads a number are cached by exact text only', () => {
+    const cache = new ClassificationCache();
+    const on = cache.get('SET default_transaction_read_only = 1');
+    expect(on.ok && on.readsNumbers).toBe(true);
+    const off = cache.get('SET default_transaction_read_only = 0');
+    expect(off).not.toBe(on);
+    expect(cache.stats()).toMatchObject({ hits: 0, shapeHits: 0, misses: 2, size: 2 });
+    // Several statements in one string keep their own texts, so they are not shared either.
+    const pair = cache.get('SELECT 1; SELECT 2');
+    expect(cache.get('SELECT 3; SELECT 4')).not.toBe(pair);
   });
 
   it('caches failures too, and skips very long texts', () => {

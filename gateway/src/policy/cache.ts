@@ -1,11 +1,14 @@
 // A bounded LRU of classifications keyed by the exact statement text (a whole
 // simple-protocol Query string, or the text of a Parse message), so that a
-// statement seen before costs a Map lookup instead of a parse.
+// statement seen before costs a Map lookup instead of a parse. A statement
+// that differs from one seen before only in integer constants is found by its
+// shape (shape.ts), when the classifier read no numeric constant to decide.
 //
 // JS Maps iterate in insertion order: a hit is deleted and re-inserted to
 // become the newest entry, and eviction removes the first (oldest) key.
 // Cached classifications are deep-frozen, since every caller shares them.
 import { classify } from './classify.js';
+import { statementShape } from './shape.js';
 import type { Classification } from './types.js';
 
 export interface ClassificationCacheOptions {
@@ -22,6 +25,7 @@ export interface ClassificationCacheOptions {
 
 export interface ClassificationCacheStats {
   hits: number;
+  shapeHits: number;
   misses: number;
   evictions: number;
   size: number;
@@ -45,6 +49,8 @@ export class ClassificationCache {
   private readonly classifier: (sql: string) => Classification;
   private readonly entries = new Map<string, Classification>();
   hits = 0;
+  /** Hits found by shape rather than exact text (counted in hits too). */
+  shapeHits = 0;
   misses = 0;
   evictions = 0;
 
@@ -58,24 +64,42 @@ export class ClassificationCache {
 
   /** The classification of `sql`: from the cache, or classified now and cached. */
   get(sql: string): Classification {
-    const cached = this.entries.get(sql);
+    const cached = this.lookup(sql);
     if (cached !== undefined) {
       this.hits++;
-      this.entries.delete(sql);
-      this.entries.set(sql, cached);
       return cached;
+    }
+    const shape = sql.length <= this.maxEntryChars ? statementShape(sql) : null;
+    if (shape !== null) {
+      const byShape = this.lookup(shape);
+      if (byShape !== undefined) {
+        this.hits++;
+        this.shapeHits++;
+        return byShape;
+      }
     }
     this.misses++;
     const result = deepFreeze(this.classifier(sql));
-    if (sql.length <= this.maxEntryChars) {
-      this.entries.set(sql, result);
-      while (this.entries.size > this.maxEntries) {
-        const oldest = this.entries.keys().next().value as string;
-        this.entries.delete(oldest);
-        this.evictions++;
-      }
+    if (sql.length > this.maxEntryChars) return result;
+    // One entry per shape rather than per text, when the decision cannot depend on the integers.
+    const shared = shape !== null && result.ok && result.statements.length === 1 && !result.readsNumbers;
+    this.entries.set(shared ? shape : sql, result);
+    while (this.entries.size > this.maxEntries) {
+      const oldest = this.entries.keys().next().value as string;
+      this.entries.delete(oldest);
+      this.evictions++;
     }
     return result;
+  }
+
+  /** A cached entry, made the newest. */
+  private lookup(key: string): Classification | undefined {
+    const cached = this.entries.get(key);
+    if (cached !== undefined) {
+      this.entries.delete(key);
+      this.entries.set(key, cached);
+    }
+    return cached;
   }
 
   /** Whether `sql` is cached (does not count as a hit or change recency). */
@@ -92,7 +116,7 @@ export class ClassificationCache {
   }
 
   stats(): ClassificationCacheStats {
-    return { hits: this.hits, misses: this.misses, evictions: this.evictions, size: this.entries.size, maxEntries: this.maxEntries };
+    return { hits: this.hits, shapeHits: this.shapeHits, misses: this.misses, evictions: this.evictions, size: this.entries.size, maxEntries: this.maxEntries };
   }
 }
 

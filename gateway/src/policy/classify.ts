@@ -164,19 +164,25 @@ function nameList(v: unknown): string[] {
   return out;
 }
 
+/**
+ * Counts reads of numeric constants' values during one classify() call
+ * (classification is synchronous), for Classification.readsNumbers.
+ */
+let numbersRead = 0;
+
 /** The value of a constant expression, as text; undefined when not a constant. */
 function constValue(v: unknown): string | undefined {
   if (!isObj(v)) return undefined;
   const [type, n] = unwrap(v);
   if (type === 'TypeCast') return constValue(n.arg);
   if (type === 'String') return str(n.sval) ?? '';
-  if (type === 'Integer') return String(typeof n.ival === 'number' ? n.ival : 0);
-  if (type === 'Float') return str(n.fval);
+  if (type === 'Integer') return (numbersRead++, String(typeof n.ival === 'number' ? n.ival : 0));
+  if (type === 'Float') return (numbersRead++, str(n.fval));
   if (type === 'Boolean') return n.boolval === true ? 'true' : 'false';
   if (type !== 'A_Const' || n.isnull === true) return undefined;
   if (isObj(n.sval)) return str(n.sval.sval) ?? '';
-  if (isObj(n.ival)) return String(typeof n.ival.ival === 'number' ? n.ival.ival : 0);
-  if (isObj(n.fval)) return str(n.fval.fval);
+  if (isObj(n.ival)) return (numbersRead++, String(typeof n.ival.ival === 'number' ? n.ival.ival : 0));
+  if (isObj(n.fval)) return (numbersRead++, str(n.fval.fval));
   if (isObj(n.boolval)) return n.boolval.boolval === true ? 'true' : 'false';
   if (isObj(n.bsval)) return str(n.bsval.bsval);
   return undefined;
@@ -337,6 +343,7 @@ function objectRefFor(objtype: string | undefined, v: unknown): ObjectRef | Obje
       return parts.length ? { type: 'other', name: parts.join('.') } : undefined;
     }
     case 'Integer':
+      numbersRead++;
       return { type: 'other', name: `large object ${typeof n.ival === 'number' ? n.ival : 0}` };
     default:
       return undefined;
@@ -1059,7 +1066,9 @@ export function classify(sql: string): Classification {
     return { ok: false, error: parseErrorText(err) };
   }
   try {
-    return { ok: true, statements: parsed.map(classifyStatement) };
+    numbersRead = 0;
+    const statements = parsed.map(classifyStatement);
+    return numbersRead ? { ok: true, statements, readsNumbers: true } : { ok: true, statements };
   } catch (err) {
     // e.g. a tree too deep for the walk's recursion.
     return { ok: false, error: `statement could not be classified: ${err instanceof Error ? err.message : String(err)}` };

@@ -3,6 +3,7 @@ export { classify, classifyStatement, overallAccess, HANDLED_NODE_TYPES } from '
 export { parseStatements, SqlParseError, parserStats } from './parser.js';
 export type { ParsedStatement, PgNode } from './parser.js';
 export { ClassificationCache, DecisionCache, DEFAULT_CACHE_ENTRIES, DEFAULT_CACHE_ENTRY_CHARS } from './cache.js';
+export { statementShape } from './shape.js';
 export type { ClassificationCacheOptions, ClassificationCacheStats } from './cache.js';
 export {
   lookupFunction,

@@ -58,5 +58,10 @@ export interface StatementInfo {
 }
 
 export type Classification =
-  | { ok: true; statements: StatementInfo[] }
+  | {
+      ok: true;
+      statements: StatementInfo[];
+      /** A decision read the value of a numeric constant, so texts differing only in numbers may classify differently. */
+      readsNumbers?: true;
+    }
   | { ok: false; error: string };

@@ -79,10 +79,23 @@ function decide(gate: StatementGate, sql: string): StatementDecision[] {
   const out: StatementDecision[] = [];
   for (let i = 0; i <= last; i++) {
     const info = c.statements[i]!;
-    out.push(r && i === r.index ? { sql: info.text, info, rule: r.rule, refusal: r } : { sql: info.text, info, rule: decision.rule });
+    // A classification found by shape carries the text it was made from, so one statement is recorded as sent.
+    const text = c.statements.length === 1 ? withoutTerminator(sql) : info.text;
+    out.push(r && i === r.index ? { sql: text, info, rule: r.rule, refusal: r } : { sql: text, info, rule: decision.rule });
   }
   // An empty query string still gets one (empty) answer.
   return out.length ? out : [{ sql, rule: decision.rule }];
+}
+
+/** The text without trailing blanks and semicolons, as the parser cuts a statement. */
+function withoutTerminator(sql: string): string {
+  let end = sql.length;
+  while (end > 0 && isTerminator(sql.charCodeAt(end - 1))) end--;
+  return end === sql.length ? sql : sql.slice(0, end);
+}
+
+function isTerminator(c: number): boolean {
+  return c === 0x3b /* ; */ || c === 0x20 || (c >= 0x09 && c <= 0x0d);
 }
 
 function cstringEnd(msg: Buffer, from: number): number {
