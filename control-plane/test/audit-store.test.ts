@@ -77,6 +77,15 @@ describe.each(['pglite', 'postgres'] as const)('audit store on %s', (kind) => {
     expect(s).toMatchObject({ sessionId: 's1', statements: 3, refused: 1, outcome: 'refused', events: 5, linkedSeq: 4 });
   });
 
+  it('links new events that arrive together with re-sent ones', async () => {
+    const events = session('s1', 4);
+    await store.ingest(events.slice(0, 3));
+    expect(await store.ingest(events.slice(1))).toMatchObject({ stored: events.length - 3, duplicates: 2 });
+    const [s] = await store.listSessions({});
+    expect(s!.linkedSeq).toBe(events.length - 1);
+    expect(await problems()).toEqual([]);
+  });
+
   it('skips what is not an event, and counts it', async () => {
     const r = await store.ingest([undefined, { id: 'x', type: 'nope' }, { ...session('s1')[1], seq: -1 }]);
     expect(r).toEqual({ stored: 0, duplicates: 0, invalid: 3 });

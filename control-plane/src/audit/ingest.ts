@@ -70,32 +70,47 @@ async function insertEvent(trx: AuditTrx, e: AuditEvent, day: string | null): Pr
 async function ingestSession(ctx: AuditContext, trx: AuditTrx, sessionId: string, events: Scoped[], today: string): Promise<number> {
   const first = events[0]!;
   const earliest = events.map((e) => isoOf(e.time)).sort()[0]!;
-  await trx
-    .insertInto('audit_sessions')
-    .values({
-      session_id: sessionId,
-      gateway: first.gateway,
-      identity: first.identity,
-      resource: first.resource,
-      agent: first.agent,
-      started_at: earliest,
-      head_hash: GENESIS,
-      last_event_at: ctx.now(),
-    })
-    .onConflict((oc) => oc.column('session_id').doNothing())
-    .execute();
   // The row lock serializes everything that touches this session's chain.
-  const s = await trx.selectFrom('audit_sessions').selectAll().where('session_id', '=', sessionId).forUpdate().executeTakeFirstOrThrow();
+  const lock = () => trx.selectFrom('audit_sessions').selectAll().where('session_id', '=', sessionId).forUpdate().executeTakeFirst();
+  let s = await lock();
+  if (!s) {
+    await trx
+      .insertInto('audit_sessions')
+      .values({
+        session_id: sessionId,
+        gateway: first.gateway,
+        identity: first.identity,
+        resource: first.resource,
+        agent: first.agent,
+        started_at: earliest,
+        head_hash: GENESIS,
+        last_event_at: ctx.now(),
+      })
+      .onConflict((oc) => oc.column('session_id').doNothing())
+      .execute();
+    s = (await lock())!;
+  }
 
-  const inserted = await trx
-    .insertInto('audit_events')
-    .values(events.map((e) => ({ ...eventColumns(e), body: canonicalJson(e), day: null })))
-    .onConflict((oc) => oc.doNothing())
-    .returning('id')
-    .execute();
+  // Usually every stored event is linked already (seq 0…linked_seq, no gaps), so the
+  // events that continue the chain get their hashes as they are inserted: no
+  // duplicate can be among them, since nothing after the head is stored.
+  const nothingWaiting = s.events === s.linked_seq + 1;
+  const rows = [...events].sort((a, b) => a.seq - b.seq).map((e) => ({ ...eventColumns(e), body: canonicalJson(e), day: null }));
+  let chain = { linked_seq: s.linked_seq, head_hash: s.head_hash };
+  if (nothingWaiting) {
+    for (const row of rows) {
+      if (row.seq! <= chain.linked_seq) continue; // a re-sent event, stored and linked before
+      if (row.seq !== chain.linked_seq + 1) break;
+      const hash = linkHash(chain.head_hash, row.body);
+      Object.assign(row, { prev_hash: chain.head_hash, hash });
+      chain = { linked_seq: row.seq, head_hash: hash };
+    }
+  }
+  const inserted = await trx.insertInto('audit_events').values(rows).onConflict((oc) => oc.doNothing()).returning('id').execute();
   const ids = new Set(inserted.map((r) => r.id));
   const stored = events.filter((e) => ids.has(e.id));
   if (stored.length === 0) return 0;
+  if (!nothingWaiting) chain = await link(trx, sessionId, s.linked_seq, s.head_hash);
 
   const statements = stored.filter((e) => e.type === 'statement');
   const start = stored.find((e): e is SessionStartEvent => e.type === 'session.start');
@@ -112,7 +127,7 @@ async function ingestSession(ctx: AuditContext, trx: AuditTrx, sessionId: string
     last_event_at: ctx.now(),
     ...(start ? { client_address: start.clientAddress, application_name: start.applicationName ?? null } : {}),
     ...(end ? { ended_at: isoOf(end.time), end_reason: end.reason, end_seq: end.seq } : {}),
-    ...(await link(trx, sessionId, s.linked_seq, s.head_hash)),
+    ...chain,
   };
   const endSeq = end ? end.seq : s.end_seq;
   const complete = endSeq !== null && update.linked_seq >= endSeq;
