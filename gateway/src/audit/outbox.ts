@@ -68,6 +68,7 @@ export class Outbox {
   private head: number;
   private fd: number;
   private dirty = false;
+  private cursorDirty = false;
   private syncing = false;
   private closeAfterSync: number[] = [];
   private readonly timer: NodeJS.Timeout;
@@ -214,8 +215,13 @@ export class Outbox {
       this.rollOver();
       this.cursor = { segment: this.head, offset: 0 };
     }
-    this.saveCursor();
-    this.dropBefore(this.cursor.segment);
+    // Saved with the periodic sync rather than per batch (a write and a rename each
+    // time); after a crash, what was delivered since is sent again and dropped by id.
+    this.cursorDirty = true;
+    if (this.cursor.segment > this.firstSegment()) {
+      this.saveCursor();
+      this.dropBefore(this.cursor.segment);
+    }
   }
 
   /** Bytes written but not yet delivered. */
@@ -242,6 +248,7 @@ export class Outbox {
   close(): void {
     if (this.closed) return;
     this.flush();
+    if (this.cursorDirty) this.saveCursor();
     this.closed = true;
     this.closedFd = true;
     clearInterval(this.timer);
@@ -345,6 +352,7 @@ export class Outbox {
   }
 
   private saveCursor(): void {
+    this.cursorDirty = false;
     const tmp = join(this.dir, `${CURSOR}.tmp`);
     try {
       writeFileSync(tmp, JSON.stringify(this.cursor), { mode: 0o600 });
@@ -363,7 +371,14 @@ export class Outbox {
     }
   }
 
+  private firstSegment(): number {
+    let first = this.head;
+    for (const n of this.sizes.keys()) if (n < first) first = n;
+    return first;
+  }
+
   private sync(): void {
+    if (this.cursorDirty && !this.closed) this.saveCursor();
     if (!this.dirty || this.syncing || this.closed) return;
     this.dirty = false;
     this.syncing = true;
