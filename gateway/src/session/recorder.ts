@@ -1,5 +1,6 @@
 // Turns what happens in one session into audit events, numbered in order.
-import type { AuditSink, SessionStartEvent } from '../audit/events.js';
+import type { AuditSink, SessionStartEvent, StatementEvent } from '../audit/events.js';
+import type { StatementInfo } from '../policy/index.js';
 import { decodeParameters } from '../wire/index.js';
 import type { TrackedStatement } from './tracker.js';
 
@@ -24,9 +25,11 @@ export class SessionRecorder {
     private readonly parameters: ParameterRecording,
   ) {}
 
+  /** The fields every event of this session carries, written out: spreads cost on the per-statement path. */
   private base() {
+    const c = this.ctx;
     const seq = this.seq++;
-    return { ...this.ctx, id: `${this.ctx.sessionId}:${seq}`, seq, time: new Date().toISOString() };
+    return { gateway: c.gateway, sessionId: c.sessionId, identity: c.identity, resource: c.resource, agent: c.agent, id: `${c.sessionId}:${seq}`, seq, time: new Date().toISOString() };
   }
 
   start(details: Omit<SessionStartEvent, keyof RecorderContext | 'id' | 'seq' | 'time' | 'type'>): void {
@@ -38,22 +41,24 @@ export class SessionRecorder {
     if (s.skipped && !s.refusal) return;
     this.statements++;
     const info = s.info;
-    this.sink.publish({
-      ...this.base(),
-      type: 'statement',
-      sql: s.sql,
-      parameters: s.parameters && this.parameters !== 'none' ? this.decode(s.parameters) : undefined,
-      protocol: s.protocol,
-      decision: s.refusal ? 'refused' : 'allowed',
-      rule: s.rule,
-      access: info?.access,
-      kind: info?.kind,
-      objects: info?.objects.filter((o) => o.type !== 'function').map((o) => (o.schema ? `${o.schema}.${o.name}` : o.name)),
-      command: s.command,
-      rows: s.rows,
-      durationMs: Math.round((now - s.startedAt) * 1000) / 1000,
-      error: s.refusal ? { sqlstate: s.refusal.sqlstate, message: s.refusal.message } : s.error,
-    });
+    const event = this.base() as StatementEvent;
+    event.type = 'statement';
+    event.sql = s.sql;
+    if (s.parameters && this.parameters !== 'none') event.parameters = this.decode(s.parameters);
+    event.protocol = s.protocol;
+    event.decision = s.refusal ? 'refused' : 'allowed';
+    if (s.rule !== undefined) event.rule = s.rule;
+    if (info) {
+      event.access = info.access;
+      event.kind = info.kind;
+      event.objects = objectNames(info);
+    }
+    if (s.command !== undefined) event.command = s.command;
+    if (s.rows !== undefined) event.rows = s.rows;
+    event.durationMs = Math.round((now - s.startedAt) * 1000) / 1000;
+    const error = s.refusal ? { sqlstate: s.refusal.sqlstate, message: s.refusal.message } : s.error;
+    if (error) event.error = error;
+    this.sink.publish(event);
   }
 
   end(details: { durationMs: number; bytesIn: number; bytesOut: number; reason: string }): void {
@@ -68,4 +73,15 @@ export class SessionRecorder {
       return undefined; // A malformed Bind fails upstream; the statement is still recorded.
     }
   }
+}
+
+/** The tables a statement touches, as "schema.name"; computed once per (shared, cached) classification. */
+const names = new WeakMap<StatementInfo, string[]>();
+function objectNames(info: StatementInfo): string[] {
+  let list = names.get(info);
+  if (!list) {
+    list = info.objects.filter((o) => o.type !== 'function').map((o) => (o.schema ? `${o.schema}.${o.name}` : o.name));
+    names.set(info, list);
+  }
+  return list;
 }
