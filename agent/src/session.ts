@@ -3,6 +3,7 @@
 // socket chunk becomes DATA on the channel and each DATA one socket write,
 // with the link's credit-based flow control in both directions.
 import type net from 'node:net';
+import { timingSafeEqual } from 'node:crypto';
 import { type Channel, type ChannelHandler, FrameType, type Link, type OpenSession, SessionFailed } from '@warden/proto';
 import type { Logger } from 'pino';
 import { type ResourceConfig, resourcePassword } from './config.js';
@@ -131,6 +132,16 @@ export class RelaySession implements ChannelHandler {
   /** True while reading from the upstream is paused because the channel has no credit. */
   get upstreamPaused(): boolean {
     return this.upstream?.isPaused() ?? false;
+  }
+
+  /**
+   * Whether (pid, secret) is the key the gateway gave this session's client
+   * (OpenSession): how a cancel that reached another gateway finds it.
+   */
+  holdsClientKey(pid: number, secret: Buffer): boolean {
+    const own = this.open.cancelSecret;
+    if (own.length === 0 || own.length !== secret.length || pid !== this.open.cancelProcessId) return false;
+    return timingSafeEqual(own, secret);
   }
 
   /** Forwards a client's cancel: a CancelRequest for the upstream backend. */

@@ -86,7 +86,7 @@ describe('tunnel relay with a fake gateway', () => {
     const c = await gw.control();
     expect(c.token).toBe(TOKEN);
     expect(c.info.agent).toBe('local');
-    expect(c.hello).toEqual({ agentName: 'local', version: 'test', resources: ['down', 'nodb', 'shop'] });
+    expect(c.hello).toEqual({ agentName: 'local', version: 'test', resources: ['down', 'nodb', 'shop'], features: ['cancel-key'] });
     await waitFor(() => conn.connected, 5_000, 'connected');
   });
 
@@ -149,6 +149,35 @@ describe('tunnel relay with a fake gateway', () => {
     s.send(queryMessage('SELECT 2'));
     const more = await untilReady(s, 3);
     expect(more.filter((m) => m.type === 'D').map((m) => dataRow(m.body)[0])).toEqual(['2']);
+    s.end();
+  }, 30_000);
+
+  it('CANCEL_KEY with the client key from OPEN cancels the query; a wrong secret or pid matches nothing', async () => {
+    const c = await gw.control();
+    const id = `s-${rand()}`;
+    c.open({ sessionId: id });
+    const s = await gw.session(id);
+    await untilReady(s, 1);
+    const session = ctx.sessions.get(id)!;
+    let cancels = 0;
+    const cancelQuery = session.cancelQuery.bind(session);
+    session.cancelQuery = () => {
+      cancels++;
+      cancelQuery();
+    };
+    const key = gw.hub.keys.issue(s.upstream!);
+    const secret = Buffer.alloc(4);
+    secret.writeInt32BE(key.secret);
+    s.send(queryMessage('SELECT pg_sleep(30)'));
+    await new Promise((r) => setTimeout(r, 300));
+    gw.hub.cancelByKey(key.pid, Buffer.from(secret.map((b, i) => (i === 3 ? b ^ 1 : b))));
+    gw.hub.cancelByKey(key.pid ^ 1, secret);
+    gw.hub.cancelByKey(key.pid, Buffer.concat([secret, Buffer.from([0])]));
+    // Frames are handled in order: the right key comes last.
+    gw.hub.cancelByKey(key.pid, secret);
+    const msgs = await untilReady(s, 2, 15_000);
+    expect(msgs.filter((m) => m.type === 'E').map((m) => errorFields(m.body).C)).toEqual(['57014']);
+    expect(cancels).toBe(1);
     s.end();
   }, 30_000);
 

@@ -50,11 +50,13 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
   const sessions = new Set<Session>();
   let agentHashes = new Map<string, Buffer>();
 
+  // Keys this gateway did not issue may belong to a session on another gateway: the agents know.
+  const keys = new CancelKeys({ relay: (pid, secret) => hub.cancelByKey(pid, secret) });
   const hub = new AgentHub((name, token) => {
     const expected = agentHashes.get(name);
     if (!expected) return false;
     return timingSafeEqual(expected, createHash('sha256').update(token).digest());
-  }, log.child({ component: 'tunnel' }));
+  }, log.child({ component: 'tunnel' }), { keys });
 
   const onSnapshot = (snapshot: Snapshot) => {
     auth = compileAuthConfig(snapshot);
@@ -103,7 +105,6 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
     }
   };
 
-  const keys = new CancelKeys();
   const tls = opts.tls
     ? createSecureContext({ cert: readFileSync(opts.tls.cert), key: readFileSync(opts.tls.key) })
     : undefined;

@@ -6,15 +6,18 @@ import { afterEach, describe, expect, it } from 'vitest';
 import {
   type Channel,
   type ChannelHandler,
+  decodeCancelKey,
   decodeWelcome,
   dialLink,
   encodeHello,
   FrameType,
   type Link,
+  LINK_FEATURE_CANCEL_KEY,
   type LinkOwner,
   OpenSession,
   SessionFailed,
 } from '@warden/proto';
+import { secretBytes } from '../src/session/keys.js';
 import { AgentHub, TunnelError, type Upstream } from '../src/tunnel/index.js';
 
 const log = pino({ level: process.env.WARDEN_TEST_LOG ?? 'silent' });
@@ -64,7 +67,9 @@ class FakeAgent implements LinkOwner {
   welcomed = false;
   closedWith: Error | undefined | null = null;
   channels: AgentChannel[] = [];
+  cancelKeys: Array<{ pid: number; secret: Buffer }> = [];
   frame(link: Link, type: number, channel: number, payload: Buffer): void {
+    if (type === FrameType.CANCEL_KEY) this.cancelKeys.push(decodeCancelKey(payload));
     if (type === FrameType.WELCOME) {
       link.peerWindow = decodeWelcome(payload).window;
       this.welcomed = true;
@@ -78,10 +83,10 @@ class FakeAgent implements LinkOwner {
   closed(_link: Link, error?: Error): void {
     this.closedWith = error;
   }
-  static async connect(port: number, name = 'local', token = TOKEN, version?: number): Promise<FakeAgent> {
+  static async connect(port: number, name = 'local', token = TOKEN, version?: number, features?: string[]): Promise<FakeAgent> {
     const a = new FakeAgent();
     a.link = await dialLink({ address: `127.0.0.1:${port}` }, a);
-    a.link.send(FrameType.HELLO, 0, encodeHello(token, { agentName: name, version: 't', resources: ['shop'] }, undefined, version));
+    a.link.send(FrameType.HELLO, 0, encodeHello(token, { agentName: name, version: 't', resources: ['shop'], features }, undefined, version));
     return a;
   }
   ready(ch: AgentChannel, bytes?: Buffer): void {
@@ -140,7 +145,7 @@ describe('agent hub', () => {
     cleanup.push(() => a.link.destroy());
     await waitFor(() => a.welcomed, 2_000, 'WELCOME');
     expect(h.isOnline('local')).toBe(true);
-    expect(h.connections('local')[0]!.hello).toEqual({ agentName: 'local', version: 't', resources: ['shop'] });
+    expect(h.connections('local')[0]!.hello).toEqual({ agentName: 'local', version: 't', resources: ['shop'], features: [] });
 
     const opening = h.open('local', { resource: 'shop', parameters: { application_name: 'x' }, readOnly: true });
     const ch = await waitFor(() => a.channels[0], 2_000, 'OPEN');
@@ -164,6 +169,36 @@ describe('agent hub', () => {
     await waitFor(() => ch.closedWith !== null, 2_000, 'CLOSE at the agent');
     expect(ch.closedWith).toBeUndefined();
     expect(got.ended).toBeNull(); // close() from the session side does not call back
+  });
+
+  it("OPEN carries the client's cancel key; cancelByKey sends CANCEL_KEY only to agents that understand it", async () => {
+    const { h, port } = await hub();
+    const modern = await FakeAgent.connect(port, 'local', TOKEN, undefined, [LINK_FEATURE_CANCEL_KEY]);
+    const older = await FakeAgent.connect(port, 'other');
+    cleanup.push(() => modern.link.destroy(), () => older.link.destroy());
+    await waitFor(() => modern.welcomed && older.welcomed, 2_000, 'WELCOME');
+
+    const opening = h.open('local', { resource: 'shop', parameters: {}, readOnly: false });
+    const ch = await waitFor(() => modern.channels[0], 2_000, 'OPEN');
+    modern.ready(ch);
+    const u = await opening;
+    const key = h.keys.issue(u);
+    expect(ch.open.cancelProcessId).toBe(key.pid);
+    expect(ch.open.cancelSecret).toEqual(secretBytes(key.secret));
+
+    // The key is the session's: a local cancel becomes CANCEL on its channel, nothing is relayed.
+    expect(h.keys.cancel(key.pid, key.secret, '10.0.0.1')).toBe(true);
+    await waitFor(() => ch.signals.includes(FrameType.CANCEL), 2_000, 'CANCEL');
+    expect(h.cancelByKey(7, Buffer.from([0, 0, 0, 9]))).toBe(1);
+    await waitFor(() => modern.cancelKeys.length === 1, 2_000, 'CANCEL_KEY');
+    expect(modern.cancelKeys[0]).toEqual({ pid: 7, secret: Buffer.from([0, 0, 0, 9]) });
+    // The agent without the feature gets nothing (its link would not survive an unknown frame type).
+    await new Promise((r) => setTimeout(r, 50));
+    expect(older.closedWith).toBeNull();
+
+    // Once the session is over its key is gone.
+    u.close();
+    expect(h.keys.size).toBe(0);
   });
 
   it('FAILED rejects the open with its SQLSTATE and message', async () => {

@@ -10,9 +10,11 @@ import { afterEach, describe, expect, it } from 'vitest';
 import {
   type Channel,
   type ChannelHandler,
+  decodeCancelKey,
   decodeHello,
   decodeWelcome,
   dialLink,
+  encodeCancelKey,
   encodeFrame,
   encodeHello,
   encodeWelcome,
@@ -52,6 +54,7 @@ const SAMPLE: Got[] = [
   { type: FrameType.CLOSE, channel: 3, payload: Buffer.alloc(0) },
   { type: FrameType.DATA, channel: 2, payload: Buffer.alloc(70_000, 0x61) },
   { type: FrameType.GOAWAY, channel: 0, payload: Buffer.alloc(0) },
+  { type: FrameType.CANCEL_KEY, channel: 0, payload: Buffer.from([0, 0, 0, 7, 1, 2, 3, 4]) },
 ];
 const WIRE = Buffer.concat(SAMPLE.map((f) => encodeFrame(f.type, f.channel, f.payload)));
 
@@ -120,7 +123,7 @@ describe('frame codec', () => {
 
 describe('handshake payloads', () => {
   it('HELLO and WELCOME carry version, window, token and AgentHello', () => {
-    const hello = { agentName: 'local', version: '1.2.3', resources: ['a', 'b'] };
+    const hello = { agentName: 'local', version: '1.2.3', resources: ['a', 'b'], features: ['cancel-key'] };
     expect(decodeHello(encodeHello('tök€n', hello, 65536))).toEqual({ version: 1, window: 65536, token: 'tök€n', hello });
     expect(decodeWelcome(encodeWelcome(4096))).toEqual({ version: 1, window: 4096 });
     // Another version is reported as such, whatever follows.
@@ -128,6 +131,16 @@ describe('handshake payloads', () => {
     expect(() => decodeHello(encodeHello('t', hello, 10))).toThrow(/below the minimum/);
     expect(() => decodeHello(encodeHello('token', hello).subarray(0, 9))).toThrow(LinkProtocolError);
     expect(() => decodeWelcome(Buffer.from([1]))).toThrow(LinkProtocolError);
+  });
+
+  it('CANCEL_KEY carries a process id and a secret of 4 to 256 bytes', () => {
+    const secret = Buffer.from([0xde, 0xad, 0xbe, 0xef]);
+    expect(decodeCancelKey(encodeCancelKey(0x7fffffff, secret))).toEqual({ pid: 0x7fffffff, secret });
+    const long = Buffer.alloc(256, 1);
+    expect(decodeCancelKey(encodeCancelKey(1, long)).secret).toEqual(long);
+    expect(() => decodeCancelKey(Buffer.from([0, 0, 0, 1, 2, 3, 4]))).toThrow(LinkProtocolError);
+    expect(() => decodeCancelKey(Buffer.alloc(4 + 257))).toThrow(LinkProtocolError);
+    expect(() => encodeCancelKey(1, Buffer.alloc(3))).toThrow();
   });
 });
 

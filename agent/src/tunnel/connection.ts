@@ -7,11 +7,13 @@ import {
   type BackoffOptions,
   backoffDelay,
   DEFAULT_BACKOFF,
+  decodeCancelKey,
   decodeWelcome,
   dialLink,
   encodeHello,
   FrameType,
   type Link,
+  LINK_FEATURE_CANCEL_KEY,
   LINK_VERSION,
   type LinkOptions,
   type LinkOwner,
@@ -127,6 +129,7 @@ export class GatewayConnection implements LinkOwner {
               agentName: this.ctx.agentName,
               version: this.ctx.version,
               resources: Object.keys(this.ctx.resources).sort(),
+              features: [LINK_FEATURE_CANCEL_KEY],
             },
             link.window,
           ),
@@ -178,6 +181,20 @@ export class GatewayConnection implements LinkOwner {
       case FrameType.CANCEL:
         this.log.debug({ channel }, 'cancel for an unknown channel ignored');
         return;
+      case FrameType.CANCEL_KEY: {
+        if (channel !== 0) throw new LinkProtocolError('CANCEL_KEY outside channel 0');
+        const { pid, secret } = decodeCancelKey(payload);
+        // The session may belong to any gateway: a client's cancel lands wherever its balancer sends it.
+        let matched = 0;
+        for (const s of this.ctx.sessions.values()) {
+          if (s.holdsClientKey(pid, secret)) {
+            matched++;
+            s.cancelQuery();
+          }
+        }
+        this.log.debug({ pid, matched }, 'cancel by client key');
+        return;
+      }
       case FrameType.GOAWAY:
         this.log.info('the gateway asked for no new sessions on this link');
         return;

@@ -176,7 +176,7 @@ export class Session {
         return;
       case 'cancel':
         // As Postgres does: act if the key matches, answer nothing either way.
-        this.deps.keys.cancel(packet.pid, packet.secret);
+        this.deps.keys.cancel(packet.pid, packet.secret, this.socket.remoteAddress);
         this.close();
         return;
       case 'startup':

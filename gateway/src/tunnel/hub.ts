@@ -4,7 +4,9 @@
 import { randomUUID } from 'node:crypto';
 import {
   type AgentHello,
+  encodeCancelKey,
   FrameType,
+  LINK_FEATURE_CANCEL_KEY,
   LINK_VERSION,
   type Link,
   type LinkOptions,
@@ -17,6 +19,7 @@ import {
   listenLinks,
 } from '@warden/proto';
 import type { Logger } from 'pino';
+import { CancelKeys, secretBytes } from '../session/keys.js';
 import { LinkUpstream, type Upstream } from './upstream.js';
 
 /** A failure to reach the upstream, with the SQLSTATE the client should see. */
@@ -39,6 +42,8 @@ export interface AgentHubOptions extends LinkOptions {
   helloTimeoutMs?: number;
   /** Called when an agent has been welcomed on a new link. */
   onAgentLink?(info: AgentLinkInfo): void;
+  /** Where sessions get the key their client sees (shared with the Postgres listener). */
+  keys?: CancelKeys;
 }
 
 /** What the hub knows about one agent link (for logs, tests and admin). */
@@ -108,6 +113,8 @@ export class AgentHub implements LinkOwner {
   private server: LinkServer | undefined;
   private readonly openTimeoutMs: number;
   private readonly helloTimeoutMs: number;
+  /** The keys handed to clients; each session's is issued when its OPEN goes out. */
+  readonly keys: CancelKeys;
 
   constructor(
     private readonly verify: AgentVerifier,
@@ -116,6 +123,7 @@ export class AgentHub implements LinkOwner {
   ) {
     this.openTimeoutMs = opts.openTimeoutMs ?? 15_000;
     this.helloTimeoutMs = opts.helloTimeoutMs ?? 10_000;
+    this.keys = opts.keys ?? new CancelKeys();
   }
 
   /** Starts the tunnel listener; resolves with its port. */
@@ -141,7 +149,7 @@ export class AgentHub implements LinkOwner {
   }
 
   /** Asks the agent to log in upstream; resolves once it is READY. */
-  open(agent: string, request: Omit<OpenSession, 'sessionId'> & { sessionId?: string }): Promise<Upstream> {
+  open(agent: string, request: Pick<OpenSession, 'resource' | 'parameters' | 'readOnly'> & { sessionId?: string }): Promise<Upstream> {
     const target = this.pick(agent);
     if (!target) {
       return Promise.reject(
@@ -152,7 +160,7 @@ export class AgentHub implements LinkOwner {
     const channel = target.allocateChannel();
     return new Promise<Upstream>((resolve, reject) => {
       let timer: NodeJS.Timeout | undefined;
-      const upstream = new LinkUpstream(agent, sessionId, target.link, channel, {
+      const upstream = new LinkUpstream(agent, sessionId, target.link, channel, this.keys, {
         ready: () => {
           clearTimeout(timer);
           resolve(upstream);
@@ -169,14 +177,37 @@ export class AgentHub implements LinkOwner {
           new TunnelError('08006', `agent ${agent} did not open resource ${request.resource} within ${this.openTimeoutMs / 1000} s`),
         );
       }, this.openTimeoutMs);
+      // The agent learns the client's key so that a cancel reaching another gateway finds the session.
+      const key = this.keys.issue(upstream);
       const open: OpenSession = {
         sessionId,
         resource: request.resource,
         parameters: request.parameters,
         readOnly: request.readOnly,
+        cancelProcessId: key.pid,
+        cancelSecret: secretBytes(key.secret),
       };
       target.link.send(FrameType.OPEN, channel, Buffer.from(OpenSession.encode(open).finish()));
     });
+  }
+
+  /**
+   * A CancelRequest with a key this gateway did not issue: one CANCEL_KEY to
+   * each agent link that understands it; the agent holding the key (its
+   * session may be on another gateway) cancels. Returns the frames sent.
+   */
+  cancelByKey(pid: number, secret: Buffer): number {
+    let sent = 0;
+    const payload = encodeCancelKey(pid, secret);
+    for (const links of this.links.values()) {
+      for (const l of links) {
+        if (l.link.closed || !l.hello.features.includes(LINK_FEATURE_CANCEL_KEY)) continue;
+        l.link.send(FrameType.CANCEL_KEY, 0, payload);
+        sent++;
+      }
+    }
+    this.log.debug({ pid, agentLinks: sent }, 'cancel for a key this gateway did not issue relayed to the agents');
+    return sent;
   }
 
   /** Drops the links of agents that are no longer enrolled. */

@@ -1,6 +1,7 @@
 // One client session's path to its upstream database: a channel on an
 // agent's link. The session module sees only the small Upstream interface.
 import { type Channel, type ChannelHandler, FrameType, type Link, SessionFailed } from '@warden/proto';
+import type { CancelKeys } from '../session/keys.js';
 
 export interface UpstreamHandlers {
   data(chunk: Buffer): void;
@@ -53,6 +54,8 @@ export class LinkUpstream implements Upstream, ChannelHandler {
     readonly sessionId: string,
     link: Link,
     channelId: number,
+    /** Where this session's client key lives; released when the channel ends. */
+    private readonly keys: CancelKeys,
     outcome: OpenOutcome,
   ) {
     this.opening = outcome;
@@ -93,6 +96,7 @@ export class LinkUpstream implements Upstream, ChannelHandler {
   }
 
   close(): void {
+    this.keys.releaseFor(this);
     if (this.ended) return;
     this.ended = true;
     this.handlers = null;
@@ -129,6 +133,7 @@ export class LinkUpstream implements Upstream, ChannelHandler {
 
   /** @internal */
   closed(error?: Error): void {
+    this.keys.releaseFor(this);
     if (this.opening) {
       const outcome = this.opening;
       this.opening = null;
@@ -154,6 +159,7 @@ export class LinkUpstream implements Upstream, ChannelHandler {
       outcome.ready();
     } else {
       this.ended = true;
+      this.keys.releaseFor(this);
       let failed: SessionFailed | undefined;
       try {
         failed = SessionFailed.decode(payload);

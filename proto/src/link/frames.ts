@@ -53,7 +53,20 @@ export const FrameType = {
   PONG: 12,
   /** either way, channel 0: open no new channels on this link; live ones go on. */
   GOAWAY: 13,
+  /**
+   * gateway → agent, channel 0: a client's CancelRequest for a key this
+   * gateway did not issue (u32 process id, then the secret); the agent
+   * cancels the session whose OpenSession carried that key, if any.
+   * Only sent to agents whose HELLO lists LINK_FEATURE_CANCEL_KEY.
+   */
+  CANCEL_KEY: 14,
 } as const;
+
+/** AgentHello feature: the agent understands CANCEL_KEY. */
+export const LINK_FEATURE_CANCEL_KEY = 'cancel-key';
+
+/** Longest cancel secret a CANCEL_KEY may carry (protocol 3.2 allows keys up to 256 bytes). */
+export const MAX_CANCEL_SECRET = 256;
 
 export type FrameTypeCode = (typeof FrameType)[keyof typeof FrameType];
 
@@ -64,7 +77,7 @@ export function frameTypeName(type: number): string {
 }
 
 export function isKnownFrameType(type: number): boolean {
-  return type >= FrameType.HELLO && type <= FrameType.GOAWAY;
+  return type >= FrameType.HELLO && type <= FrameType.CANCEL_KEY;
 }
 
 /** A peer broke the framing or the protocol: the link is closed with an ERROR frame. */
@@ -92,10 +105,15 @@ function checkWindow(window: number): number {
 }
 
 /** HELLO payload: u8 version, u32 receive window, u16 token length, token (UTF-8), AgentHello. */
-export function encodeHello(token: string, hello: AgentHello, window = DEFAULT_WINDOW, version = LINK_VERSION): Buffer {
+export function encodeHello(
+  token: string,
+  hello: Omit<AgentHello, 'features'> & { features?: string[] },
+  window = DEFAULT_WINDOW,
+  version = LINK_VERSION,
+): Buffer {
   const tok = Buffer.from(token, 'utf8');
   if (tok.length > 0xffff) throw new Error('enrollment token too long');
-  const msg = AgentHello.encode(hello).finish();
+  const msg = AgentHello.encode({ ...hello, features: hello.features ?? [] }).finish();
   const out = Buffer.allocUnsafe(7 + tok.length + msg.length);
   out[0] = version;
   out.writeUInt32BE(window, 1);
@@ -109,7 +127,7 @@ export function decodeHello(payload: Buffer): Hello {
   if (payload.length < 1) throw new LinkProtocolError('HELLO too short');
   const version = payload[0]!;
   // Another version may lay the rest out differently: the caller refuses it by version.
-  if (version !== LINK_VERSION) return { version, window: 0, token: '', hello: { agentName: '', version: '', resources: [] } };
+  if (version !== LINK_VERSION) return { version, window: 0, token: '', hello: { agentName: '', version: '', resources: [], features: [] } };
   if (payload.length < 7) throw new LinkProtocolError('HELLO too short');
   const n = payload.readUInt16BE(5);
   if (7 + n > payload.length) throw new LinkProtocolError('HELLO token length beyond the frame');
@@ -133,4 +151,19 @@ export function encodeWelcome(window = DEFAULT_WINDOW): Buffer {
 export function decodeWelcome(payload: Buffer): { version: number; window: number } {
   if (payload.length < 5) throw new LinkProtocolError('WELCOME too short');
   return { version: payload[0]!, window: checkWindow(payload.readUInt32BE(1)) };
+}
+
+/** CANCEL_KEY payload: u32 process id, then the secret key (4 to 256 bytes). */
+export function encodeCancelKey(pid: number, secret: Buffer): Buffer {
+  if (secret.length < 4 || secret.length > MAX_CANCEL_SECRET) throw new Error(`a cancel secret of ${secret.length} bytes is out of range`);
+  const out = Buffer.allocUnsafe(4 + secret.length);
+  out.writeUInt32BE(pid >>> 0, 0);
+  secret.copy(out, 4);
+  return out;
+}
+
+export function decodeCancelKey(payload: Buffer): { pid: number; secret: Buffer } {
+  const n = payload.length - 4;
+  if (n < 4 || n > MAX_CANCEL_SECRET) throw new LinkProtocolError(`CANCEL_KEY with a secret of ${Math.max(n, 0)} bytes`);
+  return { pid: payload.readUInt32BE(0), secret: payload.subarray(4) };
 }

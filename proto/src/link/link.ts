@@ -1,7 +1,8 @@
 // One agent link: a socket, the frame codec, the batching writer, the
 // channels and the keepalive. Frames that belong to a channel (DATA, WINDOW,
 // CLOSE, READY, FAILED, CANCEL) go to that channel; the rest (HELLO,
-// WELCOME, OPEN, GOAWAY) to the link's owner, which gives them their role.
+// WELCOME, OPEN, GOAWAY, CANCEL_KEY) to the link's owner, which gives them
+// their role.
 import type { Socket } from 'node:net';
 import { Channel, type ChannelHandler, type ChannelHost } from './channel.js';
 import { FrameDecoder, type FrameSink } from './codec.js';
@@ -24,7 +25,7 @@ export const DEFAULT_DEAD_AFTER_INTERVALS = 3;
 export interface LinkOwner {
   /** A new link, before any frame (the owner may set `link.data`). */
   opened?(link: Link): void;
-  /** HELLO, WELCOME, OPEN, GOAWAY, and READY/FAILED/CANCEL for unknown channels. Throw LinkProtocolError to drop the link. */
+  /** HELLO, WELCOME, OPEN, GOAWAY, CANCEL_KEY, and READY/FAILED/CANCEL for unknown channels. Throw LinkProtocolError to drop the link. */
   frame(link: Link, type: number, channel: number, payload: Buffer): void;
   /** The link is closed; `error` says why unless this side closed it without a reason. */
   closed(link: Link, error?: Error): void;

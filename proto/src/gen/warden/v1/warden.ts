@@ -312,6 +312,12 @@ export interface AgentHello {
   version: string;
   /** Resources this agent has upstream settings for. */
   resources: string[];
+  /**
+   * Link features beyond version 1 that this agent understands; the gateway
+   * sends their frames only to agents that list them. "cancel-key": the
+   * CANCEL_KEY frame (a CancelRequest that reached another gateway).
+   */
+  features: string[];
 }
 
 /**
@@ -328,6 +334,13 @@ export interface OpenSession {
   parameters: { [key: string]: string };
   /** Open the upstream session with default_transaction_read_only=on. */
   readOnly: boolean;
+  /**
+   * The BackendKeyData the gateway gives the client (not the upstream's): a
+   * CANCEL_KEY frame from any gateway carrying this pair cancels the
+   * session's running query. An empty secret matches nothing.
+   */
+  cancelProcessId: number;
+  cancelSecret: Buffer;
 }
 
 export interface OpenSession_ParametersEntry {
@@ -4087,7 +4100,7 @@ export const RetentionSettings: MessageFns<RetentionSettings> = {
 };
 
 function createBaseAgentHello(): AgentHello {
-  return { agentName: "", version: "", resources: [] };
+  return { agentName: "", version: "", resources: [], features: [] };
 }
 
 export const AgentHello: MessageFns<AgentHello> = {
@@ -4100,6 +4113,9 @@ export const AgentHello: MessageFns<AgentHello> = {
     }
     for (const v of message.resources) {
       writer.uint32(26).string(v!);
+    }
+    for (const v of message.features) {
+      writer.uint32(34).string(v!);
     }
     return writer;
   },
@@ -4141,6 +4157,14 @@ export const AgentHello: MessageFns<AgentHello> = {
             message.resources.push(reader.string());
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.features.push(reader.string());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4164,6 +4188,7 @@ export const AgentHello: MessageFns<AgentHello> = {
       resources: globalThis.Array.isArray(object?.resources)
         ? object.resources.map((e: any) => globalThis.String(e))
         : [],
+      features: globalThis.Array.isArray(object?.features) ? object.features.map((e: any) => globalThis.String(e)) : [],
     };
   },
 
@@ -4178,6 +4203,9 @@ export const AgentHello: MessageFns<AgentHello> = {
     if (message.resources?.length) {
       obj.resources = message.resources;
     }
+    if (message.features?.length) {
+      obj.features = message.features;
+    }
     return obj;
   },
 
@@ -4189,12 +4217,20 @@ export const AgentHello: MessageFns<AgentHello> = {
     message.agentName = object.agentName ?? "";
     message.version = object.version ?? "";
     message.resources = object.resources?.map((e) => e) || [];
+    message.features = object.features?.map((e) => e) || [];
     return message;
   },
 };
 
 function createBaseOpenSession(): OpenSession {
-  return { sessionId: "", resource: "", parameters: {}, readOnly: false };
+  return {
+    sessionId: "",
+    resource: "",
+    parameters: {},
+    readOnly: false,
+    cancelProcessId: 0,
+    cancelSecret: Buffer.alloc(0),
+  };
 }
 
 export const OpenSession: MessageFns<OpenSession> = {
@@ -4210,6 +4246,12 @@ export const OpenSession: MessageFns<OpenSession> = {
     });
     if (message.readOnly !== false) {
       writer.uint32(32).bool(message.readOnly);
+    }
+    if (message.cancelProcessId !== 0) {
+      writer.uint32(40).uint32(message.cancelProcessId);
+    }
+    if (message.cancelSecret.length !== 0) {
+      writer.uint32(50).bytes(message.cancelSecret);
     }
     return writer;
   },
@@ -4262,6 +4304,22 @@ export const OpenSession: MessageFns<OpenSession> = {
             message.readOnly = reader.bool();
             continue;
           }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.cancelProcessId = reader.uint32();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.cancelSecret = Buffer.from(reader.bytes());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4301,6 +4359,16 @@ export const OpenSession: MessageFns<OpenSession> = {
         : isSet(object.read_only)
         ? globalThis.Boolean(object.read_only)
         : false,
+      cancelProcessId: isSet(object.cancelProcessId)
+        ? globalThis.Number(object.cancelProcessId)
+        : isSet(object.cancel_process_id)
+        ? globalThis.Number(object.cancel_process_id)
+        : 0,
+      cancelSecret: isSet(object.cancelSecret)
+        ? Buffer.from(bytesFromBase64(object.cancelSecret))
+        : isSet(object.cancel_secret)
+        ? Buffer.from(bytesFromBase64(object.cancel_secret))
+        : Buffer.alloc(0),
     };
   },
 
@@ -4324,6 +4392,12 @@ export const OpenSession: MessageFns<OpenSession> = {
     if (message.readOnly !== false) {
       obj.readOnly = message.readOnly;
     }
+    if (message.cancelProcessId !== 0) {
+      obj.cancelProcessId = Math.round(message.cancelProcessId);
+    }
+    if (message.cancelSecret.length !== 0) {
+      obj.cancelSecret = base64FromBytes(message.cancelSecret);
+    }
     return obj;
   },
 
@@ -4344,6 +4418,8 @@ export const OpenSession: MessageFns<OpenSession> = {
       {},
     );
     message.readOnly = object.readOnly ?? false;
+    message.cancelProcessId = object.cancelProcessId ?? 0;
+    message.cancelSecret = object.cancelSecret ?? Buffer.alloc(0);
     return message;
   },
 };
@@ -5097,6 +5173,14 @@ export const ControlPlaneServiceClient = makeGenericClientConstructor(
   service: typeof ControlPlaneServiceService;
   serviceName: string;
 };
+
+function bytesFromBase64(b64: string): Uint8Array {
+  return Uint8Array.from(globalThis.Buffer.from(b64, "base64"));
+}
+
+function base64FromBytes(arr: Uint8Array): string {
+  return globalThis.Buffer.from(arr).toString("base64");
+}
 
 type Builtin = Date | Function | Uint8Array | string | number | boolean | undefined;
 
