@@ -1,11 +1,15 @@
 // The server → client half of the relay: swaps the upstream's BackendKeyData
 // for the gateway's own key, and tells the tracker how each statement ended.
-// Result rows pass through untouched.
+// Result rows pass through untouched. A notification the session sent itself
+// carries the gateway's pid too, so a client can still tell its own
+// notifications by comparing with its backend PID, as Postgres' NOTIFY
+// documentation tells it to.
 import {
   BACKEND_KEY_DATA,
   COMMAND_COMPLETE,
   EMPTY_QUERY_RESPONSE,
   ERROR_RESPONSE,
+  NOTIFICATION_RESPONSE,
   PORTAL_SUSPENDED,
   READY_FOR_QUERY,
   backendKeyData,
@@ -14,6 +18,7 @@ import { MessageFilter } from './filter.js';
 import type { ResponseTracker } from './tracker.js';
 
 export function serverMessages(key: { pid: number; secret: number }, tracker: ResponseTracker): MessageFilter {
+  let upstreamPid: number | undefined;
   const inspect = (type: number, msg: Buffer): Buffer | null => {
     switch (type) {
       case COMMAND_COMPLETE:
@@ -34,13 +39,20 @@ export function serverMessages(key: { pid: number; secret: number }, tracker: Re
         tracker.ready();
         return null;
       case BACKEND_KEY_DATA:
+        upstreamPid = msg.readInt32BE(5);
         return backendKeyData(key.pid, key.secret);
+      case NOTIFICATION_RESPONSE: {
+        if (msg.readInt32BE(5) !== upstreamPid) return null;
+        const own = Buffer.from(msg);
+        own.writeInt32BE(key.pid, 5);
+        return own;
+      }
       default:
         return null;
     }
   };
   return new MessageFilter(
-    (t) => t === COMMAND_COMPLETE || t === ERROR_RESPONSE || t === READY_FOR_QUERY || t === EMPTY_QUERY_RESPONSE || t === PORTAL_SUSPENDED || t === BACKEND_KEY_DATA,
+    (t) => t === COMMAND_COMPLETE || t === ERROR_RESPONSE || t === READY_FOR_QUERY || t === EMPTY_QUERY_RESPONSE || t === PORTAL_SUSPENDED || t === BACKEND_KEY_DATA || t === NOTIFICATION_RESPONSE,
     inspect,
   );
 }

@@ -27,6 +27,7 @@ export const PORTAL_SUSPENDED = 0x73; // 's'
 export const ERROR_RESPONSE = 0x45; // 'E'
 export const READY_FOR_QUERY = 0x5a; // 'Z'
 export const BACKEND_KEY_DATA = 0x4b; // 'K'
+export const NOTIFICATION_RESPONSE = 0x41; // 'A'
 
 /** SQLSTATEs the gateway raises itself. */
 export const SqlState = {
