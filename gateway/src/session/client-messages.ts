@@ -64,7 +64,7 @@ export function clientMessages(gate: StatementGate, tracker: ResponseTracker): M
     }
   };
   return new MessageFilter(
-    (t) => t === QUERY || t === PARSE || t === BIND || t === EXECUTE || t === SYNC || t === FUNCTION_CALL,
+    [QUERY, PARSE, BIND, EXECUTE, SYNC, FUNCTION_CALL],
     inspect,
   );
 }

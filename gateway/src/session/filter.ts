@@ -20,10 +20,15 @@ export class MessageFilter {
   /** Total bytes the partial message needs; 0 while only part of a header is known. */
   private partialNeed = 0;
 
+  /** 1 for the message types handed to the inspector: one array read per message. */
+  private readonly inspected = new Uint8Array(256);
+
   constructor(
-    private readonly inspected: (type: number) => boolean,
+    types: readonly number[],
     private readonly inspect: Inspector,
-  ) {}
+  ) {
+    for (const t of types) this.inspected[t] = 1;
+  }
 
   filter(chunk: Buffer): Buffer {
     if (this.partialLength) {
@@ -51,7 +56,7 @@ export class MessageFilter {
       const type = chunk[pos]!;
       const total = chunk.readInt32BE(pos + 1) + 1;
       if (total < 5) throw new ProtocolError(`invalid message length ${total - 1}`);
-      if (!this.inspected(type)) {
+      if (this.inspected[type] === 0) {
         if (pos + total <= length) pos += total;
         else {
           this.skip = pos + total - length;

@@ -52,7 +52,7 @@ export function serverMessages(key: { pid: number; secret: number }, tracker: Re
     }
   };
   return new MessageFilter(
-    (t) => t === COMMAND_COMPLETE || t === ERROR_RESPONSE || t === READY_FOR_QUERY || t === EMPTY_QUERY_RESPONSE || t === PORTAL_SUSPENDED || t === BACKEND_KEY_DATA || t === NOTIFICATION_RESPONSE,
+    [COMMAND_COMPLETE, ERROR_RESPONSE, READY_FOR_QUERY, EMPTY_QUERY_RESPONSE, PORTAL_SUSPENDED, BACKEND_KEY_DATA, NOTIFICATION_RESPONSE],
     inspect,
   );
 }
