@@ -4,6 +4,7 @@ import {
   MessageReader,
   ProtocolError,
   errorResponse,
+  negotiateProtocolVersion,
   parsePassword,
   parseStartupPacket,
 } from '../src/wire/index.js';
@@ -61,7 +62,14 @@ describe('startup packets', () => {
 
   it('parses a startup message with parameters', () => {
     const p = parseStartupPacket(body(serialize.startup({ user: 'ci', database: 'shop', application_name: 'x' })));
-    expect(p).toEqual({ kind: 'startup', parameters: { user: 'ci', database: 'shop', application_name: 'x', client_encoding: 'UTF8' } });
+    expect(p).toEqual({ kind: 'startup', minor: 0, parameters: { user: 'ci', database: 'shop', application_name: 'x', client_encoding: 'UTF8' } });
+  });
+
+  it('accepts a newer 3.x version, and answers with the one it speaks and the options it does not know', () => {
+    const v32 = Buffer.concat([Buffer.from([0, 3, 0, 2]), Buffer.from('user\0ci\0_pq_.x\0y\0\0')]);
+    expect(parseStartupPacket(v32)).toEqual({ kind: 'startup', minor: 2, parameters: { user: 'ci', '_pq_.x': 'y' } });
+    const v = negotiateProtocolVersion(0, ['_pq_.x']);
+    expect(v.toString('latin1')).toBe('v\x00\x00\x00\x13\x00\x00\x00\x00\x00\x00\x00\x01_pq_.x\x00');
   });
 
   it('recognises SSLRequest, GSSENCRequest and CancelRequest', () => {

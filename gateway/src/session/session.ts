@@ -18,6 +18,7 @@ import {
   authenticationCleartextPassword,
   authenticationOk,
   errorResponse,
+  negotiateProtocolVersion,
   parsePassword,
   parseStartupPacket,
   sslAnswer,
@@ -180,7 +181,7 @@ export class Session {
         this.close();
         return;
       case 'startup':
-        return this.onStartup(packet.parameters);
+        return this.onStartup(packet.parameters, packet.minor);
     }
   }
 
@@ -196,7 +197,13 @@ export class Session {
     this.attach(secure);
   }
 
-  private onStartup(params: Record<string, string>): void {
+  private onStartup(params: Record<string, string>, minor: number): void {
+    // As Postgres does for a newer 3.x or protocol options: name what it speaks, carry on without them.
+    const options = Object.keys(params).filter((k) => k.startsWith('_pq_.'));
+    if (minor > 0 || options.length) {
+      this.socket.write(negotiateProtocolVersion(0, options));
+      for (const o of options) delete params[o];
+    }
     if (params.replication && params.replication !== 'false' && params.replication !== 'off') {
       throw new Refusal(SqlState.featureNotSupported, 'replication connections are not supported through Warden');
     }

@@ -6,7 +6,8 @@ export type StartupPacket =
   | { kind: 'ssl' }
   | { kind: 'gssenc' }
   | { kind: 'cancel'; pid: number; secret: number }
-  | { kind: 'startup'; parameters: Record<string, string> };
+  /** `minor`: the 3.x version the client asked for; the gateway answers with what it speaks (3.0). */
+  | { kind: 'startup'; minor: number; parameters: Record<string, string> };
 
 export function parseStartupPacket(body: Buffer): StartupPacket {
   if (body.length < 4) throw new ProtocolError('startup packet too short');
@@ -19,11 +20,10 @@ export function parseStartupPacket(body: Buffer): StartupPacket {
     case CANCEL_REQUEST:
       if (body.length !== 12) throw new ProtocolError('malformed CancelRequest');
       return { kind: 'cancel', pid: body.readInt32BE(4), secret: body.readInt32BE(8) };
-    case PROTOCOL_3_0:
-      return { kind: 'startup', parameters: parseParameters(body.subarray(4)) };
     default:
+      if (code >>> 16 === PROTOCOL_3_0 >>> 16) return { kind: 'startup', minor: code & 0xffff, parameters: parseParameters(body.subarray(4)) };
       throw new ProtocolError(
-        `unsupported frontend protocol ${code >>> 16}.${code & 0xffff}: Warden speaks protocol 3.0`,
+        `unsupported frontend protocol ${code >>> 16}.${code & 0xffff}: Warden speaks protocol 3`,
       );
   }
 }
