@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { serialize } from 'pg-protocol';
-import { MessageFilter } from '../src/session/filter.js';
+import { MessageFilter, messageTypes } from '../src/session/filter.js';
 import { raise, clientMessages } from '../src/session/client-messages.js';
 import { ResponseTracker } from '../src/session/tracker.js';
 import { ClassificationCache, StatementGate, type Rule } from '../src/policy/index.js';
@@ -23,14 +23,14 @@ describe('MessageFilter', () => {
   const input = Buffer.concat([serialize.query('SELECT 1'), serialize.sync(), serialize.query('SELECT 2'), serialize.flush()]);
 
   it('forwards the same Buffer when nothing is replaced', () => {
-    const f = new MessageFilter([Q], () => null);
+    const f = new MessageFilter(messageTypes(Q), () => null);
     expect(f.filter(input)).toBe(input);
   });
 
   it('gives the same output however the input is split', () => {
-    const whole = new MessageFilter([Q], (_t, m) => serialize.query(`/*x*/${m.toString('utf8', 5, m.length - 1)}`)).filter(input);
+    const whole = new MessageFilter(messageTypes(Q), (_t, m) => serialize.query(`/*x*/${m.toString('utf8', 5, m.length - 1)}`)).filter(input);
     for (let size = 1; size <= input.length; size++) {
-      const f = new MessageFilter([Q], (_t, m) => serialize.query(`/*x*/${m.toString('utf8', 5, m.length - 1)}`));
+      const f = new MessageFilter(messageTypes(Q), (_t, m) => serialize.query(`/*x*/${m.toString('utf8', 5, m.length - 1)}`));
       const out: Buffer[] = [];
       for (let i = 0; i < input.length; i += size) out.push(f.filter(input.subarray(i, i + size)));
       expect(Buffer.concat(out)).toEqual(whole);
@@ -39,7 +39,7 @@ describe('MessageFilter', () => {
   });
 
   it('streams large pass-through messages without holding them', () => {
-    const f = new MessageFilter([Q], () => null);
+    const f = new MessageFilter(messageTypes(Q), () => null);
     const copyData = Buffer.alloc(1 << 20, 1);
     copyData[0] = 0x64;
     copyData.writeInt32BE(copyData.length - 1, 1);
@@ -49,7 +49,7 @@ describe('MessageFilter', () => {
   });
 
   it('rejects a length below 4', () => {
-    const f = new MessageFilter([], () => null);
+    const f = new MessageFilter(messageTypes(), () => null);
     expect(() => f.filter(Buffer.from([0x51, 0, 0, 0, 1]))).toThrow(/invalid message length/);
   });
 });

@@ -7,7 +7,9 @@
 // transaction marked failed.
 import type { StatementGate } from '../policy/index.js';
 import { BIND, EXECUTE, FUNCTION_CALL, PARSE, ProtocolError, QUERY, SYNC, parse, query } from '../wire/index.js';
-import { MessageFilter } from './filter.js';
+import { MessageFilter, messageTypes } from './filter.js';
+
+const INSPECTED = messageTypes(QUERY, PARSE, BIND, EXECUTE, SYNC, FUNCTION_CALL);
 import type { ResponseTracker, StatementDecision } from './tracker.js';
 
 export function clientMessages(gate: StatementGate, tracker: ResponseTracker): MessageFilter {
@@ -64,7 +66,7 @@ export function clientMessages(gate: StatementGate, tracker: ResponseTracker): M
     }
   };
   return new MessageFilter(
-    [QUERY, PARSE, BIND, EXECUTE, SYNC, FUNCTION_CALL],
+    INSPECTED,
     inspect,
   );
 }

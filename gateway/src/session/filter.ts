@@ -11,6 +11,13 @@ const EMPTY = Buffer.alloc(0);
 /** SQL text is inspected whole; larger messages are refused rather than buffered. */
 export const MAX_INSPECTED_MESSAGE = 256 * 1024 * 1024;
 
+/** A table of message types, shared by every session's filter: one array read per message. */
+export function messageTypes(...types: number[]): Uint8Array {
+  const table = new Uint8Array(256);
+  for (const t of types) table[t] = 1;
+  return table;
+}
+
 export class MessageFilter {
   /** Bytes of a pass-through message that are still to come. */
   private skip = 0;
@@ -20,15 +27,11 @@ export class MessageFilter {
   /** Total bytes the partial message needs; 0 while only part of a header is known. */
   private partialNeed = 0;
 
-  /** 1 for the message types handed to the inspector: one array read per message. */
-  private readonly inspected = new Uint8Array(256);
-
   constructor(
-    types: readonly number[],
+    /** From messageTypes(): 1 for the types handed to the inspector. */
+    private readonly inspected: Uint8Array,
     private readonly inspect: Inspector,
-  ) {
-    for (const t of types) this.inspected[t] = 1;
-  }
+  ) {}
 
   filter(chunk: Buffer): Buffer {
     if (this.partialLength) {

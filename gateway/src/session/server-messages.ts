@@ -14,7 +14,17 @@ import {
   READY_FOR_QUERY,
   backendKeyData,
 } from '../wire/index.js';
-import { MessageFilter } from './filter.js';
+import { MessageFilter, messageTypes } from './filter.js';
+
+const INSPECTED = messageTypes(
+  COMMAND_COMPLETE,
+  ERROR_RESPONSE,
+  READY_FOR_QUERY,
+  EMPTY_QUERY_RESPONSE,
+  PORTAL_SUSPENDED,
+  BACKEND_KEY_DATA,
+  NOTIFICATION_RESPONSE,
+);
 import type { ResponseTracker } from './tracker.js';
 
 export function serverMessages(key: { pid: number; secret: number }, tracker: ResponseTracker): MessageFilter {
@@ -52,7 +62,7 @@ export function serverMessages(key: { pid: number; secret: number }, tracker: Re
     }
   };
   return new MessageFilter(
-    [COMMAND_COMPLETE, ERROR_RESPONSE, READY_FOR_QUERY, EMPTY_QUERY_RESPONSE, PORTAL_SUSPENDED, BACKEND_KEY_DATA, NOTIFICATION_RESPONSE],
+    INSPECTED,
     inspect,
   );
 }
