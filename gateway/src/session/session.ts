@@ -94,6 +94,7 @@ export class Session {
   private bytesIn = 0;
   private bytesOut = 0;
   private log: Logger;
+  private logFields: Record<string, unknown>;
   private encrypted = false;
 
   constructor(
@@ -101,13 +102,19 @@ export class Session {
     private readonly deps: SessionDeps,
   ) {
     this.socket = socket;
-    this.log = deps.log.child({ client: `${socket.remoteAddress}:${socket.remotePort}` });
+    this.log = deps.log.child((this.logFields = { client: `${socket.remoteAddress}:${socket.remotePort}` }));
     socket.setNoDelay(true);
     this.attach(socket);
     this.authTimer = setTimeout(
       () => this.refuse(new Refusal(SqlState.invalidAuthorization, 'authentication took too long; the gateway closed the connection')),
       deps.authTimeoutMs,
     );
+  }
+
+  /** Adds fields to every later log line: one child of the gateway's logger, not a chain (chained children keep their parents). */
+  private rebind(fields: Record<string, unknown>): void {
+    this.logFields = { ...this.logFields, ...fields };
+    this.log = this.deps.log.child(this.logFields);
   }
 
   /** Re-read after awaits: the client may have gone meanwhile. */
@@ -218,7 +225,7 @@ export class Session {
       );
     }
     this.parameters = params;
-    this.log = this.log.child({ resource: params.database, user: params.user, application: params.application_name });
+    this.rebind({ resource: params.database, user: params.user, application: params.application_name });
     this.phase = 'password';
     this.socket.write(authenticationCleartextPassword());
   }
@@ -227,7 +234,7 @@ export class Session {
     try {
       const admission = await this.deps.admit(token, this.parameters.database!);
       if (this.closed) return;
-      this.log = this.log.child({ identity: admission.identity, agent: admission.agent });
+      this.rebind({ identity: admission.identity, agent: admission.agent });
       const passOn: Record<string, string> = {};
       for (const [k, v] of Object.entries(this.parameters)) if (!WITHHELD_PARAMETERS.has(k)) passOn[k] = v;
       const upstream = await this.deps.openUpstream(admission, passOn);
