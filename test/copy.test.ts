@@ -14,7 +14,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pg from 'pg';
 import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
-import { RawPg, commandTag, cstring, dataRow, errorFields, type RawMessage } from './support/raw-pg.js';
+import { RawClient, serialize, type Message } from './support/raw-client.js';
 import { MiB, describeRss, sampleRss } from './support/rss.js';
 import { createDatabase, sh, startStack, type Stack, type TestDatabase } from './support/stack.js';
 
@@ -355,33 +355,36 @@ describe('CopyFail and bad data leave the session usable and nothing half-done',
   });
 
   it('a raw CopyFail inside a transaction fails it as Postgres does; stray copy messages after it are dropped', async () => {
-    const raw = await RawPg.open({ host: stack.host, port: stack.port, user: 'demo-admin', database: stack.resource, password: await stack.token('demo-admin') });
-    const result = async (sql: string): Promise<RawMessage[]> => {
-      raw.query(sql);
-      return raw.until('Z');
+    const raw = await RawClient.connect({ host: stack.host, port: stack.port, user: 'demo-admin', database: stack.resource, password: await stack.token('demo-admin') });
+    const result = async (sql: string): Promise<Message[]> => {
+      raw.send(serialize.query(sql));
+      return raw.until('readyForQuery');
     };
-    const errorOf = (msgs: RawMessage[]) => errorFields(msgs.find((m) => m.type === 'E')!.body);
-    const status = (msgs: RawMessage[]) => msgs.at(-1)!.body.toString();
+    const errorOf = (msgs: Message[]) => {
+      const e = msgs.find((m) => m.name === 'error')!;
+      return { severity: e.severity, code: e.code, message: e.message };
+    };
+    const status = (msgs: Message[]) => msgs.at(-1)!.status;
     try {
       expect(status(await result(`BEGIN; INSERT INTO copy_target VALUES (0, 'before the copy')`))).toBe('T');
-      raw.query('COPY copy_target FROM STDIN');
-      expect((await raw.next()).type).toBe('G'); // CopyInResponse
-      raw.send('d', goodRows(1, 1000));
-      raw.send('f', cstring('stopped by hand'));
-      let msgs = await raw.until('Z');
+      raw.send(serialize.query('COPY copy_target FROM STDIN'));
+      expect((await raw.next()).name).toBe('copyInResponse');
+      raw.send(serialize.copyData(goodRows(1, 1000)));
+      raw.send(serialize.copyFail('stopped by hand'));
+      let msgs = await raw.until('readyForQuery');
       expect(errorOf(msgs)).toEqual({ severity: 'ERROR', code: '57014', message: 'COPY from stdin failed: stopped by hand' });
       expect(status(msgs)).toBe('E'); // in a failed transaction
       // Late CopyData and CopyDone after the failure: Postgres drops them.
-      raw.send('d', goodRows(2000, 2001));
-      raw.send('c');
+      raw.send(serialize.copyData(goodRows(2000, 2001)));
+      raw.send(serialize.copyDone());
       msgs = await result('SELECT 1');
       expect(errorOf(msgs).code).toBe('25P02');
       expect(status(await result('ROLLBACK'))).toBe('I');
       msgs = await result('SELECT count(*) FROM copy_target');
-      expect(dataRow(msgs.find((m) => m.type === 'D')!.body)).toEqual(['0']);
+      expect(msgs.find((m) => m.name === 'dataRow')!.fields).toEqual(['0']);
       expect(status(msgs)).toBe('I');
     } finally {
-      await raw.terminate();
+      await raw.end();
     }
     expect(await count('copy_target')).toBe(0);
   });
@@ -533,30 +536,30 @@ describe('what each identity may copy', () => {
 describe('a client that reads a large result slowly', () => {
   const SLOW_ROWS = 70_000; // of 8 KB: 560 MB
   const cases = [
-    { what: 'a SELECT', sql: `SELECT /* slow-reader */ g, repeat('x', 8000) FROM generate_series(1, ${SLOW_ROWS}) g`, row: 'D', tag: `SELECT ${SLOW_ROWS}` },
+    { what: 'a SELECT', sql: `SELECT /* slow-reader */ g, repeat('x', 8000) FROM generate_series(1, ${SLOW_ROWS}) g`, row: 'dataRow', tag: `SELECT ${SLOW_ROWS}` },
     {
       what: 'COPY TO STDOUT',
       sql: `COPY (SELECT /* slow-reader */ g, repeat('x', 8000) FROM generate_series(1, ${SLOW_ROWS}) g) TO STDOUT`,
-      row: 'd',
+      row: 'copyData',
       tag: `COPY ${SLOW_ROWS}`,
     },
   ];
 
   it.each(cases)('of $what (560 MB) makes neither gateway nor agent buffer it', async ({ sql, row, tag }) => {
-    const raw = await RawPg.open({ host: stack.host, port: stack.port, user: 'demo', database: stack.resource, password: await stack.token('demo') });
+    const raw = await RawClient.connect({ host: stack.host, port: stack.port, user: 'demo', database: stack.resource, password: await stack.token('demo') });
     try {
       // A first statement, so that what a session loads once is not counted as growth.
-      raw.query('SELECT 1');
-      await raw.until('Z');
+      raw.send(serialize.query('SELECT 1'));
+      await raw.until('readyForQuery');
       const rowsBefore = raw.counts[row] ?? 0;
       raw.keepBulk = false;
-      raw.socket.pause();
+      raw.pause();
       const rss = sampleRss({ gateway: stack.gatewayPid, agent: stack.agentPid });
-      raw.query(sql);
+      raw.send(serialize.query(sql));
       // Six seconds of reading one chunk every 150 ms: a few MB of 560.
       for (let i = 0; i < 40; i++) {
         await sleep(150);
-        await raw.readOneChunk();
+        await raw.readChunk();
       }
       const reports = rss.stop();
       for (const [name, r] of Object.entries(reports)) {
@@ -581,13 +584,13 @@ describe('a client that reads a large result slowly', () => {
       expect(activity).toEqual([{ state: 'active', wait_event: 'ClientWrite' }]);
       expect(raw.bytesRead).toBeLessThan(64 * MiB);
       // Then it reads the rest at full speed: all of it arrives.
-      const rest = await raw.until('Z');
-      expect(rest.filter((m) => m.type === 'E').map((m) => errorFields(m.body))).toEqual([]);
+      const rest = await raw.until('readyForQuery');
+      expect(rest.filter((m) => m.name === 'error').map((m) => `${m.code}: ${m.message}`)).toEqual([]);
       expect(raw.counts[row]! - rowsBefore).toBe(SLOW_ROWS);
-      expect(commandTag(rest.find((m) => m.type === 'C')!.body)).toBe(tag);
+      expect(rest.find((m) => m.name === 'commandComplete')!.text).toBe(tag);
       expect(raw.bytesRead).toBeGreaterThan(SLOW_ROWS * 8000);
     } finally {
-      await raw.terminate();
+      await raw.end();
     }
   });
 });

@@ -1,8 +1,12 @@
-// A minimal Postgres v3 client for message-level tests: it sends exactly the
-// messages a test writes (serialised by pg-protocol) and hands back every
-// message the server sends, decoded by pg-protocol's parser and with its raw
-// bytes, so a test can compare the same exchange against Postgres directly
-// and through Warden byte for byte.
+// A minimal Postgres v3 client for message-level tests, for what real drivers
+// do not let a test do. It sends exactly the messages a test writes
+// (serialised by pg-protocol: queries, the extended protocol, CopyData,
+// CopyFail, CopyDone...) and hands back every message the server sends,
+// decoded by pg-protocol's parser and with its raw bytes, so a test can
+// compare the same exchange against Postgres directly and through Warden byte
+// for byte. It can also read a large result as slowly as a test likes: the
+// socket stays paused and is read a chunk at a time, and rows are only
+// counted, not kept.
 import { connect, type Socket } from 'node:net';
 import { serialize } from 'pg-protocol';
 import { Parser } from 'pg-protocol/dist/parser.js';
@@ -26,14 +30,20 @@ export interface RawConnectOptions {
   parameters?: Record<string, string>;
 }
 
+/** DataRow and CopyData: always counted, kept for next() only while `keepBulk` is set. */
+const BULK = new Set(['dataRow', 'copyData']);
+
 export class RawClient {
-  /** ParameterStatus values as last reported by the server. */
-  readonly parameters = new Map<string, string>();
-  backendKey: { processID: number; secretKey: number } | undefined;
+  /** Bytes received so far. */
+  bytesRead = 0;
+  /** Messages received so far, by name. */
+  readonly counts: Record<string, number> = {};
+  /** Keep DataRow and CopyData messages for next(); when false they are only counted. */
+  keepBulk = true;
   /** Settles when the server closes the connection. */
   readonly closed: Promise<void>;
   private readonly queue: Message[] = [];
-  private waiter: (() => void) | undefined;
+  private wake: (() => void) | undefined;
   private pending = Buffer.alloc(0);
   private readonly parser = new Parser();
   private ended = false;
@@ -41,11 +51,11 @@ export class RawClient {
   private constructor(private readonly socket: Socket) {
     socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
-    socket.on('error', () => {});
+    socket.on('error', () => {}); // 'close' follows, and next() reports it
     this.closed = new Promise((resolve) =>
       socket.once('close', () => {
         this.ended = true;
-        this.wake();
+        this.wake?.();
         resolve();
       }),
     );
@@ -62,9 +72,15 @@ export class RawClient {
     client.send(serialize.startup({ user: opts.user, database: opts.database, ...opts.parameters }));
     for (;;) {
       const m = await client.next();
+      let failure: string | undefined;
       if (m.name === 'authenticationCleartextPassword') client.send(serialize.password(opts.password ?? ''));
-      else if (m.name === 'error') throw new Error(`startup failed: ${String(m.message)}`);
+      else if (m.name === 'error') failure = `startup failed: ${String(m.code)} ${String(m.message)}`;
+      else if (m.name.startsWith('authentication') && m.name !== 'authenticationOk') failure = `unsupported authentication request ${m.name}`;
       else if (m.name === 'readyForQuery') return client;
+      if (failure) {
+        socket.destroy();
+        throw new Error(failure);
+      }
     }
   }
 
@@ -72,23 +88,19 @@ export class RawClient {
     this.socket.write(Buffer.concat(messages));
   }
 
-  /** The next message from the server; fails if none comes in `timeoutMs` (a hang, not a speed check). */
+  /**
+   * The next message kept from the server, reading again if the socket is
+   * paused; fails if the server sends nothing for `timeoutMs` (a hang, not a
+   * speed check).
+   */
   async next(timeoutMs = 15_000): Promise<Message> {
-    const deadline = Date.now() + timeoutMs;
-    while (this.queue.length === 0) {
+    for (;;) {
+      const m = this.queue.shift();
+      if (m) return m;
       if (this.ended) throw new Error('the server closed the connection');
-      const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`no message from the server within ${timeoutMs} ms`);
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(resolve, left);
-        this.waiter = () => {
-          clearTimeout(t);
-          resolve();
-        };
-      });
-      this.waiter = undefined;
+      this.socket.resume();
+      if (!(await this.arrival(timeoutMs))) throw new Error(`nothing from the server within ${timeoutMs} ms`);
     }
-    return this.queue.shift()!;
   }
 
   /** Messages up to and including the first one named `name`. */
@@ -101,18 +113,46 @@ export class RawClient {
     }
   }
 
-  /** Whether a message is waiting, without waiting for one. */
-  get buffered(): number {
-    return this.queue.length;
+  /** Stops reading from the socket, so the server's data waits (readChunk, next and end read again). */
+  pause(): void {
+    this.socket.pause();
+  }
+
+  /** Reads the next chunk that arrives on a paused socket, then pauses again; resolves with its size. */
+  readChunk(): Promise<number> {
+    return new Promise((resolve) => {
+      this.socket.once('data', (chunk: Buffer) => {
+        this.socket.pause();
+        resolve(chunk.length);
+      });
+      this.socket.resume();
+    });
   }
 
   /** Sends Terminate and waits for the server to close the connection. */
   async end(): Promise<void> {
     if (!this.ended) this.socket.end(serialize.end());
+    this.socket.resume(); // a paused socket would not see the close
     await this.closed;
   }
 
+  /** Resolves true when bytes arrive or the connection closes, false after `ms` without. */
+  private arrival(ms: number): Promise<boolean> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.wake = undefined;
+        resolve(false);
+      }, ms);
+      this.wake = () => {
+        clearTimeout(timer);
+        this.wake = undefined;
+        resolve(true);
+      };
+    });
+  }
+
   private onData(chunk: Buffer): void {
+    this.bytesRead += chunk.length;
     let buf = this.pending.length ? Buffer.concat([this.pending, chunk]) : chunk;
     while (buf.length >= 5) {
       const total = buf.readUInt32BE(1) + 1;
@@ -120,18 +160,15 @@ export class RawClient {
       const raw = Buffer.from(buf.subarray(0, total));
       buf = buf.subarray(total);
       this.parser.parse(raw, (decoded) => {
-        const m = Object.assign({}, decoded, { raw }) as unknown as Message;
-        if (m.name === 'parameterStatus') this.parameters.set(String(m.parameterName), String(m.parameterValue));
-        if (m.name === 'backendKeyData') this.backendKey = { processID: Number(m.processID), secretKey: Number(m.secretKey) };
-        this.queue.push(m);
+        // pg-protocol decodes an ErrorResponse as an Error, whose message is not enumerable.
+        const m: Message = decoded instanceof Error ? { ...decoded, message: decoded.message, raw } : { ...decoded, raw };
+        this.counts[m.name] = (this.counts[m.name] ?? 0) + 1;
+        if (this.keepBulk || !BULK.has(m.name)) this.queue.push(m);
       });
     }
+    // A copy, so that a large chunk is not kept alive by its unparsed tail.
     this.pending = Buffer.from(buf);
-    this.wake();
-  }
-
-  private wake(): void {
-    this.waiter?.();
+    this.wake?.();
   }
 }
 
