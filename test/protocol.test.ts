@@ -592,3 +592,19 @@ describe('session end', () => {
     expect(await gone('warden-proto-terminate')).toBe(0);
   });
 });
+
+describe('startup', () => {
+  it('a client asking for protocol 3.2 with a _pq_ option is told 3.0, as Postgres tells it, and goes on', async () => {
+    const ask = { protocolMinor: 2, parameters: { '_pq_.warden_test': 'on' } };
+    const u = new URL(db.url);
+    const direct = await RawClient.connect({ host: u.hostname, port: Number(u.port || 5432), user: decodeURIComponent(u.username), database: db.name, ...ask });
+    const warden = await RawClient.connect({ host: stack.host, port: stack.port, user: 'demo', database: RESOURCE, password: await stack.token(), ...ask });
+    const negotiation = (c: RawClient) => c.startup.find((m) => m.name === 'negotiateProtocolVersion');
+    expect(negotiation(direct)).toMatchObject({ version: 3 << 16, unknown: ['_pq_.warden_test'] });
+    expect(negotiation(warden)!.raw).toEqual(negotiation(direct)!.raw);
+    warden.send(serialize.query('SELECT 41 + 1 AS answer'));
+    const rows = (await warden.until('readyForQuery')).filter((m) => m.name === 'dataRow');
+    expect(rows.map((m) => dataRowValues(m).map((v) => v?.toString()))).toEqual([['42']]);
+    await Promise.all([direct.end(), warden.end()]);
+  });
+});

@@ -68,8 +68,8 @@ describe('startup packets', () => {
   it('accepts a newer 3.x version, and answers with the one it speaks and the options it does not know', () => {
     const v32 = Buffer.concat([Buffer.from([0, 3, 0, 2]), Buffer.from('user\0ci\0_pq_.x\0y\0\0')]);
     expect(parseStartupPacket(v32)).toEqual({ kind: 'startup', minor: 2, parameters: { user: 'ci', '_pq_.x': 'y' } });
-    const v = negotiateProtocolVersion(0, ['_pq_.x']);
-    expect(v.toString('latin1')).toBe('v\x00\x00\x00\x13\x00\x00\x00\x00\x00\x00\x00\x01_pq_.x\x00');
+    const v = negotiateProtocolVersion(196608, ['_pq_.x']);
+    expect(v.toString('latin1')).toBe('v\x00\x00\x00\x13\x00\x03\x00\x00\x00\x00\x00\x01_pq_.x\x00');
   });
 
   it('recognises SSLRequest, GSSENCRequest and CancelRequest', () => {

@@ -28,6 +28,8 @@ export interface RawConnectOptions {
   /** Sent when the server asks for a cleartext password (Warden: the token). */
   password?: string;
   parameters?: Record<string, string>;
+  /** Ask for protocol 3.<minor> instead of 3.0. */
+  protocolMinor?: number;
 }
 
 /** DataRow and CopyData: always counted, kept for next() only while `keepBulk` is set. */
@@ -42,6 +44,8 @@ export class RawClient {
   keepBulk = true;
   /** Settles when the server closes the connection. */
   readonly closed: Promise<void>;
+  /** What the server sent from the startup packet to the first ReadyForQuery. */
+  readonly startup: Message[] = [];
   private readonly queue: Message[] = [];
   private wake: (() => void) | undefined;
   private pending = Buffer.alloc(0);
@@ -69,9 +73,10 @@ export class RawClient {
       socket.once('error', reject);
     });
     const client = new RawClient(socket);
-    client.send(serialize.startup({ user: opts.user, database: opts.database, ...opts.parameters }));
+    client.send(startupMessage({ user: opts.user, database: opts.database, client_encoding: 'UTF8', ...opts.parameters }, opts.protocolMinor ?? 0));
     for (;;) {
       const m = await client.next();
+      client.startup.push(m);
       let failure: string | undefined;
       if (m.name === 'authenticationCleartextPassword') client.send(serialize.password(opts.password ?? ''));
       else if (m.name === 'error') failure = `startup failed: ${String(m.code)} ${String(m.message)}`;
@@ -159,6 +164,11 @@ export class RawClient {
       if (buf.length < total) break;
       const raw = Buffer.from(buf.subarray(0, total));
       buf = buf.subarray(total);
+      if (raw[0] === 0x76) {
+        // NegotiateProtocolVersion, which pg-protocol does not decode.
+        this.queue.push({ name: 'negotiateProtocolVersion', raw, version: raw.readInt32BE(5), unknown: raw.toString('utf8', 13, raw.length - 1).split('\0') });
+        continue;
+      }
       this.parser.parse(raw, (decoded) => {
         // pg-protocol decodes an ErrorResponse as an Error, whose message is not enumerable.
         const m: Message = decoded instanceof Error ? { ...decoded, message: decoded.message, raw } : { ...decoded, raw };
@@ -170,6 +180,15 @@ export class RawClient {
     this.pending = Buffer.from(buf);
     this.wake?.();
   }
+}
+
+/** A StartupMessage for protocol 3.<minor>. */
+function startupMessage(parameters: Record<string, string>, minor: number): Buffer {
+  const body = Buffer.from(`${Object.entries(parameters).map(([k, v]) => `${k}\0${v}\0`).join('')}\0`, 'utf8');
+  const head = Buffer.alloc(8);
+  head.writeInt32BE(8 + body.length);
+  head.writeInt32BE((3 << 16) | minor, 4);
+  return Buffer.concat([head, body]);
 }
 
 /** A message as a short readable line, for assertions on the sequence. */

@@ -13,6 +13,7 @@ import {
   MAX_STARTUP_PACKET,
   MessageReader,
   PASSWORD_MESSAGE,
+  PROTOCOL_3_0,
   ProtocolError,
   SqlState,
   authenticationCleartextPassword,
@@ -208,7 +209,7 @@ export class Session {
     // As Postgres does for a newer 3.x or protocol options: name what it speaks, carry on without them.
     const options = Object.keys(params).filter((k) => k.startsWith('_pq_.'));
     if (minor > 0 || options.length) {
-      this.socket.write(negotiateProtocolVersion(0, options));
+      this.socket.write(negotiateProtocolVersion(PROTOCOL_3_0, options));
       for (const o of options) delete params[o];
     }
     if (params.replication && params.replication !== 'false' && params.replication !== 'off') {

@@ -50,9 +50,9 @@ export const authenticationOk = () => frame(0x52, int32s(0));
 export const backendKeyData = (pid: number, secret: number) => frame(0x4b, int32s(pid, secret));
 export const readyForQuery = (status: 'I' | 'T' | 'E' = 'I') => frame(0x5a, Buffer.from(status, 'latin1'));
 
-/** The newest 3.x minor version the gateway speaks, and the `_pq_.` options it does not know. */
-export const negotiateProtocolVersion = (minor: number, unknownOptions: string[]) =>
-  frame(0x76, Buffer.concat([int32s(minor, unknownOptions.length), ...unknownOptions.map((o) => Buffer.from(`${o}\0`, 'utf8'))]));
+/** The protocol version the gateway speaks (Postgres sends it whole, e.g. 3.0 = 196608), and the `_pq_.` options it does not know. */
+export const negotiateProtocolVersion = (version: number, unknownOptions: string[]) =>
+  frame(0x76, Buffer.concat([int32s(version, unknownOptions.length), ...unknownOptions.map((o) => Buffer.from(`${o}\0`, 'utf8'))]));
 
 /** One byte answering SSLRequest or GSSENCRequest: 'S' to go TLS, 'N' to stay plain. */
 export const sslAnswer = (accept: boolean) => Buffer.from(accept ? 'S' : 'N', 'latin1');
