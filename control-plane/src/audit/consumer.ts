@@ -15,8 +15,14 @@ export interface AuditConsumerOptions {
   url: string;
   ingest: (events: unknown[]) => Promise<IngestResult>;
   log: Logger;
-  /** Messages stored per transaction at most. Default 256. */
+  /** Events stored per transaction, about (whole messages are taken; at least one). Default 1024. */
   batchSize?: number;
+}
+
+function lineCount(data: Uint8Array): number {
+  let n = 1;
+  for (let i = data.indexOf(10); i >= 0; i = data.indexOf(10, i + 1)) n++;
+  return n;
 }
 
 const isNotFound = (err: unknown) => /not found/i.test((err as Error)?.message ?? '');
@@ -81,7 +87,7 @@ export class AuditConsumer {
       await this.ensureConsumer(jsm);
       const consumer = await nc.jetstream().consumers.get(AUDIT_STREAM, AUDIT_CONSUMER);
       // Short pulls: a pull request lost while JetStream was still recovering after a restart is replaced within seconds.
-      const messages = await consumer.consume({ max_messages: this.opts.batchSize ?? 256, expires: 5_000 });
+      const messages = await consumer.consume({ max_messages: 256, expires: 5_000 });
       this.stopCurrent = () => messages.stop();
       this.opts.log.info({ url: this.opts.url, stream: AUDIT_STREAM, consumer: AUDIT_CONSUMER }, 'consuming audit events from NATS');
       onHealthy();
@@ -134,13 +140,20 @@ export class AuditConsumer {
    * transactions and a lone message waits for none.
    */
   private async drain(messages: AsyncIterable<JsMsg>): Promise<void> {
-    const max = this.opts.batchSize ?? 256;
+    const max = this.opts.batchSize ?? 1024;
     const queue: JsMsg[] = [];
+    // Messages up to about `max` events (one JSON line each).
+    const take = () => {
+      let n = 0;
+      let events = 0;
+      while (n < queue.length && (n === 0 || events + lineCount(queue[n]!.data) <= max)) events += lineCount(queue[n++]!.data);
+      return queue.splice(0, n);
+    };
     let storing: Promise<void> | undefined;
     const kick = () => {
       if (storing) return;
       storing = (async () => {
-        while (queue.length > 0) await this.store(queue.splice(0, max));
+        while (queue.length > 0) await this.store(take());
       })().finally(() => {
         storing = undefined;
         if (queue.length > 0) kick();
@@ -154,13 +167,19 @@ export class AuditConsumer {
   }
 
   private async store(batch: JsMsg[]): Promise<void> {
-    const events = batch.map((m) => {
-      try {
-        return JSON.parse(new TextDecoder().decode(m.data)) as unknown;
-      } catch {
-        return undefined; // counted and logged as invalid by ingest
-      }
-    });
+    // A message holds one or more events, as JSON lines.
+    const events = batch.flatMap((m) =>
+      Buffer.from(m.data.buffer, m.data.byteOffset, m.data.byteLength)
+        .toString('utf8')
+        .split('\n')
+        .map((line) => {
+          try {
+            return JSON.parse(line) as unknown;
+          } catch {
+            return undefined; // counted and logged as invalid by ingest
+          }
+        }),
+    );
     try {
       const r = await this.opts.ingest(events);
       this.stored += r.stored;

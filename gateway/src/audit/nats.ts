@@ -1,6 +1,10 @@
-// Delivers audit events to NATS JetStream: one message per event on
-// warden.audit.<resource>.<identity>, with the event id as Nats-Msg-Id so the
-// stream drops re-sends. A batch is published in one go and counts as
+// Delivers audit events to NATS JetStream on warden.audit.<resource>.<identity>.
+// A batch becomes one message per subject (up to MAX_MESSAGE_BYTES), holding
+// the events as JSON lines: a JetStream publish costs its request, reply and
+// timer, and one per event made the NATS path the gateway's largest cost.
+// Nats-Msg-Id names the first and last event, so JetStream drops a batch
+// re-sent as it was; re-sends cut differently are dropped by the control
+// plane's insert, which is idempotent on the event id. A batch counts as
 // delivered when JetStream acknowledged every message.
 import { connect, type JetStreamClient, type NatsConnection } from 'nats';
 import type { Logger } from 'pino';
@@ -36,9 +40,8 @@ export class JetStreamTransport implements Transport {
   async send(batch: OutboxEntry[]): Promise<void> {
     const js = await this.client();
     const timeout = this.opts.ackTimeoutMs ?? 5_000;
-    const encoder = new TextEncoder();
     // Published back to back on one connection, so JetStream stores them in this order.
-    const acks = batch.map((e) => js.publish(auditSubject(e.event), encoder.encode(e.line), { msgID: e.event.id, timeout }));
+    const acks = messages(batch).map((m) => js.publish(m.subject, Buffer.from(m.lines.join('\n'), 'utf8'), { msgID: messageId(m), timeout }));
     const results = await Promise.allSettled(acks);
     const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (failed) {
@@ -97,3 +100,37 @@ export class JetStreamTransport implements Transport {
     })().catch(() => {});
   }
 }
+
+/** Below NATS' default max_payload (1 MiB) with room for headers; an event is at most MAX_EVENT_BYTES. */
+export const MAX_MESSAGE_BYTES = 512 << 10;
+
+interface Message {
+  subject: string;
+  lines: string[];
+  bytes: number;
+  first: string;
+  last: string;
+}
+
+/** The batch as messages: the events of each subject in order, each message under MAX_MESSAGE_BYTES. */
+export function messages(batch: OutboxEntry[]): Message[] {
+  const open = new Map<string, Message>();
+  const out: Message[] = [];
+  for (const e of batch) {
+    const subject = auditSubject(e.event);
+    const bytes = Buffer.byteLength(e.line, 'utf8') + 1;
+    let m = open.get(subject);
+    if (!m || m.bytes + bytes > MAX_MESSAGE_BYTES) {
+      m = { subject, lines: [], bytes: 0, first: e.event.id, last: e.event.id };
+      open.set(subject, m);
+      out.push(m);
+    }
+    m.lines.push(e.line);
+    m.bytes += bytes;
+    m.last = e.event.id;
+  }
+  return out;
+}
+
+/** Nats-Msg-Id: the same events give the same id. */
+export const messageId = (m: Message) => (m.first === m.last ? m.first : `${m.first}..${m.last}`);
