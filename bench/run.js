@@ -6,8 +6,11 @@ import { execFileSync } from 'node:child_process';
 import { mkdir, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { parseArgs, USAGE } from './lib/cli.js';
-import { createBenchDatabase, serverInfo } from './lib/db.js';
+import { EMBEDDED_VARIANT, parseArgs, USAGE } from './lib/cli.js';
+import { createBenchDatabase, createScratchDatabase, serverInfo } from './lib/db.js';
+import { descriptorsNeeded, openFilesLimit, sessionsAllowed } from './lib/limits.js';
+import { natsServerBin } from './lib/nats.js';
+import { startOwnPostgres } from './lib/own-postgres.js';
 import { directPath } from './lib/paths.js';
 import { percentile, runPgbench } from './lib/pgbench.js';
 import { PGBOUNCER_INSTALL_HINT, PGBOUNCER_POOL_MODE, startPgbouncer } from './lib/pgbouncer.js';
@@ -16,7 +19,7 @@ import { computeTargets, formatReport } from './lib/report.js';
 import { idleSessionMemory, sessionSetupRate } from './lib/sessions.js';
 import { streamCopy } from './lib/stream.js';
 import { cleanupAll, killRunning, tempDir, which } from './lib/util.js';
-import { REPO_ROOT, startWarden, wardenMissing } from './lib/warden.js';
+import { REPO_ROOT, startWardenChain, wardenMissing } from './lib/warden.js';
 
 /** @typedef {import('./lib/paths.js').BenchPath} BenchPath */
 
@@ -30,10 +33,17 @@ const CONFIGS = [
 const SESSION_BATCH = 50;
 const SETUP_PARALLEL = 4;
 const CONNECTION_MARGIN = 10;
+// The bench's own cluster: room beyond the sessions for the control plane's
+// pool, the warm-up sessions and the bench's own queries.
+const OWN_CONNECTION_MARGIN = 50;
 
 const log = (/** @type {string} */ msg) => process.stderr.write(`[bench] ${msg}\n`);
 
 let interrupted = false;
+/** After Ctrl+C, start nothing new: cleanup may already have run past it. */
+const stopIfInterrupted = () => {
+  if (interrupted) throw new Error('interrupted');
+};
 for (const sig of /** @type {NodeJS.Signals[]} */ (['SIGINT', 'SIGTERM', 'SIGHUP'])) {
   process.on(sig, () => {
     if (interrupted) {
@@ -85,7 +95,7 @@ async function main() {
   /** @type {any} */
   const results = {
     benchmark: 'warden',
-    schema: 1,
+    schema: 2,
     timestamp: new Date().toISOString(),
     node: process.version,
     machine: { cores: os.cpus().length, cpuModel: os.cpus()[0]?.model ?? null, memoryBytes: os.totalmem(), kernel: os.release(), loadavgStart: os.loadavg(), loadavgEnd: null },
@@ -96,6 +106,9 @@ async function main() {
     postgres: null,
     database: null,
     paths: [],
+    sessionServer: null,
+    sessionPaths: [],
+    fileLimits: {},
     runs: [],
     rows: [],
     sessionSetup: [],
@@ -117,76 +130,217 @@ async function main() {
   const failedPaths = new Map();
 
   // ------------------------------------------------------------ paths
-  /** @type {BenchPath[]} */
-  const paths = [directPath(dbConn)];
-  results.paths.push({ id: 'direct', kind: 'direct', note: paths[0].note });
-
-  if (!opts.pgbouncer) {
-    results.paths.push({ id: 'pgbouncer', kind: 'pgbouncer', skipped: 'left out (--no-pgbouncer)' });
-  } else {
-    try {
-      const pgb = await startPgbouncer(dbConn, (m) => log(`pgbouncer: ${m}`));
-      if ('skipped' in pgb) {
-        log(`PgBouncer skipped: ${pgb.skipped}`);
-        results.paths.push({ id: 'pgbouncer', kind: 'pgbouncer', skipped: pgb.skipped });
-      } else {
-        paths.push(pgb);
-        results.paths.push({ id: pgb.id, kind: pgb.kind, note: pgb.note, version: pgb.version });
-      }
-    } catch (err) {
-      const msg = err instanceof Error ? err.message : String(err);
-      log(`PgBouncer failed, its rows are left out: ${msg}`);
-      results.paths.push({ id: 'pgbouncer', kind: 'pgbouncer', error: msg });
-    }
-  }
-
-  const wardenSpecs = [{ id: 'warden', args: opts.wardenArgs }, ...opts.wardenVariants.map((v) => ({ id: `warden+${v.name}`, args: v.args }))];
+  // 'warden' is the production topology (control plane on Postgres, audit
+  // through NATS JetStream); 'warden+embedded' keeps local mode's defaults.
+  const wardenSpecs = [
+    { id: 'warden', args: opts.wardenArgs, topology: 'production' },
+    ...(opts.embedded ? [{ id: `warden+${EMBEDDED_VARIANT}`, args: [], topology: 'embedded' }] : []),
+    ...opts.wardenVariants.map((v) => ({ id: `warden+${v.name}`, args: v.args, topology: 'production' })),
+  ];
+  const natsBin = opts.nats ? null : await natsServerBin();
   const missing = wardenMissing();
-  for (const spec of wardenSpecs) {
-    if (!opts.warden) {
-      results.paths.push({ id: spec.id, kind: 'warden', skipped: 'left out (--no-warden)' });
-      continue;
+
+  /**
+   * Start every path against `target`: direct, PgBouncer, the Warden chains.
+   * A path that cannot start is recorded in `entries` and left out.
+   * @param {import('./lib/pgbench.js').Conn} target
+   * @param {{ host: string, port: number, user: string, throwaway?: boolean }} controlPlaneServer
+   * @param {number} pgbouncerSessions  idle sessions PgBouncer must hold at once
+   * @param {string} tag  log prefix
+   */
+  const startPaths = async (target, controlPlaneServer, pgbouncerSessions, tag) => {
+    /** @type {BenchPath[]} */
+    const started = [directPath(target)];
+    /** @type {any[]} */
+    const entries = [{ id: 'direct', kind: 'direct', note: started[0].note }];
+    if (!opts.pgbouncer) {
+      entries.push({ id: 'pgbouncer', kind: 'pgbouncer', skipped: 'left out (--no-pgbouncer)' });
+    } else {
+      stopIfInterrupted();
+      try {
+        const pgb = await startPgbouncer(target, (m) => log(`${tag}pgbouncer: ${m}`), { sessions: pgbouncerSessions });
+        if ('skipped' in pgb) {
+          log(`PgBouncer skipped: ${pgb.skipped}`);
+          entries.push({ id: 'pgbouncer', kind: 'pgbouncer', skipped: pgb.skipped });
+        } else {
+          started.push(pgb);
+          entries.push({ id: pgb.id, kind: pgb.kind, note: pgb.note, version: pgb.version });
+        }
+      } catch (err) {
+        if (interrupted) throw err;
+        const msg = err instanceof Error ? err.message : String(err);
+        log(`${tag}PgBouncer failed, its rows are left out: ${msg}`);
+        entries.push({ id: 'pgbouncer', kind: 'pgbouncer', error: msg });
+      }
     }
-    if (missing) {
-      log(`${spec.id} skipped: ${missing}`);
-      results.paths.push({ id: spec.id, kind: 'warden', skipped: missing });
-      continue;
+    for (const spec of wardenSpecs) {
+      const base = { id: spec.id, kind: 'warden', topology: spec.topology };
+      if (!opts.warden) {
+        entries.push({ ...base, skipped: 'left out (--no-warden)' });
+        continue;
+      }
+      if (missing) {
+        log(`${spec.id} skipped: ${missing}`);
+        entries.push({ ...base, skipped: missing });
+        continue;
+      }
+      /** @type {import('./lib/warden.js').Topology} */
+      const topology = spec.topology === 'embedded'
+        ? { kind: 'embedded' }
+        : { kind: 'production', controlPlaneServer, nats: opts.nats ? { url: opts.nats } : natsBin ? { bin: natsBin } : undefined };
+      stopIfInterrupted();
+      try {
+        log(`${tag}starting ${spec.id} ...`);
+        const w = await startWardenChain({ upstream: target, id: spec.id, extraArgs: spec.args, topology, log: (m) => log(`${tag}${m}`) });
+        started.push(w);
+        entries.push({ ...base, note: w.note, extraArgs: spec.args, topologyArgs: w.topologyArgs });
+      } catch (err) {
+        if (interrupted) throw err;
+        const msg = err instanceof Error ? err.message : String(err);
+        log(`${tag}${spec.id} failed, its rows are left out:\n${msg}`);
+        entries.push({ ...base, error: msg, notStarted: true });
+      }
     }
-    try {
-      log(`starting ${spec.id} ...`);
-      const w = await startWarden({ upstream: dbConn, id: spec.id, extraArgs: spec.args, log });
-      paths.push(w);
-      results.paths.push({ id: w.id, kind: w.kind, note: w.note, extraArgs: spec.args });
-    } catch (err) {
-      const msg = err instanceof Error ? err.message : String(err);
-      log(`${spec.id} failed, its rows are left out:\n${msg}`);
-      results.paths.push({ id: spec.id, kind: 'warden', error: msg, notStarted: true });
-    }
+    return { paths: started, entries };
+  };
+
+  // ------------------------------------------------------------ session measurements
+  // Idle-session memory first, while the Warden processes are fresh: garbage
+  // from the pgbench and streaming runs would make their RSS drift by more
+  // than the sessions add. Every session holds a Postgres backend, so when
+  // the machine's Postgres cannot take them all, these measurements run on a
+  // cluster of the bench's own, with every path started against it.
+  /** Why fewer sessions were measured than asked for (idleMemoryNote). */
+  const sessionNotes = new Set();
+  const benchLimit = openFilesLimit('self');
+  results.fileLimits.bench = benchLimit;
+  let sessions = opts.sessions;
+  const benchCap = sessionsAllowed(benchLimit, 'warden');
+  if (benchCap < sessions) {
+    const note = `the bench's open-file limit (${benchLimit?.soft}) allows ${benchCap} sessions, not ${sessions}; ` +
+      `raise it (ulimit -n ${descriptorsNeeded(sessions, 'pgbouncer')}) before the bench for the full count`;
+    log(note);
+    sessionNotes.add(note);
+    sessions = benchCap;
   }
-  // ------------------------------------------------------------ idle memory
-  // First, while the Warden processes are fresh: garbage from the pgbench
-  // and streaming runs would make their RSS drift by more than the sessions
-  // add.
-  const wardens = paths.filter((p) => p.kind === 'warden');
-  for (const p of wardens) {
-    const now = await serverInfo({ ...SERVER, database: 'postgres' });
-    const fit = Math.max(1, now.max_connections - now.in_use - CONNECTION_MARGIN);
-    const count = Math.min(opts.sessions, fit);
-    if (count < opts.sessions) {
-      results.idleMemoryNote = `Postgres max_connections=${now.max_connections} (${now.in_use} in use) allows ` +
-        `${count} sessions, not ${opts.sessions}; the per-session figure is over ${count} sessions ` +
-        `(the server config is left alone; raise max_connections to ~${opts.sessions + 100} for the full count)`;
-      log(results.idleMemoryNote);
-    }
-    log(`idle sessions: opening ${count} through ${p.id}, ${SESSION_BATCH} at a time ...`);
+  const machine = await serverInfo({ ...SERVER, database: 'postgres' });
+  const machineFit = Math.max(1, machine.max_connections - machine.in_use - CONNECTION_MARGIN);
+  /** @type {import('./lib/own-postgres.js').OwnPostgres | null} */
+  let own = null;
+  if (machineFit < sessions && (opts.warden || opts.pgbouncer)) {
+    log(`the machine's Postgres has room for ${machineFit} sessions (max_connections=${machine.max_connections}, ` +
+      `${machine.in_use} in use); starting a Postgres of the bench's own for ${sessions} ...`);
+    stopIfInterrupted();
     try {
-      const m = await idleSessionMemory(p, count, SESSION_BATCH, log);
-      results.idleMemory.push(m);
-      log(`  ${m.opened} sessions: ` + Object.entries(m.perSessionKiB).map(([k, v]) => `${k} ${v?.toFixed(1)} KiB`).join(', ') +
-        (m.rssSettled ? '' : ' (RSS had not settled: figure is noisy)'));
+      own = await startOwnPostgres({ maxConnections: sessions + OWN_CONNECTION_MARGIN, log });
     } catch (err) {
       if (interrupted) throw err;
-      log(`idle-session memory through ${p.id} failed: ${err instanceof Error ? err.message : err}`);
+      const msg = err instanceof Error ? err.message : String(err);
+      log(`${msg}\nfalling back to the machine's Postgres, with fewer sessions`);
+      sessionNotes.add(`no Postgres of the bench's own (${msg.replace(/\s*\n\s*/g, ' ').slice(0, 300)})`);
+    }
+  }
+
+  /** @type {BenchPath[]} */
+  let paths;
+  if (own) {
+    results.sessionServer = { kind: 'own', version: own.version, host: own.host, port: own.port, maxConnections: own.maxConnections,
+      reason: `the machine's Postgres had room for ${machineFit} sessions (max_connections=${machine.max_connections}, ${machine.in_use} in use)` };
+    const target = await createScratchDatabase(own, 'warden_bench_', { drop: false });
+    const set = await startPaths(target, { host: own.host, port: own.port, user: own.user, throwaway: true }, sessions, 'sessions: ');
+    results.sessionPaths = set.entries;
+    await sessionMeasurements(set.paths, sessions, null);
+    await recordAuditEvents(set.paths, set.entries);
+    log('sessions: stopping the session paths and the Postgres of the bench\'s own ...');
+    for (const p of set.paths) await p.stop();
+    await own.stop();
+    const main = await startPaths(dbConn, SERVER, 0, '');
+    results.paths = main.entries;
+    paths = main.paths;
+  } else {
+    results.sessionServer = { kind: 'machine', version: info.version, host: SERVER.host, port: SERVER.port, maxConnections: machine.max_connections };
+    const main = await startPaths(dbConn, SERVER, Math.min(sessions, machineFit), '');
+    results.paths = main.entries;
+    results.sessionPaths = main.entries;
+    paths = main.paths;
+    await sessionMeasurements(paths, sessions, { ...SERVER, database: 'postgres' });
+  }
+  results.idleMemoryNote = sessionNotes.size ? [...sessionNotes].join('; ') : null;
+
+  /**
+   * Audit events stored by each Warden chain on Postgres so far (a check
+   * that audit is on and arriving).
+   * @param {BenchPath[]} started
+   * @param {any[]} entries
+   */
+  async function recordAuditEvents(started, entries) {
+    for (const p of started) {
+      if (!p.storedAuditEvents) continue;
+      const entry = entries.find((e) => e.id === p.id);
+      try {
+        entry.auditEventsStored = await p.storedAuditEvents();
+      } catch (err) {
+        log(`${p.id}: could not count its stored audit events: ${err instanceof Error ? err.message : err}`);
+      }
+    }
+  }
+
+  /**
+   * Idle-session memory through every proxy (Warden chains first, while
+   * fresh; PgBouncer releases its server connections after its turn), then
+   * the session setup rate on every path.
+   * @param {BenchPath[]} sessionPaths
+   * @param {number} wanted
+   * @param {import('./lib/pgbench.js').Conn | null} shared  the machine's Postgres, whose free
+   *   connections cap the count before each measurement; null on the bench's own
+   */
+  async function sessionMeasurements(sessionPaths, wanted, shared) {
+    const proxies = [...sessionPaths.filter((p) => p.kind === 'warden'), ...sessionPaths.filter((p) => p.kind === 'pgbouncer')];
+    for (const p of proxies) {
+      stopIfInterrupted();
+      let count = wanted;
+      if (shared) {
+        const now = await serverInfo(shared);
+        const fit = Math.max(1, now.max_connections - now.in_use - CONNECTION_MARGIN);
+        if (fit < count) {
+          count = fit;
+          sessionNotes.add(`the machine's Postgres (max_connections=${now.max_connections}) had room for ${count} sessions through ${p.id}, not ${wanted}`);
+          log(`Postgres allows ${count} sessions through ${p.id}, not ${wanted}`);
+        }
+      }
+      for (const [name, pid] of Object.entries(p.pids)) {
+        const limit = openFilesLimit(pid);
+        results.fileLimits[`${p.id}/${name}`] = limit;
+        const cap = sessionsAllowed(limit, p.kind);
+        if (cap < count) {
+          const who = p.id === name ? name : `${p.id} ${name}`;
+          sessionNotes.add(`${who}'s open-file limit (${limit?.soft}) allows ${cap} sessions`);
+          log(`${who}'s open-file limit (${limit?.soft}) allows ${cap} sessions, not ${count}`);
+          count = cap;
+        }
+      }
+      log(`idle sessions: opening ${count} through ${p.id}, ${SESSION_BATCH} at a time ...`);
+      try {
+        const m = await idleSessionMemory(p, count, SESSION_BATCH, log);
+        m.server = results.sessionServer.kind;
+        results.idleMemory.push(m);
+        log(`  ${m.opened} sessions: ` + Object.entries(m.perSessionKiB).map(([k, v]) => `${k} ${v?.toFixed(1)} KiB`).join(', ') +
+          (m.rssSettled ? '' : ' (RSS had not settled: figure is noisy)'));
+      } catch (err) {
+        if (interrupted) throw err;
+        log(`idle-session memory through ${p.id} failed: ${err instanceof Error ? err.message : err}`);
+      }
+      await p.releaseServers?.().catch((err) => log(`${p.id}: could not release its server connections: ${err.message}`));
+    }
+    for (const p of sessionPaths) {
+      stopIfInterrupted();
+      log(`session setup: ${opts.setupConns} connections through ${p.id} ...`);
+      try {
+        results.sessionSetup.push(await sessionSetupRate(p, opts.setupConns, SETUP_PARALLEL));
+      } catch (err) {
+        if (interrupted) throw err;
+        results.sessionSetup.push({ path: p.id, error: err instanceof Error ? err.message : String(err), parallel: SETUP_PARALLEL, failures: opts.setupConns });
+      }
     }
   }
 
@@ -253,17 +407,6 @@ async function main() {
 
   const live = paths.filter((p) => !failedPaths.has(p.id));
 
-  // ------------------------------------------------------------ session setup
-  for (const p of live) {
-    log(`session setup: ${opts.setupConns} connections through ${p.id} ...`);
-    try {
-      results.sessionSetup.push(await sessionSetupRate(p, opts.setupConns, SETUP_PARALLEL));
-    } catch (err) {
-      if (interrupted) throw err;
-      results.sessionSetup.push({ path: p.id, error: err instanceof Error ? err.message : String(err), parallel: SETUP_PARALLEL, failures: opts.setupConns });
-    }
-  }
-
   // Streaming: Warden last, after PgBouncer has been stopped (nothing else
   // competes for the CPU).
   const stream = async (/** @type {BenchPath} */ p) => {
@@ -282,6 +425,7 @@ async function main() {
   for (const p of paths) if (p.kind === 'pgbouncer') await p.stop();
 
   for (const p of live) if (p.kind === 'warden') await stream(p);
+  await recordAuditEvents(paths, results.paths);
 
   for (const [id, msg] of failedPaths) {
     const entry = results.paths.find((x) => x.id === id);

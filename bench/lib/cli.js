@@ -1,6 +1,9 @@
 // Command line of the benchmark.
 import { splitArgs } from './util.js';
 
+/** Name of the row with local mode's embedded defaults ("warden+embedded"). */
+export const EMBEDDED_VARIANT = 'embedded';
+
 export const USAGE = `Usage: npm run bench -- [options]
        node bench/run.js [options]
 
@@ -11,18 +14,28 @@ export const USAGE = `Usage: npm run bench -- [options]
                          path order rotated each time (default 1)
   --warmup SECONDS       pgbench warm-up per path before measuring (default 3; --quick: 1)
   --scale N              pgbench -i scale factor (default 10)
-  --sessions N           idle sessions for the memory figure (default 1000;
-                         capped by the server's max_connections)
+  --sessions N           idle sessions for the memory figure (default 1000).
+                         When the machine's Postgres cannot take them, the
+                         session measurements run on a Postgres cluster of
+                         the bench's own (initdb into a temp dir)
   --setup-conns N        connections opened and closed for the setup rate (default 200)
   --stream-rows N        rows of 1,000 bytes streamed by COPY (default 1048576, ~1 GB)
   --no-pgbouncer         leave out the PgBouncer rows
   --no-warden            leave out the Warden rows
+  --no-embedded          leave out the "warden+embedded" row (local mode's
+                         defaults: PGlite store, audit over IngestAudit)
+  --nats URL             send the production rows' audit events to this NATS
+                         server instead of a nats-server of each chain's own
+                         (the stream WARDEN_AUDIT and the consumer
+                         warden-control-plane have fixed names: nothing else
+                         may consume them there during the run)
   --warden-args "ARGS"   extra options for \`warden start\` on the Warden row
                          (or env WARDEN_BENCH_ARGS)
   --warden-variant NAME=ARGS
                          add a row "warden+NAME": a second chain started with
                          extra options ARGS (repeatable; or env
-                         WARDEN_BENCH_VARIANTS="name=args;name2=args")
+                         WARDEN_BENCH_VARIANTS="name=args;name2=args"); in
+                         the production topology like the Warden row
   -h, --help             this text
 `;
 
@@ -39,6 +52,8 @@ export const USAGE = `Usage: npm run bench -- [options]
  * @property {number} streamRows
  * @property {boolean} pgbouncer
  * @property {boolean} warden
+ * @property {boolean} embedded
+ * @property {string | null} nats
  * @property {string[]} wardenArgs
  * @property {{ name: string, args: string[] }[]} wardenVariants
  * @property {boolean} help
@@ -57,6 +72,7 @@ export function parseArgs(argv, env = process.env) {
   let help = false;
   let pgbouncer = true;
   let warden = true;
+  let embedded = true;
   for (let i = 0; i < argv.length; i++) {
     let arg = argv[i];
     let value = null;
@@ -74,10 +90,11 @@ export function parseArgs(argv, env = process.env) {
       case '--quick': quick = true; break;
       case '--no-pgbouncer': pgbouncer = false; break;
       case '--no-warden': warden = false; break;
+      case '--no-embedded': embedded = false; break;
       case '-h': case '--help': help = true; break;
       case '--warden-variant': variants.push(parseVariant(take())); break;
       case '--json': case '--duration': case '--rounds': case '--warmup': case '--scale':
-      case '--sessions': case '--setup-conns': case '--stream-rows': case '--warden-args':
+      case '--sessions': case '--setup-conns': case '--stream-rows': case '--warden-args': case '--nats':
         given[arg.slice(2)] = take();
         break;
       default:
@@ -93,8 +110,9 @@ export function parseArgs(argv, env = process.env) {
     if (!Number.isFinite(n) || n < min) throw new Error(`--${name} must be a number >= ${min}`);
     return n;
   };
-  const names = new Set();
+  const names = new Set([EMBEDDED_VARIANT]);
   for (const v of variants) {
+    if (v.name === EMBEDDED_VARIANT) throw new Error(`warden variant name "${EMBEDDED_VARIANT}" is the bench's own row (leave it out with --no-embedded)`);
     if (names.has(v.name)) throw new Error(`warden variant "${v.name}" given twice`);
     names.add(v.name);
   }
@@ -110,6 +128,8 @@ export function parseArgs(argv, env = process.env) {
     streamRows: Math.round(num('stream-rows', 1048576, 1)),
     pgbouncer,
     warden,
+    embedded,
+    nats: given.nats ?? null,
     wardenArgs: splitArgs(given['warden-args'] ?? env.WARDEN_BENCH_ARGS ?? ''),
     wardenVariants: variants,
     help,

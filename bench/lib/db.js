@@ -21,23 +21,36 @@ export async function query(conn, sql) {
 }
 
 /**
- * Create `warden_bench_<random>`, fill it with `pgbench -i -s scale` and
- * register its removal (DROP ... WITH (FORCE), also on Ctrl+C and errors).
+ * Create an empty database `<prefix><random>` and register its removal
+ * (DROP ... WITH (FORCE), also on Ctrl+C and errors), unless `drop` is
+ * false (on a throwaway cluster that goes as a whole).
+ * @param {{ host: string, port: number, user: string }} server
+ * @param {string} prefix
+ * @param {{ drop?: boolean }} [o]
+ * @returns {Promise<Conn>}
+ */
+export async function createScratchDatabase(server, prefix, { drop = true } = {}) {
+  const name = `${prefix}${randomSuffix()}`;
+  const admin = { ...server, database: 'postgres' };
+  await query(admin, `CREATE DATABASE ${name}`);
+  if (drop) onCleanup(`drop database ${name}`, async () => {
+    await query(admin, `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+  });
+  return { ...server, database: name };
+}
+
+/**
+ * Create `warden_bench_<random>` and fill it with `pgbench -i -s scale`;
+ * dropped at the end.
  * @param {{ host: string, port: number, user: string }} server
  * @param {number} scale
  * @param {(msg: string) => void} log
  */
 export async function createBenchDatabase(server, scale, log) {
-  const name = `warden_bench_${randomSuffix()}`;
-  const admin = { ...server, database: 'postgres' };
-  await query(admin, `CREATE DATABASE ${name}`);
-  onCleanup(`drop database ${name}`, async () => {
-    await query(admin, `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-  });
-  const conn = { ...server, database: name };
-  log(`created database ${name}; pgbench -i -s ${scale} ...`);
+  const conn = await createScratchDatabase(server, 'warden_bench_');
+  log(`created database ${conn.database}; pgbench -i -s ${scale} ...`);
   const started = Date.now();
-  await runOk('pgbench', ['-i', '-q', '-s', String(scale), '-h', server.host, '-p', String(server.port), '-U', server.user, name], {
+  await runOk('pgbench', ['-i', '-q', '-s', String(scale), '-h', server.host, '-p', String(server.port), '-U', server.user, conn.database], {
     env: libpqEnv(conn),
   });
   log(`initialised in ${((Date.now() - started) / 1000).toFixed(1)} s`);

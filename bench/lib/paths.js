@@ -9,8 +9,11 @@
  * @property {string} [note]
  * @property {string} [version]
  * @property {string[]} [extraArgs]
+ * @property {string[]} [topologyArgs]  Warden: the options that set storage and audit transport
  * @property {() => Promise<import('./pgbench.js').Conn>} conn  connection parameters (Warden: fresh token when needed)
  * @property {Record<string, number>} pids  processes whose CPU and memory are measured
+ * @property {() => Promise<void>} [releaseServers]  PgBouncer: close its idle server connections
+ * @property {() => Promise<number>} [storedAuditEvents]  Warden on Postgres: audit events its control plane stored
  * @property {() => Promise<void>} stop
  */
 

@@ -14,9 +14,11 @@ export const PGBOUNCER_INSTALL_HINT = 'install it with: apt-get update && apt-ge
  * binary is missing.
  * @param {import('./pgbench.js').Conn} upstream
  * @param {(msg: string) => void} log
+ * @param {{ sessions?: number }} [o]  sessions it must hold open at once
+ *   (in session mode each one keeps a server connection)
  * @returns {Promise<import('./paths.js').BenchPath | { skipped: string }>}
  */
-export async function startPgbouncer(upstream, log) {
+export async function startPgbouncer(upstream, log, { sessions = 0 } = {}) {
   // WARDEN_BENCH_PGBOUNCER names the binary when it is not on the PATH.
   const bin = process.env.WARDEN_BENCH_PGBOUNCER
     ? await access(process.env.WARDEN_BENCH_PGBOUNCER, constants.X_OK).then(() => process.env.WARDEN_BENCH_PGBOUNCER, () => null)
@@ -43,9 +45,10 @@ export async function startPgbouncer(upstream, log) {
     'unix_socket_dir =',
     'auth_type = trust',
     `auth_file = ${path.join(dir, 'userlist.txt')}`,
+    `admin_users = ${upstream.user}`,
     `pool_mode = ${PGBOUNCER_POOL_MODE}`,
-    'default_pool_size = 20',
-    'max_client_conn = 2000',
+    `default_pool_size = ${Math.max(20, sessions + 10)}`,
+    `max_client_conn = ${Math.max(2000, sessions + 100)}`,
     'ignore_startup_parameters = extra_float_digits,options',
     `logfile = ${logfile}`,
     `pidfile = ${pidfile}`,
@@ -92,6 +95,17 @@ export async function startPgbouncer(upstream, log) {
     pid = Number((await readFile(pidfile, 'utf8').catch(() => '')).trim()) || /** @type {number} */ (child.pid);
     const conn = { host: '127.0.0.1', port, user: upstream.user, database: 'bench' };
     await query(conn, 'SELECT 1');
+    const admin = { ...conn, database: 'pgbouncer' };
+    // Idle server connections stay open for server_idle_timeout (10 min):
+    // after the idle-session measurement they would hold that many backends.
+    const releaseServers = async () => {
+      await query(admin, 'RECONNECT bench');
+      for (let i = 0; i < 100; i++) {
+        const servers = await query(admin, 'SHOW SERVERS');
+        if (!servers.some((r) => r.database === 'bench')) return;
+        await sleep(100);
+      }
+    };
     log(`${version} on 127.0.0.1:${port} (pid ${pid}, pool_mode=${PGBOUNCER_POOL_MODE})`);
     return {
       id: 'pgbouncer',
@@ -101,6 +115,7 @@ export async function startPgbouncer(upstream, log) {
       version,
       conn: async () => conn,
       pids: { pgbouncer: pid },
+      releaseServers,
       stop: async () => { removeCleanup(); await stop(); },
     };
   } catch (err) {

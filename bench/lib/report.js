@@ -86,9 +86,20 @@ export function formatReport(results) {
   if (load > results.machine.cores * 0.5) {
     lines.push(`WARNING: 1-min load average was ${load.toFixed(1)} on ${results.machine.cores} cores before the bench started. Other work was running, so the figures are noisy.`);
   }
-  for (const p of results.paths) {
-    const state = p.skipped ? `SKIPPED: ${p.skipped}` : p.error ? `FAILED: ${p.error.split('\n')[0]}` : p.note ?? '';
-    lines.push(`  ${p.id.padEnd(16)} ${state}`);
+  const listPaths = (/** @type {any[]} */ entries) => {
+    for (const p of entries) {
+      const state = p.skipped ? `SKIPPED: ${p.skipped}` : p.error ? `FAILED: ${p.error.split('\n')[0]}` :
+        (p.note ?? '') + (p.auditEventsStored != null ? `; ${p.auditEventsStored} audit events stored by the end` : '');
+      lines.push(`  ${p.id.padEnd(16)} ${state}`);
+    }
+  };
+  listPaths(results.paths);
+  const ss = results.sessionServer;
+  const ownServer = ss?.kind === 'own';
+  if (ownServer) {
+    lines.push(`Session measurements (idle memory, setup rate) on PostgreSQL ${ss.version} of the bench's own, ${ss.host}:${ss.port}, ` +
+      `max_connections=${ss.maxConnections}, because ${ss.reason}; every path started against it:`);
+    listPaths(results.sessionPaths);
   }
   lines.push('');
   lines.push('pgbench -S (TPS without initial connection time; latency from the per-transaction log, 1 client only)');
@@ -111,7 +122,8 @@ export function formatReport(results) {
   for (const [p, e] of rowErrors) lines.push(`  ${p}: ${e}`);
 
   lines.push('');
-  lines.push(`Session setup: ${o.setupConns} connections opened and closed, ${results.sessionSetup[0]?.parallel ?? 4} in parallel (node-postgres; Warden: token check + upstream login)`);
+  lines.push(`Session setup: ${o.setupConns} connections opened and closed, ${results.sessionSetup[0]?.parallel ?? 4} in parallel (node-postgres; Warden: token check + upstream login)` +
+    (ownServer ? `, on the bench's own Postgres` : ''));
   lines.push(table(['path', 'conn/s', '×direct', 'p50 ms', 'p99 ms', 'failed'], results.sessionSetup.map((s) => {
     const d = results.sessionSetup.find((x) => x.path === 'direct');
     return [s.path, f(s.perSecond, 1), d ? `${(s.perSecond / d.perSecond).toFixed(2)}×` : '-', f(s.connectP50Ms, 2), f(s.connectP99Ms, 2), String(s.failures)];
@@ -129,14 +141,20 @@ export function formatReport(results) {
   for (const s of results.streaming.filter((x) => x.error)) lines.push(`  ${s.path}: ${s.error.split('\n')[0]}`);
 
   lines.push('');
-  lines.push('Memory per idle session (VmRSS growth with the sessions open, after SELECT 1 on each)');
-  if (!results.idleMemory.length) lines.push('  not measured (no Warden row)');
-  for (const m of results.idleMemory) {
-    const per = Object.entries(m.perSessionKiB).map(([k, v]) => `${k} ${f(v, 1)} KiB`).join(', ');
-    const noisy = m.rssSettled === false || (m.perSessionKiBTotal ?? 0) < 0;
-    lines.push(`  ${m.path}: ${m.opened} sessions — ${per}, together ${f(m.perSessionKiBTotal, 1)} KiB/session` +
-      (noisy ? ' (noisy: RSS was still moving for reasons other than the sessions)' : ''));
-    if (m.error) lines.push(`    stopped early: ${m.error}`);
+  lines.push('Memory per idle session (VmRSS growth with the sessions open, after SELECT 1 on each)' +
+    (ownServer ? `, on the bench's own Postgres` : ''));
+  if (!results.idleMemory.length) lines.push('  not measured (no Warden or PgBouncer row)');
+  else {
+    lines.push(table(['path', 'sessions', 'KiB/session: gateway', 'agent', 'pgbouncer', 'together', 'RSS before → after (MB)'], results.idleMemory.map((m) => {
+      const rss = Object.keys(m.perSessionKiB).map((k) => `${k} ${f(m.rssBeforeBytes[k] / MB, 1)} → ${f(m.rssAfterBytes[k] / MB, 1)}`).join(', ');
+      const noisy = m.rssSettled === false || (m.perSessionKiBTotal ?? 0) < 0;
+      return [m.path, String(m.opened), f(m.perSessionKiB.gateway ?? null, 1), f(m.perSessionKiB.agent ?? null, 1), f(m.perSessionKiB.pgbouncer ?? null, 1),
+        f(m.perSessionKiBTotal, 1) + (noisy ? ' (noisy)' : ''), rss];
+    }), 1));
+    if (results.idleMemory.some((m) => m.rssSettled === false || (m.perSessionKiBTotal ?? 0) < 0)) {
+      lines.push('  (noisy): RSS was still moving for reasons other than the sessions');
+    }
+    for (const m of results.idleMemory.filter((x) => x.error)) lines.push(`  ${m.path}: stopped early at ${m.opened}: ${m.error}`);
   }
   if (results.idleMemoryNote) lines.push(`  note: ${results.idleMemoryNote}`);
 

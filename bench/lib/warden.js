@@ -1,11 +1,14 @@
 // The Warden full chain (control plane + gateway + agent) started through
-// `warden start`, as in docs/processes.md.
+// `warden start`, as in docs/processes.md: in the production topology
+// (control plane storing in Postgres, audit events through NATS JetStream)
+// or with local mode's embedded defaults (PGlite, audit over IngestAudit).
 import { spawn } from 'node:child_process';
 import { existsSync, openSync, closeSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { query } from './db.js';
+import { createScratchDatabase, query } from './db.js';
+import { NATS_INSTALL_HINT, startNatsServer } from './nats.js';
 import { childEnv, onCleanup, pidAlive, runOk, sleep, tempDir } from './util.js';
 
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -28,16 +31,93 @@ export function wardenMissing() {
 }
 
 /**
+ * @typedef {object} Topology
+ * @property {'production' | 'embedded'} kind
+ * @property {{ host: string, port: number, user: string, throwaway?: boolean }} [controlPlaneServer]
+ *   production: Postgres server that gets the control plane's database (on a
+ *   throwaway cluster it is not dropped on its own)
+ * @property {{ url: string } | { bin: string }} [nats]
+ *   production: an existing NATS server (--nats), or the nats-server binary
+ *   to start a private one for this chain
+ */
+
+/** Does an option list already set `--name` (as `--name V` or `--name=V`)? */
+const hasOption = (/** @type {string[]} */ args, /** @type {string} */ name) =>
+  args.some((a) => a === name || a.startsWith(`${name}=`));
+
+/**
+ * A Warden chain in the given topology. Production: a fresh control-plane
+ * database on `controlPlaneServer` and (without an existing NATS URL) a
+ * private nats-server, both removed at the bench's cleanup; options that
+ * `extraArgs` sets itself are left to it.
+ * @param {object} o
+ * @param {import('./pgbench.js').Conn} o.upstream
+ * @param {string} o.id
+ * @param {string[]} o.extraArgs
+ * @param {Topology} o.topology
+ * @param {(msg: string) => void} o.log
+ * @returns {Promise<import('./paths.js').BenchPath>}
+ */
+export async function startWardenChain({ upstream, id, extraArgs, topology, log }) {
+  if (topology.kind === 'embedded') {
+    return startWarden({ upstream, id, extraArgs, log, description: 'control plane on embedded PGlite, audit over IngestAudit' });
+  }
+  const args = [];
+  const described = [];
+  /** @type {import('./pgbench.js').Conn | null} */
+  let controlPlaneDb = null;
+  /** @type {(() => Promise<void>)[]} */
+  const stops = [];
+  if (!hasOption(extraArgs, '--database-url')) {
+    if (!topology.controlPlaneServer) throw new Error('production topology needs a server for the control plane database');
+    const db = await createScratchDatabase(topology.controlPlaneServer, 'warden_bench_cp_', { drop: !topology.controlPlaneServer.throwaway });
+    controlPlaneDb = db;
+    const url = `postgres://${db.user}@${db.host}:${db.port}/${db.database}`;
+    args.push('--database-url', url);
+    described.push(`control plane on Postgres ${db.host}:${db.port}/${db.database}`);
+  }
+  if (!hasOption(extraArgs, '--nats')) {
+    if (!topology.nats) throw new Error(`no NATS server for the audit events; ${NATS_INSTALL_HINT}`);
+    if ('url' in topology.nats) {
+      args.push('--nats', topology.nats.url);
+      described.push(`audit through NATS JetStream ${topology.nats.url}`);
+    } else {
+      const nats = await startNatsServer(topology.nats.bin, id);
+      stops.push(nats.stop);
+      args.push('--nats', nats.url);
+      described.push(`audit through NATS JetStream ${nats.url} (nats-server of its own, pid ${nats.pid})`);
+    }
+  }
+  try {
+    const p = await startWarden({ upstream, id, extraArgs, topologyArgs: args, log, description: described.join(', ') });
+    const stopChain = p.stop;
+    const cpDb = controlPlaneDb;
+    return {
+      ...p,
+      // Audit events the control plane has stored by now: shows that they
+      // arrive through NATS (some may still be in transit).
+      storedAuditEvents: cpDb ? async () => (await query(cpDb, 'SELECT count(*)::int AS n FROM audit_events'))[0].n : undefined,
+      stop: async () => { await stopChain(); for (const s of stops) await s(); },
+    };
+  } catch (err) {
+    for (const s of stops) await s();
+    throw err;
+  }
+}
+
+/**
  * Start `warden start` against the bench database and wait for its ready file.
  * @param {object} o
  * @param {import('./pgbench.js').Conn} o.upstream
  * @param {string} o.id          row name: 'warden' or 'warden+<variant>'
  * @param {string[]} o.extraArgs extra `warden start` options (hook for policy/masking rows)
  * @param {(msg: string) => void} o.log
+ * @param {string[]} [o.topologyArgs] options that set up storage and audit transport
+ * @param {string} [o.description]  what the chain stores and sends where, for the report
  * @param {number} [o.readyTimeoutMs]
  * @returns {Promise<import('./paths.js').BenchPath>}
  */
-export async function startWarden({ upstream, id, extraArgs, log, readyTimeoutMs = 120_000 }) {
+export async function startWarden({ upstream, id, extraArgs, topologyArgs = [], log, description, readyTimeoutMs = 120_000 }) {
   const dataDir = await tempDir(`warden-bench-${id.replace(/[^a-z0-9]+/gi, '-')}-`);
   const readyFile = path.join(dataDir, 'ready.json');
   const logFile = path.join(dataDir, 'warden.log');
@@ -49,6 +129,7 @@ export async function startWarden({ upstream, id, extraArgs, log, readyTimeoutMs
     '--resource', RESOURCE,
     '--gateway-port', '0', '--control-plane-port', '0', '--tunnel-port', '0',
     '--ready-file', readyFile,
+    ...topologyArgs,
     ...extraArgs,
   ];
   const fd = openSync(logFile, 'a');
@@ -121,13 +202,14 @@ export async function startWarden({ upstream, id, extraArgs, log, readyTimeoutMs
     };
     await query(await conn(), 'SELECT 1');
     log(`${id}: gateway 127.0.0.1:${port} (pid ${gatewayPid}), agent pid ${agentPid}` +
-      (extraArgs.length ? `, extra options: ${extraArgs.join(' ')}` : ''));
+      (description ? `; ${description}` : '') + (extraArgs.length ? `; extra options: ${extraArgs.join(' ')}` : ''));
     return {
       id,
       label: id,
       kind: 'warden',
-      note: extraArgs.length ? `warden start ${extraArgs.join(' ')}` : 'warden start (local mode)',
+      note: [description ?? 'warden start (local mode)', extraArgs.length ? `extra options: ${extraArgs.join(' ')}` : ''].filter(Boolean).join('; '),
       extraArgs,
+      topologyArgs,
       conn,
       pids: { gateway: gatewayPid, agent: agentPid },
       stop: async () => { removeCleanup(); await stop(); },
