@@ -76,6 +76,23 @@ describe('outbox', () => {
     box.close();
   });
 
+  it('hands results on only after their events are written, one write for all of a turn', async () => {
+    const dir = tempDir();
+    const box = Outbox.open(dir, log);
+    const onDisk = () => readFileSync(join(dir, readdirSync(dir).find((f) => f.endsWith('.jsonl'))!), 'utf8').trim().split('\n').filter(Boolean).length;
+    const seen: number[] = [];
+    box.afterWrite(() => seen.push(onDisk())); // nothing waits: at once
+    expect(seen).toEqual([0]);
+    for (let i = 0; i < 3; i++) {
+      box.append(statement(i, `s${i}`));
+      box.afterWrite(() => seen.push(onDisk()));
+    }
+    expect(seen).toEqual([0]); // not before the write
+    await new Promise((r) => setImmediate(r));
+    expect(seen).toEqual([0, 3, 3, 3]); // after one write that holds all three, in order
+    box.close();
+  });
+
   it('after a crash between write and ack, sends the unacknowledged events again (and only those once the cursor is saved)', async () => {
     const dir = tempDir();
     const first = Outbox.open(dir, log, { fsyncMs: 10 });

@@ -76,9 +76,10 @@ export type AuditEvent = SessionStartEvent | StatementEvent | SessionEndEvent | 
 export interface AuditSink {
   publish(event: AuditEvent): void;
   /**
-   * Makes what was published durable now. The session calls it before it
-   * hands a result to the client, so no client sees a result whose record
-   * could still be lost; events published together cost one write.
+   * Runs `fn` once what was published so far is written (at once when nothing
+   * waits). The session hands results to the client through it, so no client
+   * sees a result whose record could still be lost, and events published in
+   * one turn of the event loop cost one write.
    */
-  persist?(): void;
+  afterWrite?(fn: () => void): void;
 }

@@ -81,6 +81,7 @@ export class Outbox {
   /** Events appended in this event-loop turn, written together. */
   private queue: Buffer[] = [];
   private queuedBytes = 0;
+  private waitingForWrite: (() => void)[] = [];
   private readonly unlock: () => void;
 
   private constructor(
@@ -129,8 +130,28 @@ export class Outbox {
     return true;
   }
 
+  /**
+   * Runs `fn` once every event appended so far is written: at once when none
+   * waits, else right after this turn's single write. The gateway hands
+   * results to clients this way, so a turn's events cost one write however
+   * many sessions answered in it, and no client sees a result before its
+   * record is written. Runs `fn` even if the write failed (which is logged).
+   */
+  afterWrite(fn: () => void): void {
+    if (this.queue.length === 0 || this.closedFd) fn();
+    else this.waitingForWrite.push(fn);
+  }
+
   /** Writes the events appended in this turn now; readers call it so they see them. */
   flush(): void {
+    this.write();
+    if (this.waitingForWrite.length === 0) return;
+    const waiting = this.waitingForWrite;
+    this.waitingForWrite = [];
+    for (const fn of waiting) fn();
+  }
+
+  private write(): void {
     if (this.queue.length === 0 || this.closedFd) return;
     const count = this.queue.length;
     const data = count === 1 ? this.queue[0]! : Buffer.concat(this.queue, this.queuedBytes);

@@ -65,7 +65,7 @@ export function createAuditSink(opts: AuditSinkOptions): ClosableAuditSink {
         log.error({ err, id: event.id }, 'could not record an audit event');
       }
     },
-    persist: () => outbox.flush(),
+    afterWrite: (fn) => outbox.afterWrite(fn),
     flushed: () => pump.flushed(),
     close: () =>
       (closing ??= (async () => {

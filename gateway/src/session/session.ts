@@ -284,11 +284,15 @@ export class Session {
           this.log.error({ err }, 'invalid message from upstream');
           return this.refuse(new Refusal(SqlState.protocolViolation, 'the upstream server sent an invalid message'));
         }
-        this.deps.audit.persist?.();
-        if (out.length && !this.socket.write(out)) upstream.pause();
+        if (out.length === 0) return;
+        // Results reach the client only after their audit record is written (one write per turn for all sessions).
+        this.afterAuditWrite(() => {
+          if (this.socket.writable && !this.socket.write(out)) upstream.pause();
+        });
       },
       drain: () => this.socket.resume(),
-      end: (error) => {
+      // After the results still waiting for their audit write, so they reach the client first.
+      end: (error) => this.afterAuditWrite(() => {
         if (error && this.phase === 'relay') {
           this.log.warn({ err: error.message }, 'upstream session lost');
           this.socket.end(
@@ -303,11 +307,16 @@ export class Session {
           this.socket.end();
           this.close('upstream closed');
         }
-      },
+      }),
     });
     this.socket.on('drain', () => upstream.resume());
     if (early.length) this.relayClient(early);
     this.socket.resume();
+  }
+
+  private afterAuditWrite(fn: () => void): void {
+    if (this.deps.audit.afterWrite) this.deps.audit.afterWrite(fn);
+    else fn();
   }
 
   /** A new policy version: the session continues under the new rules, or ends if none is left. */
