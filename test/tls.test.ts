@@ -350,5 +350,7 @@ describe('gateway ↔ agent link over TLS', () => {
     // The agent says why: the gateway's certificate is not signed by the CA it was given.
     const entry = await agentSaid(wrongCa, { msg: 'could not reach the gateway', gatewayId: 'gw-link' });
     expect((entry.err as { message: string }).message).toMatch(/self[- ]signed certificate in certificate chain|unable to (get local issuer|verify)/);
+    // And the gateway says that an agent failed the handshake, rather than nothing.
+    await until(async () => /could not complete the TLS handshake with the tunnel listener/.test(gw.output()) || gw.output().slice(-2000), 'the gateway did not log the failed handshake', 10_000);
   });
 });

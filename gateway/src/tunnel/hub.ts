@@ -110,6 +110,8 @@ export class AgentHub implements LinkOwner {
   private readonly links = new Map<string, AgentLink[]>();
   private readonly all = new Set<AgentLink>();
   private nextLink = 0;
+  private lastHandshakeLog = 0;
+  private handshakeFailures = 0;
   private server: LinkServer | undefined;
   private readonly openTimeoutMs: number;
   private readonly helloTimeoutMs: number;
@@ -275,6 +277,18 @@ export class AgentHub implements LinkOwner {
     if (left.length) this.links.set(state.agent, left);
     else if (this.links.get(state.agent)) this.links.delete(state.agent);
     this.log.info({ agent: state.agent, peer: link.remoteAddress, reason: error?.message, ...link.stats }, 'agent disconnected');
+  }
+
+  /** @internal An agent that cannot complete TLS (wrong CA, plain TCP…) would otherwise fail silently here; once per 10 s is enough. */
+  handshakeFailed(error: Error, remote: string): void {
+    const now = Date.now();
+    if (now - this.lastHandshakeLog < 10_000) {
+      this.handshakeFailures++;
+      return;
+    }
+    this.log.warn({ remote, err: error.message, alsoFailedSinceLast: this.handshakeFailures }, 'an agent could not complete the TLS handshake with the tunnel listener');
+    this.lastHandshakeLog = now;
+    this.handshakeFailures = 0;
   }
 
   /** @internal */

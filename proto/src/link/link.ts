@@ -31,6 +31,8 @@ export interface LinkOwner {
   closed(link: Link, error?: Error): void;
   /** A channel handler threw; the channel has been closed. For logs. */
   handlerError?(link: Link, channel: number, error: unknown): void;
+  /** A peer's TLS handshake failed before a link existed (listener side). For logs. */
+  handshakeFailed?(error: Error, remote: string): void;
 }
 
 /** Why a link ended, as seen from this side. */

@@ -38,8 +38,8 @@ export async function listenLinks(opts: LinkServerOptions, owner: LinkOwner): Pr
   let server: Server;
   if (opts.tls) {
     server = tlsServer({ cert: readFileSync(opts.tls.cert), key: readFileSync(opts.tls.key) }, accept);
-    // A failed handshake is the client's problem; keep serving.
-    server.on('tlsClientError', () => undefined);
+    // A failed handshake ends that connection only; the owner says why in its log.
+    server.on('tlsClientError', (err: Error, socket: Socket) => owner.handshakeFailed?.(err, `${socket.remoteAddress}:${socket.remotePort}`));
   } else {
     server = netServer(accept);
   }
