@@ -31,6 +31,6 @@ export {
   type UpstreamPhase,
   type UpstreamTarget,
 } from './upstream/connect.js';
-export { md5Password, SCRAM_MECHANISM, ScramClient, ScramError, saslprep } from './upstream/scram.js';
+export { md5Password, SCRAM_MECHANISM, ScramClient, ScramError, saslprep, scramStats } from './upstream/scram.js';
 export * as wire from './upstream/wire.js';
 export { VERSION } from './version.js';

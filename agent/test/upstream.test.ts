@@ -6,6 +6,7 @@ import {
   md5Password,
   saslprep,
   ScramClient,
+  scramStats,
   sendCancelRequest,
   startupParameters,
   type UpstreamConnection,
@@ -90,6 +91,18 @@ describe('scram and md5 primitives', () => {
     expect(() => c.verifyServerFinal(Buffer.from('v=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA='))).toThrow(/does not match/);
     c.verifyServerFinal(Buffer.from('v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4='));
     expect(c.verified).toBe(true);
+  });
+
+  it('derives the salted password once per password, salt and count', async () => {
+    const first = (c: ScramClient, nonce: string, salt: string) => c.clientFinal(Buffer.from(`r=${nonce}srv,s=${salt},i=4096`));
+    const before = scramStats.derivations;
+    const a = await first(new ScramClient('cached-pw', { nonce: 'n1' }), 'n1', 'c2FsdC1vbmU=');
+    const b = await first(new ScramClient('cached-pw', { nonce: 'n1' }), 'n1', 'c2FsdC1vbmU=');
+    expect(b.toString()).toBe(a.toString()); // same nonce, same proof
+    expect(scramStats.derivations).toBe(before + 1);
+    await first(new ScramClient('cached-pw', { nonce: 'n1' }), 'n1', 'c2FsdC10d28='); // another salt
+    await first(new ScramClient('other-pw', { nonce: 'n1' }), 'n1', 'c2FsdC1vbmU='); // another password
+    expect(scramStats.derivations).toBe(before + 3);
   });
 
   it('rejects a server nonce that does not extend ours', async () => {

@@ -57,6 +57,28 @@ function pbkdf2Async(password: string, salt: Buffer, iterations: number): Promis
   });
 }
 
+/**
+ * SaltedPassword by (password, salt, iterations). Postgres sends a role the
+ * same salt and count at every login, and the PBKDF2 behind it (4,096 rounds
+ * by default) is most of a login's CPU; the agent logs in for every client
+ * session, so it derives each once. The agent holds the passwords anyway.
+ */
+const salted = new Map<string, Buffer>();
+const MAX_SALTED = 256;
+/** PBKDF2 derivations made (cache misses); for tests. */
+export const scramStats = { derivations: 0 };
+
+async function saltedPassword(password: string, salt: Buffer, iterations: number): Promise<Buffer> {
+  const key = `${iterations}:${salt.toString('base64')}:${sha256(Buffer.from(password, 'utf8')).toString('base64')}`;
+  const known = salted.get(key);
+  if (known) return known;
+  scramStats.derivations++;
+  const derived = await pbkdf2Async(password, salt, iterations);
+  if (salted.size >= MAX_SALTED) salted.delete(salted.keys().next().value as string);
+  salted.set(key, derived);
+  return derived;
+}
+
 function attributes(msg: string): Map<string, string> {
   const out = new Map<string, string>();
   for (const part of msg.split(',')) {
@@ -110,13 +132,13 @@ export class ScramClient {
     const salt = Buffer.from(saltB64, 'base64');
     if (salt.length === 0) throw new ScramError('empty SCRAM salt');
 
-    const salted = await pbkdf2Async(saslprep(this.password), salt, iterations);
-    const clientKey = hmac(salted, 'Client Key');
+    const key = await saltedPassword(saslprep(this.password), salt, iterations);
+    const clientKey = hmac(key, 'Client Key');
     const storedKey = sha256(clientKey);
     const withoutProof = `c=biws,r=${nonce}`;
     const authMessage = `${this.clientFirstBare},${serverFirst},${withoutProof}`;
     const proof = xor(clientKey, hmac(storedKey, authMessage));
-    this.serverSignature = hmac(hmac(salted, 'Server Key'), authMessage);
+    this.serverSignature = hmac(hmac(key, 'Server Key'), authMessage);
     return Buffer.from(`${withoutProof},p=${proof.toString('base64')}`, 'utf8');
   }
 
