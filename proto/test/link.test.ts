@@ -37,13 +37,23 @@ interface Got {
   payload: Buffer;
 }
 
-function collect(maxPayload?: number): { decoder: FrameDecoder; got: Got[] } {
-  const got: Got[] = [];
-  const decoder = new FrameDecoder(
-    { frame: (type, channel, payload) => got.push({ type, channel, payload: Buffer.from(payload) }) },
+/** Decoded frames, with the parts of a cut DATA frame joined again. */
+function collect(maxPayload?: number): { decoder: FrameDecoder; got: Got[]; parts: number } {
+  const out = { decoder: undefined as unknown as FrameDecoder, got: [] as Got[], parts: 0 };
+  let joining = false;
+  out.decoder = new FrameDecoder(
+    {
+      frame: (type, channel, payload, more) => {
+        if (more) out.parts++;
+        const last = out.got[out.got.length - 1];
+        if (joining && last) last.payload = Buffer.concat([last.payload, payload]);
+        else out.got.push({ type, channel, payload: Buffer.from(payload) });
+        joining = more === true;
+      },
+    },
     maxPayload,
   );
-  return { decoder, got };
+  return out;
 }
 
 const SAMPLE: Got[] = [
@@ -97,6 +107,28 @@ describe('frame codec', () => {
         expect(three.got, `pieces ${a}/${b}`).toEqual(SAMPLE.slice(0, 5));
       }
     }
+  });
+
+  it('hands out a DATA frame cut across chunks in parts, as views of the chunks', () => {
+    const views: Array<{ payload: Buffer; more?: boolean }> = [];
+    const decoder = new FrameDecoder({ frame: (_t, _c, payload, more) => views.push({ payload, more }) });
+    const wire = encodeFrame(FrameType.DATA, 5, Buffer.alloc(100, 0x62));
+    // Each chunk in memory of its own, as socket reads are.
+    const own = (bytes: Buffer) => {
+      const out = Buffer.from(new ArrayBuffer(bytes.length));
+      bytes.copy(out);
+      return out;
+    };
+    const a = own(wire.subarray(0, 40));
+    const b = own(wire.subarray(40, 70));
+    const c = own(Buffer.concat([wire.subarray(70), encodeFrame(FrameType.PING, 0, Buffer.alloc(8))]));
+    decoder.push(a);
+    decoder.push(b);
+    decoder.push(c);
+    expect(views.map((v) => [v.payload.length, v.more])).toEqual([[31, true], [30, true], [39, false], [8, undefined]]);
+    expect(views[0]!.payload.buffer).toBe(a.buffer);
+    expect(views[1]!.payload.buffer).toBe(b.buffer);
+    expect(views[2]!.payload.buffer).toBe(c.buffer);
   });
 
   it('hands out payloads without copying when a frame lies inside one chunk', () => {

@@ -1,7 +1,11 @@
 // Encoding and decoding of link frames (see frames.ts). The decoder hands out
-// payloads as views into the chunk they arrived in whenever a frame lies
-// inside one chunk; only frames cut across chunks are copied, once.
-import { HEADER_SIZE, LinkProtocolError, MAX_PAYLOAD, frameTypeName, isKnownFrameType } from './frames.js';
+// payloads as views into the chunk they arrived in. DATA is a byte stream, so
+// a DATA frame cut across chunks is handed out in parts, as views too; other
+// frames cut across chunks are copied, once. (Copying cut DATA frames made
+// half of a streaming gateway's garbage.)
+import { FrameType, HEADER_SIZE, LinkProtocolError, MAX_PAYLOAD, frameTypeName, isKnownFrameType } from './frames.js';
+
+const DATA = FrameType.DATA;
 
 /** Writes a frame header at `offset`; returns the offset just past it. */
 export function writeHeader(target: Buffer, offset: number, type: number, channel: number, length: number): number {
@@ -22,7 +26,8 @@ export function encodeFrame(type: number, channel: number, payload?: Uint8Array)
 
 /** Receives decoded frames; `payload` is only valid until the call returns unless copied or kept whole. */
 export interface FrameSink {
-  frame(type: number, channel: number, payload: Buffer): void;
+  /** `more`: a part of a DATA frame, whose next bytes come with the next call. */
+  frame(type: number, channel: number, payload: Buffer, more?: boolean): void;
 }
 
 const EMPTY = Buffer.alloc(0);
@@ -40,6 +45,9 @@ export class FrameDecoder {
   private partialFill = 0;
   private partialType = 0;
   private partialChannel = 0;
+  /** Bytes of a cut DATA frame still to come, and its channel. */
+  private dataLeft = 0;
+  private dataChannel = 0;
 
   constructor(
     private readonly sink: FrameSink,
@@ -51,7 +59,12 @@ export class FrameDecoder {
     const end = chunk.length;
 
     // Finish what the previous chunk left open.
-    if (this.partial) {
+    if (this.dataLeft > 0) {
+      pos = Math.min(this.dataLeft, end);
+      this.dataLeft -= pos;
+      this.sink.frame(DATA, this.dataChannel, chunk.subarray(0, pos), this.dataLeft > 0);
+      if (this.dataLeft > 0) return;
+    } else if (this.partial) {
       pos = this.fillPartial(chunk, 0);
       if (this.partial) return;
     } else if (this.headFill > 0) {
@@ -69,8 +82,7 @@ export class FrameDecoder {
         this.sink.frame(type, channel, length === 0 ? EMPTY : chunk.subarray(pos, pos + length));
         pos += length;
       } else {
-        this.startPartial(type, channel, length);
-        pos = this.fillPartial(chunk, pos);
+        this.cut(type, channel, length, chunk, pos);
         return;
       }
     }
@@ -83,8 +95,7 @@ export class FrameDecoder {
       this.check(type, length);
       const start = pos + HEADER_SIZE;
       if (end - start < length) {
-        this.startPartial(type, channel, length);
-        this.fillPartial(chunk, start);
+        this.cut(type, channel, length, chunk, start);
         return;
       }
       pos = start + length;
@@ -101,6 +112,18 @@ export class FrameDecoder {
     if (length > this.maxPayload) {
       throw new LinkProtocolError(`${frameTypeName(type)} frame of ${length} bytes exceeds the limit of ${this.maxPayload}`);
     }
+  }
+
+  /** A frame whose payload runs past the chunk, starting at `pos`. */
+  private cut(type: number, channel: number, length: number, chunk: Buffer, pos: number): void {
+    if (type !== DATA) {
+      this.startPartial(type, channel, length);
+      this.fillPartial(chunk, pos);
+      return;
+    }
+    this.dataChannel = channel;
+    this.dataLeft = length - (chunk.length - pos);
+    if (pos < chunk.length) this.sink.frame(DATA, channel, chunk.subarray(pos), true);
   }
 
   private startPartial(type: number, channel: number, length: number): void {
