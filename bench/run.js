@@ -12,6 +12,7 @@ import { descriptorsNeeded, openFilesLimit, sessionsAllowed } from './lib/limits
 import { natsServerBin } from './lib/nats.js';
 import { startOwnPostgres } from './lib/own-postgres.js';
 import { directPath } from './lib/paths.js';
+import { startNodePipe } from './lib/node-pipe.js';
 import { percentile, runPgbench } from './lib/pgbench.js';
 import { PGBOUNCER_INSTALL_HINT, PGBOUNCER_POOL_MODE, startPgbouncer } from './lib/pgbouncer.js';
 import { cpuSnapshot } from './lib/procstat.js';
@@ -171,6 +172,19 @@ async function main() {
         const msg = err instanceof Error ? err.message : String(err);
         log(`${tag}PgBouncer failed, its rows are left out: ${msg}`);
         entries.push({ id: 'pgbouncer', kind: 'pgbouncer', error: msg });
+      }
+    }
+    if (opts.pipe) {
+      stopIfInterrupted();
+      try {
+        const np = await startNodePipe(target, (m) => log(`${tag}node-pipe: ${m}`));
+        started.push(np);
+        entries.push({ id: np.id, kind: np.kind, note: np.note });
+      } catch (err) {
+        if (interrupted) throw err;
+        const msg = err instanceof Error ? err.message : String(err);
+        log(`${tag}node-pipe failed, its rows are left out: ${msg}`);
+        entries.push({ id: 'node-pipe', kind: 'pipe', error: msg });
       }
     }
     for (const spec of wardenSpecs) {
@@ -422,7 +436,7 @@ async function main() {
     }
   };
   for (const p of live) if (p.kind !== 'warden') await stream(p);
-  for (const p of paths) if (p.kind === 'pgbouncer') await p.stop();
+  for (const p of paths) if (p.kind === 'pgbouncer' || p.kind === 'pipe') await p.stop();
 
   for (const p of live) if (p.kind === 'warden') await stream(p);
   await recordAuditEvents(paths, results.paths);

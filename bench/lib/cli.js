@@ -21,6 +21,8 @@ export const USAGE = `Usage: npm run bench -- [options]
   --setup-conns N        connections opened and closed for the setup rate (default 200)
   --stream-rows N        rows of 1,000 bytes streamed by COPY (default 1048576, ~1 GB)
   --no-pgbouncer         leave out the PgBouncer rows
+  --no-pipe              leave out the node-pipe rows (two bare Node.js relays
+                         where the gateway and the agent stand)
   --no-warden            leave out the Warden rows
   --no-embedded          leave out the "warden+embedded" row (local mode's
                          defaults: PGlite store, audit over IngestAudit)
@@ -51,6 +53,7 @@ export const USAGE = `Usage: npm run bench -- [options]
  * @property {number} setupConns
  * @property {number} streamRows
  * @property {boolean} pgbouncer
+ * @property {boolean} pipe
  * @property {boolean} warden
  * @property {boolean} embedded
  * @property {string | null} nats
@@ -71,6 +74,7 @@ export function parseArgs(argv, env = process.env) {
   let quick = false;
   let help = false;
   let pgbouncer = true;
+  let pipe = true;
   let warden = true;
   let embedded = true;
   for (let i = 0; i < argv.length; i++) {
@@ -89,6 +93,7 @@ export function parseArgs(argv, env = process.env) {
     switch (arg) {
       case '--quick': quick = true; break;
       case '--no-pgbouncer': pgbouncer = false; break;
+      case '--no-pipe': pipe = false; break;
       case '--no-warden': warden = false; break;
       case '--no-embedded': embedded = false; break;
       case '-h': case '--help': help = true; break;
@@ -127,6 +132,7 @@ export function parseArgs(argv, env = process.env) {
     setupConns: Math.round(num('setup-conns', 200, 1)),
     streamRows: Math.round(num('stream-rows', 1048576, 1)),
     pgbouncer,
+    pipe,
     warden,
     embedded,
     nats: given.nats ?? null,

@@ -1,11 +1,11 @@
 // The connection paths under test share one shape, so every measurement
-// treats direct, PgBouncer and Warden alike.
+// treats direct, PgBouncer, the bare relays and Warden alike.
 
 /**
  * @typedef {object} BenchPath
- * @property {string} id        'direct' | 'pgbouncer' | 'warden' | 'warden+<variant>'
+ * @property {string} id        'direct' | 'pgbouncer' | 'node-pipe' | 'warden' | 'warden+<variant>'
  * @property {string} label
- * @property {'direct' | 'pgbouncer' | 'warden'} kind
+ * @property {'direct' | 'pgbouncer' | 'pipe' | 'warden'} kind
  * @property {string} [note]
  * @property {string} [version]
  * @property {string[]} [extraArgs]
