@@ -145,8 +145,10 @@ export class AuditConsumer {
     // Messages up to about `max` events (one JSON line each).
     const take = () => {
       let n = 0;
-      let events = 0;
-      while (n < queue.length && (n === 0 || events + lineCount(queue[n]!.data) <= max)) events += lineCount(queue[n++]!.data);
+      for (let events = 0; n < queue.length; n++) {
+        events += lineCount(queue[n]!.data);
+        if (n > 0 && events > max) break;
+      }
       return queue.splice(0, n);
     };
     let storing: Promise<void> | undefined;
