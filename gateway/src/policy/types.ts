@@ -31,7 +31,24 @@ export interface ObjectRef {
   type: 'table' | 'schema' | 'function' | 'role' | 'database' | 'other';
   schema?: string;
   name: string;
+  /**
+   * Tables only: the statement changes the table's rows (it is the target of
+   * INSERT, UPDATE, DELETE, MERGE, TRUNCATE or COPY FROM). Absent: it reads.
+   */
+  writes?: WriteKind[];
+  /** Tables only: written with ONLY, so inheritance children and partitions are not reached. */
+  only?: true;
 }
+
+/** How a statement changes a table's rows; decides which foreign-key actions and triggers fire. */
+export type WriteKind = 'insert' | 'update' | 'delete' | 'truncate' | 'truncate cascade';
+
+/**
+ * A change of search_path made by a statement: SET / SET LOCAL / RESET /
+ * SET … TO DEFAULT, set_config('search_path', …) anywhere in it, RESET ALL,
+ * DISCARD ALL. `value` is undefined when it is not a constant.
+ */
+export type PathChange = { op: 'set'; value: string | undefined; local: boolean } | { op: 'reset' };
 
 export interface StatementInfo {
   access: Access;
@@ -53,6 +70,14 @@ export interface StatementInfo {
    * so a caller that tracks PREPAREd levels per session can resolve EXECUTE.
    */
   preparedName?: string;
+  /** search_path changes the statement makes, in the order they happen. */
+  pathChanges?: PathChange[];
+  /**
+   * The statement reaches data that cannot be placed in a schema (large
+   * objects, a table named by an expression, every schema at once…): a rule
+   * with schema or table scopes refuses it, giving this reason.
+   */
+  unscoped?: string;
   /** The statement's own text, cut from the query string. */
   text: string;
 }

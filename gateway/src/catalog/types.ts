@@ -1,0 +1,81 @@
+// What the gateway knows about a resource's database: the relations, views,
+// functions, triggers and foreign keys that decide what a statement really
+// touches. Read through the agent (which alone holds the credentials) with
+// one catalog query, cached per resource, refreshed after DDL.
+//
+// Names are as Postgres stores them (unquoted identifiers lower-case).
+// Relations and functions are keyed "schema.name".
+
+export interface CatalogRelation {
+  schema: string;
+  name: string;
+  /** pg_class.relkind: r table, p partitioned table, v view, m materialized view, f foreign table, S sequence, i/I index, c composite type, t toast. */
+  kind: string;
+}
+
+export interface CatalogFunction {
+  schema: string;
+  name: string;
+  /** pg_proc.prokind: f function, p procedure, a aggregate, w window. */
+  kind: string;
+  /** i immutable, s stable, v volatile. */
+  volatility: 'i' | 's' | 'v';
+  /** Language name: sql, plpgsql, c, internal, plpython3u… */
+  language: string;
+  securityDefiner: boolean;
+  owner: string;
+  /** The body for sql and plpgsql functions (prosrc, or the SQL-standard body as text). */
+  body?: string;
+  /** The search_path of the function's SET clause, when it has one (raw setting text). */
+  searchPath?: string;
+}
+
+/** A foreign key whose ON DELETE / ON UPDATE action changes the referencing table. */
+export interface CatalogForeignKey {
+  /** The referencing table, "schema.name": its rows change when `references` changes. */
+  table: string;
+  /** The referenced table, "schema.name". */
+  references: string;
+  /** pg_constraint.confdeltype / confupdtype: a no action, r restrict, c cascade, n set null, d set default. */
+  onDelete: string;
+  onUpdate: string;
+}
+
+export interface CatalogTrigger {
+  /** The table the trigger is on, "schema.name". */
+  table: string;
+  /** The trigger function, "schema.name". */
+  function: string;
+  /** Events it fires on. */
+  events: Array<'insert' | 'update' | 'delete' | 'truncate'>;
+}
+
+/** A rewrite rule (CREATE RULE) on a table, not a view's own _RETURN rule. */
+export interface CatalogRule {
+  table: string;
+  event: 'select' | 'insert' | 'update' | 'delete';
+  /** Relations the rule's actions reference, "schema.name". */
+  relations: string[];
+}
+
+export interface ResourceCatalog {
+  /** Date.now() when it was read. */
+  fetchedAt: number;
+  /** The role the agent logs in as (session_user of a fresh session). */
+  sessionUser: string;
+  /** search_path of a fresh session before any startup parameter (SHOW search_path). */
+  searchPath: string;
+  /** Every schema of the database. */
+  schemas: string[];
+  /** Every relation outside pg_catalog, information_schema and pg_toast, keyed "schema.name". */
+  relations: Record<string, CatalogRelation>;
+  /** Views and materialized views → the relations their definition reads ("schema.name"), one level deep. */
+  viewReads: Record<string, string[]>;
+  /** Parent → direct inheritance children and partitions ("schema.name"). */
+  children: Record<string, string[]>;
+  foreignKeys: CatalogForeignKey[];
+  triggers: CatalogTrigger[];
+  rules: CatalogRule[];
+  /** Functions and procedures outside pg_catalog and information_schema, keyed "schema.name" (overloads share a key). */
+  functions: Record<string, CatalogFunction[]>;
+}
