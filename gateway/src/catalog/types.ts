@@ -69,8 +69,12 @@ export interface ResourceCatalog {
   schemas: string[];
   /** Every relation outside pg_catalog, information_schema and pg_toast, keyed "schema.name". */
   relations: Record<string, CatalogRelation>;
+  /** Names of pg_catalog's relations: an unqualified name among them resolves there while pg_catalog leads search_path. */
+  catalogRelations: string[];
   /** Views and materialized views → the relations their definition reads ("schema.name"), one level deep. */
   viewReads: Record<string, string[]>;
+  /** Views and materialized views → the functions outside pg_catalog their definition calls ("schema.name"). */
+  viewCalls: Record<string, string[]>;
   /** Parent → direct inheritance children and partitions ("schema.name"). */
   children: Record<string, string[]>;
   foreignKeys: CatalogForeignKey[];
