@@ -86,6 +86,11 @@ export class StatementGate {
     return this.top?.access;
   }
 
+  /** The name of the rule that sets the ceiling: the agent maps it to a native role. */
+  get ceilingRule(): string | undefined {
+    return this.top?.name;
+  }
+
   check(sql: string): Decision {
     const classification = this.cache.get(sql);
     let decision = this.decisions.get(classification);
