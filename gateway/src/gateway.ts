@@ -116,7 +116,8 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
       tls,
       allowPlaintext: (addr) => !!opts.local && isLoopback(addr),
       admit,
-      openUpstream: (a, parameters) => hub.open(a.agent, { resource: a.resource, parameters, readOnly: a.readOnly }),
+      openUpstream: (a, parameters) =>
+        hub.open(a.agent, { resource: a.resource, parameters, readOnly: a.readOnly, access: a.gate.ceiling, rule: a.gate.ceilingRule }),
       authTimeoutMs: 60_000,
       audit: opts.audit,
       gatewayId: opts.id,

@@ -151,7 +151,10 @@ export class AgentHub implements LinkOwner {
   }
 
   /** Asks the agent to log in upstream; resolves once it is READY. */
-  open(agent: string, request: Pick<OpenSession, 'resource' | 'parameters' | 'readOnly'> & { sessionId?: string }): Promise<Upstream> {
+  open(
+    agent: string,
+    request: Pick<OpenSession, 'resource' | 'parameters' | 'readOnly'> & Partial<Pick<OpenSession, 'access' | 'rule'>> & { sessionId?: string },
+  ): Promise<Upstream> {
     const target = this.pick(agent);
     if (!target) {
       return Promise.reject(
@@ -188,6 +191,9 @@ export class AgentHub implements LinkOwner {
         readOnly: request.readOnly,
         cancelProcessId: key.pid,
         cancelSecret: secretBytes(key.secret),
+        // The agent puts the session in the native role it maps these to.
+        access: request.access ?? '',
+        rule: request.rule ?? '',
       };
       target.link.send(FrameType.OPEN, channel, Buffer.from(OpenSession.encode(open).finish()));
     });

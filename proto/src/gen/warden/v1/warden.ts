@@ -341,6 +341,13 @@ export interface OpenSession {
    */
   cancelProcessId: number;
   cancelSecret: Buffer;
+  /**
+   * The access level (read, write, ddl, admin) and the name of the rule the
+   * session runs under (the rule that sets its ceiling). The agent maps them
+   * to an upstream role and runs SET ROLE after the login; empty: no mapping.
+   */
+  access: string;
+  rule: string;
 }
 
 export interface OpenSession_ParametersEntry {
@@ -4230,6 +4237,8 @@ function createBaseOpenSession(): OpenSession {
     readOnly: false,
     cancelProcessId: 0,
     cancelSecret: Buffer.alloc(0),
+    access: "",
+    rule: "",
   };
 }
 
@@ -4252,6 +4261,12 @@ export const OpenSession: MessageFns<OpenSession> = {
     }
     if (message.cancelSecret.length !== 0) {
       writer.uint32(50).bytes(message.cancelSecret);
+    }
+    if (message.access !== "") {
+      writer.uint32(58).string(message.access);
+    }
+    if (message.rule !== "") {
+      writer.uint32(66).string(message.rule);
     }
     return writer;
   },
@@ -4320,6 +4335,22 @@ export const OpenSession: MessageFns<OpenSession> = {
             message.cancelSecret = Buffer.from(reader.bytes());
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.access = reader.string();
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.rule = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4369,6 +4400,8 @@ export const OpenSession: MessageFns<OpenSession> = {
         : isSet(object.cancel_secret)
         ? Buffer.from(bytesFromBase64(object.cancel_secret))
         : Buffer.alloc(0),
+      access: isSet(object.access) ? globalThis.String(object.access) : "",
+      rule: isSet(object.rule) ? globalThis.String(object.rule) : "",
     };
   },
 
@@ -4398,6 +4431,12 @@ export const OpenSession: MessageFns<OpenSession> = {
     if (message.cancelSecret.length !== 0) {
       obj.cancelSecret = base64FromBytes(message.cancelSecret);
     }
+    if (message.access !== "") {
+      obj.access = message.access;
+    }
+    if (message.rule !== "") {
+      obj.rule = message.rule;
+    }
     return obj;
   },
 
@@ -4420,6 +4459,8 @@ export const OpenSession: MessageFns<OpenSession> = {
     message.readOnly = object.readOnly ?? false;
     message.cancelProcessId = object.cancelProcessId ?? 0;
     message.cancelSecret = object.cancelSecret ?? Buffer.alloc(0);
+    message.access = object.access ?? "";
+    message.rule = object.rule ?? "";
     return message;
   },
 };
