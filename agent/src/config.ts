@@ -7,6 +7,10 @@ import { dirname, isAbsolute, resolve } from 'node:path';
 export type SslMode = 'disable' | 'require' | 'verify-full';
 export const SSL_MODES: readonly SslMode[] = ['disable', 'require', 'verify-full'];
 
+/** The gateway's access levels, which `roles` maps to upstream roles. */
+export type AccessLevel = 'read' | 'write' | 'ddl' | 'admin';
+export const ACCESS_LEVELS: readonly AccessLevel[] = ['read', 'write', 'ddl', 'admin'];
+
 /** How the agent reaches one upstream database. */
 export interface ResourceConfig {
   host: string;
@@ -20,6 +24,10 @@ export interface ResourceConfig {
   sslmode: SslMode;
   /** Absolute path of a PEM file with the CA(s) to trust for the upstream's certificate. */
   sslrootcert?: string;
+  /** Upstream role per access level: the session runs SET ROLE to it after the login. */
+  roles?: Partial<Record<AccessLevel, string>>;
+  /** Upstream role per rule name; wins over `roles`. */
+  ruleRoles?: Record<string, string>;
 }
 
 export interface AgentConfig {
@@ -161,7 +169,46 @@ const RESOURCE_KEYS = [
   'passwordFile',
   'sslmode',
   'sslrootcert',
+  'roles',
+  'ruleRoles',
 ] as const;
+
+/**
+ * An upstream role name as Postgres stores it (SET ROLE quotes it, so case is
+ * kept). Longer than 63 bytes, Postgres would silently cut it to another name.
+ */
+function roleName(c: Checker, v: unknown, field: string): string {
+  const name = c.string(v, field);
+  if (name.includes('\0')) c.fail(field, 'must not contain a NUL character');
+  if (Buffer.byteLength(name, 'utf8') > 63) c.fail(field, `must be at most 63 bytes (Postgres' limit for names), got ${JSON.stringify(name)}`);
+  return name;
+}
+
+function roleMaps(c: Checker, r: Obj, f: string): Pick<ResourceConfig, 'roles' | 'ruleRoles'> {
+  const out: Pick<ResourceConfig, 'roles' | 'ruleRoles'> = {};
+  if (r.roles !== undefined) {
+    const o = c.object(r.roles, `${f}.roles`);
+    const roles: Partial<Record<AccessLevel, string>> = {};
+    for (const [level, v] of Object.entries(o)) {
+      if (!(ACCESS_LEVELS as readonly string[]).includes(level)) {
+        // A typo here would silently leave a level on the login user: refuse it.
+        c.fail(`${f}.roles.${level}`, `is not an access level (use ${ACCESS_LEVELS.join(', ')})`);
+      }
+      roles[level as AccessLevel] = roleName(c, v, `${f}.roles.${level}`);
+    }
+    out.roles = roles;
+  }
+  if (r.ruleRoles !== undefined) {
+    const o = c.object(r.ruleRoles, `${f}.ruleRoles`);
+    const ruleRoles: Record<string, string> = {};
+    for (const [rule, v] of Object.entries(o)) {
+      if (rule.trim() === '') c.fail(`${f}.ruleRoles`, 'has an empty rule name');
+      ruleRoles[rule] = roleName(c, v, `${f}.ruleRoles.${rule}`);
+    }
+    out.ruleRoles = ruleRoles;
+  }
+  return out;
+}
 
 /** Validates an already parsed JSON value. Throws ConfigError naming the field at fault. */
 export function parseConfig(raw: unknown, options: ParseOptions = {}): LoadedConfig {
@@ -239,6 +286,7 @@ export function parseConfig(raw: unknown, options: ParseOptions = {}): LoadedCon
     const passwordFile = c.optionalFile(r.passwordFile, `${f}.passwordFile`);
     if (passwordFile) resource.passwordFile = passwordFile;
     if (sslrootcert) resource.sslrootcert = sslrootcert;
+    Object.assign(resource, roleMaps(c, r, f));
     resources[rname] = resource;
   }
   if (Object.keys(resources).length === 0) {
@@ -247,6 +295,33 @@ export function parseConfig(raw: unknown, options: ParseOptions = {}): LoadedCon
 
   const config: AgentConfig = { name, controlPlane, enrollmentToken, gatewayTls, resources };
   return { config, warnings: c.warnings };
+}
+
+/** The upstream role a session runs in, and why (for messages and logs). */
+export interface SessionRole {
+  name: string;
+  /** "rule ci-read-only" or "access level read". */
+  source: string;
+}
+
+/**
+ * The role for a session under `access` and `rule` (from OpenSession): the
+ * rule's mapping, else the level's, else none (the login user). Throws when
+ * the resource maps roles but the gateway named no level: without it the
+ * agent cannot tell which role applies, and must not fall back to the login
+ * user (fail closed).
+ */
+export function sessionRole(r: ResourceConfig, access: string, rule: string): SessionRole | undefined {
+  const byRule = r.ruleRoles && rule && Object.hasOwn(r.ruleRoles, rule) ? r.ruleRoles[rule] : undefined;
+  if (byRule !== undefined) return { name: byRule, source: `rule ${rule}` };
+  const mapsRoles = Object.keys(r.roles ?? {}).length > 0 || Object.keys(r.ruleRoles ?? {}).length > 0;
+  if (!access) {
+    if (mapsRoles) throw new ConfigError('the gateway did not say the session\'s access level (is it older than the agent?), and this resource maps levels to roles');
+    return undefined;
+  }
+  const byLevel = r.roles && Object.hasOwn(r.roles, access) ? r.roles[access as AccessLevel] : undefined;
+  if (byLevel !== undefined) return { name: byLevel, source: `access level ${access}` };
+  return undefined;
 }
 
 /** Reads and validates the config file. Relative paths inside are resolved against its directory. */

@@ -1,6 +1,8 @@
 // Public surface of the agent package (used by tests and by `warden start`).
 export { Agent, type AgentOptions } from './agent.js';
 export {
+  ACCESS_LEVELS,
+  type AccessLevel,
   type AgentConfig,
   ConfigError,
   type LoadedConfig,
@@ -9,6 +11,8 @@ export {
   type ParseOptions,
   type ResourceConfig,
   resourcePassword,
+  type SessionRole,
+  sessionRole,
   SSL_MODES,
   type SslMode,
 } from './config.js';
@@ -23,6 +27,7 @@ export {
   CONNECTION_FAILURE,
   connectUpstream,
   openTransport,
+  quoteIdent,
   redact,
   startupParameters,
   type UpstreamConnection,

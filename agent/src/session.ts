@@ -6,7 +6,7 @@ import type net from 'node:net';
 import { timingSafeEqual } from 'node:crypto';
 import { type Channel, type ChannelHandler, FrameType, type Link, type OpenSession, SessionFailed } from '@warden/proto';
 import type { Logger } from 'pino';
-import { type ResourceConfig, resourcePassword } from './config.js';
+import { ConfigError, type ResourceConfig, resourcePassword, type SessionRole, sessionRole } from './config.js';
 import { sendCancelRequest } from './upstream/cancel.js';
 import {
   type BackendKey,
@@ -77,6 +77,8 @@ export class RelaySession implements ChannelHandler {
   private readonly log: Logger;
   private readonly channel: Channel;
   private target: UpstreamTarget | undefined;
+  /** The upstream role the session runs in, when the config maps one. */
+  private role: SessionRole | undefined;
   private backendKey: BackendKey | undefined;
   private stopRequested = false;
   private bytesFromUpstream = 0;
@@ -252,6 +254,15 @@ export class RelaySession implements ChannelHandler {
     }
     const target: UpstreamTarget = { ...settings, password };
     this.target = target;
+    let role: SessionRole | undefined;
+    try {
+      role = sessionRole(settings, this.open.access, this.open.rule);
+    } catch (err) {
+      const reason = err instanceof ConfigError ? err.message : String(err);
+      this.log.warn({ access: this.open.access, rule: this.open.rule, reason }, 'no role for the session');
+      this.sendFailure(CONNECTION_FAILURE, `agent ${agentName} cannot choose the role for resource ${this.resource}: ${reason}`);
+      return;
+    }
 
     let conn: UpstreamConnection;
     try {
@@ -259,6 +270,7 @@ export class RelaySession implements ChannelHandler {
         labels: { agent: agentName, resource: this.resource },
         parameters: this.open.parameters,
         readOnly: this.open.readOnly,
+        role,
         timeoutMs: this.ctx.loginTimeoutMs,
       });
     } catch (err) {
@@ -290,6 +302,7 @@ export class RelaySession implements ChannelHandler {
       return;
     }
     this.backendKey = conn.backendKey;
+    this.role = role;
     await this.relay(conn);
   }
 
@@ -343,7 +356,10 @@ export class RelaySession implements ChannelHandler {
       this.channel.signal(FrameType.READY);
       this.bytesFromUpstream += initial.length;
       const flowing = initial.length === 0 || this.channel.send(initial);
-      log.info({ backendPid: conn.backendKey?.processId, readOnly: this.open.readOnly }, 'session ready');
+      log.info(
+        { backendPid: conn.backendKey?.processId, readOnly: this.open.readOnly, role: this.role?.name, access: this.open.access, rule: this.open.rule },
+        'session ready',
+      );
       if (flowing) socket.resume();
     });
   }

@@ -2,7 +2,8 @@
 // message and authentication (trust, cleartext, md5, SCRAM-SHA-256). The
 // result is the socket, positioned just after AuthenticationOk, plus the bytes
 // the server sent from there up to and including ReadyForQuery (forwarded to
-// the client untouched) and the backend key used for cancellation.
+// the client) and the backend key used for cancellation. When the session has
+// a native role, the login ends with SET ROLE (see assumeRole).
 import { readFile } from 'node:fs/promises';
 import net from 'node:net';
 import tls from 'node:tls';
@@ -43,6 +44,8 @@ export interface ConnectOptions {
   /** Startup parameters from the client (application_name, DateStyle, ...). */
   parameters?: Record<string, string>;
   readOnly?: boolean;
+  /** Upstream role to SET ROLE to right after the login; the session fails without it. */
+  role?: { name: string; source: string };
   /** Whole connect + login budget. Default 15 s. */
   timeoutMs?: number;
 }
@@ -62,7 +65,7 @@ export interface UpstreamConnection {
   serverParameters: Record<string, string>;
 }
 
-export type UpstreamPhase = 'connect' | 'login';
+export type UpstreamPhase = 'connect' | 'login' | 'role';
 
 /** A failure a person can act on; `message` is safe to show the client (never holds the password). */
 export class UpstreamError extends Error {
@@ -286,8 +289,108 @@ class LoginFailure extends Error {
   constructor(
     readonly reason: string,
     readonly sqlstate: string = CONNECTION_FAILURE,
+    readonly phase: UpstreamPhase = 'login',
   ) {
     super(reason);
+  }
+}
+
+/** SET ROLE's operand: a quoted identifier, so the name is taken exactly as configured. */
+export function quoteIdent(name: string): string {
+  return `"${name.replace(/"/g, '""')}"`;
+}
+
+/** A simple Query message. */
+function queryMessage(sql: string): Buffer {
+  const body = Buffer.from(`${sql}\0`, 'utf8');
+  const out = Buffer.alloc(5 + body.length);
+  out[0] = 0x51; // 'Q'
+  out.writeInt32BE(4 + body.length, 1);
+  body.copy(out, 5);
+  return out;
+}
+
+function parameterStatus(name: string, value: string): Buffer {
+  const body = Buffer.from(`${name}\0${value}\0`, 'utf8');
+  const out = Buffer.alloc(5 + body.length);
+  out[0] = 0x53; // 'S'
+  out.writeInt32BE(4 + body.length, 1);
+  body.copy(out, 5);
+  return out;
+}
+
+/** What to tell the operator when SET ROLE fails, by SQLSTATE. */
+function roleAdvice(sqlstate: string, role: string, user: string): string {
+  const q = quoteIdent(role);
+  if (sqlstate === '42501') {
+    return `grant the role to the agent's login user (GRANT ${q} TO ${quoteIdent(user)}; on PostgreSQL 16 and later add WITH SET TRUE), or fix the mapping in the agent config`;
+  }
+  if (sqlstate === '22023' || sqlstate === '42704') {
+    return `create the role (warden roles sql prints a script for it) and grant it to ${quoteIdent(user)}, or fix the mapping in the agent config`;
+  }
+  return 'check the role and the mapping in the agent config';
+}
+
+/**
+ * Right after the login's ReadyForQuery: SET ROLE, and its answer consumed
+ * here so that nothing of it reaches the client. ParameterStatus messages it
+ * causes (is_superuser, when the login user is a superuser) are folded into
+ * the login's own: the client sees one login whose reported values match the
+ * session it gets, as if it had logged in as the role. Any error fails the
+ * session: it is never relayed without its role.
+ */
+async function assumeRole(
+  reader: LoginReader,
+  socket: net.Socket,
+  role: { name: string; source: string },
+  user: string,
+  initial: Buffer[],
+): Promise<void> {
+  socket.write(queryMessage(`SET ROLE ${quoteIdent(role.name)}`));
+  const changed: Array<[string, string]> = [];
+  let completed = false;
+  for (;;) {
+    const msg = await reader.next();
+    switch (msg.type) {
+      case 'C':
+        completed = true;
+        break;
+      case 'S': {
+        const [k, v] = parseCStringList(msg.body);
+        if (k !== undefined) changed.push([k, v ?? '']);
+        break;
+      }
+      case 'N':
+        break; // a notice about our own SET is not the client's business
+      case 'E': {
+        const f = parseFields(msg.body);
+        const sqlstate = f.C ?? CONNECTION_FAILURE;
+        const what = [f.M ?? 'the server reported an error', f.D ? `(${f.D})` : ''].filter(Boolean).join(' ');
+        throw new LoginFailure(`${what}; ${roleAdvice(sqlstate, role.name, user)}`, sqlstate, 'role');
+      }
+      case 'Z':
+        if (!completed) throw new LoginFailure('SET ROLE ended without completing', CONNECTION_FAILURE, 'role');
+        if (msg.body[0] !== 0x49) throw new LoginFailure('SET ROLE left a transaction open', CONNECTION_FAILURE, 'role');
+        mergeParameterStatus(initial, changed);
+        return;
+      default:
+        throw new LoginFailure(`unexpected message '${msg.type}' from the server in answer to SET ROLE`, CONNECTION_FAILURE, 'role');
+    }
+  }
+}
+
+/** Replaces the login's ParameterStatus of each changed name in place; a new name goes before BackendKeyData. */
+function mergeParameterStatus(initial: Buffer[], changed: ReadonlyArray<readonly [string, string]>): void {
+  for (const [name, value] of changed) {
+    const msg = parameterStatus(name, value);
+    const at = initial.findIndex((m) => m[0] === 0x53 && parseCStringList(m.subarray(5))[0] === name);
+    if (at >= 0) {
+      initial[at] = msg;
+      continue;
+    }
+    let before = initial.findIndex((m) => m[0] === 0x4b || m[0] === 0x5a); // 'K' or 'Z'
+    if (before < 0) before = initial.length;
+    initial.splice(before, 0, msg);
   }
 }
 
@@ -295,6 +398,7 @@ async function login(
   socket: net.Socket,
   target: UpstreamTarget,
   params: Array<[string, string]>,
+  role?: { name: string; source: string },
 ): Promise<UpstreamConnection> {
   const reader = new LoginReader(socket);
   let scram: ScramClient | undefined;
@@ -330,6 +434,15 @@ async function login(
           const [k, v] = parseCStringList(msg.body);
           if (k !== undefined) serverParameters[k] = v ?? '';
         } else if (msg.type === 'Z') {
+          if (role) {
+            await assumeRole(reader, socket, role, target.user, initial);
+            // The values the client will see, after the merge.
+            for (const m of initial) {
+              if (m[0] !== 0x53) continue;
+              const [k, v] = parseCStringList(m.subarray(5));
+              if (k !== undefined) serverParameters[k] = v ?? '';
+            }
+          }
           const rest = reader.detach();
           if (rest.length > 0) initial.push(rest);
           return { socket, initial: Buffer.concat(initial), backendKey, serverParameters };
@@ -407,7 +520,9 @@ export async function connectUpstream(target: UpstreamTarget, options: ConnectOp
     const head =
       phase === 'connect'
         ? `agent ${labels.agent} could not connect to resource ${labels.resource} upstream ${target.host}:${target.port}`
-        : `agent ${labels.agent} could not log in to resource ${labels.resource} upstream as role ${target.user}`;
+        : phase === 'login'
+          ? `agent ${labels.agent} could not log in to resource ${labels.resource} upstream as role ${target.user}`
+          : `agent ${labels.agent} could not put the session on resource ${labels.resource} in role ${quoteIdent(options.role?.name ?? '')} (mapped from ${options.role?.source ?? 'the config'})`;
     return new UpstreamError(`${head}: ${safe}`, sqlstate, phase, safe);
   };
 
@@ -419,7 +534,7 @@ export async function connectUpstream(target: UpstreamTarget, options: ConnectOp
     }
     socket = s;
     phase = 'login';
-    return login(socket, target, params);
+    return login(socket, target, params, options.role);
   })();
   const timeout = new Promise<never>((_, reject) => {
     timer = setTimeout(() => {
@@ -437,7 +552,7 @@ export async function connectUpstream(target: UpstreamTarget, options: ConnectOp
       () => undefined,
     );
     if (timedOut) throw fail(phase, `timed out after ${Math.round(timeoutMs / 100) / 10} s`);
-    if (err instanceof LoginFailure) throw fail('login', err.reason, err.sqlstate);
+    if (err instanceof LoginFailure) throw fail(err.phase, err.reason, err.sqlstate);
     if (err instanceof TlsRefused) throw fail('connect', err.message);
     throw fail(phase, describeSocketError(err, target));
   } finally {
