@@ -16,5 +16,11 @@ export { classifySetting, isHarmlessSetting, HARMLESS_SETTINGS } from './setting
 export type { SettingChange, SettingVerdict } from './settings.js';
 export { ACCESS_LEVELS, accessAllows, accessRank, maxAccess } from './types.js';
 export type { Access, Classification, ObjectRef, StatementInfo } from './types.js';
-export { StatementGate, rulesFor } from './rules.js';
-export type { Decision, GateContext, Refusal as PolicyRefusal, Rule } from './rules.js';
+export { rulesFor } from './rules.js';
+export type { Decision, Refusal as PolicyRefusal, Rule } from './rules.js';
+export { StatementGate, DEFAULT_SEARCH_PATH, describe, isScoped, violation } from './gate.js';
+export type { GateContext } from './gate.js';
+export { reach } from './reach.js';
+export type { Reach, ReachContext, ReachedTable } from './reach.js';
+export { PathMachine, parseSearchPath, pathEffects } from './search-path.js';
+export type { PathEffect } from './search-path.js';

@@ -6,10 +6,10 @@
 // multi-statement Query skipped, messages up to Sync discarded, an open
 // transaction marked failed.
 import type { StatementGate } from '../policy/index.js';
-import { BIND, EXECUTE, FUNCTION_CALL, PARSE, ProtocolError, QUERY, SYNC, parse, query } from '../wire/index.js';
+import { BIND, CLOSE, EXECUTE, FUNCTION_CALL, PARSE, ProtocolError, QUERY, SYNC, parse, query } from '../wire/index.js';
 import { MessageFilter, messageTypes } from './filter.js';
 
-const INSPECTED = messageTypes(QUERY, PARSE, BIND, EXECUTE, SYNC, FUNCTION_CALL);
+const INSPECTED = messageTypes(QUERY, PARSE, BIND, EXECUTE, SYNC, FUNCTION_CALL, CLOSE);
 import type { ResponseTracker, StatementDecision } from './tracker.js';
 
 export function clientMessages(gate: StatementGate, tracker: ResponseTracker): MessageFilter {
@@ -33,9 +33,10 @@ export function clientMessages(gate: StatementGate, tracker: ResponseTracker): M
         const sqlEnd = cstringEnd(msg, nameEnd + 1);
         const name = msg.toString('utf8', 5, nameEnd);
         const sql = msg.toString('utf8', nameEnd + 1, sqlEnd);
-        const statements = decide(gate, sql);
+        const statements = decide(gate, sql, name);
         const refusal = statements.find((s) => s.refusal)?.refusal;
-        tracker.parse(name, { sql, info: statements.length === 1 ? statements[0]!.info : undefined, rule: statements[0]!.rule, refusal });
+        const only = statements.length === 1 ? statements[0]! : undefined;
+        tracker.parse(name, { sql, info: only?.info, rule: statements[0]!.rule, refusal, effects: only?.effects });
         if (!refusal) {
           refused.delete(name);
           return null;
@@ -56,6 +57,14 @@ export function clientMessages(gate: StatementGate, tracker: ResponseTracker): M
       case SYNC:
         tracker.sync();
         return null;
+      case CLOSE:
+        // Close 'S': the server forgets the prepared statement, so it is no longer re-resolved after a path change.
+        if (msg[5] === 0x53) {
+          const name = msg.toString('utf8', 6, cstringEnd(msg, 6));
+          gate.closed(name);
+          tracker.closeStatement(name);
+        } else tracker.closePortal(msg.toString('utf8', 6, cstringEnd(msg, 6)));
+        return null;
       case FUNCTION_CALL: {
         const refusal = gate.checkFunctionCall() ?? undefined;
         tracker.query([{ sql: '-- FunctionCall message', refusal }]);
@@ -72,8 +81,8 @@ export function clientMessages(gate: StatementGate, tracker: ResponseTracker): M
 }
 
 /** One decision per statement, up to and including the first refused one. */
-function decide(gate: StatementGate, sql: string): StatementDecision[] {
-  const decision = gate.check(sql);
+function decide(gate: StatementGate, sql: string, parseName?: string): StatementDecision[] {
+  const decision = gate.check(sql, parseName === undefined ? undefined : { name: parseName });
   const c = decision.classification;
   const r = decision.refusal;
   if (!c.ok) return [{ sql, rule: r?.rule ?? decision.rule, refusal: r ?? undefined }];
@@ -83,7 +92,7 @@ function decide(gate: StatementGate, sql: string): StatementDecision[] {
     const info = c.statements[i]!;
     // A classification found by shape carries the text it was made from, so one statement is recorded as sent.
     const text = c.statements.length === 1 ? withoutTerminator(sql) : info.text;
-    out.push(r && i === r.index ? { sql: text, info, rule: r.rule, refusal: r } : { sql: text, info, rule: decision.rule });
+    out.push(r && i === r.index ? { sql: text, info, rule: r.rule, refusal: r } : { sql: text, info, rule: decision.rule, effects: decision.effects[i] });
   }
   // An empty query string still gets one (empty) answer.
   return out.length ? out : [{ sql, rule: decision.rule }];

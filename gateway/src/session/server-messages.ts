@@ -46,7 +46,7 @@ export function serverMessages(key: { pid: number; secret: number }, tracker: Re
         return null;
       }
       case READY_FOR_QUERY:
-        tracker.ready();
+        tracker.ready(String.fromCharCode(msg[5]!));
         return null;
       case BACKEND_KEY_DATA:
         upstreamPid = msg.readInt32BE(5);

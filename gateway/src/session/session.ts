@@ -238,6 +238,9 @@ export class Session {
       this.rebind({ identity: admission.identity, agent: admission.agent });
       const passOn: Record<string, string> = {};
       for (const [k, v] of Object.entries(this.parameters)) if (!WITHHELD_PARAMETERS.has(k)) passOn[k] = v;
+      // Startup parameters are settings like any SET, and search_path among them is where names resolve.
+      const refused = admission.gate.startup(passOn);
+      if (refused) throw new Refusal(refused.sqlstate, refused.message, 'Leave the parameter out, or ask a Warden admin for a rule that allows it.');
       const upstream = await this.deps.openUpstream(admission, passOn);
       if (this.closed) return upstream.close();
       this.admission = admission;
@@ -268,7 +271,16 @@ export class Session {
       access: admission.gate.ceiling,
       readOnly: admission.readOnly,
     });
-    const tracker = new ResponseTracker((s) => recorder.statement(s, performance.now()), () => performance.now());
+    const gate = admission.gate;
+    const tracker = new ResponseTracker(
+      (s) => {
+        // What ran moves the session's search_path; what the server skipped did not run.
+        if (!s.skipped) gate.settled(s.effects, !s.error);
+        recorder.statement(s, performance.now());
+      },
+      () => performance.now(),
+      (status, idle) => gate.ready(status, idle),
+    );
     this.filter = clientMessages(admission.gate, tracker);
     const fromServer = serverMessages(key, tracker);
     this.socket.write(authenticationOk());

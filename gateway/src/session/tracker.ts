@@ -4,7 +4,7 @@
 // PortalSuspended, ErrorResponse) per statement or Execute, and one
 // ReadyForQuery per Query, FunctionCall or Sync. After an error the server
 // skips the rest of the Query string, or everything up to Sync.
-import type { PolicyRefusal, StatementInfo } from '../policy/index.js';
+import type { PathEffect, PolicyRefusal, StatementInfo } from '../policy/index.js';
 
 /** What policy said about one statement. */
 export interface StatementDecision {
@@ -14,6 +14,8 @@ export interface StatementDecision {
   /** The rule that allowed it, or that set the ceiling it exceeded. */
   rule?: string;
   refusal?: PolicyRefusal;
+  /** What it does to search_path and the transaction once it has run. */
+  effects?: PathEffect[];
 }
 
 export interface TrackedStatement extends StatementDecision {
@@ -40,6 +42,8 @@ export class ResponseTracker {
   constructor(
     private readonly done: (s: TrackedStatement) => void,
     private readonly now: () => number,
+    /** ReadyForQuery's transaction status; `idle` when no statement sent is still unanswered. */
+    private readonly onReady?: (status: string, idle: boolean) => void,
   ) {}
 
   // Client → server.
@@ -96,12 +100,13 @@ export class ResponseTracker {
     }
   }
 
-  ready(): void {
+  ready(status = 'I'): void {
     while (this.queue.length) {
       const s = this.queue.shift();
       if (s === SYNC) break;
       if (s) this.done(s);
     }
+    this.onReady?.(status, this.queue.length === 0);
   }
 
   closeStatement(name: string): void {

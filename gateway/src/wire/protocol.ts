@@ -20,6 +20,7 @@ export const BIND = 0x42; // 'B'
 export const EXECUTE = 0x45; // 'E'
 export const SYNC = 0x53; // 'S'
 export const FUNCTION_CALL = 0x46; // 'F'
+export const CLOSE = 0x43; // 'C' (from the client; CommandComplete from the server)
 // From the server:
 export const COMMAND_COMPLETE = 0x43; // 'C'
 export const EMPTY_QUERY_RESPONSE = 0x49; // 'I'

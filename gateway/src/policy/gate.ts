@@ -1,0 +1,357 @@
+// One session's policy: decides each Query or Parse text statement by
+// statement, carrying the session's state from one statement to the next as
+// Postgres will run them (search_path and its transaction semantics, SQL and
+// protocol prepared statements), so unqualified names are placed in the
+// schema the server will use. The gateway, `warden policy check` and the
+// tests all decide through this class.
+//
+// The hot path stays a lookup: a statement's decision is cached per session
+// until something it may depend on changes (the search_path values the
+// server may be using, the resource's catalog, the rules).
+import type { ResourceCatalog } from '../catalog/types.js';
+import type { ClassificationCache } from './cache.js';
+import { reach, type Reach } from './reach.js';
+import type { Decision, Refusal, Rule } from './rules.js';
+import { PathMachine, pathEffects, type PathEffect } from './search-path.js';
+import { classifySetting } from './settings.js';
+import { accessAllows, accessRank, type Access, type Classification, type StatementInfo } from './types.js';
+
+export interface GateContext {
+  identity: string;
+  resource: string;
+  rules: Rule[];
+  /** The resource's catalog as the gateway has it now (read on every decision, never awaited). */
+  catalog?: () => ResourceCatalog | undefined;
+  /** `policy check` without a database: assume no schema is named after the login role. */
+  assumeNoUserSchema?: boolean;
+}
+
+/** search_path when neither a startup parameter nor the catalog says: Postgres' default. */
+export const DEFAULT_SEARCH_PATH = '"$user", public';
+
+/** Startup parameters that are the protocol's, not settings. */
+const PROTOCOL_PARAMETERS = new Set(['user', 'database', 'options', 'replication']);
+
+interface Prepared {
+  classification: Classification;
+  /** search_path values executing it would set. */
+  targets: Array<string | null>;
+}
+
+export class StatementGate {
+  private decisions = new WeakMap<Classification, Decision>();
+  private top: Rule | undefined;
+  private machine: PathMachine | undefined;
+  /** search_path values the server may be using now; one value once everything sent is answered. */
+  private possible: Array<string | null> = [];
+  /** Prepared statements ('P' protocol, 'S' SQL PREPARE): re-resolved by the server when the path changes. */
+  private readonly prepared = new Map<string, Prepared>();
+  private catalogSeen: ResourceCatalog | undefined;
+  private startupPath: string | undefined;
+
+  constructor(
+    private readonly ctx: GateContext,
+    private readonly cache: ClassificationCache,
+  ) {
+    this.setRules(ctx.rules);
+  }
+
+  /** A new policy version takes effect on the next statement of open sessions. */
+  setRules(rules: Rule[]): void {
+    this.ctx.rules = rules;
+    this.top = [...rules].sort((a, b) => accessRank(b.access) - accessRank(a.access))[0];
+    this.decisions = new WeakMap();
+  }
+
+  get ceiling(): Access | undefined {
+    return this.top?.access;
+  }
+
+  /** The name of the rule that sets the ceiling: the agent maps it to a native role. */
+  get ceilingRule(): string | undefined {
+    return this.top?.name;
+  }
+
+  /**
+   * Checks the client's startup parameters, which are settings like any SET:
+   * one above the identity's level is refused. search_path among them is the
+   * path the session starts with.
+   */
+  startup(parameters: Readonly<Record<string, string>>): Refusal | null {
+    for (const [raw, value] of Object.entries(parameters)) {
+      const name = raw.toLowerCase();
+      if (PROTOCOL_PARAMETERS.has(name)) continue;
+      const verdict = classifySetting(name, { op: 'set', value });
+      if (!accessAllows(this.top?.access ?? 'read', verdict.level) || verdict.escalation) {
+        const r = this.refusal(0, `set ${name} at connection time`);
+        return { ...r, message: `${r.message}${verdict.reason ? ` (${verdict.reason})` : ''}` };
+      }
+      if (name === 'search_path') this.startupPath = value;
+    }
+    return null;
+  }
+
+  /** The current search_path values; the machine starts lazily, once the catalog can tell the default. */
+  private paths(): Array<string | null> {
+    const catalog = this.ctx.catalog?.();
+    if (catalog !== this.catalogSeen) {
+      this.catalogSeen = catalog;
+      this.decisions = new WeakMap();
+    }
+    if (!this.machine) {
+      const initial = this.startupPath ?? catalog?.searchPath ?? (this.ctx.catalog ? null : DEFAULT_SEARCH_PATH);
+      // Without a catalog the gateway cannot know the role's default path: wait for one.
+      if (initial === null && !catalog) return [null];
+      this.machine = new PathMachine(initial);
+      this.possible = [initial];
+    }
+    return this.possible;
+  }
+
+  /** Decides every statement of a Query string (or a Parse text) in order, up to the first refused one. */
+  check(sql: string, parse?: { name: string }): Decision {
+    const classification = this.cache.get(sql);
+    const paths = this.paths();
+    let decision = this.decisions.get(classification);
+    if (!decision) {
+      decision = this.decide(classification, paths, parse !== undefined);
+      if (decision.cacheable) this.decisions.set(classification, decision);
+    }
+    if (!decision.refusal) this.note(decision, parse);
+    return decision;
+  }
+
+  /** The FunctionCall message calls a function by oid, outside SQL: admin only. */
+  checkFunctionCall(): Refusal | null {
+    if (this.top?.access === 'admin') return null;
+    return this.refusal(0, 'call functions through the FunctionCall protocol message');
+  }
+
+  /** A protocol prepared statement was closed (Close 'S'). */
+  closed(name: string): void {
+    this.prepared.delete(`P${name}`);
+  }
+
+  // Outcomes, in the order the server answered.
+
+  /** A statement the gateway let through ran (ok) or failed. */
+  settled(effects: readonly PathEffect[] | undefined, ok: boolean): void {
+    if (!this.machine) return;
+    if (ok) this.machine.succeeded(effects ?? []);
+    else this.machine.failed();
+  }
+
+  /** ReadyForQuery; `idle` when nothing sent is still unanswered: the path is known again. */
+  ready(status: string, idle: boolean): void {
+    if (!this.machine) return;
+    this.machine.ready(status);
+    if (!idle) return;
+    const values = new Set<string | null>([this.machine.current]);
+    for (const p of this.prepared.values()) for (const t of p.targets) values.add(t);
+    this.setPossible([...values]);
+  }
+
+  private setPossible(values: Array<string | null>): void {
+    if (values.length === this.possible.length && values.every((v) => this.possible.includes(v))) return;
+    this.possible = values;
+    this.decisions = new WeakMap();
+  }
+
+  /** Remembers what an allowed text will do: prepared statements, and the paths it may set. */
+  private note(decision: Decision, parse: { name: string } | undefined): void {
+    const c = decision.classification;
+    if (!c.ok) return;
+    const added: Array<string | null> = [];
+    for (const [i, s] of c.statements.entries()) {
+      if (s.kind === 'PREPARE' && s.preparedName !== undefined) {
+        this.prepared.set(`S${s.preparedName}`, { classification: { ok: true, statements: [s] }, targets: targetsOf(s, this.machine?.initial ?? null) });
+      } else if (s.kind === 'DEALLOCATE') {
+        if (s.preparedName === undefined) for (const k of [...this.prepared.keys()]) if (k.startsWith('S')) this.prepared.delete(k);
+        else this.prepared.delete(`S${s.preparedName}`);
+      }
+      for (const e of decision.effects[i] ?? []) {
+        if (e.op === 'set') added.push(e.value);
+        else if (e.op === 'reset') added.push(this.machine?.initial ?? null);
+      }
+    }
+    if (parse) {
+      const targets = c.statements.length === 1 ? targetsOf(c.statements[0]!, this.machine?.initial ?? null) : [];
+      this.prepared.set(`P${parse.name}`, { classification: c, targets });
+      added.push(...targets);
+    }
+    const grown = added.filter((v) => !this.possible.includes(v));
+    if (grown.length) this.setPossible([...this.possible, ...grown]);
+  }
+
+  private decide(c: Classification, start: ReadonlyArray<string | null>, isParse: boolean): Decision {
+    if (!c.ok) {
+      if (this.top?.access === 'admin') return { refusal: null, classification: c, rule: this.top.name, effects: [], cacheable: true };
+      return {
+        classification: c,
+        effects: [],
+        cacheable: true,
+        refusal: {
+          sqlstate: '42601',
+          index: 0,
+          rule: this.top?.name,
+          message: `warden: could not parse the statement, and statements Warden cannot parse are refused below admin access: ${c.error}`,
+        },
+      };
+    }
+    const effects: PathEffect[][] = [];
+    let cacheable = true;
+    let decidingRule: string | undefined;
+    // Statements of one text run in order, each only if the ones before it succeeded.
+    const sim = this.machine ? this.machine.clone() : undefined;
+    let paths: Array<string | null> = [...start];
+    for (let i = 0; i < c.statements.length; i++) {
+      const s = c.statements[i]!;
+      if (s.escalation) {
+        const r = this.refusal(i, s.kind, s);
+        return { classification: c, effects, cacheable, refusal: { ...r, message: `${r.message}; changing the session's role is never allowed through Warden` } };
+      }
+      let target: StatementInfo = s;
+      if (s.kind === 'EXECUTE' || s.kind === 'PREPARE' || s.kind === 'DEALLOCATE') cacheable = false;
+      if (s.kind === 'EXECUTE' && s.preparedName !== undefined) {
+        const p = this.prepared.get(`S${s.preparedName}`);
+        if (p?.classification.ok) target = executed(s, p.classification.statements[0]!);
+      }
+      const verdict = this.statement(target, paths);
+      if (verdict.refusal) return { classification: c, effects, cacheable, refusal: { ...this.refusal(i, verdict.refusal, s), reach: verdict.reach } };
+      decidingRule ??= verdict.rule;
+      const fx = s.kind === 'PREPARE' ? [] : pathEffects(s.kind, s.text, s.pathChanges, isDefinite(s));
+      if (s.kind === 'EXECUTE' && target !== s) fx.push(...pathEffects(target.kind, target.text, target.pathChanges, false));
+      if (verdict.reach?.losesPath) fx.push({ op: 'set', value: null, local: false, maybe: true });
+      effects.push(fx);
+      // A path change must not turn a statement prepared earlier into a route around the scopes.
+      // A Parse's effects happen when it is executed, at a time the text cannot tell.
+      const next = isParse ? nextPaths(paths, undefined, [], targetsOf(s, this.machine?.initial ?? null)) : nextPaths(paths, sim, fx, []);
+      if (next !== paths) {
+        const broken = this.brokenPrepared(next);
+        if (broken) return { classification: c, effects, cacheable, refusal: this.refusal(i, `${s.kind}: changing search_path would let prepared statement "${broken.name}" ${broken.what}; DEALLOCATE or close it first`, s) };
+        paths = next;
+      }
+    }
+    return { refusal: null, classification: c, rule: decidingRule, effects, cacheable };
+  }
+
+  /** One statement against the rules, under the given search_path values. */
+  private statement(s: StatementInfo, paths: ReadonlyArray<string | null>): { rule?: string; refusal?: string; reach?: Reach } {
+    const catalog = this.catalogSeen;
+    const shared = reach(s, { catalog, paths, assumeNoUserSchema: this.ctx.assumeNoUserSchema });
+    let first: string | undefined;
+    for (const rule of this.ctx.rules) {
+      const r = rule.trust?.length ? reach(s, { catalog, paths, trusted: new Set(rule.trust), assumeNoUserSchema: this.ctx.assumeNoUserSchema }) : shared;
+      if (!accessAllows(rule.access, r.level)) {
+        first ??= r.reason ? `${describe(s)} (${r.reason})` : describe(s);
+        continue;
+      }
+      const v = violation(rule, r);
+      if (v === undefined) return { rule: rule.name, reach: r };
+      first ??= `${s.kind} ${v}`;
+    }
+    return { refusal: first ?? describe(s), reach: shared };
+  }
+
+  /** A prepared statement that the new path values would let out of scope. */
+  private brokenPrepared(paths: ReadonlyArray<string | null>): { name: string; what: string } | undefined {
+    for (const [key, p] of this.prepared) {
+      if (!p.classification.ok) continue;
+      for (const s of p.classification.statements) {
+        const v = this.statement(s, paths);
+        if (v.refusal) return { name: key.slice(1) || '(unnamed)', what: v.refusal.replace(/^\S+ /, '') };
+      }
+    }
+    return undefined;
+  }
+
+  private refusal(index: number, what: string, s?: StatementInfo): Refusal {
+    const { identity, resource } = this.ctx;
+    const access = this.top?.access ?? 'no access';
+    const rule = this.top?.name;
+    const why = s?.reason && what === describe(s) ? ` (${s.reason})` : '';
+    return {
+      sqlstate: '42501',
+      index,
+      statement: s,
+      rule,
+      message: `warden: ${identity} (${access}) may not ${what} on ${resource}${why}${rule ? ` (rule: ${rule})` : ''}`,
+    };
+  }
+}
+
+/** EXECUTE of a SQL prepared statement: its own parameters, and the prepared statement's reach. */
+function executed(exec: StatementInfo, prepared: StatementInfo): StatementInfo {
+  const info: StatementInfo = { ...prepared, kind: 'EXECUTE', text: exec.text, objects: [...prepared.objects, ...exec.objects] };
+  if (accessRank(exec.access) > accessRank(info.access) && !exec.reason?.startsWith('EXECUTE runs')) info.access = exec.access;
+  return info;
+}
+
+/** SET and RESET change the path for certain; set_config inside a query may run any number of times, or never. */
+function isDefinite(s: StatementInfo): boolean {
+  return s.kind.startsWith('SET') || s.kind.startsWith('RESET') || s.kind === 'DISCARD ALL';
+}
+
+/** The path values executing `s` later would set. */
+function targetsOf(s: StatementInfo, initial: string | null): Array<string | null> {
+  return (s.pathChanges ?? []).map((c) => (c.op === 'reset' ? initial : (c.value ?? null)));
+}
+
+/** The path values the next statement of the same text may see. */
+function nextPaths(paths: Array<string | null>, sim: PathMachine | undefined, fx: PathEffect[], later: Array<string | null>): Array<string | null> {
+  if (!fx.length && !later.length) return paths;
+  if (sim) sim.succeeded(fx);
+  const out = new Set<string | null>();
+  const definite = fx.some((e) => (e.op === 'set' && !e.maybe) || e.op === 'reset');
+  if (!definite) for (const p of paths) out.add(p);
+  for (const e of fx) if (e.op === 'set') out.add(e.value);
+  if (sim) out.add(sim.current);
+  // A transaction end or savepoint rollback returns to a value the text alone cannot tell.
+  if (fx.some((e) => e.op === 'commit' || e.op === 'rollback' || e.op === 'rollback to')) for (const p of paths) out.add(p);
+  for (const t of later) out.add(t);
+  return [...out];
+}
+
+/** What the rule's scopes forbid in `r`, as "read p.secret (through view public.v)"; undefined when nothing. */
+export function violation(rule: Rule, r: Reach): string | undefined {
+  const definer = r.definers.find((d) => !rule.trust?.includes(d));
+  if (definer) return `call SECURITY DEFINER function ${definer}, which runs with its owner's privileges, unless the rule trusts it`;
+  if (!isScoped(rule)) return undefined;
+  for (const t of r.tables) {
+    if (!tableInScope(rule, t.schema, t.name)) return `${t.writes ? 'change' : 'read'} ${t.schema}.${t.name}${t.via ? ` (through ${t.via})` : ''}`;
+  }
+  for (const s of r.schemas) {
+    if (!schemaInScope(rule, s) || rule.allowTables.length || rule.denyTables.some((e) => e.startsWith(`${s}.`) || !e.includes('.'))) return `reach schema ${s} as a whole`;
+  }
+  for (const f of r.functions) if (!schemaInScope(rule, f.schema)) return `call ${f.schema}.${f.name}${f.via ? ` (through ${f.via})` : ''}`;
+  if (r.unplaced.length) return `resolve ${r.unplaced[0]}; qualify the name with its schema`;
+  if (r.unscoped.length) return `reach data outside any schema the rule can scope: ${r.unscoped[0]}`;
+  if (r.dataCatalogs.length) return `read ${r.dataCatalogs[0]}`;
+  return undefined;
+}
+
+export function isScoped(rule: Rule): boolean {
+  return rule.allowSchemas.length > 0 || rule.denySchemas.length > 0 || rule.allowTables.length > 0 || rule.denyTables.length > 0;
+}
+
+function schemaInScope(rule: Rule, schema: string): boolean {
+  if (rule.denySchemas.includes(schema)) return false;
+  return rule.allowSchemas.length === 0 || rule.allowSchemas.includes(schema);
+}
+
+function tableInScope(rule: Rule, schema: string, table: string): boolean {
+  if (!schemaInScope(rule, schema)) return false;
+  const matches = (entry: string) => {
+    const dot = entry.indexOf('.');
+    return dot < 0 ? entry === table : entry.slice(0, dot) === schema && entry.slice(dot + 1) === table;
+  };
+  if (rule.denyTables.some(matches)) return false;
+  return rule.allowTables.length === 0 || rule.allowTables.some(matches);
+}
+
+/** "DROP TABLE public.orders", "SELECT FROM public.orders" */
+export function describe(s: StatementInfo): string {
+  const objects = s.objects.filter((o) => o.type !== 'function').map((o) => (o.schema ? `${o.schema}.${o.name}` : o.name));
+  return objects.length ? `${s.kind} ${objects.join(', ')}` : s.kind;
+}
+

@@ -1,0 +1,306 @@
+// What a classified statement really reaches once names are resolved the way
+// the server will resolve them: unqualified names through the session's
+// search_path, views through the tables they read, user functions through
+// their bodies, writes through foreign-key actions, triggers, rules,
+// inheritance children and partitions. The catalog (read through the agent)
+// says what exists; without it, only what the text says is known.
+import { classify } from './classify.js';
+import type { CatalogFunction, ResourceCatalog } from '../catalog/types.js';
+import { extractPlpgsql } from './plpgsql.js';
+import { parseSearchPath } from './search-path.js';
+import { accessRank, type Access, type ObjectRef, type StatementInfo, type WriteKind } from './types.js';
+
+/** A relation the statement reaches, resolved to its schema. */
+export interface ReachedTable {
+  schema: string;
+  name: string;
+  writes: boolean;
+  /** The view, function, trigger, rule or key it is reached through, for messages. */
+  via?: string;
+}
+
+export interface Reach {
+  /** The statement's level, raised by the functions it calls. */
+  level: Access;
+  /** Why the level is above the statement's own. */
+  reason?: string;
+  tables: ReachedTable[];
+  /** Schemas read as a whole (schema_to_xml), or named by DDL. */
+  schemas: string[];
+  /** User functions called, directly or through views, triggers and other functions. */
+  functions: Array<{ schema: string; name: string; via?: string }>;
+  /** Unqualified names whose schema cannot be known, with why. */
+  unplaced: string[];
+  /** Data that belongs to no schema, or cannot be told: refused by scoped rules. */
+  unscoped: string[];
+  /** Catalogs read that carry data or statistics, with why. */
+  dataCatalogs: string[];
+  /** SECURITY DEFINER functions called: each needs the rule's explicit trust. */
+  definers: string[];
+  /** The statement (through a function body) leaves search_path unknown. */
+  losesPath: boolean;
+}
+
+export interface ReachContext {
+  catalog: ResourceCatalog | undefined;
+  /** search_path values the server may be using (null: cannot be known). */
+  paths: ReadonlyArray<string | null>;
+  /** Views and functions ("schema.name") a rule trusts: counted as themselves, not what they reach. */
+  trusted?: ReadonlySet<string>;
+  /**
+   * Whether "$user" in search_path can be ignored because no schema is named
+   * after the login role: known from the catalog; `policy check` without one
+   * assumes it.
+   */
+  assumeNoUserSchema?: boolean;
+}
+
+const MAX_DEPTH = 8;
+
+/** All of `info`'s objects, resolved and expanded. */
+export function reach(info: StatementInfo, ctx: ReachContext): Reach {
+  const r: Reach = {
+    level: info.access,
+    tables: [],
+    schemas: [],
+    functions: [],
+    unplaced: [],
+    unscoped: [],
+    dataCatalogs: [],
+    definers: [],
+    losesPath: false,
+  };
+  new Walker(ctx, r).statement(info, ctx.paths, undefined, 0);
+  return r;
+}
+
+class Walker {
+  private readonly seenTables = new Map<string, ReachedTable>();
+  private readonly seenFunctions = new Set<string>();
+  private readonly seenSchemas = new Set<string>();
+
+  constructor(
+    private readonly ctx: ReachContext,
+    private readonly r: Reach,
+  ) {}
+
+  statement(info: StatementInfo, paths: ReadonlyArray<string | null>, via: string | undefined, depth: number): void {
+    this.raise(info.access, via ? `${via} ${info.kind}` : undefined);
+    if (info.unscoped) this.r.unscoped.push(via ? `${via}: ${info.unscoped}` : info.unscoped);
+    for (const o of info.objects) this.object(o, paths, via, depth);
+  }
+
+  private raise(level: Access, reason?: string): void {
+    if (accessRank(level) > accessRank(this.r.level)) {
+      this.r.level = level;
+      this.r.reason = reason;
+    }
+  }
+
+  private object(o: ObjectRef, paths: ReadonlyArray<string | null>, via: string | undefined, depth: number): void {
+    switch (o.type) {
+      case 'table':
+        for (const schema of this.placeRelation(o, paths, via)) this.table(schema, o.name, o.writes, !o.only, via, depth);
+        return;
+      case 'schema':
+        if (!this.seenSchemas.has(o.name)) {
+          this.seenSchemas.add(o.name);
+          this.r.schemas.push(o.name);
+        }
+        return;
+      case 'function':
+        for (const fn of this.placeFunction(o, paths)) this.callFunction(fn, paths, via, depth);
+        return;
+      default:
+        return;
+    }
+  }
+
+  /** The schemas an (unqualified) relation name may resolve to. */
+  private placeRelation(o: ObjectRef, paths: ReadonlyArray<string | null>, via: string | undefined): string[] {
+    if (o.schema !== undefined) return o.schema === 'pg_temp' ? [] : [o.schema];
+    const catalog = this.ctx.catalog;
+    const out = new Set<string>();
+    for (const path of paths) {
+      const schemas = path === null ? null : this.searchList(path);
+      if (schemas === null) {
+        this.r.unplaced.push(`${o.name}${via ? ` (in ${via})` : ''}: the session's search_path cannot be known`);
+        continue;
+      }
+      let found: string | undefined;
+      for (const s of schemas) {
+        if (s === 'pg_catalog' ? this.isCatalogRelation(o.name) : catalog?.relations[`${s}.${o.name}`]) {
+          found = s;
+          break;
+        }
+      }
+      if (found !== undefined) out.add(found);
+      // Not in the catalog (yet): it may be in any schema of the path.
+      else for (const s of schemas) if (s !== 'pg_catalog' || !catalog) out.add(s);
+    }
+    return [...out];
+  }
+
+  /** A search_path value as the list of schemas the server searches, in order. */
+  private searchList(path: string): string[] | null {
+    const listed = parseSearchPath(path);
+    if (listed === null) return null;
+    const catalog = this.ctx.catalog;
+    const out: string[] = [];
+    // pg_catalog is searched first unless the path places it; pg_temp holds only this session's own tables.
+    if (!listed.includes('pg_catalog')) out.push('pg_catalog');
+    for (const s of listed) {
+      if (s === 'pg_temp' || s.startsWith('pg_temp_')) continue;
+      if (s === '$user') {
+        if (catalog) {
+          if (catalog.schemas.includes(catalog.sessionUser)) out.push(catalog.sessionUser);
+        } else if (!this.ctx.assumeNoUserSchema) {
+          return null;
+        }
+        continue;
+      }
+      if (catalog && !catalog.schemas.includes(s)) continue;
+      out.push(s);
+    }
+    return out;
+  }
+
+  private isCatalogRelation(name: string): boolean {
+    const catalog = this.ctx.catalog;
+    // Without a catalog, a pg_ name may be the system's or a user table of that name: both are considered.
+    return catalog ? catalog.catalogRelations.includes(name) : name.startsWith('pg_');
+  }
+
+  private table(schema: string, name: string, writes: WriteKind[] | undefined, inherit: boolean, via: string | undefined, depth: number): void {
+    if (isSystemSchema(schema)) {
+      const why = schema === 'pg_catalog' ? dataCatalog(name) : undefined;
+      if (why) this.r.dataCatalogs.push(`pg_catalog.${name}: ${why}`);
+      return;
+    }
+    const key = `${schema}.${name}`;
+    const seen = this.seenTables.get(key);
+    const writing = !!writes?.length;
+    if (seen && (seen.writes || !writing)) return;
+    if (seen) seen.writes = true;
+    else {
+      const t: ReachedTable = { schema, name, writes: writing };
+      if (via) t.via = via;
+      this.seenTables.set(key, t);
+      this.r.tables.push(t);
+    }
+    const catalog = this.ctx.catalog;
+    if (!catalog || depth >= MAX_DEPTH) return;
+    const relation = catalog.relations[key];
+    if ((relation?.kind === 'v' || relation?.kind === 'm') && !this.ctx.trusted?.has(key)) {
+      const how = relation.kind === 'v' ? 'view' : 'materialized view';
+      // A write through an updatable view writes its base table.
+      for (const base of catalog.viewReads[key] ?? []) this.qualifiedTable(base, writes, true, `${how} ${key}`, depth + 1);
+      for (const fn of catalog.viewCalls[key] ?? []) for (const f of catalog.functions[fn] ?? []) this.callFunction(f, this.ctx.paths, `${how} ${key}`, depth + 1);
+    }
+    if (inherit) for (const child of catalog.children[key] ?? []) this.qualifiedTable(child, writes, true, via ?? `a child or partition of ${key}`, depth + 1);
+    if (!writing) return;
+    const kinds = new Set(writes);
+    for (const fk of catalog.foreignKeys) {
+      if (fk.references !== key) continue;
+      let changes: WriteKind[] | undefined;
+      if (kinds.has('truncate cascade')) changes = ['truncate cascade'];
+      else {
+        const del = kinds.has('delete') ? ACTION_WRITE[fk.onDelete] : undefined;
+        const upd = kinds.has('update') ? ACTION_WRITE[fk.onUpdate] : undefined;
+        if (del || upd) changes = [...new Set([...(del ?? []), ...(upd ?? [])])];
+      }
+      if (changes) this.qualifiedTable(fk.table, changes, true, `a foreign key of ${fk.table} on ${key}`, depth + 1);
+    }
+    for (const trig of catalog.triggers) {
+      if (trig.table !== key || !trig.events.some((e) => kinds.has(e) || (e === 'truncate' && kinds.has('truncate cascade')))) continue;
+      for (const f of catalog.functions[trig.function] ?? []) this.callFunction(f, this.ctx.paths, `a trigger on ${key}`, depth + 1);
+    }
+    for (const rule of catalog.rules) {
+      if (rule.table !== key || rule.event === 'select' || !kinds.has(rule.event)) continue;
+      for (const rel of rule.relations) this.qualifiedTable(rel, ['insert', 'update', 'delete'], true, `a rule on ${key}`, depth + 1);
+    }
+  }
+
+  private qualifiedTable(key: string, writes: WriteKind[] | undefined, inherit: boolean, via: string, depth: number): void {
+    const dot = key.indexOf('.');
+    this.table(key.slice(0, dot), key.slice(dot + 1), writes, inherit, via, depth);
+  }
+
+  /** The user functions a call may reach: qualified, or through every schema of the path. */
+  private placeFunction(o: ObjectRef, paths: ReadonlyArray<string | null>): CatalogFunction[] {
+    const catalog = this.ctx.catalog;
+    if (!catalog) {
+      // Without a catalog, only the schema of a qualified call can be checked.
+      if (o.schema !== undefined && !isSystemSchema(o.schema)) this.pushFunction(o.schema, o.name);
+      return [];
+    }
+    if (o.schema !== undefined) return isSystemSchema(o.schema) ? [] : (catalog.functions[`${o.schema}.${o.name}`] ?? []);
+    const out: CatalogFunction[] = [];
+    for (const path of paths) {
+      const schemas = path === null ? catalog.schemas : this.searchList(path);
+      // An unknown path: a function of that name in any schema may be the one.
+      for (const s of schemas ?? catalog.schemas) for (const f of catalog.functions[`${s}.${o.name}`] ?? []) if (!out.includes(f)) out.push(f);
+    }
+    return out;
+  }
+
+  private pushFunction(schema: string, name: string, via?: string): void {
+    const f: Reach['functions'][number] = { schema, name };
+    if (via) f.via = via;
+    this.r.functions.push(f);
+  }
+
+  private callFunction(fn: CatalogFunction, paths: ReadonlyArray<string | null>, via: string | undefined, depth: number): void {
+    const key = `${fn.schema}.${fn.name}`;
+    if (this.seenFunctions.has(key)) return;
+    this.seenFunctions.add(key);
+    this.pushFunction(fn.schema, fn.name, via);
+    if (this.ctx.trusted?.has(key)) return;
+    if (fn.securityDefiner) this.r.definers.push(key);
+    const what = `${fn.kind === 'p' ? 'procedure' : 'function'} ${key}`;
+    if (fn.volatility === 'v') this.raise('write', `calls volatile ${what}, which may change data (trust it in the rule if it does not)`);
+    if (depth >= MAX_DEPTH) {
+      this.r.unscoped.push(`${what} calls functions nested too deeply to follow`);
+      return;
+    }
+    // The body resolves names through the function's own SET search_path, else the caller's.
+    const bodyPaths = fn.searchPath !== undefined ? [fn.searchPath] : paths;
+    const lang = fn.language;
+    if (lang === 'c' || lang === 'internal') return;
+    if (fn.body === undefined || (lang !== 'sql' && lang !== 'plpgsql')) {
+      this.r.unscoped.push(`${what} is written in ${lang}, whose body Warden cannot read`);
+      return;
+    }
+    const texts = lang === 'sql' ? { statements: [fn.body], dynamic: false } : extractPlpgsql(fn.body);
+    if (!texts) {
+      this.r.unscoped.push(`the body of ${what} could not be read`);
+      return;
+    }
+    if (texts.dynamic) {
+      this.r.unscoped.push(`${what} runs SQL built at run time, which Warden cannot see`);
+      this.raise('write', `${what} runs SQL built at run time`);
+    }
+    for (const text of texts.statements) {
+      const c = classify(text);
+      if (!c.ok) {
+        this.r.unscoped.push(`${what} has SQL Warden cannot parse`);
+        continue;
+      }
+      for (const s of c.statements) {
+        if (s.pathChanges?.length && fn.searchPath === undefined) this.r.losesPath = true;
+        this.statement(s, bodyPaths, what, depth + 1);
+      }
+    }
+  }
+}
+
+/** The change a foreign-key action makes to the referencing table. */
+const ACTION_WRITE: Record<string, WriteKind[] | undefined> = { c: ['delete', 'update'], n: ['update'], d: ['update'] };
+
+// Interim until policy/catalogs.ts lands.
+function isSystemSchema(schema: string): boolean {
+  return schema === 'pg_catalog' || schema === 'information_schema';
+}
+function dataCatalog(name: string): string | undefined {
+  return /^(pg_statistic|pg_stats|pg_sequences|pg_largeobject|pg_authid|pg_shadow|pg_user_mappings|pg_stat_|pg_statio_)/.test(name) ? 'carries data or statistics' : undefined;
+}
