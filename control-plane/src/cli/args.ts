@@ -24,6 +24,7 @@ export const OPTIONS = {
   issuer: str,
   match: many,
   group: many,
+  set: many,
   agent: str,
   description: str,
   resource: str,

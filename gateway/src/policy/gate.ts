@@ -127,6 +127,14 @@ export class StatementGate {
     return this.refusal(0, 'call functions through the FunctionCall protocol message');
   }
 
+  /** For `policy check`: the decided text ran as its own query, allowed statements succeeding and a refused one failing. */
+  assumeRan(decision: Decision): void {
+    if (!this.machine) return;
+    for (const fx of decision.effects) this.settled(fx, true);
+    if (decision.refusal) this.settled(undefined, false);
+    this.ready(this.machine.status(), true);
+  }
+
   /** A protocol prepared statement was closed (Close 'S'). */
   closed(name: string): void {
     this.prepared.delete(`P${name}`);

@@ -10,16 +10,23 @@ export interface PlpgsqlSql {
   dynamic: boolean;
 }
 
+const RETURN_TYPES = ['void', 'text', 'SETOF text', 'trigger'];
+
 /** null when the body does not parse. */
 export function extractPlpgsql(body: string): PlpgsqlSql | null {
   let tag = '$w$';
   for (let n = 0; body.includes(tag); n++) tag = `$w${n}$`;
+  // The parser checks RETURN against the return type, which the body alone does not say: try the kinds in turn.
   let tree: unknown;
-  try {
-    tree = parsePlPgSQLSync(`CREATE FUNCTION warden_body() RETURNS void LANGUAGE plpgsql AS ${tag}${body}${tag}`);
-  } catch {
-    return null;
+  for (const returns of RETURN_TYPES) {
+    try {
+      tree = parsePlPgSQLSync(`CREATE FUNCTION warden_body() RETURNS ${returns} LANGUAGE plpgsql AS ${tag}${body}${tag}`);
+      break;
+    } catch {
+      // the next return type
+    }
   }
+  if (tree === undefined) return null;
   const out: PlpgsqlSql = { statements: [], dynamic: false };
   collect(tree, out);
   return out;

@@ -82,6 +82,11 @@ export class PathMachine {
     if (this.tx === 'none') this.tx = 'implicit';
   }
 
+  /** The ReadyForQuery status the server would send now. */
+  status(): string {
+    return this.tx === 'explicit' ? 'T' : this.tx === 'failed' ? 'E' : 'I';
+  }
+
   /** A copy to simulate statements not yet answered. */
   clone(): PathMachine {
     const m = new PathMachine(this.initial);

@@ -139,10 +139,12 @@ export const policyCommands: Command[] = [
   {
     name: 'policy check',
     usage:
-      'warden policy check --as IDENTITY --resource R [--group G ...] [-f FILE] "SQL"\n' +
-      '  (what the gateway would do with each statement, and which rule decides; runs nothing.\n' +
-      '   Rules from the control plane\'s current configuration, or from FILE without applying it)',
-    options: [...CLIENT_OPTIONS, 'as', 'resource', 'group', 'file'],
+      'warden policy check --as IDENTITY --resource R [--group G ...] [--set NAME=VALUE ...] [-f FILE] "SQL SCRIPT"\n' +
+      '  (what the gateway would do with each statement of the script, run in order in one session, and which\n' +
+      '   rule decides; runs nothing. --set gives startup parameters such as search_path. Rules from the\n' +
+      '   control plane\'s current configuration, or from FILE without applying it. Views and functions are\n' +
+      '   judged by their names only: the gateway also follows what they reach in the database)',
+    options: [...CLIENT_OPTIONS, 'as', 'resource', 'group', 'file', 'set'],
     async run(ctx) {
       if (ctx.args.length !== 1) {
         throw new CliError(
@@ -182,11 +184,21 @@ export const policyCommands: Command[] = [
       }
       const groups = [...new Set([...identity.groups, ...ctx.many('group')])];
 
-      // The gateway's own decision code (loads Postgres' parser).
+      // The gateway's own decision code (loads Postgres' parser), on one
+      // session: what a statement changes (search_path, a transaction, a
+      // prepared statement) counts for the ones after it, as in a session.
       const { ClassificationCache, StatementGate, classify, rulesFor } = await import('@warden/gateway/policy/index');
       const rules = rulesFor(grants, resourceName, identity.name, groups);
-      const gate = new StatementGate({ identity: identity.name, resource: resourceName, rules }, new ClassificationCache());
+      const gate = new StatementGate({ identity: identity.name, resource: resourceName, rules, assumeNoUserSchema: true }, new ClassificationCache());
       const accessOf = (rule?: string) => rules.find((r) => r.name === rule)?.access;
+      const parameters: Record<string, string> = {};
+      for (const kv of ctx.many('set')) {
+        const eq = kv.indexOf('=');
+        if (eq <= 0) throw new CliError(`--set takes NAME=VALUE, as a client's startup parameter (got '${kv}')`);
+        parameters[kv.slice(0, eq)] = kv.slice(eq + 1);
+      }
+      const refusedAtStart = gate.startup(parameters);
+      if (refusedAtStart) throw new CliError(`the connection would be refused: ${refusedAtStart.message}`);
 
       const whole = classify(sql);
       const lines: CheckLine[] = [];
@@ -199,10 +211,10 @@ export const policyCommands: Command[] = [
         );
       } else {
         if (whole.statements.length === 0) throw new CliError('there is no statement to check (only whitespace or comments)');
-        // In order, on one gate: what a statement changes in the session
-        // (SET search_path) counts for the ones after it, as in a session.
         for (const s of whole.statements) {
           const d = gate.check(s.text);
+          // As if it ran: allowed statements succeed, refused ones fail.
+          gate.assumeRan(d);
           const objects = objectsOf(s.objects);
           const base = { statement: s.text, kind: s.kind, access: s.access, objects };
           if (d.refusal) {
