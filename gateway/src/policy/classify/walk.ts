@@ -1,0 +1,133 @@
+// The generic walk over a statement's parse tree, and its state.
+//
+// Every object and array under a statement is visited, whatever its type, so
+// that a statement or function call nested anywhere is seen. Node types that
+// matter have a handler (handlers.ts); statement types without one are
+// 'admin' ("unrecognised statement": fail closed); other node types are
+// simply walked through.
+import { accessRank, type Access, type ObjectRef } from '../types.js';
+import type { NumberReads } from './constants.js';
+import { HANDLERS } from './handlers.js';
+import { FIELD_TYPES, isObj, list, str, unwrap, type Obj } from './tree.js';
+
+export interface HandlerResult {
+  /** Kind of the statement (used when the node is the top-level statement). */
+  kind?: string;
+  /** The handler walked the node's children itself. */
+  skip?: boolean;
+  setting?: string;
+  preparedName?: string;
+}
+
+export type Handler = (n: Obj, w: Walk, top: boolean) => HandlerResult | void;
+
+/** What every walk over one statement (and the SQL texts inside it) adds to. */
+export interface Shared extends NumberReads {
+  objects: Map<string, ObjectRef>;
+}
+
+export function newShared(): Shared {
+  return { objects: new Map(), numbersRead: 0 };
+}
+
+export class Walk {
+  level: Access = 'read';
+  escalation = false;
+  private readonly reasons: Array<[Access, string]> = [];
+  /** Names of CTEs in scope, innermost last. */
+  readonly cteScopes: Array<Set<string>> = [];
+
+  constructor(
+    readonly shared: Shared,
+    readonly sqlDepth = 0,
+  ) {}
+
+  raise(level: Access, reason?: string): void {
+    if (accessRank(level) > accessRank(this.level)) this.level = level;
+    if (reason && level !== 'read') this.reasons.push([level, reason]);
+  }
+
+  escalate(): void {
+    this.escalation = true;
+    this.raise('admin');
+  }
+
+  addObject(ref: ObjectRef): void {
+    const key = `${ref.type}\u0000${ref.schema ?? ''}\u0000${ref.name}`;
+    const objects = this.shared.objects;
+    if (!objects.has(key)) {
+      const clean: ObjectRef = { type: ref.type, name: ref.name };
+      if (ref.schema !== undefined) clean.schema = ref.schema;
+      objects.set(key, clean);
+    }
+  }
+
+  isCte(name: string): boolean {
+    for (let i = this.cteScopes.length - 1; i >= 0; i--) if (this.cteScopes[i]!.has(name)) return true;
+    return false;
+  }
+
+  /** Reasons given for the statement's final level, deduplicated. */
+  reasonText(): string | undefined {
+    const seen = new Set<string>();
+    for (const [level, r] of this.reasons) if (level === this.level) seen.add(r);
+    return seen.size > 0 ? [...seen].join('; ') : undefined;
+  }
+}
+
+export function visit(v: unknown, w: Walk, hint?: string): void {
+  if (Array.isArray(v)) {
+    for (const item of v) visit(item, w);
+    return;
+  }
+  if (!isObj(v)) return;
+  const [type, body] = unwrap(v, hint);
+  visitNode(type, body, w, false);
+}
+
+export function visitChildren(type: string | undefined, n: Obj, w: Walk, skip?: readonly string[]): void {
+  for (const key of Object.keys(n)) {
+    if (skip && skip.includes(key)) continue;
+    const child = n[key];
+    if (typeof child === 'object' && child !== null) visit(child, w, type ? FIELD_TYPES[`${type}.${key}`] : undefined);
+  }
+}
+
+export function visitNode(type: string | undefined, n: Obj, w: Walk, top: boolean): HandlerResult {
+  let res: HandlerResult | void = undefined;
+  const handler = type !== undefined && Object.prototype.hasOwnProperty.call(HANDLERS, type) ? HANDLERS[type] : undefined;
+  if (handler) {
+    res = handler(n, w, top);
+  } else if (type !== undefined && (top || type.endsWith('Stmt'))) {
+    // Fail closed on anything this classifier does not know.
+    w.raise('admin', `unrecognised statement (${type})`);
+    res = { kind: type };
+  }
+  if (!res?.skip) visitChildren(type, n, w);
+  return res ?? {};
+}
+
+/** Walks a statement's fields with its WITH clause's CTE names in scope. */
+export function walkWithCtes(type: string, n: Obj, w: Walk, skip: readonly string[] = []): void {
+  const wc = n.withClause;
+  if (!isObj(wc)) {
+    visitChildren(type, n, w, skip);
+    return;
+  }
+  const ctes = list(wc.ctes);
+  const names = ctes.map((c) => (isObj(c) && isObj(c.CommonTableExpr) ? str(c.CommonTableExpr.ctename) : undefined));
+  const scope = new Set<string>();
+  w.cteScopes.push(scope);
+  try {
+    // A non-recursive CTE sees only the CTEs before it; WITH RECURSIVE, all.
+    if (wc.recursive === true) for (const name of names) if (name) scope.add(name);
+    ctes.forEach((c, i) => {
+      visit(c, w);
+      const name = names[i];
+      if (name) scope.add(name);
+    });
+    visitChildren(type, n, w, [...skip, 'withClause']);
+  } finally {
+    w.cteScopes.pop();
+  }
+}
