@@ -38,6 +38,10 @@ export const OPTIONS = {
   'tunnel-port': str,
   'demo-port': str,
   'ready-file': str,
+  // native roles (roles sql, start)
+  'agent-user': str,
+  'rule-role': many,
+  role: many,
   access: str,
   'allow-schema': many,
   'deny-schema': many,

@@ -4,13 +4,14 @@ import { agentCommands } from './commands/agents.js';
 import { auditCommands } from './commands/audit.js';
 import { configCommands } from './commands/config.js';
 import { policyCommands } from './commands/policy.js';
+import { rolesCommands } from './commands/roles.js';
 import { serveCommand } from './commands/serve.js';
 import { startCommand } from './commands/start.js';
 import { tokenCommand } from './commands/token.js';
 import { Context, type Command } from './context.js';
 import { CliError } from './errors.js';
 
-const COMMANDS: Command[] = [startCommand, serveCommand, ...configCommands, ...policyCommands, ...auditCommands, ...agentCommands, tokenCommand];
+const COMMANDS: Command[] = [startCommand, serveCommand, ...configCommands, ...policyCommands, ...rolesCommands, ...auditCommands, ...agentCommands, tokenCommand];
 
 const GLOBAL_HELP = `Global options for commands that talk to the control plane:
   --control-plane HOST:PORT   (WARDEN_CONTROL_PLANE, default 127.0.0.1:7070)
