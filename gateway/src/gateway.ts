@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import { ControlPlaneServiceClient, channelCredentials, keepaliveOptions, type Snapshot } from '@warden/proto';
 import type { Logger } from 'pino';
 import { AuthError, TokenVerifier, authorize, compileAuthConfig, mapIdentity, type AuthConfig } from './auth/index.js';
+import { CatalogStore, fetchCatalog } from './catalog/index.js';
 import { ConfigWatch } from './config/watch.js';
 import { ClassificationCache, StatementGate, rulesFor } from './policy/index.js';
 import type { AuditSink } from './audit/events.js';
@@ -73,6 +74,18 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
     }
   };
 
+  // What each resource's database contains, read through its agent: names
+  // are placed and views, functions, triggers and keys followed with it.
+  const catalogs = new CatalogStore(
+    async (resource) => {
+      const agent = auth?.resourcesByName.get(resource)?.agent;
+      if (!agent) throw new Error(`resource ${resource} is not configured`);
+      const upstream = await hub.open(agent, { resource, parameters: { application_name: 'warden catalog' }, readOnly: true });
+      return fetchCatalog(upstream);
+    },
+    { log: log.child({ component: 'catalog' }) },
+  );
+
   const tunnelPort = await hub.listen(opts.tunnelListen, opts.tunnelTls);
   const advertise = opts.tunnelAdvertise ?? opts.tunnelListen.replace(/:0$/, `:${tunnelPort}`);
 
@@ -89,7 +102,12 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
       const who = mapIdentity(config, verified);
       const target = authorize(config, resource, who);
       const rules = rulesFor(grants, resource, who.identity, who.groups);
-      const gate = new StatementGate({ identity: who.identity, resource, rules }, classifications);
+      // The first session of a resource waits for its catalog; a failed read leaves the gate judging without it.
+      await catalogs.ensure(resource);
+      const gate = new StatementGate(
+        { identity: who.identity, resource, rules, catalog: () => catalogs.get(resource), catalogChanged: () => catalogs.invalidate(resource) },
+        classifications,
+      );
       return {
         identity: who.identity,
         groups: who.groups,
@@ -139,6 +157,7 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
     tunnelPort,
     async close() {
       watch.stop();
+      catalogs.close();
       server.close();
       for (const s of sessions) s.close();
       await hub.close();

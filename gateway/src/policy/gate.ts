@@ -22,6 +22,8 @@ export interface GateContext {
   rules: Rule[];
   /** The resource's catalog as the gateway has it now (read on every decision, never awaited). */
   catalog?: () => ResourceCatalog | undefined;
+  /** The database may have changed (DDL ran, or a name was not in the catalog): read it again. */
+  catalogChanged?: () => void;
   /** `policy check` without a database: assume no schema is named after the login role. */
   assumeNoUserSchema?: boolean;
 }
@@ -143,7 +145,8 @@ export class StatementGate {
   // Outcomes, in the order the server answered.
 
   /** A statement the gateway let through ran (ok) or failed. */
-  settled(effects: readonly PathEffect[] | undefined, ok: boolean): void {
+  settled(effects: readonly PathEffect[] | undefined, ok: boolean, info?: StatementInfo): void {
+    if (ok && info && (info.access === 'ddl' || info.access === 'admin')) this.ctx.catalogChanged?.();
     if (!this.machine) return;
     if (ok) this.machine.succeeded(effects ?? []);
     else this.machine.failed();
@@ -174,8 +177,8 @@ export class StatementGate {
       if (s.kind === 'PREPARE' && s.preparedName !== undefined) {
         this.prepared.set(`S${s.preparedName}`, { classification: { ok: true, statements: [s] }, targets: targetsOf(s, this.machine?.initial ?? null) });
       } else if (s.kind === 'DEALLOCATE') {
-        if (s.preparedName === undefined) for (const k of [...this.prepared.keys()]) if (k.startsWith('S')) this.prepared.delete(k);
-        else this.prepared.delete(`S${s.preparedName}`);
+        if (s.preparedName !== undefined) this.prepared.delete(`S${s.preparedName}`);
+        else for (const k of [...this.prepared.keys()]) if (k.startsWith('S')) this.prepared.delete(k);
       }
       for (const e of decision.effects[i] ?? []) {
         if (e.op === 'set') added.push(e.value);
@@ -211,6 +214,8 @@ export class StatementGate {
     let decidingRule: string | undefined;
     // Statements of one text run in order, each only if the ones before it succeeded.
     const sim = this.machine ? this.machine.clone() : undefined;
+    // With nothing unanswered the simulation starts from the server's own state and is exact.
+    const exact = sim !== undefined && start.length === 1 && start[0] === sim.current;
     let paths: Array<string | null> = [...start];
     for (let i = 0; i < c.statements.length; i++) {
       const s = c.statements[i]!;
@@ -233,10 +238,18 @@ export class StatementGate {
       effects.push(fx);
       // A path change must not turn a statement prepared earlier into a route around the scopes.
       // A Parse's effects happen when it is executed, at a time the text cannot tell.
-      const next = isParse ? nextPaths(paths, undefined, [], targetsOf(s, this.machine?.initial ?? null)) : nextPaths(paths, sim, fx, []);
+      const next = isParse
+        ? nextPaths(paths, undefined, [], targetsOf(s, this.machine?.initial ?? null), start, false)
+        : nextPaths(paths, sim, fx, [], start, exact);
       if (next !== paths) {
+        // This depends on the prepared statements of the moment, which the cache does not key.
+        cacheable = false;
         const broken = this.brokenPrepared(next);
-        if (broken) return { classification: c, effects, cacheable, refusal: this.refusal(i, `${s.kind}: changing search_path would let prepared statement "${broken.name}" ${broken.what}; DEALLOCATE or close it first`, s) };
+        if (broken) {
+          const r = this.refusal(i, 'change search_path', s);
+          const why = `: prepared statement "${broken.name}" would then reach ${broken.what}; DEALLOCATE or close it first`;
+          return { classification: c, effects, cacheable, refusal: { ...r, message: r.message.replace(/ \(rule: [^)]*\)$|$/, (m) => `${why}${m}`) } };
+        }
         paths = next;
       }
     }
@@ -247,6 +260,9 @@ export class StatementGate {
   private statement(s: StatementInfo, paths: ReadonlyArray<string | null>): { rule?: string; refusal?: string; reach?: Reach } {
     const catalog = this.catalogSeen;
     const shared = reach(s, { catalog, paths, assumeNoUserSchema: this.ctx.assumeNoUserSchema });
+    // A relation the catalog does not know was made after it was read: read it again for the next statements.
+    // (At most once a second, so names that exist nowhere cannot keep the agent busy.)
+    if (catalog && shared.unknown && Date.now() - catalog.fetchedAt > 1000) this.ctx.catalogChanged?.();
     let first: string | undefined;
     for (const rule of this.ctx.rules) {
       const r = rule.trust?.length ? reach(s, { catalog, paths, trusted: new Set(rule.trust), assumeNoUserSchema: this.ctx.assumeNoUserSchema }) : shared;
@@ -306,7 +322,14 @@ function targetsOf(s: StatementInfo, initial: string | null): Array<string | nul
 }
 
 /** The path values the next statement of the same text may see. */
-function nextPaths(paths: Array<string | null>, sim: PathMachine | undefined, fx: PathEffect[], later: Array<string | null>): Array<string | null> {
+function nextPaths(
+  paths: Array<string | null>,
+  sim: PathMachine | undefined,
+  fx: PathEffect[],
+  later: Array<string | null>,
+  start: ReadonlyArray<string | null>,
+  exact: boolean,
+): Array<string | null> {
   if (!fx.length && !later.length) return paths;
   if (sim) sim.succeeded(fx);
   const out = new Set<string | null>();
@@ -314,27 +337,32 @@ function nextPaths(paths: Array<string | null>, sim: PathMachine | undefined, fx
   if (!definite) for (const p of paths) out.add(p);
   for (const e of fx) if (e.op === 'set') out.add(e.value);
   if (sim) out.add(sim.current);
-  // A transaction end or savepoint rollback returns to a value the text alone cannot tell.
-  if (fx.some((e) => e.op === 'commit' || e.op === 'rollback' || e.op === 'rollback to')) for (const p of paths) out.add(p);
+  // A transaction end or savepoint rollback returns to a value that only an exact simulation can tell.
+  if (fx.some((e) => e.op === 'commit' || e.op === 'rollback' || e.op === 'rollback to')) {
+    if (exact) {
+      out.clear();
+      out.add(sim!.current);
+    } else for (const p of [...paths, ...start]) out.add(p);
+  }
   for (const t of later) out.add(t);
   return [...out];
 }
 
-/** What the rule's scopes forbid in `r`, as "read p.secret (through view public.v)"; undefined when nothing. */
+/** What the rule forbids in `r`, as "p.secret (through view public.v)"; undefined when nothing. */
 export function violation(rule: Rule, r: Reach): string | undefined {
   const definer = r.definers.find((d) => !rule.trust?.includes(d));
-  if (definer) return `call SECURITY DEFINER function ${definer}, which runs with its owner's privileges, unless the rule trusts it`;
+  if (definer) return `SECURITY DEFINER function ${definer} (it runs with its owner's privileges: the rule must trust it by name)`;
   if (!isScoped(rule)) return undefined;
   for (const t of r.tables) {
-    if (!tableInScope(rule, t.schema, t.name)) return `${t.writes ? 'change' : 'read'} ${t.schema}.${t.name}${t.via ? ` (through ${t.via})` : ''}`;
+    if (!tableInScope(rule, t.schema, t.name)) return `${t.schema}.${t.name}${t.via ? ` (through ${t.via})` : ''}`;
   }
   for (const s of r.schemas) {
-    if (!schemaInScope(rule, s) || rule.allowTables.length || rule.denyTables.some((e) => e.startsWith(`${s}.`) || !e.includes('.'))) return `reach schema ${s} as a whole`;
+    if (!schemaInScope(rule, s) || rule.allowTables.length || rule.denyTables.some((e) => e.startsWith(`${s}.`) || !e.includes('.'))) return `schema ${s} as a whole`;
   }
-  for (const f of r.functions) if (!schemaInScope(rule, f.schema)) return `call ${f.schema}.${f.name}${f.via ? ` (through ${f.via})` : ''}`;
-  if (r.unplaced.length) return `resolve ${r.unplaced[0]}; qualify the name with its schema`;
-  if (r.unscoped.length) return `reach data outside any schema the rule can scope: ${r.unscoped[0]}`;
-  if (r.dataCatalogs.length) return `read ${r.dataCatalogs[0]}`;
+  for (const f of r.functions) if (!schemaInScope(rule, f.schema)) return `${f.schema}.${f.name}${f.via ? ` (through ${f.via})` : ''}`;
+  if (r.unplaced.length) return `${r.unplaced[0]}; qualify the name with its schema`;
+  if (r.unscoped.length) return `what the rule's scopes cannot place: ${r.unscoped[0]}`;
+  if (r.dataCatalogs.length) return r.dataCatalogs[0];
   return undefined;
 }
 

@@ -39,6 +39,8 @@ export interface Reach {
   definers: string[];
   /** The statement (through a function body) leaves search_path unknown. */
   losesPath: boolean;
+  /** A relation was not in the catalog: it is judged as a plain table, and the catalog is stale. */
+  unknown: boolean;
 }
 
 export interface ReachContext {
@@ -69,6 +71,7 @@ export function reach(info: StatementInfo, ctx: ReachContext): Reach {
     dataCatalogs: [],
     definers: [],
     losesPath: false,
+    unknown: false,
   };
   new Walker(ctx, r).statement(info, ctx.paths, undefined, 0);
   return r;
@@ -124,7 +127,7 @@ class Walker {
     for (const path of paths) {
       const schemas = path === null ? null : this.searchList(path);
       if (schemas === null) {
-        this.r.unplaced.push(`${o.name}${via ? ` (in ${via})` : ''}: the session's search_path cannot be known`);
+        this.r.unplaced.push(`${o.name}${via ? ` (in ${via})` : ''}, whose schema cannot be told: the session's search_path cannot be known`);
         continue;
       }
       let found: string | undefined;
@@ -135,8 +138,11 @@ class Walker {
         }
       }
       if (found !== undefined) out.add(found);
-      // Not in the catalog (yet): it may be in any schema of the path.
-      else for (const s of schemas) if (s !== 'pg_catalog' || !catalog) out.add(s);
+      else {
+        // Not in the catalog (yet): it may be in any schema of the path.
+        if (catalog) this.r.unknown = true;
+        for (const s of schemas) if (s !== 'pg_catalog' || !catalog) out.add(s);
+      }
     }
     return [...out];
   }
@@ -174,7 +180,7 @@ class Walker {
   private table(schema: string, name: string, writes: WriteKind[] | undefined, inherit: boolean, via: string | undefined, depth: number): void {
     if (isSystemSchema(schema)) {
       const why = schema === 'pg_catalog' ? dataCatalog(name) : undefined;
-      if (why) this.r.dataCatalogs.push(`pg_catalog.${name}: ${why}`);
+      if (why) this.r.dataCatalogs.push(`pg_catalog.${name} (${why})`);
       return;
     }
     const key = `${schema}.${name}`;
@@ -191,6 +197,7 @@ class Walker {
     const catalog = this.ctx.catalog;
     if (!catalog || depth >= MAX_DEPTH) return;
     const relation = catalog.relations[key];
+    if (!relation) this.r.unknown = true;
     if ((relation?.kind === 'v' || relation?.kind === 'm') && !this.ctx.trusted?.has(key)) {
       const how = relation.kind === 'v' ? 'view' : 'materialized view';
       // A write through an updatable view writes its base table.

@@ -275,7 +275,7 @@ export class Session {
     const tracker = new ResponseTracker(
       (s) => {
         // What ran moves the session's search_path; what the server skipped did not run.
-        if (!s.skipped) gate.settled(s.effects, !s.error);
+        if (!s.skipped) gate.settled(s.effects, !s.error, s.info);
         recorder.statement(s, performance.now());
       },
       () => performance.now(),
