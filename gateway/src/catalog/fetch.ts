@@ -1,0 +1,177 @@
+// Reads a resource's catalog over an upstream session that the agent has
+// just opened, as a tiny Postgres client speaking the simple query protocol.
+//
+// On a fresh channel the agent first relays what the server sent after
+// AuthenticationOk: ParameterStatus messages (server_version among them),
+// BackendKeyData, then ReadyForQuery. We wait for that ReadyForQuery, send
+// the one catalog query, take its DataRow, wait for the next ReadyForQuery,
+// then say Terminate and close the channel.
+import type { Upstream } from '../tunnel/upstream.js';
+import { ERROR_RESPONSE, frame, type Message, MessageReader, query, READY_FOR_QUERY } from '../wire/index.js';
+import { catalogQuery, parseCatalog, serverMajorVersion } from './query.js';
+import type { ResourceCatalog } from './types.js';
+
+/** Default budget for the whole exchange. */
+export const CATALOG_FETCH_TIMEOUT_MS = 30_000;
+
+/** A catalog big enough to pass this is refused rather than buffered. */
+const MAX_MESSAGE = 512 * 1024 * 1024;
+
+const PARAMETER_STATUS = 0x53; // 'S'
+const DATA_ROW = 0x44; // 'D'
+const TERMINATE = frame(0x58, Buffer.alloc(0)); // 'X'
+
+/** The catalog could not be read; `sqlstate` is the server's when it refused the query. */
+export class CatalogFetchError extends Error {
+  constructor(
+    message: string,
+    readonly sqlstate?: string,
+  ) {
+    super(message);
+    this.name = 'CatalogFetchError';
+  }
+}
+
+/** Severity, SQLSTATE, message and detail of an ErrorResponse body. */
+function errorFields(body: Buffer): { severity?: string; code?: string; message?: string; detail?: string } {
+  const out: Record<string, string> = {};
+  let pos = 0;
+  while (pos < body.length && body[pos] !== 0) {
+    const end = body.indexOf(0, pos + 1);
+    if (end < 0) break;
+    out[String.fromCharCode(body[pos]!)] = body.toString('utf8', pos + 1, end);
+    pos = end + 1;
+  }
+  return { severity: out.V ?? out.S, code: out.C, message: out.M, detail: out.D };
+}
+
+/** The first column of a DataRow as text (null for SQL NULL). */
+function firstColumn(body: Buffer): string | null {
+  if (body.length < 2 || body.readInt16BE(0) < 1) throw new CatalogFetchError('the catalog query returned a row without columns');
+  if (body.length < 6) throw new CatalogFetchError('the catalog query returned a truncated row');
+  const len = body.readInt32BE(2);
+  if (len < 0) return null;
+  if (6 + len > body.length) throw new CatalogFetchError('the catalog query returned a truncated row');
+  return body.toString('utf8', 6, 6 + len);
+}
+
+/**
+ * Runs the catalog query on an opened upstream and closes it. Rejects with a
+ * CatalogFetchError on an ErrorResponse (with the server's SQLSTATE), when
+ * the channel ends early, or after `timeoutMs`; the upstream is closed in
+ * every case.
+ */
+export function fetchCatalog(upstream: Upstream, timeoutMs: number = CATALOG_FETCH_TIMEOUT_MS): Promise<ResourceCatalog> {
+  return new Promise<ResourceCatalog>((resolve, reject) => {
+    const reader = new MessageReader();
+    // Chunks not yet handed to the reader, while the message at its head is
+    // still incomplete: a big DataRow is joined once, not on every chunk.
+    let waiting: Buffer[] = [];
+    let waitingBytes = 0;
+    let missing = 0;
+
+    let phase: 'startup' | 'query' = 'startup';
+    let serverVersion: string | undefined;
+    let startedAt = 0;
+    let text: string | null | undefined;
+    let error: CatalogFetchError | undefined;
+    let settled = false;
+
+    const finish = (err: Error | undefined, catalog?: ResourceCatalog): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      upstream.close();
+      if (err) reject(err);
+      else resolve(catalog!);
+    };
+
+    const timer = setTimeout(() => {
+      finish(
+        new CatalogFetchError(
+          `the catalog query on agent ${upstream.agent} did not complete within ${timeoutMs / 1000} s` +
+            (phase === 'startup' ? ' (the session never became ready)' : ''),
+        ),
+      );
+    }, timeoutMs);
+    timer.unref?.();
+
+    const onMessage = (m: Message): void => {
+      if (m.type === ERROR_RESPONSE) {
+        const f = errorFields(m.body);
+        const e = new CatalogFetchError(
+          `the catalog query failed on agent ${upstream.agent}: ${f.message ?? 'unknown error'}` +
+            (f.detail ? ` (${f.detail})` : '') +
+            (f.code ? ` [SQLSTATE ${f.code}]` : ''),
+          f.code,
+        );
+        // A FATAL error ends the session: no ReadyForQuery will follow.
+        if (phase === 'startup' || f.severity === 'FATAL' || f.severity === 'PANIC') finish(e);
+        else error ??= e;
+        return;
+      }
+      if (phase === 'startup') {
+        if (m.type === PARAMETER_STATUS) {
+          const [name, value] = m.body.toString('utf8').split('\0');
+          if (name === 'server_version') serverVersion = value;
+        } else if (m.type === READY_FOR_QUERY) {
+          phase = 'query';
+          startedAt = Date.now();
+          upstream.write(query(catalogQuery(serverMajorVersion(serverVersion))));
+        }
+        // BackendKeyData, notices: nothing to do.
+        return;
+      }
+      if (m.type === DATA_ROW) {
+        if (text === undefined) {
+          try {
+            text = firstColumn(m.body);
+          } catch (err) {
+            error ??= err as CatalogFetchError;
+          }
+        }
+        return;
+      }
+      if (m.type !== READY_FOR_QUERY) return; // RowDescription, CommandComplete, notices, ParameterStatus
+      upstream.write(TERMINATE);
+      if (error) return finish(error);
+      if (text === undefined || text === null) return finish(new CatalogFetchError('the catalog query returned no catalog'));
+      let catalog: ResourceCatalog;
+      try {
+        catalog = parseCatalog(text, startedAt);
+      } catch (err) {
+        return finish(err as Error);
+      }
+      finish(undefined, catalog);
+    };
+
+    upstream.start({
+      data(chunk: Buffer): void {
+        if (settled) return;
+        waiting.push(chunk);
+        waitingBytes += chunk.length;
+        if (waitingBytes < missing) return;
+        reader.push(waiting.length === 1 ? waiting[0]! : Buffer.concat(waiting, waitingBytes));
+        waiting = [];
+        waitingBytes = 0;
+        try {
+          for (let m = reader.nextTyped(MAX_MESSAGE); m && !settled; m = reader.nextTyped(MAX_MESSAGE)) onMessage(m);
+        } catch (err) {
+          finish(new CatalogFetchError(`the catalog session's byte stream is malformed: ${(err as Error).message}`));
+          return;
+        }
+        const rest = reader.drain();
+        missing = rest.length >= 5 ? 1 + rest.readInt32BE(1) - rest.length : 0;
+        if (rest.length) reader.push(rest);
+      },
+      drain(): void {},
+      end(err?: Error): void {
+        finish(
+          new CatalogFetchError(
+            `the session on agent ${upstream.agent} ended before the catalog was read` + (err ? `: ${err.message}` : ''),
+          ),
+        );
+      },
+    });
+  });
+}

@@ -1,0 +1,215 @@
+// The catalog query against real servers: PostgreSQL on 127.0.0.1 (15 on the
+// development machine) and PGlite (the demo database, a newer major), on a
+// fixture with every kind of object the catalog describes. Every field of
+// the parsed catalog is asserted exactly.
+import { randomBytes } from 'node:crypto';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CatalogShapeError, catalogQuery, parseCatalog, serverMajorVersion } from '../src/catalog/index.js';
+import type { ResourceCatalog } from '../src/catalog/index.js';
+import { EXPECTED, FIXTURE, rest, SCHEMAS, scratchDatabase } from './catalog-fixture.js';
+
+function checkCatalogRelations(names: string[]): void {
+  for (const n of ['pg_class', 'pg_stats', 'pg_statistic', 'pg_settings', 'pg_proc', 'pg_roles', 'pg_matviews']) {
+    expect(names).toContain(n);
+  }
+  // Indexes, toast tables and composite types are not relations one reads.
+  expect(names).not.toContain('pg_class_oid_index');
+  expect(names.some((n) => n.startsWith('pg_toast'))).toBe(false);
+  expect([...names].sort()).toEqual(names.slice().sort());
+}
+
+async function readCatalog(client: pg.Client, major?: number): Promise<ResourceCatalog> {
+  const r = await client.query<{ catalog: string }>(catalogQuery(major));
+  expect(r.rows).toHaveLength(1);
+  expect(typeof r.rows[0]!.catalog).toBe('string');
+  return parseCatalog(r.rows[0]!.catalog, 1234);
+}
+
+describe('catalog query on PostgreSQL', () => {
+  let db: Awaited<ReturnType<typeof scratchDatabase>>;
+  let url = '';
+  let major = 0;
+
+  beforeAll(async () => {
+    db = await scratchDatabase();
+    url = db.url;
+    const c = new pg.Client({ connectionString: url });
+    await c.connect();
+    try {
+      await c.query(FIXTURE);
+      major = serverMajorVersion((await c.query<{ server_version: string }>('show server_version')).rows[0]!.server_version)!;
+    } finally {
+      await c.end();
+    }
+  });
+
+  afterAll(async () => {
+    await db?.drop();
+  });
+
+  it('describes every object of the fixture exactly', async () => {
+    const c = new pg.Client({ connectionString: url });
+    await c.connect();
+    // Another session's temp schema must not show up among the relations.
+    const other = new pg.Client({ connectionString: url });
+    await other.connect();
+    try {
+      await other.query('create temp table scratch (a int)');
+      const catalog = await readCatalog(c, major);
+      expect(catalog.fetchedAt).toBe(1234);
+      expect(catalog.sessionUser).toBe('postgres');
+      expect(catalog.searchPath).toBe('"$user", public');
+      expect(catalog.schemas.filter((s) => !/^pg_(toast_)?temp_/.test(s))).toEqual(SCHEMAS);
+      expect(catalog.schemas.some((s) => /^pg_temp_\d+$/.test(s))).toBe(true);
+      checkCatalogRelations(catalog.catalogRelations);
+      expect(rest(catalog)).toEqual(EXPECTED);
+    } finally {
+      await other.end();
+      await c.end();
+    }
+  });
+
+  it('reads the same catalog whatever the session search_path, and reports that path', async () => {
+    const c = new pg.Client({ connectionString: url, options: '-c search_path=priv,p' });
+    await c.connect();
+    try {
+      const catalog = await readCatalog(c, major);
+      expect(catalog.searchPath).toBe('priv,p');
+      expect(rest(catalog)).toEqual(EXPECTED);
+      // The query restores the path it clears while deparsing SQL-standard bodies.
+      expect((await c.query('show search_path')).rows[0].search_path).toBe('priv,p');
+    } finally {
+      await c.end();
+    }
+  });
+
+  it('has a PostgreSQL 13 variant, which knows no SQL-standard bodies', async () => {
+    const c = new pg.Client({ connectionString: url });
+    await c.connect();
+    try {
+      const catalog = await readCatalog(c, 13);
+      expect(catalogQuery(13)).not.toContain('prosqlbody');
+      // Run on a newer server, the variant sees prosrc, which such functions leave empty.
+      const blank = (name: string) => EXPECTED.functions[name]!.map((f) => ({ ...f, body: '' }));
+      expect(rest(catalog)).toEqual({
+        ...EXPECTED,
+        functions: { ...EXPECTED.functions, 'public.ret1': blank('public.ret1'), 'public.total': blank('public.total') },
+      });
+    } finally {
+      await c.end();
+    }
+  });
+
+  it('cannot be taken over by operators created on the search_path', async () => {
+    const trapDb = await scratchDatabase();
+    try {
+      const c = new pg.Client({ connectionString: trapDb.url });
+      await c.connect();
+      try {
+        // Each would be picked by a query comparing with loosely typed operands.
+        for (const [op, l, r] of [
+          ['=', 'oid', 'regclass'],
+          ['<>', 'oid', 'integer'],
+          ['=', 'oid', 'regnamespace'],
+          ['!~', 'name', 'name'],
+          ['~~', 'name', 'name'],
+          ['||', 'name', 'text'],
+          ['=', 'name', 'text'],
+        ] as const) {
+          const f = `trap_${randomBytes(4).toString('hex')}`;
+          await c.query(
+            `create function public.${f}(${l}, ${r}) returns boolean language plpgsql as $$ begin raise exception 'trapped ${op}'; end $$`,
+          );
+          await c.query(`create operator public.${op} (leftarg = ${l}, rightarg = ${r}, function = public.${f})`);
+        }
+        await c.query('create table public.t (a int); create view public.v as select a from public.t');
+        const catalog = await readCatalog(c);
+        expect(catalog.viewReads).toEqual({ 'public.v': ['public.t'] });
+        expect(Object.keys(catalog.relations)).toEqual(['public.t', 'public.v']);
+      } finally {
+        await c.end();
+      }
+    } finally {
+      await trapDb.drop();
+    }
+  });
+});
+
+describe('catalog query on PGlite (the demo database)', () => {
+  it('describes the fixture as PostgreSQL does', async () => {
+    const { PGlite } = await import('@electric-sql/pglite');
+    const db = await PGlite.create();
+    try {
+      await db.exec(FIXTURE);
+      const version = (await db.query<{ server_version: string }>('show server_version')).rows[0]!.server_version;
+      const major = serverMajorVersion(version)!;
+      expect(major).toBeGreaterThanOrEqual(14);
+      const r = await db.query<{ catalog: string }>(catalogQuery(major));
+      const catalog = parseCatalog(r.rows[0]!.catalog, 1);
+      expect(catalog.sessionUser).toBe('postgres');
+      expect(catalog.schemas).toEqual(SCHEMAS);
+      checkCatalogRelations(catalog.catalogRelations);
+      expect(rest(catalog)).toEqual(EXPECTED);
+    } finally {
+      await db.close();
+    }
+  });
+});
+
+describe('parseCatalog', () => {
+  const good = () => ({
+    sessionUser: 'app',
+    searchPath: 'public',
+    schemas: ['public'],
+    relations: [['public', 't', 'r']],
+    catalogRelations: ['pg_class'],
+    viewReads: null,
+    viewCalls: null,
+    children: null,
+    foreignKeys: null,
+    triggers: [['public.t', 'public.f', 4 | 8 | 16 | 32 | 1]],
+    rules: null,
+    functions: [['public', 'f', 'f', 'v', 'c', false, 'app', null, null]],
+  });
+
+  it('builds empty lists from json_agg nulls, decodes trigger bits, omits absent body and path', () => {
+    const c = parseCatalog(JSON.stringify(good()), 7);
+    expect(c).toEqual({
+      fetchedAt: 7,
+      sessionUser: 'app',
+      searchPath: 'public',
+      schemas: ['public'],
+      relations: { 'public.t': { schema: 'public', name: 't', kind: 'r' } },
+      catalogRelations: ['pg_class'],
+      viewReads: {},
+      viewCalls: {},
+      children: {},
+      foreignKeys: [],
+      triggers: [{ table: 'public.t', function: 'public.f', events: ['insert', 'update', 'delete', 'truncate'] }],
+      rules: [],
+      functions: {
+        'public.f': [
+          { schema: 'public', name: 'f', kind: 'f', volatility: 'v', language: 'c', securityDefiner: false, owner: 'app' },
+        ],
+      },
+    });
+    expect('body' in c.functions['public.f']![0]!).toBe(false);
+  });
+
+  it('throws a clear error naming the bad field', () => {
+    const bad = (patch: Record<string, unknown>) => () => parseCatalog({ ...good(), ...patch });
+    expect(() => parseCatalog('{"sessionUser": ')).toThrow(/is not JSON/);
+    expect(() => parseCatalog('[]')).toThrow(CatalogShapeError);
+    expect(bad({ sessionUser: undefined })).toThrow(/sessionUser should be a string/);
+    expect(bad({ relations: {} })).toThrow(/relations should be an array/);
+    expect(bad({ relations: [['public', 't']] })).toThrow(/relations\[0\] should be an array of 3/);
+    expect(bad({ relations: [['public', 't', 'x']] })).toThrow(/relations\[0\]\[2\] should be one of/);
+    expect(bad({ functions: [['public', 'f', 'f', 'x', 'c', false, 'app', null, null]] })).toThrow(/functions\[0\]\[3\]/);
+    expect(bad({ functions: [['public', 'f', 'f', 'v', 'c', 'no', 'app', null, null]] })).toThrow(/functions\[0\]\[5\] should be a boolean/);
+    expect(bad({ rules: [['public.t', '9', []]] })).toThrow(/rules\[0\]\[1\] is not a rule event/);
+    expect(bad({ triggers: [['public.t', 'public.f', '4']] })).toThrow(/triggers\[0\]\[2\] should be an integer/);
+    expect(bad({ foreignKeys: [['a.b', 'c.d', 'c', 'z']] })).toThrow(/foreignKeys\[0\]\[3\]/);
+    expect(bad({ viewReads: [['public.v', [1]]] })).toThrow(/viewReads\[0\]\[1\]\[0\] should be a string/);
+  });
+});
