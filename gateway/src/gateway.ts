@@ -80,7 +80,7 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
     async (resource) => {
       const agent = auth?.resourcesByName.get(resource)?.agent;
       if (!agent) throw new Error(`resource ${resource} is not configured`);
-      const upstream = await hub.open(agent, { resource, parameters: { application_name: 'warden catalog' }, readOnly: true });
+      const upstream = await hub.open(agent, { resource, parameters: { application_name: 'warden catalog' }, readOnly: true, access: 'read', rule: '' });
       return fetchCatalog(upstream);
     },
     { log: log.child({ component: 'catalog' }) },
