@@ -101,11 +101,12 @@ export class StatementGate {
       this.decisions = new WeakMap();
     }
     if (!this.machine) {
+      // Without a catalog the gateway cannot know the role's default path (null) until one arrives.
       const initial = this.startupPath ?? catalog?.searchPath ?? (this.ctx.catalog ? null : DEFAULT_SEARCH_PATH);
-      // Without a catalog the gateway cannot know the role's default path: wait for one.
-      if (initial === null && !catalog) return [null];
       this.machine = new PathMachine(initial);
       this.possible = [initial];
+    } else if (catalog && this.machine.learnInitial(catalog.searchPath)) {
+      this.setPossible(this.possible.map((p) => p ?? catalog.searchPath));
     }
     return this.possible;
   }

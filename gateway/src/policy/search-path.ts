@@ -73,8 +73,18 @@ export class PathMachine {
   private tx: 'none' | 'implicit' | 'explicit' | 'failed' = 'none';
   private savepoints: Savepoint[] = [];
 
-  constructor(readonly initial: string | null) {
+  /** Some statement set or reset the path. */
+  private moved = false;
+
+  constructor(public initial: string | null) {
     this.session = this.current = initial;
+  }
+
+  /** The session's starting path, learnt late (the catalog arrived): taken only while nothing has moved the path. */
+  learnInitial(value: string): boolean {
+    if (this.initial !== null || this.moved) return false;
+    this.initial = this.session = this.current = value;
+    return true;
   }
 
   /** A statement of a Query or Sync group is about to run. */
@@ -123,6 +133,7 @@ export class PathMachine {
   }
 
   private apply(e: PathEffect): void {
+    if (e.op === 'set' || e.op === 'reset') this.moved = true;
     switch (e.op) {
       case 'set': {
         // A change that may or may not have happened leaves a path that cannot be told, unless both are the same.
