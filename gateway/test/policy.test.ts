@@ -17,6 +17,7 @@ import {
   type ObjectRef,
   type StatementInfo,
 } from '../src/policy/index.js';
+import type { WriteKind } from '../src/policy/types.js';
 
 /** Classifies text expected to hold exactly one statement. */
 function one(sql: string): StatementInfo {
@@ -27,6 +28,8 @@ function one(sql: string): StatementInfo {
 }
 
 const T = (name: string, schema?: string): ObjectRef => (schema ? { type: 'table', schema, name } : { type: 'table', name });
+/** A table the statement writes. */
+const TW = (writes: WriteKind[], name: string, schema?: string): ObjectRef => ({ ...T(name, schema), writes });
 const F = (name: string, schema?: string): ObjectRef => (schema ? { type: 'function', schema, name } : { type: 'function', name });
 const R = (name: string): ObjectRef => ({ type: 'role', name });
 const S = (name: string): ObjectRef => ({ type: 'schema', name });
@@ -120,21 +123,21 @@ const READ: Case[] = [
 ];
 
 const WRITE: Case[] = [
-  { sql: 'INSERT INTO t (a) VALUES (1)', access: 'write', kind: 'INSERT', objects: [T('t')] },
-  { sql: 'INSERT INTO s.t SELECT * FROM u ON CONFLICT DO NOTHING', access: 'write', kind: 'INSERT', objects: [T('t', 's'), T('u')] },
-  { sql: 'UPDATE t SET a = 1 WHERE b = 2', access: 'write', kind: 'UPDATE', objects: [T('t')] },
-  { sql: 'DELETE FROM t USING u WHERE t.id = u.id', access: 'write', kind: 'DELETE', objects: [T('t'), T('u')] },
+  { sql: 'INSERT INTO t (a) VALUES (1)', access: 'write', kind: 'INSERT', objects: [TW(['insert'], 't')] },
+  { sql: 'INSERT INTO s.t SELECT * FROM u ON CONFLICT DO NOTHING', access: 'write', kind: 'INSERT', objects: [TW(['insert'], 't', 's'), T('u')] },
+  { sql: 'UPDATE t SET a = 1 WHERE b = 2', access: 'write', kind: 'UPDATE', objects: [TW(['update'], 't')] },
+  { sql: 'DELETE FROM t USING u WHERE t.id = u.id', access: 'write', kind: 'DELETE', objects: [TW(['delete'], 't'), T('u')] },
   {
     sql: 'MERGE INTO t USING u ON t.id = u.id WHEN MATCHED THEN UPDATE SET a = u.a WHEN NOT MATCHED THEN INSERT VALUES (u.id, u.a)',
     access: 'write',
     kind: 'MERGE',
-    objects: [T('t'), T('u')],
+    objects: [TW(['insert', 'update'], 't'), T('u')],
   },
   {
     sql: 'WITH x AS (DELETE FROM t RETURNING *) SELECT * FROM x',
     access: 'write',
     kind: 'SELECT',
-    objects: [T('t')],
+    objects: [TW(['delete'], 't')],
     notObjects: [T('x')],
     reason: 'DELETE',
   },
@@ -142,11 +145,11 @@ const WRITE: Case[] = [
     sql: 'WITH a AS (SELECT 1), b AS (INSERT INTO log SELECT * FROM a RETURNING 1) SELECT * FROM b',
     access: 'write',
     kind: 'SELECT',
-    objects: [T('log')],
+    objects: [TW(['insert'], 'log')],
   },
   { sql: 'SELECT * FROM (WITH d AS (UPDATE t SET a = 1 RETURNING a) SELECT * FROM d) s', access: 'write', kind: 'SELECT' },
   // The target of a DML statement is always a table, even when a CTE has its name.
-  { sql: 'WITH t AS (SELECT 1) DELETE FROM t', access: 'write', kind: 'DELETE', objects: [T('t')] },
+  { sql: 'WITH t AS (SELECT 1) DELETE FROM t', access: 'write', kind: 'DELETE', objects: [TW(['delete'], 't')] },
   { sql: "SELECT nextval('s')", access: 'write', kind: 'SELECT', objects: [F('nextval'), T('s')], reason: 'calls nextval, which changes a sequence' },
   { sql: "SELECT pg_catalog.nextval('app.s')", access: 'write', kind: 'SELECT', objects: [F('nextval', 'pg_catalog'), T('s', 'app')] },
   { sql: "SELECT \"NEXTVAL\"('s')", access: 'write', kind: 'SELECT' },
@@ -175,21 +178,21 @@ const WRITE: Case[] = [
   { sql: 'SELECT * FROM (SELECT * FROM t FOR NO KEY UPDATE) s', access: 'write', kind: 'SELECT' },
   { sql: 'LOCK t', access: 'write', kind: 'LOCK TABLE', objects: [T('t')] },
   { sql: 'LOCK TABLE s.t IN ACCESS EXCLUSIVE MODE NOWAIT', access: 'write', kind: 'LOCK TABLE', objects: [T('t', 's')] },
-  { sql: 'TRUNCATE t, u RESTART IDENTITY', access: 'write', kind: 'TRUNCATE', objects: [T('t'), T('u')], reason: 'TRUNCATE' },
-  { sql: 'COPY t FROM STDIN', access: 'write', kind: 'COPY FROM STDIN', objects: [T('t')] },
+  { sql: 'TRUNCATE t, u RESTART IDENTITY', access: 'write', kind: 'TRUNCATE', objects: [TW(['truncate'], 't'), TW(['truncate'], 'u')], reason: 'TRUNCATE' },
+  { sql: 'COPY t FROM STDIN', access: 'write', kind: 'COPY FROM STDIN', objects: [TW(['insert'], 't')] },
   { sql: "COPY t (a, b) FROM STDIN WITH (FORMAT csv) WHERE a > 0", access: 'write', kind: 'COPY FROM STDIN' },
-  { sql: 'COPY (DELETE FROM t RETURNING *) TO STDOUT', access: 'write', kind: 'COPY TO STDOUT', objects: [T('t')] },
+  { sql: 'COPY (DELETE FROM t RETURNING *) TO STDOUT', access: 'write', kind: 'COPY TO STDOUT', objects: [TW(['delete'], 't')] },
   { sql: "COPY (SELECT nextval('s')) TO STDOUT", access: 'write', kind: 'COPY TO STDOUT' },
   { sql: 'NOTIFY c', access: 'write', kind: 'NOTIFY' },
   { sql: "NOTIFY c, 'payload'", access: 'write', kind: 'NOTIFY' },
   { sql: 'REFRESH MATERIALIZED VIEW CONCURRENTLY mv', access: 'write', kind: 'REFRESH MATERIALIZED VIEW', objects: [T('mv')] },
-  { sql: 'PREPARE p AS DELETE FROM t', access: 'write', kind: 'PREPARE', objects: [T('t')] },
+  { sql: 'PREPARE p AS DELETE FROM t', access: 'write', kind: 'PREPARE', objects: [TW(['delete'], 't')] },
   { sql: 'PREPARE p (int) AS INSERT INTO t VALUES ($1)', access: 'write', kind: 'PREPARE' },
   { sql: 'EXECUTE p', access: 'write', kind: 'EXECUTE', reason: 'prepared statement' },
   { sql: 'EXECUTE q(1, 2)', access: 'write', kind: 'EXECUTE' },
   { sql: "DECLARE c CURSOR FOR SELECT nextval('s')", access: 'write', kind: 'DECLARE CURSOR' },
   { sql: 'DECLARE c CURSOR WITH HOLD FOR SELECT * FROM t FOR UPDATE', access: 'write', kind: 'DECLARE CURSOR' },
-  { sql: 'EXPLAIN ANALYZE DELETE FROM t', access: 'write', kind: 'EXPLAIN ANALYZE', objects: [T('t')], reason: 'EXPLAIN ANALYZE executes' },
+  { sql: 'EXPLAIN ANALYZE DELETE FROM t', access: 'write', kind: 'EXPLAIN ANALYZE', objects: [TW(['delete'], 't')], reason: 'EXPLAIN ANALYZE executes' },
   { sql: 'EXPLAIN (ANALYZE, BUFFERS) INSERT INTO t VALUES (1)', access: 'write', kind: 'EXPLAIN ANALYZE' },
   { sql: 'EXPLAIN (ANALYZE true) UPDATE t SET a = 1', access: 'write', kind: 'EXPLAIN ANALYZE' },
   { sql: "EXPLAIN ANALYZE SELECT nextval('s')", access: 'write', kind: 'EXPLAIN ANALYZE' },
@@ -325,7 +328,7 @@ const ADMIN: Case[] = [
   { sql: 'CALL s.p(1, 2)', access: 'admin', kind: 'CALL', objects: [F('p', 's')] },
   { sql: "COPY t TO PROGRAM 'curl http://x'", access: 'admin', kind: 'COPY TO PROGRAM', reason: 'shell command' },
   { sql: "COPY t FROM PROGRAM 'id'", access: 'admin', kind: 'COPY FROM PROGRAM' },
-  { sql: "COPY t FROM '/etc/passwd'", access: 'admin', kind: 'COPY FROM FILE', objects: [T('t')], reason: 'reads a file' },
+  { sql: "COPY t FROM '/etc/passwd'", access: 'admin', kind: 'COPY FROM FILE', objects: [TW(['insert'], 't')], reason: 'reads a file' },
   { sql: "COPY (SELECT 1) TO '/tmp/x'", access: 'admin', kind: 'COPY TO FILE', reason: 'writes a file' },
   { sql: "SECURITY LABEL FOR selinux ON TABLE t IS 'x'", access: 'admin', kind: 'SECURITY LABEL' },
   { sql: "CREATE PUBLICATION pub FOR ALL TABLES", access: 'admin', kind: 'CREATE PUBLICATION' },

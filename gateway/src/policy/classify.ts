@@ -27,6 +27,8 @@ function classifyWith(p: ParsedStatement, shared: Shared): StatementInfo {
   }
   if (res.setting !== undefined) info.setting = res.setting;
   if (res.preparedName !== undefined) info.preparedName = res.preparedName;
+  if (shared.pathChanges.length) info.pathChanges = shared.pathChanges;
+  if (shared.unscoped.size) info.unscoped = [...shared.unscoped].join('; ');
   return info;
 }
 

@@ -112,10 +112,23 @@ const HARMLESS_PREFIXES = ['enable_', 'geqo_', 'cpu_', 'parallel_'];
 const READ_ONLY_SETTINGS = new Set(['transaction_read_only', 'default_transaction_read_only']);
 const IDENTITY_SETTINGS = new Set(['role', 'session_authorization']);
 
-/** Postgres' boolean spellings that mean true (parse_bool accepts unique prefixes). */
-function isTrue(value: string): boolean {
+const TRUE_WORDS = ['on', '1', 't', 'tr', 'tru', 'true', 'y', 'ye', 'yes'];
+const FALSE_WORDS = ['off', 'of', '0', 'f', 'fa', 'fal', 'fals', 'false', 'n', 'no'];
+
+/**
+ * A boolean as Postgres' parse_bool reads it (unique prefixes of true, false,
+ * yes, no; on, off; 1, 0; surrounding whitespace ignored); undefined when it
+ * is not one.
+ */
+export function parseBool(value: string): boolean | undefined {
   const v = value.trim().toLowerCase();
-  return ['on', '1', 't', 'tr', 'tru', 'true', 'y', 'ye', 'yes'].includes(v);
+  if (TRUE_WORDS.includes(v)) return true;
+  if (FALSE_WORDS.includes(v)) return false;
+  return undefined;
+}
+
+function isTrue(value: string): boolean {
+  return parseBool(value) === true;
 }
 
 function isUtf8(value: string): boolean {

@@ -1,27 +1,63 @@
 // Handlers for queries, DML, COPY, TRUNCATE and EXPLAIN.
+import type { ObjectRef, WriteKind } from '../types.js';
 import { constValue } from './constants.js';
 import { isObj, list, qualified, str, unwrap, type Obj } from './tree.js';
 import { visit, visitChildren, Walk, walkWithCtes, type Handler } from './walk.js';
 
-/** Checks on a relation that a statement writes into. */
-export function writeTarget(w: Walk, rel: unknown, what: string): void {
+/** A RangeVar as a table reference; `only` when written with ONLY (the parser then leaves out `inh`). */
+function relationRef(rel: Obj, name: string): ObjectRef {
+  const schema = str(rel.schemaname);
+  const ref = qualified(schema ? [schema, name] : [name], 'table')!;
+  if (rel.inh !== true) ref.only = true;
+  return ref;
+}
+
+/** Adds a relation that a statement writes into, and checks it. */
+export function writeTarget(w: Walk, rel: unknown, what: string, writes: WriteKind[]): void {
   if (!isObj(rel)) return;
   const name = str(rel.relname);
   if (!name) return;
   const schema = str(rel.schemaname);
-  w.addObject(qualified(schema ? [schema, name] : [name], 'table')!);
+  const ref = relationRef(rel, name);
+  if (writes.length) ref.writes = writes;
+  w.addObject(ref);
   const catalogSchema = schema === undefined || schema.toLowerCase() === 'pg_catalog';
   if (catalogSchema && name.toLowerCase() === 'pg_settings') {
     w.raise('admin', `${what} on pg_settings changes server settings (it is set_config in disguise)`);
+    // An UPDATE there may set search_path to whatever its rows say.
+    w.changePath({ op: 'set', value: undefined, local: false });
   } else if (schema?.toLowerCase() === 'pg_catalog' || (schema === undefined && name.toLowerCase().startsWith('pg_'))) {
     w.raise('admin', `${what} on system catalog ${name}`);
+  }
+}
+
+const MERGE_COMMANDS: Record<string, WriteKind> = { CMD_INSERT: 'insert', CMD_UPDATE: 'update', CMD_DELETE: 'delete' };
+
+/** How a DML statement changes its target's rows. */
+function writeKinds(kind: 'INSERT' | 'UPDATE' | 'DELETE' | 'MERGE', n: Obj): WriteKind[] {
+  switch (kind) {
+    case 'INSERT':
+      return isObj(n.onConflictClause) && n.onConflictClause.action === 'ONCONFLICT_UPDATE' ? ['insert', 'update'] : ['insert'];
+    case 'UPDATE':
+      return ['update'];
+    case 'DELETE':
+      return ['delete'];
+    case 'MERGE': {
+      const out: WriteKind[] = [];
+      for (const c of list(n.mergeWhenClauses)) {
+        const cmd = isObj(c) && isObj(c.MergeWhenClause) ? str(c.MergeWhenClause.commandType) : undefined;
+        const k = cmd !== undefined ? MERGE_COMMANDS[cmd] : undefined;
+        if (k && !out.includes(k)) out.push(k);
+      }
+      return out;
+    }
   }
 }
 
 export function dmlHandler(kind: 'INSERT' | 'UPDATE' | 'DELETE' | 'MERGE', type: string): Handler {
   return (n, w, top) => {
     w.raise('write', top ? undefined : `contains a data-modifying ${kind}`);
-    writeTarget(w, n.relation, kind);
+    writeTarget(w, n.relation, kind, writeKinds(kind, n));
     // The target is always a real table (never a CTE), so it is added above
     // rather than through the CTE-aware RangeVar handler.
     walkWithCtes(type, n, w, ['relation']);
@@ -70,7 +106,7 @@ export const rangeVarHandler: Handler = (n, w) => {
   const schema = str(n.schemaname);
   // An unqualified name that matches a CTE in scope is the CTE, not a table.
   if (schema === undefined && n.catalogname === undefined && w.isCte(name)) return { skip: true };
-  w.addObject(qualified(schema ? [schema, name] : [name], 'table')!);
+  w.addObject(relationRef(n, name));
   return { skip: true };
 };
 
@@ -99,7 +135,9 @@ export const roleSpecHandler: Handler = (n, w) => {
 
 export const truncateHandler: Handler = (n, w) => {
   w.raise('write', 'TRUNCATE removes every row of the table at once (no WHERE, no DELETE triggers)');
-  for (const rel of list(n.relations)) if (isObj(rel)) writeTarget(w, unwrap(rel)[1], 'TRUNCATE');
+  // CASCADE also empties every table that references these through a foreign key.
+  const writes: WriteKind[] = [n.behavior === 'DROP_CASCADE' ? 'truncate cascade' : 'truncate'];
+  for (const rel of list(n.relations)) if (isObj(rel)) writeTarget(w, unwrap(rel)[1], 'TRUNCATE', writes);
   return { kind: 'TRUNCATE' };
 };
 
@@ -124,8 +162,9 @@ export const explainHandler: Handler = (n, w) => {
     if (w.level !== 'read') w.raise(w.level, 'EXPLAIN ANALYZE executes the statement');
     return { kind: 'EXPLAIN ANALYZE', skip: true };
   }
-  // Plain EXPLAIN only plans: collect the objects, ignore the level …
-  visit(q, new Walk(w.shared, w.sqlDepth));
+  // Plain EXPLAIN only plans: collect the objects, ignore the level, the
+  // writes and setting changes …
+  visit(q, new Walk(w.shared, w.sqlDepth, true));
   // … except that EXPLAIN EXECUTE evaluates the parameter expressions.
   if (isObj(q) && isObj(q.ExecuteStmt)) visit(q.ExecuteStmt.params, w);
   return { kind: 'EXPLAIN', skip: true };
@@ -147,7 +186,7 @@ export const copyHandler: Handler = (n, w) => {
   } else {
     kind = 'COPY TO STDOUT';
   }
-  if (from) writeTarget(w, n.relation, 'COPY FROM');
+  if (from) writeTarget(w, n.relation, 'COPY FROM', ['insert']);
   visitChildren('CopyStmt', n, w);
   return { kind, skip: true };
 };

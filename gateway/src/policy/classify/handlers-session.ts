@@ -1,7 +1,9 @@
 // Handlers for transactions, SET / RESET / SHOW and DISCARD.
 import { classifySetting, type SettingChange } from '../settings.js';
-import { constInt, constValue } from './constants.js';
-import { isObj, list, str } from './tree.js';
+import type { PathChange } from '../types.js';
+import { constant, constInt, constValue } from './constants.js';
+import { quoteIdent } from './names.js';
+import { isObj, list, str, type Obj } from './tree.js';
 import type { Handler, Walk } from './walk.js';
 
 /** BEGIN / START TRANSACTION / SET TRANSACTION / SET SESSION CHARACTERISTICS modes. */
@@ -52,6 +54,38 @@ function settingValue(args: unknown, w: Walk): string | undefined {
   return values.join(',');
 }
 
+/**
+ * search_path as Postgres stores it after SET search_path = a, "My S", 'q':
+ * it is a list setting, so each element is kept as an identifier, quoted when
+ * needed (flatten_set_variable_args); undefined when one is not a constant.
+ */
+function searchPathValue(args: unknown, w: Walk): string | undefined {
+  const out: string[] = [];
+  for (const a of list(args)) {
+    const c = constant(a, w.shared);
+    if (c === undefined) return undefined;
+    out.push(c.kind === 'string' ? quoteIdent(c.value) : c.value);
+  }
+  return out.join(', ');
+}
+
+/** The change a top-level SET / RESET of search_path makes; none for SET … FROM CURRENT (a no-op). */
+function pathChange(kind: string | undefined, n: Obj, w: Walk): PathChange | undefined {
+  const local = n.is_local === true;
+  switch (kind) {
+    case 'VAR_SET_VALUE':
+      return { op: 'set', value: searchPathValue(n.args, w), local };
+    case 'VAR_SET_DEFAULT':
+    case 'VAR_RESET':
+      // SET LOCAL … TO DEFAULT lasts until the transaction ends, which a
+      // reset (back to the session's starting value for good) cannot say:
+      // report it as a local change to a value not known here.
+      return local ? { op: 'set', value: undefined, local: true } : { op: 'reset' };
+    default:
+      return undefined;
+  }
+}
+
 export const variableSetHandler: Handler = (n, w, top) => {
   const k = str(n.kind);
   const name = (str(n.name) ?? '').toLowerCase();
@@ -59,6 +93,7 @@ export const variableSetHandler: Handler = (n, w, top) => {
     // Verified on PG 15: RESET ALL keeps the role but resets
     // default_transaction_read_only.
     w.raise('write', 'RESET ALL resets default_transaction_read_only, which lifts read-only mode');
+    if (top) w.changePath({ op: 'reset' });
     return { kind: 'RESET ALL', skip: true };
   }
   if (k === 'VAR_SET_MULTI') {
@@ -95,6 +130,12 @@ export const variableSetHandler: Handler = (n, w, top) => {
   // Only a SET that runs now changes this session's identity; the same SET
   // inside ALTER ROLE … SET or CREATE FUNCTION … SET is still admin.
   if (verdict.escalation && top) w.escalate();
+  // Likewise only a SET that runs now moves search_path (not CREATE
+  // FUNCTION … SET, ALTER ROLE / DATABASE … SET).
+  if (top && name === 'search_path') {
+    const path = pathChange(k, n, w);
+    if (path) w.changePath(path);
+  }
   const reset = k === 'VAR_RESET';
   let kind = reset ? 'RESET' : 'SET';
   if (name === 'role') kind += ' ROLE';
@@ -112,7 +153,10 @@ export const discardHandler: Handler = (n, w, top) => {
     // DISCARD ALL includes SET SESSION AUTHORIZATION DEFAULT (undoing SET
     // ROLE, verified on PG 15) and RESET ALL.
     w.raise('admin', 'DISCARD ALL resets the session user and role (and default_transaction_read_only)');
-    if (top) w.escalate();
+    if (top) {
+      w.escalate();
+      w.changePath({ op: 'reset' });
+    }
     return { kind: 'DISCARD ALL', skip: true };
   }
   if (target === 'DISCARD_PLANS' || target === 'DISCARD_SEQUENCES' || target === 'DISCARD_TEMP') {

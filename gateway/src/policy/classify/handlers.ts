@@ -95,7 +95,14 @@ export const HANDLERS: Record<string, Handler> = {
   RefreshMatViewStmt: fixed('write', 'REFRESH MATERIALIZED VIEW', 'REFRESH MATERIALIZED VIEW rewrites the view’s stored rows'),
 
   // --- code execution
-  DoStmt: fixed('admin', 'DO', 'DO runs an anonymous code block, which can do anything the role can'),
+  DoStmt: (_n, w) => {
+    w.raise('admin', 'DO runs an anonymous code block, which can do anything the role can');
+    // Its code is text in a procedural language: it may read any schema and
+    // set search_path to anything.
+    w.unscope('DO runs code whose reach cannot be checked against the rule\'s scopes');
+    w.changePath({ op: 'set', value: undefined, local: false });
+    return { kind: 'DO' };
+  },
   CallStmt: fixed('admin', 'CALL', 'CALL runs a procedure, which can run any statement (including COMMIT)'),
 
   // --- schema (ddl)

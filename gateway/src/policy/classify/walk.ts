@@ -5,7 +5,7 @@
 // matter have a handler (handlers.ts); statement types without one are
 // 'admin' ("unrecognised statement": fail closed); other node types are
 // simply walked through.
-import { accessRank, type Access, type ObjectRef } from '../types.js';
+import { accessRank, type Access, type ObjectRef, type PathChange, type WriteKind } from '../types.js';
 import type { NumberReads } from './constants.js';
 import { HANDLERS } from './handlers.js';
 import { FIELD_TYPES, isObj, list, str, unwrap, type Obj } from './tree.js';
@@ -24,11 +24,17 @@ export type Handler = (n: Obj, w: Walk, top: boolean) => HandlerResult | void;
 /** What every walk over one statement (and the SQL texts inside it) adds to. */
 export interface Shared extends NumberReads {
   objects: Map<string, ObjectRef>;
+  pathChanges: PathChange[];
+  /** Reasons the statement reaches what no scope can place, deduplicated. */
+  unscoped: Set<string>;
 }
 
 export function newShared(): Shared {
-  return { objects: new Map(), numbersRead: 0 };
+  return { objects: new Map(), numbersRead: 0, pathChanges: [], unscoped: new Set() };
 }
+
+/** WriteKinds in a fixed order, so that a merged list does not depend on the order of appearance. */
+const WRITE_ORDER: readonly WriteKind[] = ['insert', 'update', 'delete', 'truncate', 'truncate cascade'];
 
 export class Walk {
   level: Access = 'read';
@@ -37,9 +43,15 @@ export class Walk {
   /** Names of CTEs in scope, innermost last. */
   readonly cteScopes: Array<Set<string>> = [];
 
+  /**
+   * @param planOnly inside a plain EXPLAIN: the statement is planned, not
+   *   run, so it writes nothing and changes no setting (its objects and
+   *   unscoped reach still count: EXPLAIN shows plans and estimates).
+   */
   constructor(
     readonly shared: Shared,
     readonly sqlDepth = 0,
+    readonly planOnly = false,
   ) {}
 
   raise(level: Access, reason?: string): void {
@@ -52,14 +64,38 @@ export class Walk {
     this.raise('admin');
   }
 
+  /**
+   * Adds an object, or merges it into the same one seen before: writes are
+   * united, and `only` holds only while every mention said ONLY.
+   */
   addObject(ref: ObjectRef): void {
     const key = `${ref.type}\u0000${ref.schema ?? ''}\u0000${ref.name}`;
     const objects = this.shared.objects;
-    if (!objects.has(key)) {
+    const writes = this.planOnly ? undefined : ref.writes;
+    const seen = objects.get(key);
+    if (!seen) {
       const clean: ObjectRef = { type: ref.type, name: ref.name };
       if (ref.schema !== undefined) clean.schema = ref.schema;
+      if (writes?.length) clean.writes = WRITE_ORDER.filter((k) => writes.includes(k));
+      if (ref.only) clean.only = true;
       objects.set(key, clean);
+      return;
     }
+    if (writes?.length) {
+      const had = seen.writes ?? [];
+      seen.writes = WRITE_ORDER.filter((k) => had.includes(k) || writes.includes(k));
+    }
+    if (!ref.only) delete seen.only;
+  }
+
+  /** Records a search_path change the statement makes when it runs. */
+  changePath(change: PathChange): void {
+    if (!this.planOnly) this.shared.pathChanges.push(change);
+  }
+
+  /** Records reach that no schema or table scope can place. */
+  unscope(reason: string): void {
+    this.shared.unscoped.add(reason);
   }
 
   isCte(name: string): boolean {
