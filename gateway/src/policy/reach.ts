@@ -309,5 +309,7 @@ function isSystemSchema(schema: string): boolean {
   return schema === 'pg_catalog' || schema === 'information_schema';
 }
 function dataCatalog(name: string): string | undefined {
-  return /^(pg_statistic|pg_stats|pg_sequences|pg_largeobject|pg_authid|pg_shadow|pg_user_mappings|pg_stat_|pg_statio_)/.test(name) ? 'carries data or statistics' : undefined;
+  return /^(pg_statistic|pg_statistic_ext_data|pg_stats|pg_stats_ext|pg_stats_ext_exprs|pg_sequences|pg_largeobject|pg_authid|pg_shadow|pg_user_mappings)$|^pg_stat(io)?_/.test(name)
+    ? 'carries data or statistics'
+    : undefined;
 }
