@@ -8,7 +8,10 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseUpstreamUrl } from '../src/local/agent-config.js';
+import { startDemoDatabase } from '../src/local/demo-db.js';
+import { agentSetRole } from '../src/local/demo-roles.js';
 import { demoRows } from '../src/local/demo-seed.js';
+import { nativeRolesSql } from '../src/policy/native-roles.js';
 import { ensureDevKey, publicJwks } from '../src/local/dev-issuer.js';
 import { ensureLocalAgent, seedLocalConfig } from '../src/local/seed-config.js';
 import { sha256Hex } from '../src/server/secrets.js';
@@ -132,6 +135,65 @@ describe('local config seeding', () => {
   });
 });
 
+describe('demo database roles', () => {
+  it('keeps each client in its own role although PGlite serves them all on one session', async () => {
+    const dir = tempDir('warden-demo-roles-');
+    const demo = await startDemoDatabase(join(dir.path, 'demo'), '127.0.0.1', 0);
+    const clients: pg.Client[] = [];
+    try {
+      expect(demo.rolePerClient).toBe(true);
+      const rule = (name: string, access: string) => ({ name, access, allowSchemas: [], denySchemas: [], allowTables: [], denyTables: ['customers'] });
+      const { sql } = nativeRolesSql({ resource: 'shop', source: 'test', agentUser: 'postgres', rules: [rule('demo-read-only', 'read'), rule('demo-admin', 'admin')] });
+      await demo.exec(sql);
+      await demo.exec(sql); // idempotent on PGlite too
+      const connect = async () => {
+        const c = new pg.Client({ host: demo.host, port: demo.port, user: 'postgres', database: 'postgres' });
+        await c.connect();
+        clients.push(c);
+        return c;
+      };
+      const who = async (c: pg.Client) => (await c.query('SELECT current_user AS u')).rows[0].u;
+      const admin = await connect();
+      await admin.query('SET ROLE "warden_demo_admin"');
+      const reader = await connect();
+      await reader.query('SET ROLE "warden_demo_read_only"');
+      const plain = await connect();
+      expect(await who(admin)).toBe('warden_demo_admin');
+      expect(await who(plain)).toBe('postgres');
+      expect(await who(reader)).toBe('warden_demo_read_only');
+      expect((await admin.query("DELETE FROM orders WHERE status = 'no such status'")).rowCount).toBe(0);
+      await expect(reader.query("DELETE FROM orders WHERE status = 'no such status'")).rejects.toMatchObject({ code: '42501' });
+      await expect(admin.query('SELECT count(*) FROM customers')).rejects.toMatchObject({ code: '42501' });
+      // A failed SET ROLE changes nothing.
+      await expect(reader.query('SET ROLE "nope"')).rejects.toMatchObject({ code: '22023' });
+      expect(await who(reader)).toBe('warden_demo_read_only');
+      // A client that goes takes its role along; the next one starts without.
+      await admin.end();
+      clients.shift();
+      expect(await who(await connect())).toBe('postgres');
+    } finally {
+      for (const c of clients) await c.end().catch(() => {});
+      await demo.close();
+      dir.remove();
+    }
+  }, 60_000);
+
+  it('recognises only the agent\'s exact SET ROLE', () => {
+    const q = (sql: string) => {
+      const body = Buffer.from(`${sql}\0`);
+      const m = Buffer.alloc(5 + body.length);
+      m[0] = 0x51;
+      m.writeInt32BE(4 + body.length, 1);
+      body.copy(m, 5);
+      return new Uint8Array(m);
+    };
+    expect(agentSetRole(q('SET ROLE "warden_demo_admin"'))).toBe('warden_demo_admin');
+    expect(agentSetRole(q('SET ROLE "a""b"'))).toBe('a"b');
+    expect(agentSetRole(q('set role x'))).toBeUndefined();
+    expect(agentSetRole(q('SET ROLE "x"; SELECT 1'))).toBeUndefined();
+  });
+});
+
 // ---- `warden start` end to end ---------------------------------------------
 
 interface Started {
@@ -220,8 +282,19 @@ describe('warden start', () => {
       name: 'local',
       controlPlane: { address: info.controlPlane },
       enrollmentTokenFile: join(dir.path, 'agent-token'),
-      resources: { shop: { host: '127.0.0.1', port: info.demoDatabase.port, database: 'postgres', user: 'postgres', sslmode: 'disable' } },
+      resources: {
+        shop: {
+          host: '127.0.0.1',
+          port: info.demoDatabase.port,
+          database: 'postgres',
+          user: 'postgres',
+          sslmode: 'disable',
+          // The demo database got a native role per seeded rule.
+          ruleRoles: { 'demo-admin': 'warden_demo_admin', 'demo-read-only': 'warden_demo_read_only' },
+        },
+      },
     });
+    expect(s.stdout()).toContain('native roles    rule demo-admin -> warden_demo_admin, rule demo-read-only -> warden_demo_read_only');
     for (const f of ['agent.json', 'agent-token', 'admin-token', 'gateway-token', 'dev-issuer.jwk']) {
       expect(statSync(join(dir.path, f)).mode & 0o777).toBe(0o600);
     }

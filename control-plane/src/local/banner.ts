@@ -19,6 +19,17 @@ export interface BannerInfo {
   token: string;
   /** The seeded rules are in force (no policy file applied yet). */
   demoRules?: boolean;
+  /** The agent's role mapping for the resource. */
+  nativeRoles?: Pick<UpstreamSettings, 'roles' | 'ruleRoles'>;
+}
+
+/** "rule demo-admin -> warden_demo_admin, level read -> r": the agent's role mapping, or '' without one. */
+function roleLine(u: BannerInfo['nativeRoles']): string {
+  const parts = [
+    ...Object.entries(u?.ruleRoles ?? {}).map(([rule, role]) => `rule ${rule} -> ${role}`),
+    ...Object.entries(u?.roles ?? {}).map(([level, role]) => `level ${level} -> ${role}`),
+  ];
+  return parts.join(', ');
 }
 
 /** Paths under the working directory are shown relative, the rest absolute. */
@@ -56,6 +67,7 @@ export function banner(b: BannerInfo): string {
     `  gateway         ${b.gateway.host}:${b.gateway.port}  (pid ${b.gateway.pid}; agent tunnel ${b.tunnel})`,
     `  agent           'local' (pid ${b.agent.pid}), serving resource '${b.resource}'`,
     `  ${b.demo ? 'demo database ' : 'upstream      '}  ${database}`,
+    ...(roleLine(b.nativeRoles) ? [`  native roles    ${roleLine(b.nativeRoles)} (SELECT current_user shows it)`] : []),
     `  logs            ${logs}/{control-plane,gateway,agent}.log`,
     '',
     `Connect as identity 'demo' (this token is valid for 1 hour):`,

@@ -8,11 +8,13 @@
 // statements, temp tables) is shared. Startup parameters, user, database and
 // password are ignored (every client is "postgres" on database "postgres"),
 // and CancelRequest is ignored. Good enough for a demo, not for a load test.
+// The one exception is the session's role: demo-roles.ts keeps one per client.
 import { mkdirSync } from 'node:fs';
 import type { PGlite as PGliteType } from '@electric-sql/pglite';
 import { PGlite } from '@electric-sql/pglite';
 import { PGLiteSocketServer } from '@electric-sql/pglite-socket';
 import { lockDirectory } from '../storage/dir-lock.js';
+import { PerClientRoles } from './demo-roles.js';
 import { seedDemo } from './demo-seed.js';
 
 /** Enough for a few psql sessions plus the agent's readiness check. */
@@ -25,6 +27,10 @@ export interface DemoDatabase {
   port: number;
   /** True when this start created and filled the tables. */
   seeded: boolean;
+  /** False when each client's SET ROLE holds for all of them (pglite-socket not as expected). */
+  rolePerClient: boolean;
+  /** Runs a script (several statements) on the database, outside the wire server. */
+  exec(sql: string): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -35,7 +41,9 @@ export async function startDemoDatabase(dir: string, host: string, port: number)
   try {
     db = await PGlite.create(dir);
     const seeded = await seedDemo(db);
-    const server = new PGLiteSocketServer({ db, host, port, maxConnections: DEMO_MAX_CONNECTIONS });
+    const roles = new PerClientRoles(db);
+    const server = new PGLiteSocketServer({ db: roles.db, host, port, maxConnections: DEMO_MAX_CONNECTIONS });
+    const rolePerClient = roles.attach(server);
     await server.start();
     // The server reports the bound port only through its connection string.
     const bound = Number(server.getServerConn().split(':').pop());
@@ -45,6 +53,10 @@ export async function startDemoDatabase(dir: string, host: string, port: number)
       host,
       port: bound,
       seeded,
+      rolePerClient,
+      exec: async (sql) => {
+        await pg.exec(sql);
+      },
       close: () =>
         (closed ??= (async () => {
           await server.stop();

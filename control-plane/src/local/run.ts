@@ -8,6 +8,7 @@ import { createLogger } from '../logger.js';
 import { startControlPlane, type ControlPlane } from '../server/start.js';
 import { lockDirectory } from '../storage/dir-lock.js';
 import { checkName } from '../storage/validate.js';
+import { nativeRolesSql, rulesOfGrants } from '../policy/native-roles.js';
 import { parseUpstreamUrl, writeAgentConfig, type UpstreamSettings } from './agent-config.js';
 import { banner } from './banner.js';
 import { describeExit, spawnChild, type Child } from './children.js';
@@ -33,6 +34,9 @@ export interface LocalOptions {
   databaseUrl?: string;
   /** Audit events through NATS JetStream; straight to the control plane without it. */
   natsUrl?: string;
+  /** The agent's upstream role per access level and per rule (--role, --rule-role). */
+  roles?: Record<string, string>;
+  ruleRoles?: Record<string, string>;
   env: NodeJS.ProcessEnv;
 }
 
@@ -158,6 +162,27 @@ export async function runLocal(opts: LocalOptions): Promise<number> {
       description: demo ? 'demo shop (PGlite, local mode)' : `${target.host}:${target.port}/${target.database}`,
     });
     if (seeded.warning) say(`warning: ${seeded.warning}`);
+    // The demo database backs the gateway with native roles made from the
+    // rules in force (docs/policy.md, "Native roles"); --role and
+    // --rule-role add to or replace that mapping.
+    const ruleRoles: Record<string, string> = {};
+    if (demo) {
+      try {
+        const { rules } = rulesOfGrants((await cp.repo.snapshot()).grants, opts.resource);
+        if (!demo.rolePerClient) {
+          say('warning: the demo database cannot keep a role per client, so it runs without native roles');
+        } else if (rules.length > 0) {
+          const script = nativeRolesSql({ resource: opts.resource, rules, source: 'the rules in force', agentUser: DEMO_USER });
+          await demo.exec(script.sql);
+          Object.assign(ruleRoles, script.ruleRoles);
+        }
+      } catch (err) {
+        say(`warning: the demo database runs without native roles: ${(err as Error).message}`);
+      }
+    }
+    Object.assign(ruleRoles, opts.ruleRoles);
+    if (Object.keys(opts.roles ?? {}).length > 0) target.roles = { ...opts.roles };
+    if (Object.keys(ruleRoles).length > 0) target.ruleRoles = ruleRoles;
     const tokenFile = join(dataDir, 'agent-token');
     await ensureLocalAgent(cp.repo, tokenFile);
     const agentConfig = join(dataDir, 'agent.json');
@@ -220,7 +245,7 @@ export async function runLocal(opts: LocalOptions): Promise<number> {
     };
     if (opts.readyFile) writeReadyFile(opts.readyFile, info);
     process.stdout.write(
-      `${banner({ ...info, storage: cp.storage, demo: info.demoDatabase, upstream, token: await mint(), demoRules: seeded.policyVersion === 0 })}\n`,
+      `${banner({ ...info, storage: cp.storage, demo: info.demoDatabase, upstream, token: await mint(), demoRules: seeded.policyVersion === 0, nativeRoles: target })}\n`,
     );
   } catch (err) {
     if (!stopping) {

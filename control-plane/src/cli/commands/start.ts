@@ -1,6 +1,8 @@
 // warden start: local mode (docs/processes.md, "Local mode").
 import { parsePort } from '../args.js';
 import type { Command } from '../context.js';
+import { CliError } from '../errors.js';
+import { parseNamePairs } from './roles.js';
 
 const port = (text: string | undefined, fallback: number, name: string) => (text === undefined ? fallback : parsePort(text, name));
 
@@ -9,11 +11,18 @@ export const startCommand: Command = {
   usage:
     'warden start [--data-dir .warden] [--upstream URL] [--resource shop] [--gateway-port 15432]\n' +
     '             [--control-plane-port 7070] [--tunnel-port 7443] [--demo-port 15433] [--ready-file PATH] [--nats URL]\n' +
+    '             [--role LEVEL=ROLE ...] [--rule-role RULE=ROLE ...]\n' +
     '  (port 0 picks a free port; --upstream / WARDEN_UPSTREAM_URL replaces the demo database;\n' +
-    '   --nats / WARDEN_NATS_URL carries audit events through NATS JetStream instead of straight to the control plane)',
-  options: ['data-dir', 'upstream', 'resource', 'gateway-port', 'control-plane-port', 'tunnel-port', 'demo-port', 'ready-file', 'database-url', 'nats'],
+    '   --nats / WARDEN_NATS_URL carries audit events through NATS JetStream instead of straight to the control plane;\n' +
+    '   --role and --rule-role give the agent the upstream role for sessions of an access level or a rule)',
+  options: ['data-dir', 'upstream', 'resource', 'gateway-port', 'control-plane-port', 'tunnel-port', 'demo-port', 'ready-file', 'database-url', 'nats', 'role', 'rule-role'],
   async run(ctx) {
     ctx.noArgs();
+    const roles = parseNamePairs(ctx.many('role'), 'role', 'LEVEL');
+    for (const level of Object.keys(roles)) {
+      if (!['read', 'write', 'ddl', 'admin'].includes(level)) throw new CliError(`--role takes LEVEL=ROLE with LEVEL one of read, write, ddl, admin; got '${level}'`);
+    }
+    const ruleRoles = parseNamePairs(ctx.many('rule-role'), 'rule-role', 'RULE');
     const { runLocal } = await import('../../local/run.js');
     const code = await runLocal({
       dataDir: ctx.dataDir,
@@ -26,6 +35,8 @@ export const startCommand: Command = {
       readyFile: ctx.opt('ready-file'),
       databaseUrl: ctx.opt('database-url') ?? (ctx.env.WARDEN_DATABASE_URL || undefined),
       natsUrl: ctx.opt('nats') ?? (ctx.env.WARDEN_NATS_URL || undefined),
+      roles,
+      ruleRoles,
       env: ctx.env,
     });
     // Everything is stopped by now; exit even if a library left a handle open.
