@@ -29,6 +29,7 @@ function classifySqlText(text: string, fname: string, w: Walk): void {
   }
   for (const s of stmts) {
     const sub = new Walk(w.shared, w.sqlDepth + 1, w.planOnly);
+    sub.deferred = w.deferred;
     const res = visitNode(s.type, s.node, sub, true);
     if (sub.level !== 'read') {
       const why = sub.reasonText();

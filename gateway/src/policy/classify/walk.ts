@@ -42,6 +42,8 @@ export class Walk {
   private readonly reasons: Array<[Access, string]> = [];
   /** Names of CTEs in scope, innermost last. */
   readonly cteScopes: Array<Set<string>> = [];
+  /** Inside code that a definition stores to run later (a function body, a view's query…): no writes or path changes now. */
+  deferred = 0;
 
   /**
    * @param planOnly inside a plain EXPLAIN: the statement is planned, not
@@ -71,7 +73,8 @@ export class Walk {
   addObject(ref: ObjectRef): void {
     const key = `${ref.type}\u0000${ref.schema ?? ''}\u0000${ref.name}`;
     const objects = this.shared.objects;
-    const writes = this.planOnly ? undefined : ref.writes;
+    // Planned or stored code changes no rows now.
+    const writes = this.planOnly || this.deferred > 0 ? undefined : ref.writes;
     const seen = objects.get(key);
     if (!seen) {
       const clean: ObjectRef = { type: ref.type, name: ref.name };
@@ -90,7 +93,7 @@ export class Walk {
 
   /** Records a search_path change the statement makes when it runs. */
   changePath(change: PathChange): void {
-    if (!this.planOnly) this.shared.pathChanges.push(change);
+    if (!this.planOnly && this.deferred === 0) this.shared.pathChanges.push(change);
   }
 
   /** Records reach that no schema or table scope can place. */
@@ -129,6 +132,22 @@ export function visitChildren(type: string | undefined, n: Obj, w: Walk, skip?: 
   }
 }
 
+/**
+ * Statements that store code without running it: a set_config in a function
+ * body, a view's query, a rule's actions, a trigger's WHEN, a policy's
+ * expressions or a domain's DEFAULT / CHECK moves search_path when that code
+ * runs, not now. (Not CREATE TABLE: its partition bounds are evaluated now.)
+ */
+const STORES_CODE = new Set([
+  'CreateFunctionStmt',
+  'ViewStmt',
+  'RuleStmt',
+  'CreateTrigStmt',
+  'CreatePolicyStmt',
+  'AlterPolicyStmt',
+  'CreateDomainStmt',
+]);
+
 export function visitNode(type: string | undefined, n: Obj, w: Walk, top: boolean): HandlerResult {
   let res: HandlerResult | void = undefined;
   const handler = type !== undefined && Object.prototype.hasOwnProperty.call(HANDLERS, type) ? HANDLERS[type] : undefined;
@@ -139,7 +158,18 @@ export function visitNode(type: string | undefined, n: Obj, w: Walk, top: boolea
     w.raise('admin', `unrecognised statement (${type})`);
     res = { kind: type };
   }
-  if (!res?.skip) visitChildren(type, n, w);
+  if (!res?.skip) {
+    if (type !== undefined && STORES_CODE.has(type)) {
+      w.deferred++;
+      try {
+        visitChildren(type, n, w);
+      } finally {
+        w.deferred--;
+      }
+    } else {
+      visitChildren(type, n, w);
+    }
+  }
   return res ?? {};
 }
 
