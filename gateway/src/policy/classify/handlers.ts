@@ -29,7 +29,13 @@
 //   COPY FROM on a system catalog (pg_catalog.* or an unqualified pg_* name)
 //   is 'admin'.
 // - Functions that run SQL given as text (query_to_xml, ts_stat, crosstab…)
-//   take the level of that text when it is a constant, else 'admin'.
+//   take the level of that text when it is a constant (its objects, writes
+//   and path changes become the statement's), else 'admin' and unscoped.
+// - Writes (ObjectRef.writes) and search_path changes are what the statement
+//   does when it runs: none under plain EXPLAIN, none inside code a
+//   definition stores (function bodies, views, rules, triggers, policies,
+//   domains); PREPARE carries its statement's, for the EXECUTE that runs it.
+// - DO is unscoped and may set search_path to anything: its body is text.
 import { funcCallHandler } from './handlers-functions.js';
 import {
   addObjects,
