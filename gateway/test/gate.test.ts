@@ -120,7 +120,7 @@ describe('search_path, without a catalog', () => {
     expect(read!.refused).toBe(0);
     expect(read!.message).toContain('cannot be known');
     expect(run(g, 'reset search_path', 'select * from secret').map((r) => r.refused)).toEqual([-1, -1]);
-    expect(run(g, "select set_config('search_path', 'public', false)", 'select * from secret').map((r) => r.refused)).toEqual([-1, -1]);
+    expect(run(g, "select set_config('search_path', '\"$user\", public', false)", 'select * from secret').map((r) => r.refused)).toEqual([-1, -1]);
   });
 
   it('the search_path startup parameter is where names start', () => {

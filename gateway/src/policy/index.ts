@@ -21,6 +21,7 @@ export type { Decision, Refusal as PolicyRefusal, Rule } from './rules.js';
 export { StatementGate, DEFAULT_SEARCH_PATH, describe, isScoped, violation } from './gate.js';
 export type { GateContext } from './gate.js';
 export { reach } from './reach.js';
+export { dataCatalog, isSystemSchema } from './catalogs.js';
 export type { Reach, ReachContext, ReachedTable } from './reach.js';
 export { PathMachine, parseSearchPath, pathEffects } from './search-path.js';
 export type { PathEffect } from './search-path.js';

@@ -6,6 +6,7 @@
 // says what exists; without it, only what the text says is known.
 import { classify } from './classify.js';
 import type { CatalogFunction, ResourceCatalog } from '../catalog/types.js';
+import { dataCatalog, isSystemSchema } from './catalogs.js';
 import { extractPlpgsql } from './plpgsql.js';
 import { parseSearchPath } from './search-path.js';
 import { accessRank, type Access, type ObjectRef, type StatementInfo, type WriteKind } from './types.js';
@@ -179,8 +180,8 @@ class Walker {
 
   private table(schema: string, name: string, writes: WriteKind[] | undefined, inherit: boolean, via: string | undefined, depth: number): void {
     if (isSystemSchema(schema)) {
-      const why = schema === 'pg_catalog' ? dataCatalog(name) : undefined;
-      if (why) this.r.dataCatalogs.push(`pg_catalog.${name} (${why})`);
+      const why = dataCatalog(name, schema);
+      if (why) this.r.dataCatalogs.push(`${schema}.${name} (${why})`);
       return;
     }
     const key = `${schema}.${name}`;
@@ -303,13 +304,3 @@ class Walker {
 
 /** The change a foreign-key action makes to the referencing table. */
 const ACTION_WRITE: Record<string, WriteKind[] | undefined> = { c: ['delete', 'update'], n: ['update'], d: ['update'] };
-
-// Interim until policy/catalogs.ts lands.
-function isSystemSchema(schema: string): boolean {
-  return schema === 'pg_catalog' || schema === 'information_schema';
-}
-function dataCatalog(name: string): string | undefined {
-  return /^(pg_statistic|pg_statistic_ext_data|pg_stats|pg_stats_ext|pg_stats_ext_exprs|pg_sequences|pg_largeobject|pg_authid|pg_shadow|pg_user_mappings)$|^pg_stat(io)?_/.test(name)
-    ? 'carries data or statistics'
-    : undefined;
-}
