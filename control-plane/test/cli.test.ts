@@ -69,11 +69,31 @@ describe('warden admin commands', () => {
       denySchemas: [],
       allowTables: [],
       denyTables: [],
+      trust: [],
     });
     const byGroup = await warden('grants', 'add', '--resource', 'orders', '--group', 'ci');
     expect(byGroup.stdout).toMatch(/^Grant g_[0-9a-f]{12} created: group 'ci' may use resource 'orders'\.\n$/);
     const grants = await warden('grants', 'list');
     expect(grants.stdout).toContain(`${grant.id}  orders    deployer  -`);
+
+    // --trust: schema-qualified views and functions, listed in their own column.
+    const trusting = await warden('grants', 'add', '--resource', 'orders', '--identity', 'deployer', '--trust', 'public.open_orders', '--trust', 'billing.charge_card');
+    expect(trusting.stdout).toMatch(
+      /^Grant g_[0-9a-f]{12} created: identity 'deployer' may use resource 'orders' trusting public\.open_orders, billing\.charge_card\.\n$/,
+    );
+    const trustId = /^Grant (g_[0-9a-f]{12})/.exec(trusting.stdout)![1]!;
+    const listed = (await warden('grants', 'list')).stdout.split('\n');
+    expect(listed[0]).toMatch(/^ID\s+RESOURCE\s+IDENTITY\s+GROUP\s+ACCESS\s+RULE\s+SCOPES\s+TRUST$/);
+    expect(listed.find((l) => l.startsWith(trustId))).toMatch(/\s+read\s+-\s+-\s+public\.open_orders,billing\.charge_card$/);
+    expect(listed.find((l) => l.startsWith(grant.id))).toMatch(/\s+read\s+-\s+-\s+-$/);
+    const asJson = JSON.parse((await warden('grants', 'list', '--json')).stdout);
+    expect(asJson.find((g: { id: string }) => g.id === trustId).trust).toEqual(['public.open_orders', 'billing.charge_card']);
+    expect(await warden('grants', 'add', '--resource', 'orders', '--identity', 'deployer', '--trust', 'open_orders')).toEqual({
+      code: 1,
+      stdout: '',
+      stderr: "error: trust 'open_orders' is invalid: give schema.name with the schema (a view or function is always named with its schema)\n",
+    });
+    expect((await warden('grants', 'remove', trustId)).code).toBe(0);
 
     expect((await warden('grants', 'remove', grant.id)).stdout).toBe(`Grant ${grant.id} removed.\n`);
     expect((await warden('grants', 'list')).stdout).not.toContain(grant.id);

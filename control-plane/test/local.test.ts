@@ -101,7 +101,7 @@ describe('local config seeding', () => {
       { name: 'demo-admin', issuer: 'local-dev', match: [{ claim: 'sub', value: 'demo-admin' }], groups: [] },
     ]);
     expect(first.resources).toEqual([{ name: 'shop', agent: 'local', description: 'demo' }]);
-    const none = { allowSchemas: [], denySchemas: [], allowTables: [], denyTables: [] };
+    const none = { allowSchemas: [], denySchemas: [], allowTables: [], denyTables: [], trust: [] };
     expect(first.grants).toEqual([
       { id: expect.any(String), resource: 'shop', identity: 'demo', group: '', access: 'read', rule: 'demo-read-only', ...none },
       { id: expect.any(String), resource: 'shop', identity: 'demo-admin', group: '', access: 'admin', rule: 'demo-admin', ...none },

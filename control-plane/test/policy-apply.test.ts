@@ -116,8 +116,8 @@ describe.each(['pglite', 'postgres'] as const)('policy files on %s', (kind) => {
       expect(id).toMatch(/^g_[0-9a-f]{12}$/);
       return g;
     });
-    const scoped = { allowSchemas: ['public'], denySchemas: [], allowTables: [], denyTables: ['public.secrets'] };
-    const none = { allowSchemas: [], denySchemas: [], allowTables: [], denyTables: [] };
+    const scoped = { allowSchemas: ['public'], denySchemas: [], allowTables: [], denyTables: ['public.secrets'], trust: [] };
+    const none = { allowSchemas: [], denySchemas: [], allowTables: [], denyTables: [], trust: [] };
     expect(grants).toEqual(
       expect.arrayContaining([
         { resource: 'shop', identity: 'demo', group: '', access: 'read', rule: 'demo-read-only', ...none },
@@ -232,6 +232,37 @@ describe.each(['pglite', 'postgres'] as const)('policy files on %s', (kind) => {
       expect.stringMatching(/^- grant g_[0-9a-f]{12}: identity ci-reader on reports \(read, made outside a policy file\)$/),
     ]);
   });
+
+  it('puts a rule\'s trust list on each of its grants, and a change to it is a new version', async () => {
+    const tables = '    tables: { deny: [public.secrets] }\n';
+    const trusting = POLICY_B.replace(tables, `${tables}    trust: [public.open_orders, billing.charge_card]\n`);
+    const res = await repo.applyPolicy({ yaml: trusting, author: 'carol', dryRun: false });
+    expect(res.version).toBe(4);
+    expect(res.lines.filter((l) => l.startsWith('~'))).toEqual(['~ rule ci-read-only: trust [] -> [billing.charge_card, public.open_orders]']);
+    const snap = await repo.snapshot();
+    expect(snap.grants.map((g) => [g.rule, g.identity || g.group, g.trust]).sort()).toEqual([
+      ['ci-read-only', 'ci-reader', ['public.open_orders', 'billing.charge_card']],
+      ['ci-read-only', 'readers', ['public.open_orders', 'billing.charge_card']],
+      ['demo-read-only', 'demo', []],
+      ['deploys', 'deployers', []],
+    ]);
+    // Read back from the store, the rule is the file's again: nothing to change.
+    expect(await repo.applyPolicy({ yaml: trusting, author: '', dryRun: true })).toEqual({ version: 4, lines: [], applied: false });
+    const back = await repo.applyPolicy({ yaml: POLICY_B, author: '', dryRun: false });
+    expect(back).toEqual({ version: 5, lines: ['~ rule ci-read-only: trust [billing.charge_card, public.open_orders] -> []'], applied: true });
+    expect((await repo.snapshot()).grants.every((g) => g.trust.length === 0)).toBe(true);
+    // A bad entry is the file's mistake, with its place.
+    let err: unknown;
+    try {
+      await repo.applyPolicy({ yaml: POLICY_B.replace(tables, `${tables}    trust: [open_orders]\n`), author: '', dryRun: true });
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(PolicyInvalidError);
+    expect((err as PolicyInvalidError).problems.map((p) => p.message)).toEqual([
+      "rules[0].trust[0] 'open_orders' is invalid: give schema.name with the schema (a view or function is always named with its schema)",
+    ]);
+  });
 });
 
 describe('the 0002 migration', () => {
@@ -252,10 +283,59 @@ describe('the 0002 migration', () => {
       const snap = await repo.snapshot();
       expect(snap.policyVersion).toBe(0);
       expect(snap.grants).toEqual([
-        { id: 'g_old', resource: 'shop', identity: 'ci', group: '', access: 'read', rule: '', allowSchemas: [], denySchemas: [], allowTables: [], denyTables: [] },
+        { id: 'g_old', resource: 'shop', identity: 'ci', group: '', access: 'read', rule: '', allowSchemas: [], denySchemas: [], allowTables: [], denyTables: [], trust: [] },
       ]);
       await repo.createGrant({ ...snap.grants[0]!, access: 'write' });
       expect((await repo.snapshot()).grants.map((g) => g.access)).toEqual(['read', 'write']);
+    } finally {
+      await db.destroy();
+      dir.remove();
+    }
+  });
+});
+
+describe('the 0004 migration', () => {
+  it('gives existing grants an empty trust list, which rules can then fill', async () => {
+    const dir = tempDir();
+    const pglite = await PGlite.create(`${dir.path}/db`);
+    const db = new Kysely<any>({ dialect: new PGliteDialect(pglite) });
+    try {
+      const before = Object.fromEntries(Object.entries(migrations).filter(([name]) => name < '0004'));
+      expect(Object.keys(before)).toEqual(['0001_initial', '0002_policy', '0003_audit']);
+      expect((await new Migrator({ db, provider: { getMigrations: async () => before } }).migrateToLatest()).error).toBeUndefined();
+      await db.insertInto('issuers').values({ name: 'gh', issuer_url: 'https://gh', audiences: '["warden"]', algorithms: '[]' }).execute();
+      await db.insertInto('identities').values({ name: 'ci', issuer: 'gh', match: '[{"claim":"sub","value":"x"}]', groups: '[]' }).execute();
+      await db.insertInto('resources').values({ name: 'shop', agent: 'a' }).execute();
+      await db.insertInto('grants').values({ id: 'g_old', resource: 'shop', identity: 'ci', access: 'write', rule: 'r', allow_schemas: '["public"]' }).execute();
+
+      await migrate(db);
+      const repo = new Repository(db);
+      expect((await repo.snapshot()).grants).toEqual([
+        { id: 'g_old', resource: 'shop', identity: 'ci', group: '', access: 'write', rule: 'r', allowSchemas: ['public'], denySchemas: [], allowTables: [], denyTables: [], trust: [] },
+      ]);
+      const policy = `version: 1
+issuers:
+  - name: gh
+    issuer_url: https://gh
+    audiences: [warden]
+identities:
+  - name: ci
+    issuer: gh
+    match: { sub: x }
+resources:
+  - name: shop
+    agent: a
+rules:
+  - name: r
+    resource: shop
+    identities: [ci]
+    access: write
+    schemas: { allow: [public] }
+    trust: [public.v]
+`;
+      const res = await repo.applyPolicy({ yaml: policy, author: '', dryRun: false });
+      expect(res.lines).toEqual(['~ rule r: trust [] -> [public.v]']);
+      expect((await repo.snapshot()).grants.map((g) => g.trust)).toEqual([['public.v']]);
     } finally {
       await db.destroy();
       dir.remove();

@@ -122,9 +122,9 @@ describe.each(['pglite', 'postgres'] as const)('warden policy on %s', (kind) => 
 
   it('lists grants with access, rule and scopes', async () => {
     const list = (await warden('grants', 'list')).stdout.split('\n');
-    expect(list[0]).toMatch(/^ID\s+RESOURCE\s+IDENTITY\s+GROUP\s+ACCESS\s+RULE\s+SCOPES$/);
+    expect(list[0]).toMatch(/^ID\s+RESOURCE\s+IDENTITY\s+GROUP\s+ACCESS\s+RULE\s+SCOPES\s+TRUST$/);
     expect(list.find((l) => l.includes('readers'))).toMatch(
-      /^g_[0-9a-f]{12}\s+shop-prod\s+-\s+readers\s+write\s+ci-read-only\s+allow-schema=public deny-table=public\.secrets$/,
+      /^g_[0-9a-f]{12}\s+shop-prod\s+-\s+readers\s+write\s+ci-read-only\s+allow-schema=public deny-table=public\.secrets\s+-$/,
     );
     const add = await warden('grants', 'add', '--resource', 'reports', '--group', 'analysts', '--access', 'write', '--allow-table', 'public.daily', '--deny-schema', 'audit');
     expect(add.code).toBe(0);
@@ -212,6 +212,38 @@ describe.each(['pglite', 'postgres'] as const)('warden policy on %s', (kind) => 
       stdout: '',
       stderr: `${badFile}:2:1: rules must be a list\n`,
     });
+  });
+
+  it('carries a rule\'s trust list from the file to its grants, and diffs it', async () => {
+    const tables = '    tables: { deny: [public.secrets] }\n';
+    const withTrust = (list: string) => B.replace(tables, `${tables}    trust: ${list}\n`);
+    const bad = file('bad-trust.yaml', withTrust('[public.open_orders, Billing.Charge]'));
+    const line = withTrust('[]').split('\n').findIndex((l) => l.startsWith('    trust:')) + 1;
+    expect(await warden('policy', 'diff', '-f', bad)).toEqual({
+      code: 1,
+      stdout: '',
+      stderr: `${bad}:${line}:33: rules[0].trust[1] 'Billing.Charge' is invalid: give schema.name in lower case, as Postgres stores unquoted names\n`,
+    });
+
+    const t = file('policy-trust.yaml', withTrust('[public.open_orders, billing.charge_card]'));
+    const diff = (await warden('policy', 'diff', '-f', t)).stdout.trimEnd().split('\n');
+    expect(diff).toContain('~ rule ci-read-only: trust [] -> [billing.charge_card, public.open_orders]');
+    expect(diff.filter((l) => l.startsWith('~'))).toHaveLength(1);
+    expect((await warden('policy', 'apply', '-f', t)).stdout).toMatch(/Applied policy version 3\.\n$/);
+    const grants: { rule: string; trust: string[] }[] = JSON.parse((await warden('grants', 'list', '--json')).stdout);
+    expect(grants.map((g) => [g.rule, g.trust]).sort()).toEqual([
+      ['ci-read-only', ['public.open_orders', 'billing.charge_card']],
+      ['ci-read-only', ['public.open_orders', 'billing.charge_card']],
+      ['demo-read-only', []],
+      ['deploys', []],
+    ]);
+    const list = (await warden('grants', 'list')).stdout.split('\n');
+    expect(list.find((l) => l.includes('readers'))).toMatch(/\s+ci-read-only\s+allow-schema=public deny-table=public\.secrets\s+public\.open_orders,billing\.charge_card$/);
+    expect(await warden('policy', 'diff', '-f', t)).toEqual({ code: 0, stdout: 'no changes\n', stderr: '' });
+    // Taking it out again is a change too.
+    expect((await warden('policy', 'diff', '-f', join(dir.path, 'policy-b.yaml'))).stdout).toBe(
+      '~ rule ci-read-only: trust [billing.charge_card, public.open_orders] -> []\n',
+    );
   });
 });
 

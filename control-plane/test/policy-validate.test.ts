@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { ACCESS_LEVELS, ALGORITHMS, SHAPES, formatProblem, parseProblem } from '../src/policy/model.js';
 import { diffStates, grantsOfRule, stateFromPolicy, stateFromStore, summarize } from '../src/policy/state.js';
 import { PolicyInvalidError, parsePolicy, validatePolicy } from '../src/policy/validate.js';
-import { NAME, SCHEMA_ENTRY, TABLE_ENTRY } from '../src/storage/validate.js';
+import { NAME, SCHEMA_ENTRY, TABLE_ENTRY, TRUST_ENTRY } from '../src/storage/validate.js';
 
 const root = (path: string) => fileURLToPath(new URL(`../../${path}`, import.meta.url));
 const SCHEMA = JSON.parse(readFileSync(root('control-plane/policy.schema.json'), 'utf8'));
@@ -75,6 +75,7 @@ describe('policy validation', () => {
         denySchemas: [],
         allowTables: [],
         denyTables: ['public.secrets'],
+        trust: [],
       },
       {
         name: 'deploys',
@@ -86,8 +87,40 @@ describe('policy validation', () => {
         denySchemas: [],
         allowTables: [],
         denyTables: [],
+        trust: [],
       },
     ]);
+  });
+
+  it('reads a rule\'s trust list, and reports each bad entry at its node', () => {
+    const withTrust = GOOD.replace(
+      '    tables: { allow: [], deny: [public.secrets] }\n',
+      '    tables: { allow: [], deny: [public.secrets] }\n    trust: [public.open_orders, billing.charge_card$v2, public.open_orders]\n',
+    );
+    expect(parsePolicy(withTrust).rules[0]!.trust).toEqual(['public.open_orders', 'billing.charge_card$v2']);
+    const bad = GOOD.replace(
+      '    tables: { allow: [], deny: [public.secrets] }\n',
+      '    tables: { allow: [], deny: [public.secrets] }\n' +
+        '    trust:\n' +
+        '      - open_orders\n' +
+        '      - Public.Open_Orders\n' +
+        '      - "public.charge(int)"\n' +
+        '      - public.orders.v\n' +
+        '      - 1st.v\n' +
+        '      - 42\n',
+    );
+    expect(problems(bad)).toEqual([
+      "policy.yaml:27:9: rules[0].trust[0] 'open_orders' is invalid: give schema.name with the schema (a view or function is always named with its schema)",
+      "policy.yaml:28:9: rules[0].trust[1] 'Public.Open_Orders' is invalid: give schema.name in lower case, as Postgres stores unquoted names",
+      "policy.yaml:29:9: rules[0].trust[2] 'public.charge(int)' is invalid: give schema.name without argument types (it covers every function of that name)",
+      "policy.yaml:30:9: rules[0].trust[3] 'public.orders.v' is invalid: give schema.name of a view or function, each part 1-63 of a-z, 0-9, _ or $ (not starting with a digit or $)",
+      "policy.yaml:31:9: rules[0].trust[4] '1st.v' is invalid: give schema.name of a view or function, each part 1-63 of a-z, 0-9, _ or $ (not starting with a digit or $)",
+      'policy.yaml:32:9: rules[0].trust[5] must be a string',
+    ]);
+    expect(problems(GOOD.replace('    access: ddl\n', '    access: ddl\n    trust: public.v\n'))).toEqual([
+      'policy.yaml:30:5: rules[1].trust must be a list (write [public.v])',
+    ]);
+    expect(problems(GOOD.replace('    access: ddl\n', `    access: ddl\n    trust: [public.${'v'.repeat(64)}]\n`))).toHaveLength(1);
   });
 
   it('reports a bad access level at its line, as in the docs', () => {
@@ -220,6 +253,20 @@ describe('change lines', () => {
       '- rule deploys',
       '+ rule extra',
     ]);
+    // Trust is a field of the rule like its scopes, carried by every grant of the rule.
+    const trusting = parsePolicy(GOOD.replace('    access: ddl\n', '    access: ddl\n    trust: [public.v, audit.log_event]\n'));
+    expect(diffStates(stateFromPolicy(before), stateFromPolicy(trusting))).toEqual(['~ rule deploys: trust [] -> [audit.log_event, public.v]']);
+    expect(diffStates(stateFromPolicy(trusting), stateFromPolicy(before))).toEqual(['~ rule deploys: trust [audit.log_event, public.v] -> []']);
+    const trustGrants = trusting.rules.flatMap(grantsOfRule);
+    expect(trustGrants.map((g) => [g.rule, g.trust])).toEqual([
+      ['ci-read-only', []],
+      ['ci-read-only', []],
+      ['deploys', ['public.v', 'audit.log_event']],
+    ]);
+    expect(diffStates(stateFromStore({ ...trusting, grants: trustGrants }), stateFromPolicy(trusting))).toEqual([]);
+    expect(diffStates(stateFromStore({ ...trusting, grants: trustGrants }), stateFromPolicy(before))).toEqual([
+      '~ rule deploys: trust [audit.log_event, public.v] -> []',
+    ]);
     const grants = after.rules.flatMap(grantsOfRule);
     expect(grants.map((g) => [g.rule, g.identity, g.group, g.access])).toEqual([
       ['ci-read-only', 'ci-reader', '', 'write'],
@@ -312,6 +359,8 @@ describe('policy.schema.json', () => {
     expect(defs.name.pattern).toBe(NAME.source);
     expect(defs.schemaEntry.pattern).toBe(SCHEMA_ENTRY.source);
     expect(defs.tableEntry.pattern).toBe(TABLE_ENTRY.source);
+    expect(defs.trustEntry.pattern).toBe(TRUST_ENTRY.source);
+    expect(defs.rule.properties.trust.items).toEqual({ $ref: '#/$defs/trustEntry' });
     expect(SCHEMA.properties.version.const).toBe(1);
   });
 
@@ -339,6 +388,10 @@ describe('policy.schema.json', () => {
     ['a wildcard in the middle', 'match: { sub: "a*b" }'],
     ['a wrong version', 'version: 2'],
     ['a missing agent', 'NO_AGENT'],
+    ['an unqualified trust entry', 'trust: [open_orders]'],
+    ['a trust entry in upper case', 'trust: [public.Open_Orders]'],
+    ['a trust entry with argument types', 'trust: ["public.charge(int)"]'],
+    ['a trust entry with three parts', 'trust: [public.orders.v]'],
   ])('rejects %s in both', async (_what, mistake) => {
     const base = `version: 1
 issuers:
@@ -359,6 +412,7 @@ rules:
     identities: [ci]
     access: read
     tables: { deny: [public.secrets] }
+    trust: [public.open_orders]
 `;
     const text =
       mistake === 'NO_SUBJECTS' ? base.replace('    identities: [ci]\n', '')

@@ -95,6 +95,7 @@ describe('admin calls', () => {
       denySchemas: [],
       allowTables: [],
       denyTables: [],
+      trust: [],
     });
 
     const snap = await rpc.snapshot();

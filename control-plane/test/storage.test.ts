@@ -78,7 +78,7 @@ describe.each(['pglite', 'postgres'] as const)('storage on %s', (kind) => {
       { name: 'deployer', issuer: 'github', match: [{ claim: 'sub', value: 'repo:acme/*' }], groups: ['ci'] },
     ]);
     expect(snap.resources).toEqual([{ name: 'orders', agent: 'eu-1', description: 'orders DB' }]);
-    const defaults = { access: 'read', rule: '', allowSchemas: [], denySchemas: [], allowTables: [], denyTables: [] };
+    const defaults = { access: 'read', rule: '', allowSchemas: [], denySchemas: [], allowTables: [], denyTables: [], trust: [] };
     expect(snap.grants).toEqual([
       { id: byIdentity.id, resource: 'orders', identity: 'deployer', group: '', ...defaults },
       { id: byGroup.id, resource: 'orders', identity: '', group: 'ci', ...defaults },
@@ -112,6 +112,29 @@ describe.each(['pglite', 'postgres'] as const)('storage on %s', (kind) => {
       expect(err.kind).toBe('invalid');
       expect(err.message).toMatch(message);
     }
+  });
+
+  it('stores a grant\'s trust list and tells grants apart by it', async () => {
+    const base = { id: '', resource: 'orders', identity: 'deployer', group: '', access: 'write', rule: '', allowSchemas: [], denySchemas: [], allowTables: [], denyTables: [] };
+    const trusting = await storage.repo.createGrant({ ...base, trust: ['public.open_orders', 'billing.charge_card', 'public.open_orders'] });
+    expect(trusting.trust).toEqual(['public.open_orders', 'billing.charge_card']);
+    const stored = (await storage.repo.snapshot()).grants.find((g) => g.id === trusting.id);
+    expect(stored).toEqual({ ...base, id: trusting.id, trust: ['public.open_orders', 'billing.charge_card'] });
+    // The same list in another order is the same grant; another list is another grant.
+    const dup = await configError(storage.repo.createGrant({ ...base, trust: ['billing.charge_card', 'public.open_orders'] }));
+    expect(dup).toMatchObject({ kind: 'already_exists', message: `identity 'deployer' already has grant ${trusting.id} on resource 'orders'` });
+    const narrower = await storage.repo.createGrant({ ...base, trust: ['public.open_orders'] });
+    const plain = await storage.repo.createGrant({ ...base, trust: [] });
+    expect(new Set([trusting.id, narrower.id, plain.id]).size).toBe(3);
+    const bad = [
+      ['open_orders', "trust 'open_orders' is invalid: give schema.name with the schema (a view or function is always named with its schema)"],
+      ['Public.V', "trust 'Public.V' is invalid: give schema.name in lower case, as Postgres stores unquoted names"],
+      ['public.f(int)', "trust 'public.f(int)' is invalid: give schema.name without argument types (it covers every function of that name)"],
+    ] as const;
+    for (const [entry, message] of bad) {
+      expect(await configError(storage.repo.createGrant({ ...base, trust: [entry] }))).toMatchObject({ kind: 'invalid', message });
+    }
+    for (const g of [trusting, narrower, plain]) await storage.repo.deleteGrant(g.id);
   });
 
   it('checks references and refuses to delete what is in use', async () => {

@@ -47,6 +47,7 @@ export const OPTIONS = {
   'deny-schema': many,
   'allow-table': many,
   'deny-table': many,
+  trust: many,
   file: { type: 'string', short: 'f' },
   author: str,
   show: str,

@@ -37,6 +37,7 @@ const grant = (resource: string, identity: string, rule: string, access: string)
   denySchemas: [],
   allowTables: [],
   denyTables: [],
+  trust: [],
 });
 
 /**

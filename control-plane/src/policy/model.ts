@@ -15,7 +15,7 @@ export const SHAPES = {
   issuer: { keys: ['name', 'issuer_url', 'audiences', 'jwks_uri', 'jwks_json', 'algorithms'], required: ['name', 'issuer_url', 'audiences'] },
   identity: { keys: ['name', 'issuer', 'match', 'groups'], required: ['name', 'issuer', 'match'] },
   resource: { keys: ['name', 'agent', 'description'], required: ['name', 'agent'] },
-  rule: { keys: ['name', 'resource', 'identities', 'groups', 'access', 'schemas', 'tables'], required: ['name', 'resource'] },
+  rule: { keys: ['name', 'resource', 'identities', 'groups', 'access', 'schemas', 'tables', 'trust'], required: ['name', 'resource'] },
   scope: { keys: ['allow', 'deny'], required: [] },
 } as const satisfies Record<string, { keys: readonly string[]; required: readonly string[] }>;
 
@@ -32,6 +32,8 @@ export interface PolicyRule {
   denySchemas: string[];
   allowTables: string[];
   denyTables: string[];
+  /** Views and functions ("schema.name") counted as themselves rather than what they reach. */
+  trust: string[];
 }
 
 export interface Policy {

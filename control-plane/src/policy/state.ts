@@ -54,6 +54,7 @@ export function stateFromStore(
         denySchemas: g.denySchemas,
         allowTables: g.allowTables,
         denyTables: g.denyTables,
+        trust: g.trust,
       };
       rules.set(g.rule, r);
     }
@@ -84,6 +85,7 @@ export function grantsOfRule(r: PolicyRule): Grant[] {
     denySchemas: r.denySchemas,
     allowTables: r.allowTables,
     denyTables: r.denyTables,
+    trust: r.trust,
   };
   return [
     ...r.identities.map((identity) => ({ ...base, id: grantId(r.name, 'identity', identity), identity, group: '' })),
@@ -122,6 +124,7 @@ const ruleFields = (r: PolicyRule): Fields => ({
   'schemas.deny': showList(sorted(r.denySchemas)),
   'tables.allow': showList(sorted(r.allowTables)),
   'tables.deny': showList(sorted(r.denyTables)),
+  trust: showList(sorted(r.trust)),
 });
 
 function diffKind<T extends { name: string }>(kind: string, from: T[], to: T[], fields: (x: T) => Fields): string[] {

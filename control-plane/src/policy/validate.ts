@@ -11,6 +11,7 @@ import {
   SCHEMA_ENTRY,
   TABLE_ENTRY,
   checkGroup,
+  trustProblem,
   validateIdentity,
   validateIssuer,
   validateResource,
@@ -317,6 +318,7 @@ function parseRule(c: Checker, node: Node, path: string): ParsedRule | undefined
   }
   const schemas = parseScope(c, f.get('schemas'), `${path}.schemas`, schemaProblem);
   const tables = parseScope(c, f.get('tables'), `${path}.tables`, tableProblem);
+  const trust = c.strings(f.get('trust'), `${path}.trust`, trustProblem);
   if (name === undefined) return undefined;
   return {
     value: {
@@ -329,6 +331,7 @@ function parseRule(c: Checker, node: Node, path: string): ParsedRule | undefined
       denySchemas: schemas.deny,
       allowTables: tables.allow,
       denyTables: tables.deny,
+      trust: trust.values,
     },
     path,
     nameAt: f.get('name')!.at,

@@ -95,6 +95,16 @@ export const migrations: Record<string, Migration> = {
   },
   // The audit trail: events, sessions and their hash chains (audit/migration.ts).
   '0003_audit': auditMigration,
+  // Views and functions a grant's rule trusts: the gateway counts them as
+  // themselves rather than as what they reach. Existing grants trust nothing.
+  '0004_grant_trust': {
+    async up(db: Kysely<any>) {
+      await db.schema
+        .alterTable('grants')
+        .addColumn('trust', 'jsonb', (c) => c.notNull().defaultTo(sql`'[]'::jsonb`))
+        .execute();
+    },
+  },
 };
 
 const provider: MigrationProvider = { getMigrations: async () => migrations };

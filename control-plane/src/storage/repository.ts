@@ -49,7 +49,8 @@ const sameScopes = (a: Omit<Grant, 'id'>, b: Omit<Grant, 'id'>) =>
   sameList(a.allowSchemas, b.allowSchemas) &&
   sameList(a.denySchemas, b.denySchemas) &&
   sameList(a.allowTables, b.allowTables) &&
-  sameList(a.denyTables, b.denyTables);
+  sameList(a.denyTables, b.denyTables) &&
+  sameList(a.trust, b.trust);
 
 const grantRow = (g: Grant) => ({
   id: g.id,
@@ -62,6 +63,7 @@ const grantRow = (g: Grant) => ({
   deny_schemas: json(g.denySchemas),
   allow_tables: json(g.allowTables),
   deny_tables: json(g.denyTables),
+  trust: json(g.trust ?? []),
 });
 
 /**
@@ -204,6 +206,7 @@ export class Repository {
       denySchemas: parse(r.deny_schemas),
       allowTables: parse(r.allow_tables),
       denyTables: parse(r.deny_tables),
+      trust: parse(r.trust),
     }));
   }
 

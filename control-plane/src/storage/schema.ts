@@ -40,6 +40,8 @@ export interface GrantsTable {
   deny_schemas: Json<string[]>;
   allow_tables: Json<string[]>;
   deny_tables: Json<string[]>;
+  /** Views and functions ("schema.name") counted as themselves; the column defaults to []. */
+  trust: ColumnType<string[] | string, string | undefined, string>;
   created_at: Timestamp;
 }
 

@@ -22,6 +22,32 @@ export const SCHEMA_ENTRY = /^[^.\s\x00-\x1f\x7f]{1,63}$/;
 /** A table in a scope: "schema.table", or "table" for that name in any schema. */
 export const TABLE_ENTRY = /^([^.\s\x00-\x1f\x7f]{1,63}\.)?[^.\s\x00-\x1f\x7f]{1,63}$/;
 
+/**
+ * A view, materialized view, function or procedure a rule trusts:
+ * "schema.name", both parts as Postgres stores unquoted identifiers (lower
+ * case), without argument types (every function of that name is meant).
+ */
+export const TRUST_ENTRY = /^[a-z_][a-z0-9_$]{0,62}\.[a-z_][a-z0-9_$]{0,62}$/;
+
+/** Why a trust entry is invalid, or undefined when it is fine. */
+export function trustProblem(entry: string): string | undefined {
+  if (TRUST_ENTRY.test(entry)) return undefined;
+  const hint = entry.includes('(')
+    ? 'without argument types (it covers every function of that name)'
+    : !entry.includes('.')
+      ? 'with the schema (a view or function is always named with its schema)'
+      : /[A-Z]/.test(entry)
+        ? 'in lower case, as Postgres stores unquoted names'
+        : 'of a view or function, each part 1-63 of a-z, 0-9, _ or $ (not starting with a digit or $)';
+  return `'${entry}' is invalid: give schema.name ${hint}`;
+}
+
+export function checkTrustEntry(entry: string): string {
+  const problem = trustProblem(entry);
+  if (problem) throw invalid(`trust ${problem}`);
+  return entry;
+}
+
 export function checkAccess(access: string): AccessLevel {
   if (!(ACCESS_LEVELS as readonly string[]).includes(access)) {
     throw invalid(`access '${access}' is invalid: use one of ${ACCESS_LEVELS.join(', ')}`);
@@ -178,6 +204,7 @@ export function validateGrant(g: Grant): Omit<Grant, 'id'> {
     denySchemas: scope(g.denySchemas, checkSchemaEntry),
     allowTables: scope(g.allowTables, checkTableEntry),
     denyTables: scope(g.denyTables, checkTableEntry),
+    trust: scope(g.trust, checkTrustEntry),
   };
 }
 

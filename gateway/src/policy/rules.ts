@@ -35,6 +35,7 @@ export function rulesFor(grants: readonly Grant[], resource: string, identity: s
       denySchemas: g.denySchemas,
       allowTables: g.allowTables,
       denyTables: g.denyTables,
+      trust: g.trust,
     });
   }
   return rules;

@@ -44,6 +44,9 @@ export function describeScopes(g: Grant): string {
   return parts.length ? parts.join(' ') : '-';
 }
 
+/** The views and functions the grant trusts, "public.v,billing.f", or '-' for none. */
+const describeTrust = (g: Grant) => (g.trust?.length ? g.trust.join(',') : '-');
+
 export const configCommands: Command[] = [
   {
     name: 'issuers list',
@@ -175,7 +178,7 @@ export const configCommands: Command[] = [
     async run(ctx) {
       ctx.noArgs();
       const { grants } = await snapshot(ctx);
-      show(ctx, grants, 'grants', ['ID', 'RESOURCE', 'IDENTITY', 'GROUP', 'ACCESS', 'RULE', 'SCOPES'], (g) => [
+      show(ctx, grants, 'grants', ['ID', 'RESOURCE', 'IDENTITY', 'GROUP', 'ACCESS', 'RULE', 'SCOPES', 'TRUST'], (g) => [
         g.id,
         g.resource,
         cell(g.identity),
@@ -183,6 +186,7 @@ export const configCommands: Command[] = [
         g.access || 'read',
         cell(g.rule),
         describeScopes(g),
+        describeTrust(g),
       ]);
     },
   },
@@ -191,8 +195,10 @@ export const configCommands: Command[] = [
     usage:
       'warden grants add --resource R (--identity I | --group G) [--access read|write|ddl|admin]\n' +
       '                  [--allow-schema S ...] [--deny-schema S ...] [--allow-table T ...] [--deny-table T ...]\n' +
-      '  (access defaults to read; tables are schema.table, or table for that name in any schema)',
-    options: [...CLIENT_OPTIONS, 'resource', 'identity', 'group', 'access', 'allow-schema', 'deny-schema', 'allow-table', 'deny-table'],
+      '                  [--trust schema.name ...]\n' +
+      '  (access defaults to read; tables are schema.table, or table for that name in any schema;\n' +
+      '   --trust names a view or function to count as itself rather than what it reaches)',
+    options: [...CLIENT_OPTIONS, 'resource', 'identity', 'group', 'access', 'allow-schema', 'deny-schema', 'allow-table', 'deny-table', 'trust'],
     async run(ctx) {
       ctx.noArgs();
       const groups = ctx.many('group');
@@ -209,11 +215,16 @@ export const configCommands: Command[] = [
           denySchemas: ctx.many('deny-schema'),
           allowTables: ctx.many('allow-table'),
           denyTables: ctx.many('deny-table'),
+          trust: ctx.many('trust'),
         }),
       );
       const scopes = describeScopes(grant);
       // Read without scopes is the default and needs no mention.
-      const what = [grant.access !== 'read' ? `with ${grant.access} access` : '', scopes !== '-' ? `(${scopes})` : ''].filter(Boolean);
+      const what = [
+        grant.access !== 'read' ? `with ${grant.access} access` : '',
+        scopes !== '-' ? `(${scopes})` : '',
+        grant.trust.length ? `trusting ${grant.trust.join(', ')}` : '',
+      ].filter(Boolean);
       done(ctx, `Grant ${grant.id} created: ${describeGrant(grant)} may use resource '${grant.resource}'${what.length ? ` ${what.join(' ')}` : ''}.`, grant);
     },
   },

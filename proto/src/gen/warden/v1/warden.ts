@@ -100,6 +100,12 @@ export interface Grant {
   denySchemas: string[];
   allowTables: string[];
   denyTables: string[];
+  /**
+   * Views, materialized views, functions and procedures ("schema.name") the
+   * gateway counts as themselves rather than as what they reach; a SECURITY
+   * DEFINER function is refused unless listed here.
+   */
+  trust: string[];
 }
 
 /** An agent enrollment; the token itself is only ever shown once. */
@@ -845,6 +851,7 @@ function createBaseGrant(): Grant {
     denySchemas: [],
     allowTables: [],
     denyTables: [],
+    trust: [],
   };
 }
 
@@ -879,6 +886,9 @@ export const Grant: MessageFns<Grant> = {
     }
     for (const v of message.denyTables) {
       writer.uint32(82).string(v!);
+    }
+    for (const v of message.trust) {
+      writer.uint32(90).string(v!);
     }
     return writer;
   },
@@ -976,6 +986,14 @@ export const Grant: MessageFns<Grant> = {
             message.denyTables.push(reader.string());
             continue;
           }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.trust.push(reader.string());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1016,6 +1034,9 @@ export const Grant: MessageFns<Grant> = {
         : globalThis.Array.isArray(object?.deny_tables)
         ? object.deny_tables.map((e: any) => globalThis.String(e))
         : [],
+      trust: globalThis.Array.isArray(object?.trust)
+        ? object.trust.map((e: any) => globalThis.String(e))
+        : [],
     };
   },
 
@@ -1051,6 +1072,9 @@ export const Grant: MessageFns<Grant> = {
     if (message.denyTables?.length) {
       obj.denyTables = message.denyTables;
     }
+    if (message.trust?.length) {
+      obj.trust = message.trust;
+    }
     return obj;
   },
 
@@ -1069,6 +1093,7 @@ export const Grant: MessageFns<Grant> = {
     message.denySchemas = object.denySchemas?.map((e) => e) || [];
     message.allowTables = object.allowTables?.map((e) => e) || [];
     message.denyTables = object.denyTables?.map((e) => e) || [];
+    message.trust = object.trust?.map((e) => e) || [];
     return message;
   },
 };
