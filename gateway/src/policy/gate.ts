@@ -218,20 +218,30 @@ export class StatementGate {
     // With nothing unanswered the simulation starts from the server's own state and is exact.
     const exact = sim !== undefined && start.length === 1 && start[0] === sim.current;
     let paths: Array<string | null> = [...start];
+    // SQL PREPARE and DEALLOCATE earlier in the same text (null: deallocated).
+    const local = new Map<string, Prepared | null>();
     for (let i = 0; i < c.statements.length; i++) {
       const s = c.statements[i]!;
       if (s.escalation) {
         const r = this.refusal(i, s.kind, s);
-        return { classification: c, effects, cacheable, refusal: { ...r, message: `${r.message}; changing the session's role is never allowed through Warden` } };
+        return { classification: c, effects, cacheable, rule: decidingRule, refusal: { ...r, message: `${r.message}; changing the session's role is never allowed through Warden` } };
       }
       let target: StatementInfo = s;
       if (s.kind === 'EXECUTE' || s.kind === 'PREPARE' || s.kind === 'DEALLOCATE') cacheable = false;
       if (s.kind === 'EXECUTE' && s.preparedName !== undefined) {
-        const p = this.prepared.get(`S${s.preparedName}`);
+        const key = `S${s.preparedName}`;
+        const p = local.has(key) ? local.get(key) : this.prepared.get(key);
         if (p?.classification.ok) target = executed(s, p.classification.statements[0]!);
+        // Every PREPARE passes the gateway: one it has not seen will fail upstream, or is a route it cannot judge.
+        else target = { ...s, unscoped: `EXECUTE of prepared statement "${s.preparedName}", which Warden has not seen prepared` };
+      } else if (s.kind === 'PREPARE' && s.preparedName !== undefined) {
+        local.set(`S${s.preparedName}`, { classification: { ok: true, statements: [s] }, targets: targetsOf(s, this.machine?.initial ?? null) });
+      } else if (s.kind === 'DEALLOCATE') {
+        if (s.preparedName !== undefined) local.set(`S${s.preparedName}`, null);
+        else for (const k of [...this.prepared.keys(), ...local.keys()]) if (k.startsWith('S')) local.set(k, null);
       }
       const verdict = this.statement(target, paths);
-      if (verdict.refusal) return { classification: c, effects, cacheable, refusal: { ...this.refusal(i, verdict.refusal, s), reach: verdict.reach } };
+      if (verdict.refusal) return { classification: c, effects, cacheable, rule: decidingRule, refusal: { ...this.refusal(i, verdict.refusal, s), reach: verdict.reach } };
       decidingRule ??= verdict.rule;
       const fx = s.kind === 'PREPARE' ? [] : pathEffects(s.kind, s.text, s.pathChanges, isDefinite(s));
       if (s.kind === 'EXECUTE' && target !== s) fx.push(...pathEffects(target.kind, target.text, target.pathChanges, false));
@@ -245,11 +255,11 @@ export class StatementGate {
       if (next !== paths) {
         // This depends on the prepared statements of the moment, which the cache does not key.
         cacheable = false;
-        const broken = this.brokenPrepared(next);
+        const broken = this.brokenPrepared(next, local);
         if (broken) {
           const r = this.refusal(i, 'change search_path', s);
           const why = `: prepared statement "${broken.name}" would then reach ${broken.what}; DEALLOCATE or close it first`;
-          return { classification: c, effects, cacheable, refusal: { ...r, message: r.message.replace(/ \(rule: [^)]*\)$|$/, (m) => `${why}${m}`) } };
+          return { classification: c, effects, cacheable, rule: decidingRule, refusal: { ...r, message: r.message.replace(/ \(rule: [^)]*\)$|$/, (m) => `${why}${m}`) } };
         }
         paths = next;
       }
@@ -279,9 +289,10 @@ export class StatementGate {
   }
 
   /** A prepared statement that the new path values would let out of scope. */
-  private brokenPrepared(paths: ReadonlyArray<string | null>): { name: string; what: string } | undefined {
-    for (const [key, p] of this.prepared) {
-      if (!p.classification.ok) continue;
+  private brokenPrepared(paths: ReadonlyArray<string | null>, local: ReadonlyMap<string, Prepared | null>): { name: string; what: string } | undefined {
+    const all = new Map<string, Prepared | null>([...this.prepared, ...local]);
+    for (const [key, p] of all) {
+      if (!p?.classification.ok) continue;
       for (const s of p.classification.statements) {
         const v = this.statement(s, paths);
         if (v.refusal) return { name: key.slice(1) || '(unnamed)', what: v.refusal.replace(/^\S+ /, '') };
@@ -309,6 +320,8 @@ export class StatementGate {
 function executed(exec: StatementInfo, prepared: StatementInfo): StatementInfo {
   const info: StatementInfo = { ...prepared, kind: 'EXECUTE', text: exec.text, objects: [...prepared.objects, ...exec.objects] };
   if (accessRank(exec.access) > accessRank(info.access) && !exec.reason?.startsWith('EXECUTE runs')) info.access = exec.access;
+  // Operators in EXECUTE's own parameters run too.
+  if (exec.operators) info.operators = [...new Set([...(prepared.operators ?? []), ...exec.operators])];
   return info;
 }
 
@@ -361,6 +374,7 @@ export function violation(rule: Rule, r: Reach): string | undefined {
     if (!schemaInScope(rule, s) || rule.allowTables.length || rule.denyTables.some((e) => e.startsWith(`${s}.`) || !e.includes('.'))) return `schema ${s} as a whole`;
   }
   for (const f of r.functions) if (!schemaInScope(rule, f.schema)) return `${f.schema}.${f.name}${f.via ? ` (through ${f.via})` : ''}`;
+  for (const o of r.operators) if (!schemaInScope(rule, o.schema)) return `operator ${o.schema}.${o.name}${o.via ? ` (through ${o.via})` : ''}`;
   if (r.unplaced.length) return `${r.unplaced[0]}; qualify the name with its schema`;
   if (r.unscoped.length) return `what the rule's scopes cannot place: ${r.unscoped[0]}`;
   if (r.dataCatalogs.length) return r.dataCatalogs[0];

@@ -55,7 +55,7 @@ export interface Refusal {
 export interface Decision {
   refusal: Refusal | null;
   classification: Classification;
-  /** The rule that allowed the statement(s), when allowed. */
+  /** The rule that allowed the statements (those before the refused one, when refused). */
   rule?: string;
   /** Per allowed statement: what it does to search_path and the transaction once it has run. */
   effects: PathEffect[][];

@@ -186,7 +186,7 @@ export const policyCommands: Command[] = [
 
       // The gateway's own decision code (loads Postgres' parser), on one
       // session: what a statement changes (search_path, a transaction, a
-      // prepared statement) counts for the ones after it, as in a session.
+      // prepared statement) counts for the ones after it.
       const { ClassificationCache, StatementGate, classify, rulesFor } = await import('@warden/gateway/policy/index');
       const rules = rulesFor(grants, resourceName, identity.name, groups);
       const gate = new StatementGate({ identity: identity.name, resource: resourceName, rules, assumeNoUserSchema: true }, new ClassificationCache());
@@ -211,19 +211,27 @@ export const policyCommands: Command[] = [
         );
       } else {
         if (whole.statements.length === 0) throw new CliError('there is no statement to check (only whitespace or comments)');
-        for (const s of whole.statements) {
-          const d = gate.check(s.text);
-          // As if it ran: allowed statements succeed, refused ones fail.
+        // The script as one query string, as the gateway decides it; after a
+        // refusal (which the server would answer with an error, undoing the
+        // string's implicit transaction), the rest as the next query string.
+        let from = 0;
+        while (from < whole.statements.length) {
+          const rest = whole.statements.slice(from);
+          const d = gate.check(rest.map((s) => s.text).join(';\n'));
           gate.assumeRan(d);
-          const objects = objectsOf(s.objects);
-          const base = { statement: s.text, kind: s.kind, access: s.access, objects };
-          if (d.refusal) {
-            lines.push({ ...base, decision: 'refused', rule: d.refusal.rule, sqlstate: d.refusal.sqlstate, message: d.refusal.message });
-          } else {
-            const on = objects.length ? ` on ${objects.join(', ')}` : '';
-            const ruleAccess = accessOf(d.rule);
-            lines.push({ ...base, decision: 'allowed', rule: d.rule, ruleAccess, message: `${s.kind} (${s.access})${on}` });
+          const upTo = d.refusal ? d.refusal.index : rest.length - 1;
+          for (let i = 0; i <= upTo; i++) {
+            const s = rest[i]!;
+            const objects = objectsOf(s.objects);
+            const base = { statement: s.text, kind: s.kind, access: s.access, objects };
+            if (d.refusal && i === d.refusal.index) {
+              lines.push({ ...base, decision: 'refused', rule: d.refusal.rule, sqlstate: d.refusal.sqlstate, message: d.refusal.message });
+            } else {
+              const on = objects.length ? ` on ${objects.join(', ')}` : '';
+              lines.push({ ...base, decision: 'allowed', rule: d.rule, ruleAccess: accessOf(d.rule), message: `${s.kind} (${s.access})${on}` });
+            }
           }
+          from += upTo + 1;
         }
       }
       const firstRefused = lines.findIndex((l) => l.decision === 'refused');
