@@ -42,6 +42,42 @@ create function public.ret1(x text) returns text language sql return x || '1';
 create function priv.get_secret(i int) returns text language plpgsql security definer stable set search_path = priv
   as $$ begin return (select s from secret where id = i); end $$;
 create procedure public.bump(n int) language plpgsql as $$ begin update public.orders set note = 'x' where id = n; end $$;
+-- Functions run without being named: by operators, aggregates, and what a table runs when written or read.
+create function priv.f_eq(int, int) returns boolean language sql immutable as 'select $1 = $2';
+create operator public.=== (leftarg = int, rightarg = int, function = priv.f_eq);
+create operator public.## (leftarg = int, rightarg = int, function = pg_catalog.int4pl);
+create function priv.f_default() returns int language sql stable as 'select 1';
+create function priv.f_gen(int) returns int language sql immutable as 'select $1';
+create function priv.f_check(int) returns boolean language sql immutable as 'select $1 > 0';
+create function priv.f_index(text) returns text language sql immutable as 'select lower($1)';
+create function priv.f_pred(int) returns boolean language sql immutable as 'select $1 > 0';
+create function priv.f_policy(int) returns boolean language sql stable as 'select $1 > 0';
+create function priv.f_policy_ins(int) returns boolean language sql stable as 'select $1 > 0';
+create function priv.f_domain(int) returns boolean language sql immutable as 'select $1 > 0';
+create function priv.f_when(int) returns boolean language sql stable as 'select $1 > 0';
+create function priv.f_rule(int) returns int language sql volatile as 'select $1';
+create domain public.positive as int check (priv.f_domain(value));
+create domain public.positive2 as public.positive;
+create type public.wrap as (v public.positive);
+create table public.guarded (
+  id int primary key default priv.f_default(),
+  g int generated always as (priv.f_gen(id)) stored,
+  n public.positive2,
+  s text,
+  check (priv.f_check(id)),
+  check (id operator(public.===) id));
+create index on public.guarded (priv.f_index(s)) where priv.f_pred(id);
+alter table public.guarded enable row level security;
+create policy sel on public.guarded for select using (priv.f_policy(id));
+create policy ins on public.guarded for insert with check (priv.f_policy_ins(id));
+create trigger guarded_when before update on public.guarded for each row when (priv.f_when(new.id)) execute function public.audit_trg();
+create rule guarded_rule as on delete to public.guarded do also select priv.f_rule(old.id);
+create table public.boxed (vals public.positive[]);
+create table public.wrapped (w public.wrap);
+create function priv.agg_step(int, int) returns int language sql immutable as 'select $1 + $2';
+create function public.agg_final(int) returns int language sql immutable as 'select $1';
+create aggregate public.mysum(int) (sfunc = priv.agg_step, stype = int, finalfunc = public.agg_final, initcond = '0');
+create aggregate public.plainsum(int) (sfunc = pg_catalog.int4pl, stype = int);
 `;
 
 type Defaulted = 'kind' | 'securityDefiner' | 'owner';
@@ -51,6 +87,9 @@ const fn = (f: Omit<CatalogFunction, Defaulted> & Partial<Pick<CatalogFunction, 
   owner: 'postgres',
   ...f,
 });
+
+const sqlFn = (schema: string, name: string, volatility: CatalogFunction['volatility'], body: string) =>
+  fn({ schema, name, volatility, language: 'sql', body });
 
 /** What the fixture looks like in the catalog, apart from the server-specific fields. */
 export const EXPECTED: Omit<ResourceCatalog, 'fetchedAt' | 'sessionUser' | 'searchPath' | 'schemas' | 'catalogRelations'> = {
@@ -66,13 +105,16 @@ export const EXPECTED: Omit<ResourceCatalog, 'fetchedAt' | 'sessionUser' | 'sear
         ['p', 'sums', 'v'],
         ['priv', 'secret', 'r'],
         ['public', 'base', 'r'],
+        ['public', 'boxed', 'r'],
         ['public', 'customer_names', 'v'],
         ['public', 'customer_names2', 'v'],
         ['public', 'customers', 'r'],
         ['public', 'events', 'p'],
         ['public', 'events_2024', 'r'],
+        ['public', 'guarded', 'r'],
         ['public', 'orders', 'r'],
         ['public', 'ticket_seq', 'S'],
+        ['public', 'wrapped', 'r'],
       ] as const
     ).map(([schema, name, kind]) => [`${schema}.${name}`, { schema, name, kind }]),
   ),
@@ -102,6 +144,7 @@ export const EXPECTED: Omit<ResourceCatalog, 'fetchedAt' | 'sessionUser' | 'sear
     { table: 'public.customers', function: 'public.audit_trg', events: ['truncate'] },
     { table: 'public.events', function: 'public.audit_trg', events: ['insert'] },
     { table: 'public.events_2024', function: 'public.audit_trg', events: ['insert'] },
+    { table: 'public.guarded', function: 'public.audit_trg', events: ['update'] },
     { table: 'public.orders', function: 'public.audit_trg', events: ['insert', 'update', 'delete'] },
   ],
   rules: [
@@ -109,11 +152,30 @@ export const EXPECTED: Omit<ResourceCatalog, 'fetchedAt' | 'sessionUser' | 'sear
     // pg_settings' own rules (UPDATE runs set_config): part of every database.
     { table: 'pg_catalog.pg_settings', event: 'update', relations: [] },
     { table: 'pg_catalog.pg_settings', event: 'update', relations: [] },
+    { table: 'public.guarded', event: 'delete', relations: [] },
   ],
   functions: {
     'priv.add_cents': [
       fn({ schema: 'priv', name: 'add_cents', volatility: 'i', language: 'sql', body: 'select a + b' }),
     ],
+    'priv.agg_step': [sqlFn('priv', 'agg_step', 'i', 'select $1 + $2')],
+    'priv.f_check': [sqlFn('priv', 'f_check', 'i', 'select $1 > 0')],
+    'priv.f_default': [sqlFn('priv', 'f_default', 's', 'select 1')],
+    'priv.f_domain': [sqlFn('priv', 'f_domain', 'i', 'select $1 > 0')],
+    'priv.f_eq': [sqlFn('priv', 'f_eq', 'i', 'select $1 = $2')],
+    'priv.f_gen': [sqlFn('priv', 'f_gen', 'i', 'select $1')],
+    'priv.f_index': [sqlFn('priv', 'f_index', 'i', 'select lower($1)')],
+    'priv.f_policy': [sqlFn('priv', 'f_policy', 's', 'select $1 > 0')],
+    'priv.f_policy_ins': [sqlFn('priv', 'f_policy_ins', 's', 'select $1 > 0')],
+    'priv.f_pred': [sqlFn('priv', 'f_pred', 'i', 'select $1 > 0')],
+    'priv.f_rule': [sqlFn('priv', 'f_rule', 'v', 'select $1')],
+    'priv.f_when': [sqlFn('priv', 'f_when', 's', 'select $1 > 0')],
+    'public.agg_final': [sqlFn('public', 'agg_final', 'i', 'select $1')],
+    // Aggregates run their support functions; pg_catalog's are left out.
+    'public.mysum': [
+      fn({ schema: 'public', name: 'mysum', kind: 'a', volatility: 'i', language: 'internal', calls: ['priv.agg_step', 'public.agg_final'] }),
+    ],
+    'public.plainsum': [fn({ schema: 'public', name: 'plainsum', kind: 'a', volatility: 'i', language: 'internal' })],
     'priv.get_secret': [
       fn({
         schema: 'priv',
@@ -160,6 +222,27 @@ export const EXPECTED: Omit<ResourceCatalog, 'fetchedAt' | 'sessionUser' | 'sear
       }),
     ],
   },
+  // public.## runs pg_catalog's int4pl: left out.
+  operators: { 'priv.<+>': ['priv.add_cents'], 'public.===': ['priv.f_eq'] },
+  tableCalls: {
+    // Through a domain, in an array and in a composite type.
+    'public.boxed': ['priv.f_domain'],
+    'public.guarded': [
+      'priv.f_check',
+      'priv.f_default',
+      'priv.f_domain',
+      'priv.f_eq',
+      'priv.f_gen',
+      'priv.f_index',
+      'priv.f_policy',
+      'priv.f_policy_ins',
+      'priv.f_pred',
+      'priv.f_rule',
+      'priv.f_when',
+    ],
+    'public.wrapped': ['priv.f_domain'],
+  },
+  tableReadCalls: { 'public.guarded': ['priv.f_policy'] },
 };
 
 export const SCHEMAS = ['information_schema', 'p', 'pg_catalog', 'pg_toast', 'priv', 'public'];

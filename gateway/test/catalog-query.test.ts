@@ -112,6 +112,7 @@ describe('catalog query on PostgreSQL', () => {
           ['=', 'oid', 'regclass'],
           ['<>', 'oid', 'integer'],
           ['=', 'oid', 'regnamespace'],
+          ['=', 'oid', 'regproc'],
           ['!~', 'name', 'name'],
           ['~~', 'name', 'name'],
           ['||', 'name', 'text'],
@@ -123,10 +124,27 @@ describe('catalog query on PostgreSQL', () => {
           );
           await c.query(`create operator public.${op} (leftarg = ${l}, rightarg = ${r}, function = public.${f})`);
         }
-        await c.query('create table public.t (a int); create view public.v as select a from public.t');
+        // Rows for every part of the query to compare: defaults, checks, domains, policies, trigger conditions, aggregates.
+        await c.query(`
+          create function public.g(int) returns int language sql immutable as 'select $1';
+          create function public.ok(int) returns boolean language sql immutable as 'select true';
+          create function public.trg() returns trigger language plpgsql as 'begin return new; end';
+          create domain public.d as int check (public.ok(value));
+          create table public.t (a int default public.g(1) check (public.ok(a)), b public.d);
+          create index on public.t (public.g(a)) where public.ok(a);
+          create policy p on public.t for select using (public.ok(a));
+          create trigger w before insert on public.t for each row when (public.ok(new.a)) execute function public.trg();
+          create view public.v as select a from public.t;
+          create aggregate public.agg(int) (sfunc = int4pl, stype = int, finalfunc = public.g);`);
         const catalog = await readCatalog(c);
         expect(catalog.viewReads).toEqual({ 'public.v': ['public.t'] });
         expect(Object.keys(catalog.relations)).toEqual(['public.t', 'public.v']);
+        expect(catalog.tableCalls).toEqual({ 'public.t': ['public.g', 'public.ok'] });
+        expect(catalog.tableReadCalls).toEqual({ 'public.t': ['public.ok'] });
+        expect(catalog.functions['public.agg']![0]!.calls).toEqual(['public.g']);
+        // The traps are user operators like any other.
+        expect(Object.keys(catalog.operators)).toEqual(['public.!~', 'public.<>', 'public.=', 'public.||', 'public.~~']);
+        expect(catalog.operators['public.=']).toHaveLength(4);
       } finally {
         await c.end();
       }
@@ -170,10 +188,16 @@ describe('parseCatalog', () => {
     foreignKeys: null,
     triggers: [['public.t', 'public.f', 4 | 8 | 16 | 32 | 1]],
     rules: null,
-    functions: [['public', 'f', 'f', 'v', 'c', false, 'app', null, null]],
+    functions: [
+      ['public', 'f', 'f', 'v', 'c', false, 'app', null, null, null],
+      ['public', 'agg', 'a', 'i', 'internal', false, 'app', null, null, ['public.f']],
+    ],
+    operators: [['public.<<<', ['public.f']]],
+    tableCalls: [['public.t', ['public.f']]],
+    tableReadCalls: null,
   });
 
-  it('builds empty lists from json_agg nulls, decodes trigger bits, omits absent body and path', () => {
+  it('builds empty lists from json_agg nulls, decodes trigger bits, omits absent body, path and calls', () => {
     const c = parseCatalog(JSON.stringify(good()), 7);
     expect(c).toEqual({
       fetchedAt: 7,
@@ -192,9 +216,16 @@ describe('parseCatalog', () => {
         'public.f': [
           { schema: 'public', name: 'f', kind: 'f', volatility: 'v', language: 'c', securityDefiner: false, owner: 'app' },
         ],
+        'public.agg': [
+          { schema: 'public', name: 'agg', kind: 'a', volatility: 'i', language: 'internal', securityDefiner: false, owner: 'app', calls: ['public.f'] },
+        ],
       },
+      operators: { 'public.<<<': ['public.f'] },
+      tableCalls: { 'public.t': ['public.f'] },
+      tableReadCalls: {},
     });
     expect('body' in c.functions['public.f']![0]!).toBe(false);
+    expect('calls' in c.functions['public.f']![0]!).toBe(false);
   });
 
   it('throws a clear error naming the bad field', () => {
@@ -205,8 +236,18 @@ describe('parseCatalog', () => {
     expect(bad({ relations: {} })).toThrow(/relations should be an array/);
     expect(bad({ relations: [['public', 't']] })).toThrow(/relations\[0\] should be an array of 3/);
     expect(bad({ relations: [['public', 't', 'x']] })).toThrow(/relations\[0\]\[2\] should be one of/);
-    expect(bad({ functions: [['public', 'f', 'f', 'x', 'c', false, 'app', null, null]] })).toThrow(/functions\[0\]\[3\]/);
-    expect(bad({ functions: [['public', 'f', 'f', 'v', 'c', 'no', 'app', null, null]] })).toThrow(/functions\[0\]\[5\] should be a boolean/);
+    expect(bad({ functions: [['public', 'f', 'f', 'x', 'c', false, 'app', null, null, null]] })).toThrow(/functions\[0\]\[3\]/);
+    expect(bad({ functions: [['public', 'f', 'f', 'v', 'c', 'no', 'app', null, null, null]] })).toThrow(/functions\[0\]\[5\] should be a boolean/);
+    expect(bad({ functions: [['public', 'f', 'f', 'v', 'c', false, 'app', null, null]] })).toThrow(/functions\[0\] should be an array of 10/);
+    expect(bad({ functions: [['public', 'f', 'f', 'v', 'c', false, 'app', null, null, ['public.g']]] })).toThrow(
+      /functions\[0\]\[9\] should be null for a function that is not an aggregate/,
+    );
+    expect(bad({ functions: [['public', 'a', 'a', 'i', 'internal', false, 'app', null, null, [7]]] })).toThrow(/functions\[0\]\[9\]\[0\] should be a string/);
+    expect(bad({ operators: [['<<<', ['public.f']]] })).toThrow(/operators\[0\]\[0\] is not "schema.symbol"/);
+    expect(bad({ operators: [['public.f', ['public.f']]] })).toThrow(/operators\[0\]\[0\] is not "schema.symbol"/);
+    expect(bad({ operators: [['public.<<<', 'public.f']] })).toThrow(/operators\[0\]\[1\] should be an array/);
+    expect(bad({ tableCalls: [['public.t']] })).toThrow(/tableCalls\[0\] should be an array of 2/);
+    expect(bad({ tableReadCalls: {} })).toThrow(/tableReadCalls should be an array/);
     expect(bad({ rules: [['public.t', '9', []]] })).toThrow(/rules\[0\]\[1\] is not a rule event/);
     expect(bad({ triggers: [['public.t', 'public.f', '4']] })).toThrow(/triggers\[0\]\[2\] should be an integer/);
     expect(bad({ foreignKeys: [['a.b', 'c.d', 'c', 'z']] })).toThrow(/foreignKeys\[0\]\[3\]/);

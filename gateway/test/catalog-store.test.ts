@@ -21,6 +21,9 @@ function catalog(tag: string): ResourceCatalog {
     triggers: [],
     rules: [],
     functions: {},
+    operators: {},
+    tableCalls: {},
+    tableReadCalls: {},
   };
 }
 

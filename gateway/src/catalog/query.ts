@@ -30,6 +30,20 @@ const key = (ns: string, name: string) => `pg_catalog.concat_ws('.', ${ns}.nspna
 const C = 'collate pg_catalog."C"';
 const regclassOid = (name: string) => `'pg_catalog.${name}'::pg_catalog.regclass::pg_catalog.oid`;
 
+/** table_calls (of the query's WITH) as [table, functions] rows, for the rows where `which` holds. */
+const tableCalls = (which: string) => `(
+    select pg_catalog.json_agg(pg_catalog.json_build_array(x.t, x.calls) order by x.t ${C})
+    from (
+      select ${key('tn', 'c.relname')} as t,
+        pg_catalog.array_agg(distinct ${key('fn', 'f.proname')} ${C} order by ${key('fn', 'f.proname')} ${C}) as calls
+      from table_calls tc
+      join pg_catalog.pg_class c on c.oid = tc.t
+      join pg_catalog.pg_namespace tn on tn.oid = c.relnamespace
+      join pg_catalog.pg_proc f on f.oid = tc.f
+      join pg_catalog.pg_namespace fn on fn.oid = f.pronamespace
+      where ${which} and c.relkind in ('r', 'p', 'v', 'm', 'f') and ${OWN_SCHEMAS('tn')}
+      group by 1) x)`;
+
 /**
  * The catalog query for a server of the given major version (default: one
  * with SQL-standard bodies). Functions, types and collations are qualified
@@ -56,7 +70,72 @@ export function catalogQuery(major = SQL_BODY_SINCE): string {
             offset 0) s1)
         else p.prosrc end`
       : 'p.prosrc';
-  return `select pg_catalog.json_build_object(
+  return `with recursive
+-- Dependencies on functions outside pg_catalog, directly or through an
+-- operator (which runs its function): what stored expressions call.
+calls (classid, objid, f) as (
+  select d.classid, d.objid, f.oid
+  from pg_catalog.pg_depend d
+  left join pg_catalog.pg_operator o on d.refclassid = ${regclassOid('pg_operator')} and o.oid = d.refobjid
+  join pg_catalog.pg_proc f on f.oid = case
+    when d.refclassid = ${regclassOid('pg_proc')} then d.refobjid
+    else o.oprcode::pg_catalog.oid end
+  join pg_catalog.pg_namespace fn on fn.oid = f.pronamespace
+  where d.refclassid in (${regclassOid('pg_proc')}, ${regclassOid('pg_operator')}) and fn.nspname <> 'pg_catalog'),
+-- Types whose values are checked by such functions: domains with those
+-- checks, and the domains over them, arrays of them and composite types
+-- with an attribute of them.
+checked (typ, f) as (
+  select k.contypid, x.f
+  from pg_catalog.pg_constraint k
+  join calls x on x.classid = ${regclassOid('pg_constraint')} and x.objid = k.oid
+  where k.contypid <> 0::pg_catalog.oid
+  union
+  select t.oid, c.f
+  from checked c
+  join pg_catalog.pg_type t on (t.typtype = 'd' and t.typbasetype = c.typ) or t.typelem = c.typ
+    or (t.typtype = 'c' and exists (
+      select from pg_catalog.pg_attribute a
+      where a.attrelid = t.typrelid and a.atttypid = c.typ and a.attnum > 0 and not a.attisdropped))),
+-- What writing a relation may run (and, for read = true, reading it too).
+table_calls (t, f, read) as (
+  select ad.adrelid, x.f, false
+  from pg_catalog.pg_attrdef ad
+  join calls x on x.classid = ${regclassOid('pg_attrdef')} and x.objid = ad.oid
+  union all
+  -- CHECK expressions; the operators of foreign keys and exclusion constraints.
+  select k.conrelid, x.f, false
+  from pg_catalog.pg_constraint k
+  join calls x on x.classid = ${regclassOid('pg_constraint')} and x.objid = k.oid
+  where k.conrelid <> 0::pg_catalog.oid
+  union all
+  select a.attrelid, c.f, false
+  from pg_catalog.pg_attribute a
+  join checked c on c.typ = a.atttypid
+  where a.attnum > 0 and not a.attisdropped
+  union all
+  -- Index expressions and predicates.
+  select i.indrelid, x.f, false
+  from pg_catalog.pg_index i
+  join calls x on x.classid = ${regclassOid('pg_class')} and x.objid = i.indexrelid
+  union all
+  -- Row-level-security policies: SELECT and ALL ones also filter reads.
+  select pol.polrelid, x.f, pol.polcmd in ('*', 'r')
+  from pg_catalog.pg_policy pol
+  join calls x on x.classid = ${regclassOid('pg_policy')} and x.objid = pol.oid
+  union all
+  -- Trigger WHEN conditions (the trigger's own function is in triggers).
+  select tg.tgrelid, x.f, false
+  from pg_catalog.pg_trigger tg
+  join calls x on x.classid = ${regclassOid('pg_trigger')} and x.objid = tg.oid
+  where x.f <> tg.tgfoid
+  union all
+  -- Rule conditions and actions.
+  select w.ev_class, x.f, false
+  from pg_catalog.pg_rewrite w
+  join calls x on x.classid = ${regclassOid('pg_rewrite')} and x.objid = w.oid
+  where w.rulename <> '_RETURN')
+select pg_catalog.json_build_object(
   'sessionUser', session_user,
   'searchPath', pg_catalog.current_setting('search_path'),
   'schemas', (select pg_catalog.json_agg(n.nspname::pg_catalog.text order by n.nspname ${C}) from pg_catalog.pg_namespace n),
@@ -152,13 +231,38 @@ export function catalogQuery(major = SQL_BODY_SINCE): string {
       join pg_catalog.pg_class c on c.oid = w.ev_class
       join pg_catalog.pg_namespace tn on tn.oid = c.relnamespace
       where w.rulename <> '_RETURN') x),
+  'operators', (
+    select pg_catalog.json_agg(pg_catalog.json_build_array(x.op, x.calls) order by x.op ${C})
+    from (
+      select ${key('n', 'o.oprname')} as op,
+        pg_catalog.array_agg(distinct ${key('fn', 'f.proname')} ${C} order by ${key('fn', 'f.proname')} ${C}) as calls
+      from pg_catalog.pg_operator o
+      join pg_catalog.pg_namespace n on n.oid = o.oprnamespace
+      join pg_catalog.pg_proc f on f.oid = o.oprcode::pg_catalog.oid
+      join pg_catalog.pg_namespace fn on fn.oid = f.pronamespace
+      where n.nspname <> 'pg_catalog' and fn.nspname <> 'pg_catalog' and not pg_catalog.pg_is_other_temp_schema(n.oid)
+      group by 1) x),
+  'tableCalls', ${tableCalls('true')},
+  'tableReadCalls', ${tableCalls('tc.read')},
   'functions', (
     select pg_catalog.json_agg(pg_catalog.json_build_array(
         n.nspname::pg_catalog.text, p.proname::pg_catalog.text, p.prokind::pg_catalog.text, p.provolatile::pg_catalog.text, l.lanname::pg_catalog.text, p.prosecdef,
         pg_catalog.pg_get_userbyid(p.proowner)::pg_catalog.text,
         case when l.lanname in ('sql', 'plpgsql') then ${body} end,
         (select pg_catalog.substr(s, pg_catalog.strpos(s, '=') + 1) from pg_catalog.unnest(p.proconfig) s
-          where pg_catalog.lower(pg_catalog.split_part(s, '=', 1)) = 'search_path' limit 1))
+          where pg_catalog.lower(pg_catalog.split_part(s, '=', 1)) = 'search_path' limit 1),
+        -- What an aggregate runs: its support functions and its sort operator's.
+        case when p.prokind = 'a' then (
+          select pg_catalog.array_agg(distinct ${key('sn', 's.proname')} ${C} order by ${key('sn', 's.proname')} ${C})
+          from pg_catalog.pg_aggregate a
+          cross join pg_catalog.unnest(array[
+            a.aggtransfn::pg_catalog.oid, a.aggfinalfn::pg_catalog.oid, a.aggcombinefn::pg_catalog.oid,
+            a.aggserialfn::pg_catalog.oid, a.aggdeserialfn::pg_catalog.oid, a.aggmtransfn::pg_catalog.oid,
+            a.aggminvtransfn::pg_catalog.oid, a.aggmfinalfn::pg_catalog.oid,
+            (select o.oprcode::pg_catalog.oid from pg_catalog.pg_operator o where o.oid = a.aggsortop)]) u(f)
+          join pg_catalog.pg_proc s on s.oid = u.f
+          join pg_catalog.pg_namespace sn on sn.oid = s.pronamespace
+          where a.aggfnoid::pg_catalog.oid = p.oid and sn.nspname <> 'pg_catalog') end)
       order by n.nspname ${C}, p.proname ${C}, p.oid)
     from pg_catalog.pg_proc p
     join pg_catalog.pg_namespace n on n.oid = p.pronamespace
@@ -236,6 +340,9 @@ const TRIGGER_EVENTS: Array<[number, CatalogTrigger['events'][number]]> = [
   [1 << 5, 'truncate'],
 ];
 
+/** "schema.symbol": operator symbols are made of these characters only (never a dot). */
+const OPERATOR_KEY = /^.+\.[-+*/<>=~!@#%^&|`?]+$/;
+
 /** A map from "schema.name" to a sorted list, from [key, list] rows. */
 function keyedLists(v: unknown, where: string): Record<string, string[]> {
   const out: Record<string, string[]> = {};
@@ -302,7 +409,7 @@ export function parseCatalog(json: unknown, fetchedAt: number = Date.now()): Res
   });
 
   const functions: Record<string, CatalogFunction[]> = {};
-  rows(doc.functions, 'functions', 9).forEach((r, i) => {
+  rows(doc.functions, 'functions', 10).forEach((r, i) => {
     const w = (j: number) => `functions[${i}][${j}]`;
     if (typeof r[5] !== 'boolean') throw new CatalogShapeError(w(5), 'should be a boolean');
     const fn: CatalogFunction = {
@@ -318,7 +425,17 @@ export function parseCatalog(json: unknown, fetchedAt: number = Date.now()): Res
     if (body !== undefined) fn.body = body;
     const searchPath = optStr(r[8], w(8));
     if (searchPath !== undefined) fn.searchPath = searchPath;
+    if (r[9] !== null && r[9] !== undefined) {
+      if (fn.kind !== 'a') throw new CatalogShapeError(w(9), 'should be null for a function that is not an aggregate');
+      fn.calls = strings(r[9], w(9));
+    }
     (functions[`${fn.schema}.${fn.name}`] ??= []).push(fn);
+  });
+
+  // The symbol after the last dot is what reach matches a statement's operators on.
+  const operators = keyedLists(doc.operators, 'operators');
+  Object.keys(operators).forEach((k, i) => {
+    if (!OPERATOR_KEY.test(k)) throw new CatalogShapeError(`operators[${i}][0]`, `is not "schema.symbol": ${JSON.stringify(k)}`);
   });
 
   return {
@@ -335,5 +452,8 @@ export function parseCatalog(json: unknown, fetchedAt: number = Date.now()): Res
     triggers,
     rules,
     functions,
+    operators,
+    tableCalls: keyedLists(doc.tableCalls, 'tableCalls'),
+    tableReadCalls: keyedLists(doc.tableReadCalls, 'tableReadCalls'),
   };
 }

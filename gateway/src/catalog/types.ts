@@ -28,6 +28,12 @@ export interface CatalogFunction {
   body?: string;
   /** The search_path of the function's SET clause, when it has one (raw setting text). */
   searchPath?: string;
+  /**
+   * Aggregates only: the functions outside pg_catalog that running it calls
+   * (transition, final, combine, (de)serialize, moving-aggregate and sort
+   * operator functions), "schema.name"; absent when there are none.
+   */
+  calls?: string[];
 }
 
 /** A foreign key whose ON DELETE / ON UPDATE action changes the referencing table. */
@@ -82,4 +88,21 @@ export interface ResourceCatalog {
   rules: CatalogRule[];
   /** Functions and procedures outside pg_catalog and information_schema, keyed "schema.name" (overloads share a key). */
   functions: Record<string, CatalogFunction[]>;
+  /**
+   * Operators outside pg_catalog, keyed "schema.symbol" (overloads share a
+   * key) → the functions outside pg_catalog they run. Operators that run a
+   * pg_catalog function are left out: they reach nothing of the user's.
+   */
+  operators: Record<string, string[]>;
+  /**
+   * Table → the functions outside pg_catalog that writing it may run: column
+   * defaults and generated columns, constraints (CHECK, and the operators of
+   * foreign keys and exclusion constraints), the checks of domains its
+   * columns have, index expressions, predicates and operator classes,
+   * row-level-security policies, trigger WHEN conditions and rule actions,
+   * also through user operators used there.
+   */
+  tableCalls: Record<string, string[]>;
+  /** Table → the functions of tableCalls that reading it runs too: those of its SELECT and ALL policies. */
+  tableReadCalls: Record<string, string[]>;
 }
