@@ -691,3 +691,41 @@ describe('catalogs: system relations that carry data', () => {
     ]);
   });
 });
+
+describe('operators a statement uses', () => {
+  const ops = (sql: string) => one(sql).operators;
+
+  it('records each distinct operator name as written, qualified ones with their schema', () => {
+    expect(ops('select a <<< b, a <<< c, a operator(public.<<<) b, -a from public.t')).toEqual(['<<<', 'public.<<<', '-']);
+    expect(ops('select a operator(mydb.s.@@) b from t')).toEqual(['s.@@']);
+    expect(ops('select a operator(pg_catalog.+) 1 from t')).toEqual(['pg_catalog.+']);
+  });
+
+  it('is absent when there are none', () => {
+    const s = one('select a, f(b) from t');
+    expect(s.operators).toBeUndefined();
+    expect('operators' in s).toBe(false);
+  });
+
+  it('covers every expression that names or implies an operator', () => {
+    expect(ops('select 1 from t where a = any(array[1]) and b <<< all(array[2])')).toEqual(['=', '<<<']);
+    expect(ops('select 1 from t where a is distinct from b and nullif(a, b) is null')).toEqual(['=']);
+    expect(ops("select 1 from t where a not in (1, 2) and b like 'x' and c not ilike 'y' and d similar to 'z'")).toEqual(['<>', '~~', '!~~*', '~']);
+    expect(ops('select 1 from t where a between 1 and 2')).toEqual(['>=', '<=']);
+    expect(ops('select 1 from t where a not between symmetric 1 and 2')).toEqual(['<', '>']);
+    expect(ops('select 1 from t where a in (select 1)')).toEqual(['=']);
+    expect(ops('select 1 from t where a <<< any (select 1) and (a, b) >>> (select 1, 2)')).toEqual(['<<<', '>>>']);
+    expect(ops('select a from t order by a using <<<, b using operator(s.<<<)')).toEqual(['<<<', 's.<<<']);
+    expect(ops('select array_agg(a order by a using ~<~) from t')).toEqual(['~<~']);
+    expect(ops('select case a when 1 then 2 end from t')).toEqual(['=']);
+    expect(ops('select 1 from t join u using (id)')).toEqual(['=']);
+    expect(ops('select 1 from t natural join u')).toEqual(['=']);
+  });
+
+  it('in every part of a statement: DML, CTEs, SQL text run by functions', () => {
+    expect(ops('insert into t select a <<< 1 from u')).toEqual(['<<<']);
+    expect(ops('update t set a = b ### 1 where c @@@ 2 returning a !!! 3')).toEqual(['###', '@@@', '!!!']);
+    expect(ops('with x as (select a %%% 1 from u) delete from t using x')).toEqual(['%%%']);
+    expect(ops("select query_to_xml('select a <<< 1 from p.t', true, false, '')")).toEqual(['<<<']);
+  });
+});

@@ -29,6 +29,7 @@ function classifyWith(p: ParsedStatement, shared: Shared): StatementInfo {
   if (res.preparedName !== undefined) info.preparedName = res.preparedName;
   if (shared.pathChanges.length) info.pathChanges = shared.pathChanges;
   if (shared.unscoped.size) info.unscoped = [...shared.unscoped].join('; ');
+  if (shared.operators) info.operators = [...shared.operators];
   return info;
 }
 

@@ -78,6 +78,13 @@ export interface StatementInfo {
    * with schema or table scopes refuses it, giving this reason.
    */
   unscoped?: string;
+  /**
+   * Names of the operators the statement uses, as written ("<<<",
+   * "public.<<<"), including those implied (IN and CASE compare with =,
+   * BETWEEN with >= and <=, LIKE is ~~): any of them may be a user's
+   * operator, which runs a function. Absent when there are none.
+   */
+  operators?: string[];
   /** The statement's own text, cut from the query string. */
   text: string;
 }

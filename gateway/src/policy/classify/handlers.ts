@@ -37,6 +37,7 @@
 //   domains); PREPARE carries its statement's, for the EXECUTE that runs it.
 // - DO is unscoped and may set search_path to anything: its body is text.
 import { funcCallHandler } from './handlers-functions.js';
+import { aExprHandler, caseExprHandler, joinExprHandler, sortByHandler, subLinkHandler } from './handlers-operators.js';
 import {
   addObjects,
   ADMIN_OBJECT_TYPES,
@@ -71,6 +72,12 @@ export const HANDLERS: Record<string, Handler> = {
   RangeVar: rangeVarHandler,
   RoleSpec: roleSpecHandler,
   FuncCall: funcCallHandler,
+  // Operators run functions that may be the user's: their names are recorded.
+  A_Expr: aExprHandler,
+  SubLink: subLinkHandler,
+  SortBy: sortByHandler,
+  CaseExpr: caseExprHandler,
+  JoinExpr: joinExprHandler,
 
   // --- transactions, session, cursors, prepared statements
   TransactionStmt: transactionHandler,

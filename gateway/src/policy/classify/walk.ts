@@ -27,6 +27,8 @@ export interface Shared extends NumberReads {
   pathChanges: PathChange[];
   /** Reasons the statement reaches what no scope can place, deduplicated. */
   unscoped: Set<string>;
+  /** Operator names used, as written; made on the first one. */
+  operators?: Set<string>;
 }
 
 export function newShared(): Shared {
@@ -94,6 +96,11 @@ export class Walk {
   /** Records a search_path change the statement makes when it runs. */
   changePath(change: PathChange): void {
     if (!this.planOnly && this.deferred === 0) this.shared.pathChanges.push(change);
+  }
+
+  /** Records an operator name the statement uses ("<<<", "public.<<<"). */
+  addOperator(name: string): void {
+    (this.shared.operators ??= new Set()).add(name);
   }
 
   /** Records reach that no schema or table scope can place. */
