@@ -3,7 +3,7 @@
 // from statement to statement, and views, functions, triggers, rules,
 // foreign keys and partitions followed through the resource's catalog.
 import { describe, expect, it } from 'vitest';
-import type { ResourceCatalog } from '../src/catalog/types.js';
+import type { CatalogFunction, ResourceCatalog } from '../src/catalog/types.js';
 import { ClassificationCache, StatementGate, type Rule } from '../src/policy/index.js';
 
 const rule = (over: Partial<Rule> = {}): Rule => ({
@@ -66,6 +66,9 @@ function catalog(): ResourceCatalog {
       'public.trig_fn': [fn('public', 'trig_fn', { language: 'plpgsql', volatility: 'v', body: 'BEGIN INSERT INTO p.audit VALUES (1); RETURN NEW; END' })],
       'priv.get_secret': [fn('priv', 'get_secret')],
     },
+    operators: {},
+    tableCalls: {},
+    tableReadCalls: {},
   };
 }
 
@@ -212,5 +215,146 @@ describe('with the catalog', () => {
     expect(refusal('select * from information_schema.tables')).toBeUndefined();
     expect(refusal('select * from pg_stats')).toContain('pg_catalog.pg_stats');
     expect(refusal('select * from pg_stats', [rule({ allowSchemas: [] })])).toBeUndefined();
+  });
+});
+
+describe('functions a statement does not name', () => {
+  const fn = (schema: string, name: string, over: Partial<CatalogFunction> = {}): CatalogFunction => ({
+    schema,
+    name,
+    kind: 'f',
+    volatility: 'i',
+    language: 'sql',
+    securityDefiner: false,
+    owner: 'postgres',
+    body: 'SELECT $1',
+    ...over,
+  });
+  const fns = (...list: CatalogFunction[]) => Object.fromEntries(list.map((f) => [`${f.schema}.${f.name}`, [f]]));
+  const rel = (schema: string, name: string) => [`${schema}.${name}`, { schema, name, kind: 'r' }] as const;
+
+  function hidden(over: Partial<ResourceCatalog> = {}): ResourceCatalog {
+    const base = catalog();
+    return {
+      ...base,
+      relations: {
+        ...base.relations,
+        ...Object.fromEntries([rel('public', 't'), rel('public', 't_def'), rel('public', 't_ok'), rel('public', 't_pol'), rel('public', 't_uuid'), rel('public', 't_ext'), rel('public', 't_dblink')]),
+      },
+      functions: {
+        ...base.functions,
+        ...fns(
+          fn('public', 'leak_op', { body: 'SELECT $1 = (SELECT count(*) FROM p.secret)' }),
+          fn('public', 'plus_ok', { body: 'SELECT $1 + $2' }),
+          fn('p', 'eq'),
+          fn('public', 'leak_default', { volatility: 's', body: 'SELECT max(v) FROM p.secret' }),
+          fn('public', 'leak_policy', { volatility: 's', language: 'plpgsql', body: 'BEGIN RETURN EXISTS (SELECT 1 FROM p.secret); END' }),
+          fn('public', 'gen_id', { volatility: 'v', language: 'c', body: undefined }),
+          fn('public', 'dblink_exec', { volatility: 'v', language: 'c', body: undefined }),
+          fn('ext', 'gen'),
+          fn('public', 'leak_step', { body: 'SELECT $1 + (SELECT count(*) FROM p.secret)' }),
+          fn('public', 'step_ok', { body: 'SELECT $1 + $2' }),
+          fn('p', 'step'),
+          fn('public', 'leak_agg', { kind: 'a', language: 'internal', body: undefined, calls: ['public.leak_step'] }),
+          fn('public', 'sum_ok', { kind: 'a', language: 'internal', body: undefined, calls: ['public.step_ok'] }),
+          fn('public', 'p_agg', { kind: 'a', language: 'internal', body: undefined, calls: ['p.step'] }),
+        ),
+      },
+      operators: { 'public.<<<': ['public.leak_op'], 'public.&+&': ['public.plus_ok'], 'p.<<<': ['p.eq'], 'p.===': ['p.eq'] },
+      tableCalls: {
+        'public.t_def': ['public.leak_default'],
+        'public.t_ok': ['public.add_one'],
+        'public.t_pol': ['public.leak_policy'],
+        'public.t_uuid': ['public.gen_id'],
+        'public.t_ext': ['ext.gen'],
+        'public.t_dblink': ['public.dblink_exec'],
+      },
+      tableReadCalls: { 'public.t_pol': ['public.leak_policy'] },
+      ...over,
+    };
+  }
+  const cat = hidden();
+  const read = [rule()];
+  const write = [rule({ access: 'write' })];
+  const refusal = (sql: string, rules: Rule[] = read, c: ResourceCatalog = cat) => gate(rules, { catalog: c }).check(sql).refusal?.message;
+
+  it('a user operator runs its function, which counts as called', () => {
+    expect(refusal('select a <<< b from public.t')).toContain('SELECT p.secret (through function public.leak_op)');
+    expect(refusal('select a operator(public.<<<) b from public.t')).toContain('p.secret');
+    expect(refusal('select * from public.t order by a using <<<')).toContain('p.secret');
+    expect(refusal('select * from public.t where a <<< any (select 1)')).toContain('p.secret');
+    expect(refusal('select 1 &+& 2')).toBeUndefined();
+    // In the parameters of EXECUTE.
+    const g = gate(read, { catalog: cat });
+    expect(run(g, 'prepare q(text) as select $1', 'execute q(1 <<< 2)').map((r) => r.refused)).toEqual([-1, 0]);
+    // Trusting the operator's function counts it as itself.
+    expect(refusal('select a <<< b from public.t', [rule({ trust: ['public.leak_op'] })])).toBeUndefined();
+  });
+
+  it("an operator's schema counts for scope; an unqualified one is every user operator of that symbol on the path", () => {
+    expect(refusal('select a operator(p.===) b from public.t')).toContain('p.eq (through operator p.===)');
+    // Not in the catalog (its function is pg_catalog's, or it does not exist): its schema still counts.
+    expect(refusal('select a operator(p.##) b from public.t')).toContain('operator p.##');
+    expect(refusal('select a operator(pg_catalog.+) b from public.t')).toBeUndefined();
+    // p is not on the path: p.=== cannot be the one.
+    expect(refusal('select a === b from public.t')).toBeUndefined();
+    const g = gate(read, { catalog: cat });
+    expect(run(g, 'set search_path = p, public', 'select a === b from public.t').map((r) => r.refused)).toEqual([-1, 0]);
+    // With public first, public.<<< and p.<<< may both be the one, depending on the types.
+    expect(g.check('select a <<< b from public.t').refusal?.message).toContain('p.secret');
+    // An operator of an implied comparison (IN compares with =) is followed too.
+    const eq = hidden({ operators: { 'public.=': ['public.leak_op'] } });
+    expect(refusal('select * from public.t where a in (select 1)', read, eq)).toContain('p.secret');
+    expect(refusal('select * from public.t where a in (select 1)')).toBeUndefined();
+  });
+
+  it('without a catalog, only a qualified operator can be placed', () => {
+    const g = () => gate(read);
+    expect(g().check('select a operator(p.<<<) b from public.t').refusal?.message).toContain('operator p.<<<');
+    expect(g().check('select a <<< b from public.t').refusal).toBeNull();
+  });
+
+  it('a write runs the defaults, checks, indexes and policies of its table', () => {
+    expect(refusal('insert into public.t_def (id) values (1)', write)).toContain('INSERT p.secret (through function public.leak_default)');
+    expect(refusal('update public.t_def set id = 2', write)).toContain('p.secret');
+    // Reached through a view, a partition or a foreign key, the table runs them too.
+    const via = hidden({ viewReads: { 'public.v_secret': ['public.t_def'] } });
+    expect(refusal('insert into public.v_secret values (1)', write, via)).toContain('p.secret');
+    // A read does not run defaults.
+    expect(refusal('select * from public.t_def')).toBeUndefined();
+    expect(refusal('insert into public.t_ok values (1)', write)).toBeUndefined();
+  });
+
+  it('a read runs the row-level-security policies of its table', () => {
+    expect(refusal('select * from public.t_pol')).toContain('SELECT p.secret (through function public.leak_policy)');
+    expect(refusal('delete from public.t_pol', write)).toContain('p.secret');
+  });
+
+  it("a volatile default does not make a read a write; the function's schema counts for scope", () => {
+    expect(refusal('select * from public.t_uuid')).toBeUndefined();
+    expect(refusal('insert into public.t_uuid default values', write)).toBeUndefined();
+    expect(refusal('insert into public.t_ext default values', write)).toContain('ext.gen (through a default, check, index, policy, trigger or rule of public.t_ext)');
+    expect(refusal('insert into public.t_ext default values', [rule({ access: 'write', allowSchemas: ['public', 'ext'] })])).toBeUndefined();
+  });
+
+  it('a function of the maintained list run by stored code is judged without its arguments', () => {
+    const m = refusal('insert into public.t_dblink default values', [rule({ access: 'admin' })]);
+    expect(m).toContain('public.dblink_exec, whose reach depends on arguments Warden cannot see');
+    expect(refusal('insert into public.t_dblink default values', write)).toContain('public.dblink_exec');
+    expect(refusal('insert into public.t_dblink default values', [rule({ access: 'admin', allowSchemas: [] })])).toBeUndefined();
+  });
+
+  it('an aggregate runs its support functions', () => {
+    expect(refusal('select public.leak_agg(a) from public.t')).toContain('SELECT p.secret (through function public.leak_step)');
+    expect(refusal('select leak_agg(a) from public.t')).toContain('p.secret');
+    expect(refusal('select p_agg(a) from public.t')).toContain('p.step (through aggregate public.p_agg)');
+    expect(refusal('select sum_ok(a) from public.t')).toBeUndefined();
+  });
+
+  it('every overload of a function is followed', () => {
+    const over = hidden({
+      functions: { ...cat.functions, 'public.over': [fn('public', 'over'), fn('public', 'over', { body: 'SELECT v FROM p.secret' })] },
+    });
+    expect(refusal('select public.over(1)', read, over)).toContain('p.secret');
   });
 });

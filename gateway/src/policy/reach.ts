@@ -2,11 +2,15 @@
 // the server will resolve them: unqualified names through the session's
 // search_path, views through the tables they read, user functions through
 // their bodies, writes through foreign-key actions, triggers, rules,
-// inheritance children and partitions. The catalog (read through the agent)
-// says what exists; without it, only what the text says is known.
+// inheritance children and partitions, and the functions a statement runs
+// without naming them: user operators, aggregates' support functions, and
+// what a table runs when written or read (defaults, checks, indexes,
+// policies). The catalog (read through the agent) says what exists; without
+// it, only what the text says is known.
 import { classify } from './classify.js';
 import type { CatalogFunction, ResourceCatalog } from '../catalog/types.js';
 import { dataCatalog, isSystemSchema } from './catalogs.js';
+import { lookupFunction } from './functions.js';
 import { extractPlpgsql } from './plpgsql.js';
 import { parseSearchPath } from './search-path.js';
 import { accessRank, type Access, type ObjectRef, type StatementInfo, type WriteKind } from './types.js';
@@ -30,6 +34,8 @@ export interface Reach {
   schemas: string[];
   /** User functions called, directly or through views, triggers and other functions. */
   functions: Array<{ schema: string; name: string; via?: string }>;
+  /** User operators used (name: the symbol), directly or in code that runs; their schema is in scope like a function's. */
+  operators: Array<{ schema: string; name: string; via?: string }>;
   /** Unqualified names whose schema cannot be known, with why. */
   unplaced: string[];
   /** Data that belongs to no schema, or cannot be told: refused by scoped rules. */
@@ -67,6 +73,7 @@ export function reach(info: StatementInfo, ctx: ReachContext): Reach {
     tables: [],
     schemas: [],
     functions: [],
+    operators: [],
     unplaced: [],
     unscoped: [],
     dataCatalogs: [],
@@ -82,6 +89,8 @@ class Walker {
   private readonly seenTables = new Map<string, ReachedTable>();
   private readonly seenFunctions = new Set<string>();
   private readonly seenSchemas = new Set<string>();
+  private readonly seenOperators = new Set<string>();
+  private readonly followed = new Set<CatalogFunction>();
 
   constructor(
     private readonly ctx: ReachContext,
@@ -92,6 +101,7 @@ class Walker {
     this.raise(info.access, via ? `${via} ${info.kind}` : undefined);
     if (info.unscoped) this.r.unscoped.push(via ? `${via}: ${info.unscoped}` : info.unscoped);
     for (const o of info.objects) this.object(o, paths, via, depth);
+    if (info.operators) for (const op of info.operators) this.operator(op, paths, via, depth);
   }
 
   private raise(level: Access, reason?: string): void {
@@ -203,7 +213,13 @@ class Walker {
       const how = relation.kind === 'v' ? 'view' : 'materialized view';
       // A write through an updatable view writes its base table.
       for (const base of catalog.viewReads[key] ?? []) this.qualifiedTable(base, writes, true, `${how} ${key}`, depth + 1);
-      for (const fn of catalog.viewCalls[key] ?? []) for (const f of catalog.functions[fn] ?? []) this.callFunction(f, this.ctx.paths, `${how} ${key}`, depth + 1);
+      for (const fn of catalog.viewCalls[key] ?? []) this.callHidden(fn, this.ctx.paths, `${how} ${key}`, depth + 1);
+    }
+    // Catalogs built before these fields existed lack them.
+    const runs = writing ? catalog.tableCalls?.[key] : catalog.tableReadCalls?.[key];
+    if (runs) {
+      const how = writing ? `a default, check, index, policy, trigger or rule of ${key}` : `a policy of ${key}`;
+      for (const fn of runs) this.callHidden(fn, this.ctx.paths, how, depth + 1);
     }
     if (inherit) for (const child of catalog.children[key] ?? []) this.qualifiedTable(child, writes, true, via ?? `a child or partition of ${key}`, depth + 1);
     if (!writing) return;
@@ -221,7 +237,7 @@ class Walker {
     }
     for (const trig of catalog.triggers) {
       if (trig.table !== key || !trig.events.some((e) => kinds.has(e) || (e === 'truncate' && kinds.has('truncate cascade')))) continue;
-      for (const f of catalog.functions[trig.function] ?? []) this.callFunction(f, this.ctx.paths, `a trigger on ${key}`, depth + 1);
+      this.callHidden(trig.function, this.ctx.paths, `a trigger on ${key}`, depth + 1);
     }
     for (const rule of catalog.rules) {
       if (rule.table !== key || rule.event === 'select' || !kinds.has(rule.event)) continue;
@@ -252,6 +268,63 @@ class Walker {
     return out;
   }
 
+  /**
+   * An operator name as the statement wrote it: a qualified one counts for
+   * scope by its schema; an unqualified one may be any user operator of that
+   * symbol in a schema of the path (which one depends on the operand types,
+   * known only to the server), so all of them are followed.
+   */
+  private operator(name: string, paths: ReadonlyArray<string | null>, via: string | undefined, depth: number): void {
+    const catalog = this.ctx.catalog;
+    // Symbols have no dots: what comes before the last one is the schema.
+    const dot = name.lastIndexOf('.');
+    if (dot >= 0) {
+      const schema = name.slice(0, dot);
+      if (!isSystemSchema(schema)) this.userOperator(schema, name.slice(dot + 1), paths, via, depth);
+      return;
+    }
+    if (!catalog) return;
+    const schemas = operatorSchemas(catalog).get(name);
+    if (!schemas) return;
+    for (const path of paths) {
+      const searched = path === null ? null : this.searchList(path);
+      // An unknown path: an operator of that symbol in any schema may be the one.
+      for (const s of schemas) if (searched === null || searched.includes(s)) this.userOperator(s, name, paths, via, depth);
+    }
+  }
+
+  private userOperator(schema: string, symbol: string, paths: ReadonlyArray<string | null>, via: string | undefined, depth: number): void {
+    const key = `${schema}.${symbol}`;
+    if (this.seenOperators.has(key)) return;
+    this.seenOperators.add(key);
+    const op: Reach['operators'][number] = { schema, name: symbol };
+    if (via) op.via = via;
+    this.r.operators.push(op);
+    for (const fn of this.ctx.catalog?.operators?.[key] ?? []) this.callHidden(fn, paths, `operator ${key}`, depth);
+  }
+
+  /**
+   * A function run by stored code (a view, trigger, operator, aggregate,
+   * default, check, index or policy) rather than called by name in the
+   * statement. A function of the maintained list is judged without its
+   * arguments, which cannot be seen: fail closed.
+   */
+  private callHidden(key: string, paths: ReadonlyArray<string | null>, via: string, depth: number): void {
+    const catalog = this.ctx.catalog;
+    if (!catalog) return;
+    const dot = key.indexOf('.');
+    const name = key.slice(dot + 1);
+    const rule = lookupFunction(name, key.slice(0, dot));
+    if (rule && !this.ctx.trusted?.has(key) && !this.seenFunctions.has(key)) {
+      this.raise(rule.level, `${via} calls ${key}, which ${rule.reason}`);
+      if (rule.special === 'set_config') this.r.losesPath = true;
+      if (rule.special === 'sql_text' || rule.relationArg !== undefined || rule.schemaArg !== undefined || rule.unscoped !== undefined) {
+        this.r.unscoped.push(`${via} calls ${key}, whose reach depends on arguments Warden cannot see`);
+      }
+    }
+    for (const f of catalog.functions[key] ?? []) this.callFunction(f, paths, via, depth);
+  }
+
   private pushFunction(schema: string, name: string, via?: string): void {
     const f: Reach['functions'][number] = { schema, name };
     if (via) f.via = via;
@@ -260,12 +333,16 @@ class Walker {
 
   private callFunction(fn: CatalogFunction, paths: ReadonlyArray<string | null>, via: string | undefined, depth: number): void {
     const key = `${fn.schema}.${fn.name}`;
-    if (this.seenFunctions.has(key)) return;
-    this.seenFunctions.add(key);
-    this.pushFunction(fn.schema, fn.name, via);
+    // Overloads share a key, and each may reach something else: every one is followed.
+    if (this.followed.has(fn)) return;
+    this.followed.add(fn);
+    if (!this.seenFunctions.has(key)) {
+      this.seenFunctions.add(key);
+      this.pushFunction(fn.schema, fn.name, via);
+    }
     if (this.ctx.trusted?.has(key)) return;
-    if (fn.securityDefiner) this.r.definers.push(key);
-    const what = `${fn.kind === 'p' ? 'procedure' : 'function'} ${key}`;
+    if (fn.securityDefiner && !this.r.definers.includes(key)) this.r.definers.push(key);
+    const what = `${fn.kind === 'p' ? 'procedure' : fn.kind === 'a' ? 'aggregate' : 'function'} ${key}`;
     if (fn.volatility === 'v') this.raise('write', `calls volatile ${what}, which may change data (trust it in the rule if it does not)`);
     if (depth >= MAX_DEPTH) {
       this.r.unscoped.push(`${what} calls functions nested too deeply to follow`);
@@ -273,6 +350,8 @@ class Walker {
     }
     // The body resolves names through the function's own SET search_path, else the caller's.
     const bodyPaths = fn.searchPath !== undefined ? [fn.searchPath] : paths;
+    // An aggregate runs its support functions (resolved when it was made).
+    for (const c of fn.calls ?? []) this.callHidden(c, paths, what, depth + 1);
     const lang = fn.language;
     if (lang === 'c' || lang === 'internal') return;
     if (fn.body === undefined || (lang !== 'sql' && lang !== 'plpgsql')) {
@@ -304,3 +383,22 @@ class Walker {
 
 /** The change a foreign-key action makes to the referencing table. */
 const ACTION_WRITE: Record<string, WriteKind[] | undefined> = { c: ['delete', 'update'], n: ['update'], d: ['update'] };
+
+/** Per catalog: operator symbol → the schemas that have a user operator of it (built once, on first use). */
+const OPERATOR_SCHEMAS = new WeakMap<ResourceCatalog, Map<string, string[]>>();
+
+function operatorSchemas(catalog: ResourceCatalog): Map<string, string[]> {
+  let index = OPERATOR_SCHEMAS.get(catalog);
+  if (!index) {
+    index = new Map();
+    for (const key of Object.keys(catalog.operators ?? {})) {
+      const dot = key.lastIndexOf('.');
+      const symbol = key.slice(dot + 1);
+      const schemas = index.get(symbol);
+      if (schemas) schemas.push(key.slice(0, dot));
+      else index.set(symbol, [key.slice(0, dot)]);
+    }
+    OPERATOR_SCHEMAS.set(catalog, index);
+  }
+  return index;
+}
