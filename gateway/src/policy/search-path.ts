@@ -4,41 +4,11 @@
 // RESET (back to the value the session started with).
 //
 // `null` is a path the gateway cannot know (set from an expression).
+import { splitIdentifierString } from './classify/names.js';
 
-/** The schemas of a search_path setting, as Postgres splits it (SplitIdentifierString). */
+/** The schemas of a search_path setting, as Postgres splits it; null when it does not split. */
 export function parseSearchPath(text: string): string[] | null {
-  const out: string[] = [];
-  let i = 0;
-  const n = text.length;
-  const space = (c: string | undefined) => c === ' ' || c === '\t' || c === '\n' || c === '\r';
-  while (i < n && space(text[i])) i++;
-  if (i === n) return out;
-  for (;;) {
-    let name = '';
-    if (text[i] === '"') {
-      i++;
-      for (;;) {
-        if (i >= n) return null;
-        if (text[i] === '"') {
-          if (text[i + 1] !== '"') break;
-          i++;
-        }
-        name += text[i++];
-      }
-      i++;
-    } else {
-      const start = i;
-      while (i < n && text[i] !== ',' && !space(text[i])) i++;
-      if (i === start) return null;
-      name = text.slice(start, i).toLowerCase();
-    }
-    out.push(name);
-    while (i < n && space(text[i])) i++;
-    if (i === n) return out;
-    if (text[i] !== ',') return null;
-    i++;
-    while (i < n && space(text[i])) i++;
-  }
+  return splitIdentifierString(text, ',') ?? null;
 }
 
 /** What a statement does to the path or to the transaction it runs in, once it has succeeded. */

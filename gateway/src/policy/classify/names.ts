@@ -21,18 +21,19 @@ const isSpace = (c: string | undefined): boolean =>
   c === ' ' || c === '\t' || c === '\n' || c === '\r' || c === '\f' || c === '\v';
 
 /**
- * Splits a qualified name written in text ('sch."My T"') the way Postgres'
- * regclass input does (SplitIdentifierString): whitespace around the parts,
- * quoted parts kept as written, unquoted ones with ASCII letters lower-cased
- * (not others: the database encoding is UTF-8), each cut to 63 bytes.
- * Undefined when Postgres would reject the syntax.
+ * Splits a list of identifiers written in text ('sch."My T"' with '.', a
+ * search_path with ',') the way Postgres' SplitIdentifierString does:
+ * whitespace around the parts, quoted parts kept as written, unquoted ones
+ * with ASCII letters lower-cased (not others: the database encoding is
+ * UTF-8), each cut to 63 bytes. Empty text gives no parts; undefined when
+ * Postgres would reject the syntax.
  */
-export function splitQualifiedName(text: string): string[] | undefined {
+export function splitIdentifierString(text: string, separator: '.' | ','): string[] | undefined {
   const parts: string[] = [];
   const n = text.length;
   let i = 0;
   while (isSpace(text[i])) i++;
-  if (i === n) return undefined;
+  if (i === n) return parts;
   for (;;) {
     let part = '';
     if (text[i] === '"') {
@@ -48,17 +49,23 @@ export function splitQualifiedName(text: string): string[] | undefined {
       i++;
     } else {
       const start = i;
-      while (i < n && text[i] !== '.' && !isSpace(text[i])) i++;
+      while (i < n && text[i] !== separator && !isSpace(text[i])) i++;
       if (i === start) return undefined;
       part = text.slice(start, i).replace(/[A-Z]+/g, (m) => m.toLowerCase());
     }
     parts.push(truncateIdent(part));
     while (isSpace(text[i])) i++;
     if (i === n) return parts;
-    if (text[i] !== '.') return undefined;
+    if (text[i] !== separator) return undefined;
     i++;
     while (isSpace(text[i])) i++;
   }
+}
+
+/** A qualified name written in text ('sch."My T"'); undefined when Postgres would reject it. */
+export function splitQualifiedName(text: string): string[] | undefined {
+  const parts = splitIdentifierString(text, '.');
+  return parts?.length ? parts : undefined;
 }
 
 /**
