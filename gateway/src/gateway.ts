@@ -5,8 +5,9 @@ import { createServer, type Server as NetServer } from 'node:net';
 import { createSecureContext } from 'node:tls';
 import { readFileSync } from 'node:fs';
 import { ControlPlaneServiceClient, channelCredentials, keepaliveOptions, type Snapshot } from '@warden/proto';
+import { SqlState } from '@warden/proto/pgwire';
 import type { Logger } from 'pino';
-import { AuthError, TokenVerifier, authorize, compileAuthConfig, mapIdentity, type AuthConfig } from './auth/index.js';
+import { TokenVerifier, authorize, compileAuthConfig, mapIdentity, type AuthConfig } from './auth/index.js';
 import { CatalogStore, fetchCatalog } from './catalog/index.js';
 import { ConfigWatch } from './config/watch.js';
 import { ClassificationCache, StatementGate, rulesFor } from './policy/index.js';
@@ -96,31 +97,27 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
 
   const admit = async (token: string, resource: string): Promise<Admission> => {
     const config = auth;
-    if (!config) throw new Refusal('08006', 'the gateway has not received its configuration from the control plane yet; retry shortly');
-    try {
-      const verified = await verifier.verify(token);
-      const who = mapIdentity(config, verified);
-      const target = authorize(config, resource, who);
-      const rules = rulesFor(grants, resource, who.identity, who.groups);
-      // The first session of a resource waits for its catalog; a failed read leaves the gate judging without it.
-      await catalogs.ensure(resource);
-      const gate = new StatementGate(
-        { identity: who.identity, resource, rules, catalog: () => catalogs.get(resource), catalogChanged: () => catalogs.invalidate(resource) },
-        classifications,
-      );
-      return {
-        identity: who.identity,
-        groups: who.groups,
-        resource,
-        agent: target.agent,
-        readOnly: gate.ceiling === 'read',
-        gate,
-        claims: verified.claims,
-      };
-    } catch (err) {
-      if (err instanceof AuthError) throw new Refusal(err.sqlstate, err.message, err.hint);
-      throw err;
-    }
+    if (!config) throw new Refusal(SqlState.connectionFailure, 'the gateway has not received its configuration from the control plane yet; retry shortly');
+    // An AuthError is a PgError: the session refuses with its SQLSTATE and hint as they are.
+    const verified = await verifier.verify(token);
+    const who = mapIdentity(config, verified);
+    const target = authorize(config, resource, who);
+    const rules = rulesFor(grants, resource, who.identity, who.groups);
+    // The first session of a resource waits for its catalog; a failed read leaves the gate judging without it.
+    await catalogs.ensure(resource);
+    const gate = new StatementGate(
+      { identity: who.identity, resource, rules, catalog: () => catalogs.get(resource), catalogChanged: () => catalogs.invalidate(resource) },
+      classifications,
+    );
+    return {
+      identity: who.identity,
+      groups: who.groups,
+      resource,
+      agent: target.agent,
+      readOnly: gate.ceiling === 'read',
+      gate,
+      claims: verified.claims,
+    };
   };
 
   const tls = opts.tls

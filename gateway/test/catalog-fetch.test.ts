@@ -12,19 +12,10 @@ import { type AgentContext, GatewayConnection, type RelaySession } from '../../a
 import { CatalogFetchError, catalogQuery, fetchCatalog, parseCatalog, serverMajorVersion } from '../src/catalog/index.js';
 import { AgentHub } from '../src/tunnel/index.js';
 import type { Upstream, UpstreamHandlers } from '../src/tunnel/upstream.js';
-import { MessageReader, query } from '../src/wire/index.js';
+import { MessageReader, query, startupMessage, terminate } from '@warden/proto/pgwire';
 import { EXPECTED, FIXTURE, rest, scratchDatabase } from './catalog-fixture.js';
 
-const TERMINATE = Buffer.from([0x58, 0, 0, 0, 4]);
-
-function startupMessage(params: Record<string, string>): Buffer {
-  const body = Buffer.from(`${Object.entries(params).map(([k, v]) => `${k}\0${v}\0`).join('')}\0`, 'utf8');
-  const out = Buffer.alloc(8 + body.length);
-  out.writeInt32BE(out.length, 0);
-  out.writeInt32BE(196608, 4);
-  body.copy(out, 8);
-  return out;
-}
+const TERMINATE = terminate();
 
 interface SocketUpstreamOptions {
   /** Server port on 127.0.0.1 (default 5432). */
@@ -95,7 +86,7 @@ class SocketUpstream implements Upstream {
       socket.on('data', onData);
       socket.on('error', fail);
       socket.once('connect', () =>
-        socket.write(startupMessage({ user: 'postgres', database, ...(opts.parameters ?? {}) })),
+        socket.write(startupMessage(Object.entries({ user: 'postgres', database, ...(opts.parameters ?? {}) }))),
       );
     });
   }

@@ -4,7 +4,7 @@ import { MessageFilter, messageTypes } from '../src/session/filter.js';
 import { raise, clientMessages } from '../src/session/client-messages.js';
 import { ResponseTracker } from '../src/session/tracker.js';
 import { ClassificationCache, StatementGate, type Rule } from '../src/policy/index.js';
-import { MessageReader, backendKeyData, decodeParameters, errorResponse, frame, readyForQuery } from '../src/wire/index.js';
+import { MessageReader, backendKeyData, decodeParameters, errorResponse, frame, readyForQuery } from '@warden/proto/pgwire';
 import { serverMessages } from '../src/session/server-messages.js';
 import type { TrackedStatement } from '../src/session/tracker.js';
 

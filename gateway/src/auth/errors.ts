@@ -4,6 +4,7 @@
 // so they say what went wrong and what to do about it, and they never contain
 // the token: only values that are not secret on their own (iss, sub, aud,
 // kid, alg, times).
+import { PgError } from '@warden/proto/pgwire';
 
 /** Which check refused the connection. */
 export type AuthCheck =
@@ -57,28 +58,19 @@ export const AUTH_SQLSTATE: Readonly<Record<AuthCheck, string>> = {
   grant: '42501', // insufficient_privilege
 };
 
-export class AuthError extends Error {
+/** `sqlstate` follows from the check; `hint` only adds to a message that already says what to do. */
+export class AuthError extends PgError {
   override readonly name = 'AuthError';
   readonly check: AuthCheck;
-  /**
-   * Optional extra advice for the ErrorResponse HINT field. The message is
-   * complete on its own (it already says what to do); this only adds to it.
-   */
-  readonly hint: string | undefined;
 
   constructor(check: AuthCheck, message: string, options?: { cause?: unknown; hint?: string }) {
-    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
+    super(AUTH_SQLSTATE[check], message, options);
     this.check = check;
-    this.hint = options?.hint;
   }
 
   /** Same as `check`; reads better for the authorization errors. */
   get kind(): AuthCheck {
     return this.check;
-  }
-
-  get sqlstate(): string {
-    return AUTH_SQLSTATE[this.check];
   }
 }
 

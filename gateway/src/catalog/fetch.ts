@@ -7,7 +7,19 @@
 // the one catalog query, take its DataRow, wait for the next ReadyForQuery,
 // then say Terminate and close the channel.
 import type { Upstream } from '../tunnel/upstream.js';
-import { ERROR_RESPONSE, frame, type Message, MessageReader, query, READY_FOR_QUERY } from '../wire/index.js';
+import {
+  DATA_ROW,
+  ERROR_RESPONSE,
+  type Message,
+  MessageReader,
+  PARAMETER_STATUS,
+  parseDataRow,
+  parseErrorResponse,
+  parseParameterStatus,
+  query,
+  READY_FOR_QUERY,
+  terminate,
+} from '@warden/proto/pgwire';
 import { catalogQuery, parseCatalog, serverMajorVersion } from './query.js';
 import type { ResourceCatalog } from './types.js';
 
@@ -16,10 +28,6 @@ export const CATALOG_FETCH_TIMEOUT_MS = 30_000;
 
 /** A catalog big enough to pass this is refused rather than buffered. */
 const MAX_MESSAGE = 512 * 1024 * 1024;
-
-const PARAMETER_STATUS = 0x53; // 'S'
-const DATA_ROW = 0x44; // 'D'
-const TERMINATE = frame(0x58, Buffer.alloc(0)); // 'X'
 
 /** The catalog could not be read; `sqlstate` is the server's when it refused the query. */
 export class CatalogFetchError extends Error {
@@ -32,27 +40,16 @@ export class CatalogFetchError extends Error {
   }
 }
 
-/** Severity, SQLSTATE, message and detail of an ErrorResponse body. */
-function errorFields(body: Buffer): { severity?: string; code?: string; message?: string; detail?: string } {
-  const out: Record<string, string> = {};
-  let pos = 0;
-  while (pos < body.length && body[pos] !== 0) {
-    const end = body.indexOf(0, pos + 1);
-    if (end < 0) break;
-    out[String.fromCharCode(body[pos]!)] = body.toString('utf8', pos + 1, end);
-    pos = end + 1;
-  }
-  return { severity: out.V ?? out.S, code: out.C, message: out.M, detail: out.D };
-}
-
 /** The first column of a DataRow as text (null for SQL NULL). */
 function firstColumn(body: Buffer): string | null {
   if (body.length < 2 || body.readInt16BE(0) < 1) throw new CatalogFetchError('the catalog query returned a row without columns');
-  if (body.length < 6) throw new CatalogFetchError('the catalog query returned a truncated row');
-  const len = body.readInt32BE(2);
-  if (len < 0) return null;
-  if (6 + len > body.length) throw new CatalogFetchError('the catalog query returned a truncated row');
-  return body.toString('utf8', 6, 6 + len);
+  let first: Buffer | null;
+  try {
+    first = parseDataRow(body)[0]!;
+  } catch {
+    throw new CatalogFetchError('the catalog query returned a truncated row');
+  }
+  return first === null ? null : first.toString('utf8');
 }
 
 /**
@@ -63,12 +60,8 @@ function firstColumn(body: Buffer): string | null {
  */
 export function fetchCatalog(upstream: Upstream, timeoutMs: number = CATALOG_FETCH_TIMEOUT_MS): Promise<ResourceCatalog> {
   return new Promise<ResourceCatalog>((resolve, reject) => {
+    // Joins a big DataRow once, when it is complete, not on every chunk.
     const reader = new MessageReader();
-    // Chunks not yet handed to the reader, while the message at its head is
-    // still incomplete: a big DataRow is joined once, not on every chunk.
-    let waiting: Buffer[] = [];
-    let waitingBytes = 0;
-    let missing = 0;
 
     let phase: 'startup' | 'query' = 'startup';
     let serverVersion: string | undefined;
@@ -98,7 +91,7 @@ export function fetchCatalog(upstream: Upstream, timeoutMs: number = CATALOG_FET
 
     const onMessage = (m: Message): void => {
       if (m.type === ERROR_RESPONSE) {
-        const f = errorFields(m.body);
+        const f = parseErrorResponse(m.body);
         const e = new CatalogFetchError(
           `the catalog query failed on agent ${upstream.agent}: ${f.message ?? 'unknown error'}` +
             (f.detail ? ` (${f.detail})` : '') +
@@ -112,8 +105,8 @@ export function fetchCatalog(upstream: Upstream, timeoutMs: number = CATALOG_FET
       }
       if (phase === 'startup') {
         if (m.type === PARAMETER_STATUS) {
-          const [name, value] = m.body.toString('utf8').split('\0');
-          if (name === 'server_version') serverVersion = value;
+          const p = parseParameterStatus(m.body);
+          if (p?.name === 'server_version') serverVersion = p.value;
         } else if (m.type === READY_FOR_QUERY) {
           phase = 'query';
           startedAt = Date.now();
@@ -133,7 +126,7 @@ export function fetchCatalog(upstream: Upstream, timeoutMs: number = CATALOG_FET
         return;
       }
       if (m.type !== READY_FOR_QUERY) return; // RowDescription, CommandComplete, notices, ParameterStatus
-      upstream.write(TERMINATE);
+      upstream.write(terminate());
       if (error) return finish(error);
       if (text === undefined || text === null) return finish(new CatalogFetchError('the catalog query returned no catalog'));
       let catalog: ResourceCatalog;
@@ -148,21 +141,13 @@ export function fetchCatalog(upstream: Upstream, timeoutMs: number = CATALOG_FET
     upstream.start({
       data(chunk: Buffer): void {
         if (settled) return;
-        waiting.push(chunk);
-        waitingBytes += chunk.length;
-        if (waitingBytes < missing) return;
-        reader.push(waiting.length === 1 ? waiting[0]! : Buffer.concat(waiting, waitingBytes));
-        waiting = [];
-        waitingBytes = 0;
+        reader.push(chunk);
         try {
           for (let m = reader.nextTyped(MAX_MESSAGE); m && !settled; m = reader.nextTyped(MAX_MESSAGE)) onMessage(m);
         } catch (err) {
           finish(new CatalogFetchError(`the catalog session's byte stream is malformed: ${(err as Error).message}`));
           return;
         }
-        const rest = reader.drain();
-        missing = rest.length >= 5 ? 1 + rest.readInt32BE(1) - rest.length : 0;
-        if (rest.length) reader.push(rest);
       },
       drain(): void {},
       end(err?: Error): void {

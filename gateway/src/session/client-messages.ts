@@ -6,7 +6,7 @@
 // multi-statement Query skipped, messages up to Sync discarded, an open
 // transaction marked failed.
 import type { StatementGate } from '../policy/index.js';
-import { BIND, CLOSE, EXECUTE, FUNCTION_CALL, PARSE, ProtocolError, QUERY, SYNC, parse, query } from '../wire/index.js';
+import { BIND, CLOSE, EXECUTE, FUNCTION_CALL, PARSE, ProtocolError, QUERY, SYNC, parse, query } from '@warden/proto/pgwire';
 import { MessageFilter, messageTypes } from './filter.js';
 
 const INSPECTED = messageTypes(QUERY, PARSE, BIND, EXECUTE, SYNC, FUNCTION_CALL, CLOSE);

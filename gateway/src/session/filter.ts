@@ -2,7 +2,7 @@
 // (Query, Parse) or call functions (FunctionCall) are handed to the inspector;
 // everything else passes through without being copied. A chunk in which
 // nothing is replaced is forwarded as the very same Buffer.
-import { ProtocolError } from '../wire/index.js';
+import { ProtocolError } from '@warden/proto/pgwire';
 
 /** Returns a replacement for the whole message, or null to forward it unchanged. */
 export type Inspector = (type: number, message: Buffer) => Buffer | null;

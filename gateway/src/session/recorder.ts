@@ -1,7 +1,7 @@
 // Turns what happens in one session into audit events, numbered in order.
 import type { AuditSink, SessionStartEvent, StatementEvent } from '../audit/events.js';
 import type { StatementInfo } from '../policy/index.js';
-import { decodeParameters } from '../wire/index.js';
+import { decodeParameters } from '@warden/proto/pgwire';
 import type { TrackedStatement } from './tracker.js';
 
 /** How Bind parameters appear in the audit record. */

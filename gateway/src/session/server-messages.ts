@@ -13,7 +13,8 @@ import {
   PORTAL_SUSPENDED,
   READY_FOR_QUERY,
   backendKeyData,
-} from '../wire/index.js';
+  parseErrorResponse,
+} from '@warden/proto/pgwire';
 import { MessageFilter, messageTypes } from './filter.js';
 
 const INSPECTED = messageTypes(
@@ -41,7 +42,7 @@ export function serverMessages(key: { pid: number; secret: number }, tracker: Re
         tracker.complete('SUSPENDED');
         return null;
       case ERROR_RESPONSE: {
-        const { code, message } = errorFields(msg);
+        const { code = '', message = '' } = parseErrorResponse(msg.subarray(5));
         tracker.error(code, message);
         return null;
       }
@@ -65,20 +66,4 @@ export function serverMessages(key: { pid: number; secret: number }, tracker: Re
     INSPECTED,
     inspect,
   );
-}
-
-/** SQLSTATE and message of an ErrorResponse. */
-export function errorFields(msg: Buffer): { code: string; message: string } {
-  let code = '';
-  let message = '';
-  let pos = 5;
-  while (pos < msg.length && msg[pos] !== 0) {
-    const field = msg[pos]!;
-    const end = msg.indexOf(0, pos + 1);
-    if (end < 0) break;
-    if (field === 0x43) code = msg.toString('utf8', pos + 1, end);
-    else if (field === 0x4d) message = msg.toString('utf8', pos + 1, end);
-    pos = end + 1;
-  }
-  return { code, message };
 }

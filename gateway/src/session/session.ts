@@ -14,6 +14,7 @@ import {
   MessageReader,
   PASSWORD_MESSAGE,
   PROTOCOL_3_0,
+  PgError,
   ProtocolError,
   SqlState,
   authenticationCleartextPassword,
@@ -23,7 +24,7 @@ import {
   parsePassword,
   parseStartupPacket,
   sslAnswer,
-} from '../wire/index.js';
+} from '@warden/proto/pgwire';
 import type { AuditSink } from '../audit/events.js';
 import type { Rule, StatementGate } from '../policy/index.js';
 import { clientMessages } from './client-messages.js';
@@ -34,13 +35,9 @@ import { serverMessages } from './server-messages.js';
 import { ResponseTracker } from './tracker.js';
 
 /** A refusal the client sees as a FATAL ErrorResponse. */
-export class Refusal extends Error {
-  constructor(
-    readonly sqlstate: string,
-    message: string,
-    readonly hint?: string,
-  ) {
-    super(message);
+export class Refusal extends PgError {
+  constructor(sqlstate: string, message: string, hint?: string) {
+    super(sqlstate, message, { hint });
   }
 }
 
@@ -63,9 +60,9 @@ export interface SessionDeps {
   tls?: SecureContext;
   /** Whether a token may travel without TLS from this address (local mode, loopback). */
   allowPlaintext(remoteAddress: string | undefined): boolean;
-  /** Validates the token and the grant; throws Refusal. */
+  /** Validates the token and the grant; throws a PgError. */
   admit(token: string, resource: string): Promise<Admission>;
-  /** Opens the upstream session through the resource's agent; throws an error with a sqlstate. */
+  /** Opens the upstream session through the resource's agent; throws a PgError. */
   openUpstream(admission: Admission, parameters: Record<string, string>): Promise<Upstream>;
   /** Milliseconds a client may take from connect to authenticated. */
   authTimeoutMs: number;
@@ -136,7 +133,7 @@ export class Session {
     try {
       this.handshake();
     } catch (err) {
-      if (err instanceof Refusal) this.refuse(err);
+      if (err instanceof PgError) this.refuse(err);
       else if (err instanceof ProtocolError) this.refuse(new Refusal(SqlState.protocolViolation, `invalid startup: ${err.message}`));
       else this.refuse(new Refusal(SqlState.internalError, 'internal error in the gateway'), err);
     }
@@ -247,8 +244,7 @@ export class Session {
       this.startRelay(upstream, admission);
       this.log.info({ groups: admission.groups, readOnly: admission.readOnly }, 'session started');
     } catch (err) {
-      if (err instanceof Refusal) this.refuse(err);
-      else if (isSqlError(err)) this.refuse(new Refusal(err.sqlstate, err.message));
+      if (err instanceof PgError) this.refuse(err);
       else this.refuse(new Refusal(SqlState.internalError, 'internal error in the gateway'), err);
     }
   }
@@ -342,7 +338,7 @@ export class Session {
   }
 
   /** Sends a FATAL error and closes the connection. */
-  private refuse(refusal: Refusal, cause?: unknown): void {
+  private refuse(refusal: PgError, cause?: unknown): void {
     if (this.phase === 'closed') return;
     if (cause) this.log.error({ err: cause }, refusal.message);
     else this.log.info({ sqlstate: refusal.sqlstate, reason: refusal.message }, 'connection refused');
@@ -375,8 +371,4 @@ export class Session {
       this.log.info(details, 'session ended');
     }
   }
-}
-
-function isSqlError(err: unknown): err is Error & { sqlstate: string } {
-  return err instanceof Error && typeof (err as { sqlstate?: unknown }).sqlstate === 'string';
 }

@@ -18,19 +18,13 @@ import {
   encodeWelcome,
   listenLinks,
 } from '@warden/proto';
+import { PgError } from '@warden/proto/pgwire';
 import type { Logger } from 'pino';
 import { CancelKeys, secretBytes } from '../session/keys.js';
 import { LinkUpstream, type Upstream } from './upstream.js';
 
 /** A failure to reach the upstream, with the SQLSTATE the client should see. */
-export class TunnelError extends Error {
-  constructor(
-    readonly sqlstate: string,
-    message: string,
-  ) {
-    super(message);
-  }
-}
+export class TunnelError extends PgError {}
 
 /** Decides whether an enrollment token belongs to the named, non-revoked agent. */
 export type AgentVerifier = (name: string, token: string) => boolean;
