@@ -37,5 +37,4 @@ export {
   type UpstreamTarget,
 } from './upstream/connect.js';
 export { md5Password, SCRAM_MECHANISM, ScramClient, ScramError, saslprep, scramStats } from './upstream/scram.js';
-export * as wire from './upstream/wire.js';
 export { VERSION } from './version.js';

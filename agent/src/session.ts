@@ -5,6 +5,7 @@
 import type net from 'node:net';
 import { timingSafeEqual } from 'node:crypto';
 import { type Channel, type ChannelHandler, FrameType, type Link, type OpenSession, SessionFailed } from '@warden/proto';
+import { terminate } from '@warden/proto/pgwire';
 import type { Logger } from 'pino';
 import { ConfigError, type ResourceConfig, resourcePassword, type SessionRole, sessionRole } from './config.js';
 import { sendCancelRequest } from './upstream/cancel.js';
@@ -16,7 +17,6 @@ import {
   type UpstreamTarget,
   UpstreamError,
 } from './upstream/connect.js';
-import { TERMINATE } from './upstream/wire.js';
 
 /** What a session needs from the agent. */
 export interface SessionContext {
@@ -293,7 +293,7 @@ export class RelaySession implements ChannelHandler {
       const timer = setTimeout(() => conn.socket.destroy(), this.ctx.closeGraceMs ?? 10_000);
       conn.socket.once('close', () => clearTimeout(timer));
       conn.socket.on('error', noop);
-      conn.socket.end(TERMINATE);
+      conn.socket.end(terminate());
       return;
     }
     if (this.stopRequested) {
@@ -396,7 +396,7 @@ export class RelaySession implements ChannelHandler {
     const timer = setTimeout(() => socket.destroy(), grace);
     socket.once('close', () => clearTimeout(timer));
     try {
-      socket.end(TERMINATE);
+      socket.end(terminate());
     } catch {
       socket.destroy();
     }

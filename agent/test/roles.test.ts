@@ -1,6 +1,7 @@
 // Native roles: the config's role mappings, and the SET ROLE step that ends
 // the upstream login (on the machine's Postgres, with roles made here).
 import { pino } from 'pino';
+import { terminate } from '@warden/proto/pgwire';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   type AgentContext,
@@ -15,7 +16,6 @@ import {
   type UpstreamConnection,
   UpstreamError,
   type UpstreamTarget,
-  wire,
 } from '../src/index.js';
 import { dataRow, errorFields, FakeGateway, messages, queryMessage, waitFor } from './helpers/fake-gateway.js';
 import { MAIN, query, rand } from './helpers/pg.js';
@@ -187,8 +187,8 @@ describe('SET ROLE after the upstream login (machine server)', () => {
       const r = await simpleQuery(roled, "SELECT current_user, session_user, current_setting('is_superuser')");
       expect(r.rows).toEqual([[role, 'postgres', 'off']]);
     } finally {
-      plain.socket.end(wire.TERMINATE);
-      roled.socket.end(wire.TERMINATE);
+      plain.socket.end(terminate());
+      roled.socket.end(terminate());
     }
   });
 
@@ -200,8 +200,8 @@ describe('SET ROLE after the upstream login (machine server)', () => {
       const r = await simpleQuery(roled, "SELECT current_user, session_user, current_setting('default_transaction_read_only')");
       expect(r.rows).toEqual([[role, member, 'on']]);
     } finally {
-      plain.socket.end(wire.TERMINATE);
-      roled.socket.end(wire.TERMINATE);
+      plain.socket.end(terminate());
+      roled.socket.end(terminate());
     }
   });
 
@@ -210,7 +210,7 @@ describe('SET ROLE after the upstream login (machine server)', () => {
     try {
       expect((await simpleQuery(conn, 'SELECT current_user')).rows).toEqual([[odd]]);
     } finally {
-      conn.socket.end(wire.TERMINATE);
+      conn.socket.end(terminate());
     }
   });
 

@@ -1,5 +1,6 @@
 // Upstream login against real Postgres: trust on the machine's server,
 // md5 / SCRAM / TLS on a throwaway cluster started here.
+import { terminate } from '@warden/proto/pgwire';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   connectUpstream,
@@ -12,7 +13,6 @@ import {
   type UpstreamConnection,
   UpstreamError,
   type UpstreamTarget,
-  wire,
 } from '../src/index.js';
 import { dataRow, errorFields, messages, queryMessage } from './helpers/fake-gateway.js';
 import { canStartCluster, freePort, MAIN, query, rand, startCluster, type TempCluster } from './helpers/pg.js';
@@ -51,7 +51,7 @@ async function simpleQuery(conn: UpstreamConnection, sql: string): Promise<{ row
 }
 
 function close(conn: UpstreamConnection): void {
-  conn.socket.end(wire.TERMINATE);
+  conn.socket.end(terminate());
 }
 
 describe('startup parameters', () => {

@@ -1,8 +1,8 @@
 // CancelRequest: a new connection to the upstream carrying only the backend
 // key; the server signals the backend and closes the connection.
+import { cancelRequest } from '@warden/proto/pgwire';
 import type { BackendKey, UpstreamTarget } from './connect.js';
 import { openTransport } from './connect.js';
-import { cancelRequest } from './wire.js';
 
 /**
  * Sends a CancelRequest for `key` to the upstream (over TLS when the

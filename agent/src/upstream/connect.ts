@@ -7,19 +7,39 @@
 import { readFile } from 'node:fs/promises';
 import net from 'node:net';
 import tls from 'node:tls';
-import type { SslMode } from '../config.js';
-import { md5Password, SCRAM_MECHANISM, ScramClient, ScramError } from './scram.js';
 import {
-  type BackendMessage,
+  AUTHENTICATION,
+  AuthRequest,
+  BACKEND_KEY_DATA,
+  type BackendKey,
+  COMMAND_COMPLETE,
+  ERROR_RESPONSE,
+  type Message,
   MessageReader,
+  NEGOTIATE_PROTOCOL_VERSION,
+  NOTICE_RESPONSE,
+  type NoticeFields,
+  PARAMETER_STATUS,
+  parameterStatus,
+  parseBackendKeyData,
   parseCStringList,
-  parseFields,
+  parseErrorResponse,
+  parseParameterStatus,
   passwordMessage,
+  PgError,
+  ProtocolError,
+  query,
+  READY_FOR_QUERY,
   saslInitialResponse,
   saslResponse,
+  SqlState,
   sslRequest,
   startupMessage,
-} from './wire.js';
+} from '@warden/proto/pgwire';
+import type { SslMode } from '../config.js';
+import { md5Password, SCRAM_MECHANISM, ScramClient, ScramError } from './scram.js';
+
+export type { BackendKey };
 
 /** Where and how to reach the upstream; the password is resolved by the caller. */
 export interface UpstreamTarget {
@@ -50,11 +70,6 @@ export interface ConnectOptions {
   timeoutMs?: number;
 }
 
-export interface BackendKey {
-  processId: number;
-  secretKey: Buffer;
-}
-
 export interface UpstreamConnection {
   /** Paused, with no listeners of ours left; the caller resumes it. */
   socket: net.Socket;
@@ -68,22 +83,24 @@ export interface UpstreamConnection {
 export type UpstreamPhase = 'connect' | 'login' | 'role';
 
 /** A failure a person can act on; `message` is safe to show the client (never holds the password). */
-export class UpstreamError extends Error {
+export class UpstreamError extends PgError {
   constructor(
     message: string,
-    readonly sqlstate: string,
+    sqlstate: string,
     readonly phase: UpstreamPhase,
     /** The bare reason, without the agent/resource preamble. */
     readonly reason: string,
   ) {
-    super(message);
+    super(sqlstate, message);
     this.name = 'UpstreamError';
   }
 }
 
-export const CONNECTION_FAILURE = '08006';
+export const CONNECTION_FAILURE: string = SqlState.connectionFailure;
 /** Upstream SQLSTATEs that mean the same to the client as they do to us. */
-const PASS_THROUGH_SQLSTATES = new Set(['3D000', '53300', '57P03']);
+const PASS_THROUGH_SQLSTATES = new Set<string>([SqlState.invalidCatalogName, SqlState.tooManyConnections, SqlState.cannotConnectNow]);
+/** No login message comes near this; a larger length means the stream is not Postgres. */
+const MAX_LOGIN_MESSAGE = 64 * 1024 * 1024;
 
 const DEFAULT_TIMEOUT_MS = 15_000;
 
@@ -171,9 +188,14 @@ class LoginReader {
     socket.on('close', this.onClose);
   }
 
-  async next(): Promise<BackendMessage> {
+  async next(): Promise<Message> {
     for (;;) {
-      const m = this.reader.next();
+      let m: Message | null;
+      try {
+        m = this.reader.nextTyped(MAX_LOGIN_MESSAGE);
+      } catch (err) {
+        throw err instanceof ProtocolError ? new ProtocolError(`${err.message} from the server`) : err;
+      }
       if (m) return m;
       if (this.failure) throw this.failure;
       if (this.closed) throw Object.assign(new Error('the server closed the connection during login'), { code: 'EPIPE' });
@@ -190,7 +212,7 @@ class LoginReader {
     this.socket.off('data', this.onData);
     this.socket.off('error', this.onError);
     this.socket.off('close', this.onClose);
-    return this.reader.rest();
+    return this.reader.drain();
   }
 }
 
@@ -285,47 +307,36 @@ export async function openTransport(target: UpstreamTarget): Promise<net.Socket>
   }
 }
 
-class LoginFailure extends Error {
+class LoginFailure extends PgError {
   constructor(
     readonly reason: string,
-    readonly sqlstate: string = CONNECTION_FAILURE,
+    sqlstate: string = CONNECTION_FAILURE,
     readonly phase: UpstreamPhase = 'login',
   ) {
-    super(reason);
+    super(sqlstate, reason);
   }
 }
+
+/** An ErrorResponse from the server as one line: its message, then its detail in parentheses. */
+function serverReason(f: NoticeFields): string {
+  return [f.message ?? 'the server reported an error', f.detail ? `(${f.detail})` : ''].filter(Boolean).join(' ');
+}
+
+/** A message type byte as the letter the protocol documentation names it by. */
+const letter = (type: number) => String.fromCharCode(type);
 
 /** SET ROLE's operand: a quoted identifier, so the name is taken exactly as configured. */
 export function quoteIdent(name: string): string {
   return `"${name.replace(/"/g, '""')}"`;
 }
 
-/** A simple Query message. */
-function queryMessage(sql: string): Buffer {
-  const body = Buffer.from(`${sql}\0`, 'utf8');
-  const out = Buffer.alloc(5 + body.length);
-  out[0] = 0x51; // 'Q'
-  out.writeInt32BE(4 + body.length, 1);
-  body.copy(out, 5);
-  return out;
-}
-
-function parameterStatus(name: string, value: string): Buffer {
-  const body = Buffer.from(`${name}\0${value}\0`, 'utf8');
-  const out = Buffer.alloc(5 + body.length);
-  out[0] = 0x53; // 'S'
-  out.writeInt32BE(4 + body.length, 1);
-  body.copy(out, 5);
-  return out;
-}
-
 /** What to tell the operator when SET ROLE fails, by SQLSTATE. */
 function roleAdvice(sqlstate: string, role: string, user: string): string {
   const q = quoteIdent(role);
-  if (sqlstate === '42501') {
+  if (sqlstate === SqlState.insufficientPrivilege) {
     return `grant the role to the agent's login user (GRANT ${q} TO ${quoteIdent(user)}; on PostgreSQL 16 and later add WITH SET TRUE), or fix the mapping in the agent config`;
   }
-  if (sqlstate === '22023' || sqlstate === '42704') {
+  if (sqlstate === SqlState.invalidParameterValue || sqlstate === SqlState.undefinedObject) {
     return `create the role (warden roles sql prints a script for it) and grant it to ${quoteIdent(user)}, or fix the mapping in the agent config`;
   }
   return 'check the role and the mapping in the agent config';
@@ -346,35 +357,34 @@ async function assumeRole(
   user: string,
   initial: Buffer[],
 ): Promise<void> {
-  socket.write(queryMessage(`SET ROLE ${quoteIdent(role.name)}`));
+  socket.write(query(`SET ROLE ${quoteIdent(role.name)}`));
   const changed: Array<[string, string]> = [];
   let completed = false;
   for (;;) {
     const msg = await reader.next();
     switch (msg.type) {
-      case 'C':
+      case COMMAND_COMPLETE:
         completed = true;
         break;
-      case 'S': {
-        const [k, v] = parseCStringList(msg.body);
-        if (k !== undefined) changed.push([k, v ?? '']);
+      case PARAMETER_STATUS: {
+        const p = parseParameterStatus(msg.body);
+        if (p) changed.push([p.name, p.value]);
         break;
       }
-      case 'N':
+      case NOTICE_RESPONSE:
         break; // a notice about our own SET is not the client's business
-      case 'E': {
-        const f = parseFields(msg.body);
-        const sqlstate = f.C ?? CONNECTION_FAILURE;
-        const what = [f.M ?? 'the server reported an error', f.D ? `(${f.D})` : ''].filter(Boolean).join(' ');
-        throw new LoginFailure(`${what}; ${roleAdvice(sqlstate, role.name, user)}`, sqlstate, 'role');
+      case ERROR_RESPONSE: {
+        const f = parseErrorResponse(msg.body);
+        const sqlstate = f.code ?? CONNECTION_FAILURE;
+        throw new LoginFailure(`${serverReason(f)}; ${roleAdvice(sqlstate, role.name, user)}`, sqlstate, 'role');
       }
-      case 'Z':
+      case READY_FOR_QUERY:
         if (!completed) throw new LoginFailure('SET ROLE ended without completing', CONNECTION_FAILURE, 'role');
         if (msg.body[0] !== 0x49) throw new LoginFailure('SET ROLE left a transaction open', CONNECTION_FAILURE, 'role');
         mergeParameterStatus(initial, changed);
         return;
       default:
-        throw new LoginFailure(`unexpected message '${msg.type}' from the server in answer to SET ROLE`, CONNECTION_FAILURE, 'role');
+        throw new LoginFailure(`unexpected message '${letter(msg.type)}' from the server in answer to SET ROLE`, CONNECTION_FAILURE, 'role');
     }
   }
 }
@@ -383,12 +393,12 @@ async function assumeRole(
 function mergeParameterStatus(initial: Buffer[], changed: ReadonlyArray<readonly [string, string]>): void {
   for (const [name, value] of changed) {
     const msg = parameterStatus(name, value);
-    const at = initial.findIndex((m) => m[0] === 0x53 && parseCStringList(m.subarray(5))[0] === name);
+    const at = initial.findIndex((m) => m[0] === PARAMETER_STATUS && parseParameterStatus(m.subarray(5))?.name === name);
     if (at >= 0) {
       initial[at] = msg;
       continue;
     }
-    let before = initial.findIndex((m) => m[0] === 0x4b || m[0] === 0x5a); // 'K' or 'Z'
+    let before = initial.findIndex((m) => m[0] === BACKEND_KEY_DATA || m[0] === READY_FOR_QUERY);
     if (before < 0) before = initial.length;
     initial.splice(before, 0, msg);
   }
@@ -419,28 +429,26 @@ async function login(
     socket.write(startupMessage(params));
     for (;;) {
       const msg = await reader.next();
-      if (msg.type === 'E') {
-        const f = parseFields(msg.body);
-        const code = f.C ?? CONNECTION_FAILURE;
-        const sqlstate = PASS_THROUGH_SQLSTATES.has(code) ? code : CONNECTION_FAILURE;
-        const reason = [f.M ?? 'the server reported an error', f.D ? `(${f.D})` : ''].filter(Boolean).join(' ');
-        throw new LoginFailure(reason, sqlstate);
+      if (msg.type === ERROR_RESPONSE) {
+        const f = parseErrorResponse(msg.body);
+        const code = f.code ?? CONNECTION_FAILURE;
+        throw new LoginFailure(serverReason(f), PASS_THROUGH_SQLSTATES.has(code) ? code : CONNECTION_FAILURE);
       }
       if (authenticated) {
         initial.push(msg.raw);
-        if (msg.type === 'K' && msg.body.length >= 8) {
-          backendKey = { processId: msg.body.readInt32BE(0), secretKey: Buffer.from(msg.body.subarray(4)) };
-        } else if (msg.type === 'S') {
-          const [k, v] = parseCStringList(msg.body);
-          if (k !== undefined) serverParameters[k] = v ?? '';
-        } else if (msg.type === 'Z') {
+        if (msg.type === BACKEND_KEY_DATA) {
+          backendKey = parseBackendKeyData(msg.body) ?? backendKey;
+        } else if (msg.type === PARAMETER_STATUS) {
+          const p = parseParameterStatus(msg.body);
+          if (p) serverParameters[p.name] = p.value;
+        } else if (msg.type === READY_FOR_QUERY) {
           if (role) {
             await assumeRole(reader, socket, role, target.user, initial);
             // The values the client will see, after the merge.
             for (const m of initial) {
-              if (m[0] !== 0x53) continue;
-              const [k, v] = parseCStringList(m.subarray(5));
-              if (k !== undefined) serverParameters[k] = v ?? '';
+              if (m[0] !== PARAMETER_STATUS) continue;
+              const p = parseParameterStatus(m.subarray(5));
+              if (p) serverParameters[p.name] = p.value;
             }
           }
           const rest = reader.detach();
@@ -449,28 +457,28 @@ async function login(
         }
         continue;
       }
-      if (msg.type === 'N' || msg.type === 'v') continue; // notices, NegotiateProtocolVersion
-      if (msg.type !== 'R' || msg.body.length < 4) {
-        throw new LoginFailure(`unexpected message '${msg.type}' from the server during authentication`);
+      if (msg.type === NOTICE_RESPONSE || msg.type === NEGOTIATE_PROTOCOL_VERSION) continue;
+      if (msg.type !== AUTHENTICATION || msg.body.length < 4) {
+        throw new LoginFailure(`unexpected message '${letter(msg.type)}' from the server during authentication`);
       }
       const code = msg.body.readInt32BE(0);
       switch (code) {
-        case 0: // AuthenticationOk
+        case AuthRequest.ok:
           if (scram && !scram.verified) {
             throw new LoginFailure('the server skipped the SCRAM server signature: it may not be the real server');
           }
           authenticated = true;
           break;
-        case 3: // cleartext
+        case AuthRequest.cleartextPassword:
           socket.write(passwordMessage(needPassword('cleartext')));
           break;
-        case 5: {
+        case AuthRequest.md5Password: {
           if (msg.body.length < 8) throw new LoginFailure('malformed md5 authentication request');
           const salt = msg.body.subarray(4, 8);
           socket.write(passwordMessage(md5Password(target.user, needPassword('md5'), salt)));
           break;
         }
-        case 10: {
+        case AuthRequest.sasl: {
           const mechanisms = parseCStringList(msg.body.subarray(4));
           if (!mechanisms.includes(SCRAM_MECHANISM)) {
             throw new LoginFailure(`the server offers no supported SASL mechanism (offered: ${mechanisms.join(', ')})`);
@@ -479,17 +487,17 @@ async function login(
           socket.write(saslInitialResponse(SCRAM_MECHANISM, scram.clientFirst()));
           break;
         }
-        case 11:
+        case AuthRequest.saslContinue:
           if (!scram) throw new LoginFailure('unexpected SASLContinue from the server');
           socket.write(saslResponse(await scram.clientFinal(msg.body.subarray(4))));
           break;
-        case 12:
+        case AuthRequest.saslFinal:
           if (!scram) throw new LoginFailure('unexpected SASLFinal from the server');
           scram.verifyServerFinal(msg.body.subarray(4));
           break;
-        case 2:
-        case 7:
-        case 9:
+        case AuthRequest.kerberosV5:
+        case AuthRequest.gss:
+        case AuthRequest.sspi:
           throw new LoginFailure('the server asked for Kerberos/GSSAPI/SSPI authentication, which the agent does not support');
         default:
           throw new LoginFailure(`the server asked for an unsupported authentication method (code ${code})`);

@@ -12,6 +12,7 @@ import {
   type OpenSession,
   type WatchGatewaysRequest,
 } from '@warden/proto';
+import { MessageReader, parseDataRow, parseFields, query } from '@warden/proto/pgwire';
 import { pino } from 'pino';
 import { AgentHub, type AgentLinkInfo, TunnelError, type Upstream } from '../../../gateway/src/tunnel/index.js';
 
@@ -245,15 +246,8 @@ export class FakeControlPlane {
   }
 }
 
-/** Postgres wire helpers for the tests. */
-export function queryMessage(sql: string): Buffer {
-  const body = Buffer.from(`${sql}\0`, 'utf8');
-  const out = Buffer.alloc(5 + body.length);
-  out[0] = 0x51; // 'Q'
-  out.writeInt32BE(4 + body.length, 1);
-  body.copy(out, 5);
-  return out;
-}
+/** Postgres wire helpers for the tests, on the shared wire module. */
+export const queryMessage = query;
 
 export interface Msg {
   type: string;
@@ -262,42 +256,17 @@ export interface Msg {
 
 /** Splits backend bytes into messages (ignoring a trailing partial one). */
 export function messages(buf: Buffer): Msg[] {
+  const reader = new MessageReader();
+  reader.push(buf);
   const out: Msg[] = [];
-  let i = 0;
-  while (i + 5 <= buf.length) {
-    const len = buf.readInt32BE(i + 1);
-    if (i + 1 + len > buf.length) break;
-    out.push({ type: String.fromCharCode(buf[i]!), body: buf.subarray(i + 5, i + 1 + len) });
-    i += 1 + len;
-  }
+  for (let m = reader.nextTyped(2 ** 31 - 1); m; m = reader.nextTyped(2 ** 31 - 1)) out.push({ type: String.fromCharCode(m.type), body: m.body });
   return out;
 }
 
 /** Error fields (C, M, ...) of an ErrorResponse body. */
-export function errorFields(body: Buffer): Record<string, string> {
-  const out: Record<string, string> = {};
-  let i = 0;
-  while (i < body.length && body[i] !== 0) {
-    const end = body.indexOf(0, i + 1);
-    out[String.fromCharCode(body[i]!)] = body.toString('utf8', i + 1, end);
-    i = end + 1;
-  }
-  return out;
-}
+export const errorFields = parseFields;
 
 /** Text values of a DataRow body. */
 export function dataRow(body: Buffer): Array<string | null> {
-  const n = body.readInt16BE(0);
-  const out: Array<string | null> = [];
-  let i = 2;
-  for (let k = 0; k < n; k++) {
-    const len = body.readInt32BE(i);
-    i += 4;
-    if (len < 0) out.push(null);
-    else {
-      out.push(body.toString('utf8', i, i + len));
-      i += len;
-    }
-  }
-  return out;
+  return parseDataRow(body).map((v) => (v === null ? null : v.toString('utf8')));
 }
