@@ -1,6 +1,5 @@
-// The policy file's model: the keys each part may have (shared with the JSON
-// Schema in control-plane/policy.schema.json, which a test keeps in step),
-// and what a validated file turns into.
+// The policy file's model: what a validated file turns into. The file's
+// shape is control-plane/policy.schema.json (checked by schema.ts).
 import type { Issuer, Identity, Resource } from '@warden/proto';
 import { ACCESS_LEVELS, ALGORITHMS, type AccessLevel } from '../storage/validate.js';
 
@@ -8,18 +7,6 @@ export { ACCESS_LEVELS, ALGORITHMS, type AccessLevel };
 
 /** The only format version so far. */
 export const POLICY_FORMAT_VERSION = 1;
-
-/** Keys of each mapping, in the order the docs list them; `required` ⊆ `keys`. */
-export const SHAPES = {
-  policy: { keys: ['version', 'issuers', 'identities', 'resources', 'rules'], required: ['version'] },
-  issuer: { keys: ['name', 'issuer_url', 'audiences', 'jwks_uri', 'jwks_json', 'algorithms'], required: ['name', 'issuer_url', 'audiences'] },
-  identity: { keys: ['name', 'issuer', 'match', 'groups'], required: ['name', 'issuer', 'match'] },
-  resource: { keys: ['name', 'agent', 'description'], required: ['name', 'agent'] },
-  rule: { keys: ['name', 'resource', 'identities', 'groups', 'access', 'schemas', 'tables', 'trust'], required: ['name', 'resource'] },
-  scope: { keys: ['allow', 'deny'], required: [] },
-} as const satisfies Record<string, { keys: readonly string[]; required: readonly string[] }>;
-
-export type ShapeName = keyof typeof SHAPES;
 
 /** A rule of the file: who may do what on one resource. */
 export interface PolicyRule {

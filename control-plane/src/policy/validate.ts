@@ -1,32 +1,15 @@
-// Reads and checks a policy file (format in docs/policy.md). Three passes,
-// each reporting every problem it finds with the line and column of the
-// offending node: YAML syntax, then the shape of each part, then references
+// Reads and checks a policy file (format in docs/policy.md), reporting every
+// problem with the line and column of the offending node: YAML syntax, then
+// the shape against policy.schema.json (schema.ts), then what a schema cannot
+// say: the store's own rules for each part, unique names and references
 // between parts. The CLI runs it for quick feedback; the control plane runs
 // it again before applying, and only its verdict counts.
-import { LineCounter, isAlias, isMap, isScalar, isSeq, parseDocument, type Document, type Node, type Pair } from 'yaml';
+import { LineCounter, isAlias, isMap, isScalar, isSeq, parseDocument, type Document, type Node } from 'yaml';
 import type { Identity, Issuer, Resource } from '@warden/proto';
 import { ConfigError } from '../storage/errors.js';
-import {
-  NAME,
-  SCHEMA_ENTRY,
-  TABLE_ENTRY,
-  checkGroup,
-  trustProblem,
-  validateIdentity,
-  validateIssuer,
-  validateResource,
-} from '../storage/validate.js';
-import {
-  ACCESS_LEVELS,
-  ALGORITHMS,
-  POLICY_FORMAT_VERSION,
-  SHAPES,
-  type AccessLevel,
-  type Policy,
-  type PolicyProblem,
-  type PolicyRule,
-  type ShapeName,
-} from './model.js';
+import { validateIdentity, validateIssuer, validateResource } from '../storage/validate.js';
+import { POLICY_FORMAT_VERSION, type AccessLevel, type Policy, type PolicyProblem, type PolicyRule } from './model.js';
+import { label, shapeProblems, type Segments } from './schema.js';
 
 export interface ValidateOptions {
   /**
@@ -46,311 +29,63 @@ export class PolicyInvalidError extends Error {
   }
 }
 
-/** A field's value and the node to point at when it is wrong (the key, like compilers do). */
-interface Field {
-  value: Node | null;
-  at: Node;
-}
-
-const NAME_RULE = "use 1-63 lowercase letters, digits, '-' or '_'";
-
-class Checker {
-  readonly problems: PolicyProblem[] = [];
-
+/** Places in the YAML document, found by the path the data has there. */
+class Places {
   constructor(
     private readonly doc: Document,
-    readonly lines: LineCounter,
+    private readonly lines: LineCounter,
   ) {}
 
-  fail(node: Node | null | undefined, message: string): void {
-    const offset = node?.range?.[0] ?? 0;
-    const { line, col } = this.lines.linePos(offset);
-    this.problems.push({ line, col, message });
-  }
-
-  resolve(node: unknown): Node | null {
+  private resolve(node: unknown): Node | null {
     if (isAlias(node)) return (node.resolve(this.doc) as Node | undefined) ?? null;
     return (node as Node | null) ?? null;
   }
 
-  /** The fields of a mapping; unknown keys and missing required ones are reported. */
-  fields(node: Node | null, at: Node, path: string, shape: ShapeName): Map<string, Field> | undefined {
-    const { keys, required } = SHAPES[shape];
-    if (!isMap(node)) {
-      const what = path || 'the policy file';
-      this.fail(node ?? at, `${what} must be a mapping of ${keys.join(', ')}`);
-      return undefined;
-    }
-    const out = new Map<string, Field>();
-    for (const pair of node.items as Pair<unknown, unknown>[]) {
-      const key = this.resolve(pair.key);
-      const name = isScalar(key) ? String(key.value) : undefined;
-      const where = key ?? node;
-      if (name === undefined) {
-        this.fail(where, `${path || 'the policy file'} has a key that is not a plain name`);
-        continue;
-      }
-      if (!(keys as readonly string[]).includes(name)) {
-        const full = path ? `${path}.${name}` : name;
-        this.fail(where, `${full} is not a known field; use ${keys.join(', ')}`);
-        continue;
-      }
-      out.set(name, { value: this.resolve(pair.value), at: where });
-    }
-    for (const name of required) {
-      if (!out.has(name)) this.fail(node, `${path ? `${path}.` : ''}${name} is required`);
-    }
-    return out;
-  }
-
-  /** A string value; `undefined` (and a problem) when it is something else. */
-  string(f: Field | undefined, path: string): string | undefined {
-    if (!f) return undefined;
-    const v = f.value;
-    if (isScalar(v) && typeof v.value === 'string') return v.value;
-    if (!v || (isScalar(v) && v.value === null)) this.fail(f.at, `${path} needs a value`);
-    else if (isScalar(v)) this.fail(f.at, `${path} must be a string (quote it: "${String(v.source ?? v.value)}")`);
-    else this.fail(f.at, `${path} must be a string`);
-    return undefined;
-  }
-
-  name(f: Field | undefined, path: string): string | undefined {
-    const s = this.string(f, path);
-    if (s === undefined) return undefined;
-    if (!NAME.test(s)) {
-      this.fail(f!.at, `${path} '${s}' is invalid: ${NAME_RULE}`);
-      return undefined;
-    }
-    return s;
-  }
-
   /**
-   * A list of strings; an absent or empty (null) field is an empty list. Each
-   * item is checked with `item`, which returns an error message or nothing.
+   * The node to point at (a mapping's key, like compilers do, or a list's
+   * item; the nearest part found when the path goes no further), and the
+   * value's node.
    */
-  strings(f: Field | undefined, path: string, item?: (s: string) => string | undefined): { values: string[]; nodes: Node[] } {
-    const values: string[] = [];
-    const nodes: Node[] = [];
-    if (!f || !f.value || (isScalar(f.value) && f.value.value === null)) return { values, nodes };
-    if (!isSeq(f.value)) {
-      const hint = isScalar(f.value) ? ` (write [${String(f.value.value)}])` : '';
-      this.fail(f.at, `${path} must be a list${hint}`);
-      return { values, nodes };
+  private walk(at: Segments): { point: Node | null; value: Node | null } {
+    let value = this.resolve(this.doc.contents);
+    let point = value;
+    for (const seg of at) {
+      if (isMap(value)) {
+        const pair = value.items.find((p) => {
+          const key = this.resolve(p.key);
+          return isScalar(key) && String(key.value) === seg;
+        });
+        if (!pair) return { point, value: null };
+        point = this.resolve(pair.key) ?? value;
+        value = this.resolve(pair.value);
+      } else if (isSeq(value)) {
+        value = this.resolve(value.items[Number(seg)]);
+        point = value ?? point;
+      } else return { point, value: null };
     }
-    f.value.items.forEach((raw, i) => {
-      const node = this.resolve(raw);
-      const where = node ?? f.value!;
-      if (!isScalar(node) || typeof node.value !== 'string') {
-        this.fail(where, `${path}[${i}] must be a string`);
-        return;
-      }
-      const problem = item?.(node.value);
-      if (problem) {
-        this.fail(where, `${path}[${i}] ${problem}`);
-        return;
-      }
-      if (!values.includes(node.value)) {
-        values.push(node.value);
-        nodes.push(node);
-      }
-    });
-    return { values, nodes };
+    return { point, value };
   }
 
-  /** A list of mappings (issuers, identities, …); absent or null is empty. */
-  list(f: Field | undefined, path: string): { node: Node; path: string }[] {
-    if (!f || !f.value || (isScalar(f.value) && f.value.value === null)) return [];
-    if (!isSeq(f.value)) {
-      this.fail(f.at, `${path} must be a list`);
-      return [];
-    }
-    return f.value.items.map((raw, i) => {
-      const node = this.resolve(raw) ?? f.value!;
-      return { node, path: `${path}[${i}]` };
-    });
+  pos(at: Segments): { line: number; col: number } {
+    return this.lines.linePos(this.walk(at).point?.range?.[0] ?? 0);
+  }
+
+  /** A scalar as written, e.g. `4.20` rather than 4.2. */
+  source(at: Segments): string | undefined {
+    const { value } = this.walk(at);
+    return isScalar(value) && typeof value.source === 'string' ? value.source : undefined;
   }
 }
 
-const nameProblem = (s: string) => (NAME.test(s) ? undefined : `'${s}' is invalid: ${NAME_RULE}`);
-const groupProblem = (s: string) => {
-  try {
-    checkGroup(s);
-    return undefined;
-  } catch {
-    return `'${s}' is invalid: it must be non-empty, without surrounding spaces or control characters`;
-  }
-};
-const schemaProblem = (s: string) => (SCHEMA_ENTRY.test(s) ? undefined : `'${s}' is invalid: give a schema name without dots or spaces`);
-const tableProblem = (s: string) =>
-  TABLE_ENTRY.test(s) ? undefined : `'${s}' is invalid: give schema.table, or table for that name in any schema`;
-const algProblem = (s: string) =>
-  (ALGORITHMS as readonly string[]).includes(s) ? undefined : `'${s}' is not supported; use one of ${ALGORITHMS.join(', ')}`;
+type Raw = Record<string, any>;
+const isObject = (v: unknown): v is Raw => typeof v === 'object' && v !== null && !Array.isArray(v);
+const uniq = (xs: string[] | null | undefined) => [...new Set(xs ?? [])];
 
-/** Runs one of the store's validators, pointing its complaint at `node`. */
-function storeCheck<T>(c: Checker, node: Node, path: string, fn: () => T): T | undefined {
-  try {
-    return fn();
-  } catch (err) {
-    if (!(err instanceof ConfigError)) throw err;
-    c.fail(node, `${path}: ${err.message}`);
-    return undefined;
-  }
-}
-
-interface Named<T> {
-  value: T;
+/** One mapping of a top-level list, with where it is. */
+interface Part {
+  v: Raw;
+  at: Segments;
   path: string;
-  nameAt: Node;
-  node: Node;
-}
-
-function parseIssuer(c: Checker, node: Node, path: string): Named<Issuer> | undefined {
-  const f = c.fields(node, node, path, 'issuer');
-  if (!f) return undefined;
-  const name = c.name(f.get('name'), `${path}.name`);
-  const issuerUrl = c.string(f.get('issuer_url'), `${path}.issuer_url`);
-  const before = c.problems.length;
-  const audiences = c.strings(f.get('audiences'), `${path}.audiences`, (s) => (s.trim() ? undefined : 'must not be empty'));
-  if (f.has('audiences') && audiences.values.length === 0 && c.problems.length === before) {
-    c.fail(f.get('audiences')!.at, `${path}.audiences needs at least one audience`);
-  }
-  const jwksUri = f.has('jwks_uri') ? c.string(f.get('jwks_uri'), `${path}.jwks_uri`) : '';
-  const jwksJson = f.has('jwks_json') ? c.string(f.get('jwks_json'), `${path}.jwks_json`) : '';
-  const algorithms = c.strings(f.get('algorithms'), `${path}.algorithms`, algProblem);
-  if (name === undefined) return undefined;
-  const raw = { name, issuerUrl: issuerUrl ?? '', audiences: audiences.values, jwksUri: jwksUri ?? '', jwksJson: (jwksJson ?? '').trim(), algorithms: algorithms.values };
-  // Parts with problems still take part in the reference checks, so one run reports everything.
-  const whole = issuerUrl !== undefined && jwksUri !== undefined && jwksJson !== undefined && audiences.values.length > 0;
-  const issuer = (whole && storeCheck(c, node, path, () => validateIssuer(raw))) || raw;
-  return { value: issuer, path, nameAt: f.get('name')!.at, node };
-}
-
-function parseIdentity(c: Checker, node: Node, path: string): (Named<Identity> & { issuerAt?: Node }) | undefined {
-  const f = c.fields(node, node, path, 'identity');
-  if (!f) return undefined;
-  const name = c.name(f.get('name'), `${path}.name`);
-  const issuer = c.name(f.get('issuer'), `${path}.issuer`);
-  const groups = c.strings(f.get('groups'), `${path}.groups`, groupProblem);
-  const match: { claim: string; value: string }[] = [];
-  const m = f.get('match');
-  let matchOk = false;
-  if (m) {
-    if (!isMap(m.value)) {
-      c.fail(m.at, `${path}.match must be a mapping of claim: value, e.g. { sub: "repo:acme/app:*" }`);
-    } else if (m.value.items.length === 0) {
-      c.fail(m.at, `${path}.match needs at least one claim (without one, every token of the issuer would match)`);
-    } else {
-      matchOk = true;
-      for (const pair of m.value.items as Pair<unknown, unknown>[]) {
-        const key = c.resolve(pair.key);
-        const claim = isScalar(key) ? String(key.value) : '';
-        const where = key ?? m.value;
-        if (!claim || /\s/.test(claim)) {
-          c.fail(where, `${path}.match has an invalid claim name '${claim}': it must be non-empty without spaces`);
-          matchOk = false;
-          continue;
-        }
-        const value = c.string({ value: c.resolve(pair.value), at: where }, `${path}.match.${claim}`);
-        if (value === undefined) {
-          matchOk = false;
-          continue;
-        }
-        if (value.slice(0, -1).includes('*')) {
-          c.fail(where, `${path}.match.${claim} '${value}': '*' is only allowed at the end, as a prefix wildcard`);
-          matchOk = false;
-          continue;
-        }
-        match.push({ claim, value });
-      }
-    }
-  }
-  if (name === undefined) return undefined;
-  const raw = { name, issuer: issuer ?? '', match, groups: groups.values };
-  const identity = (issuer !== undefined && matchOk && storeCheck(c, node, path, () => validateIdentity(raw))) || raw;
-  return { value: identity, path, nameAt: f.get('name')!.at, node, issuerAt: issuer === undefined ? undefined : f.get('issuer')!.at };
-}
-
-function parseResource(c: Checker, node: Node, path: string): Named<Resource> | undefined {
-  const f = c.fields(node, node, path, 'resource');
-  if (!f) return undefined;
-  const name = c.name(f.get('name'), `${path}.name`);
-  const agent = c.name(f.get('agent'), `${path}.agent`);
-  const description = f.has('description') ? c.string(f.get('description'), `${path}.description`) : '';
-  if (name === undefined) return undefined;
-  const raw = { name, agent: agent ?? '', description: description ?? '' };
-  const resource = (agent !== undefined && description !== undefined && storeCheck(c, node, path, () => validateResource(raw))) || raw;
-  return { value: resource, path, nameAt: f.get('name')!.at, node };
-}
-
-interface ParsedRule extends Named<PolicyRule> {
-  /** Unset when the resource field itself has a problem (already reported). */
-  resourceAt?: Node;
-  identityNodes: Node[];
-}
-
-function parseScope(c: Checker, f: Field | undefined, path: string, check: (s: string) => string | undefined) {
-  if (!f || !f.value || (isScalar(f.value) && f.value.value === null)) return { allow: [], deny: [] };
-  const s = c.fields(f.value, f.at, path, 'scope');
-  if (!s) return { allow: [], deny: [] };
-  return { allow: c.strings(s.get('allow'), `${path}.allow`, check).values, deny: c.strings(s.get('deny'), `${path}.deny`, check).values };
-}
-
-function parseRule(c: Checker, node: Node, path: string): ParsedRule | undefined {
-  const f = c.fields(node, node, path, 'rule');
-  if (!f) return undefined;
-  const name = c.name(f.get('name'), `${path}.name`);
-  const resource = c.name(f.get('resource'), `${path}.resource`);
-  const subjectProblems = c.problems.length;
-  const identities = c.strings(f.get('identities'), `${path}.identities`, nameProblem);
-  const groups = c.strings(f.get('groups'), `${path}.groups`, groupProblem);
-  // Bad entries are reported as such, not as "no subjects" too.
-  const noSubjects = identities.values.length === 0 && groups.values.length === 0 && c.problems.length === subjectProblems;
-  if (noSubjects) c.fail(node, `${path} needs at least one of identities or groups`);
-  let access: AccessLevel = 'read';
-  const a = f.get('access');
-  if (a) {
-    const v = a.value;
-    if (isScalar(v) && typeof v.value === 'string' && (ACCESS_LEVELS as readonly string[]).includes(v.value)) {
-      access = v.value as AccessLevel;
-    } else {
-      c.fail(a.at, `${path}.access must be one of ${ACCESS_LEVELS.join(', ')}`);
-    }
-  }
-  const schemas = parseScope(c, f.get('schemas'), `${path}.schemas`, schemaProblem);
-  const tables = parseScope(c, f.get('tables'), `${path}.tables`, tableProblem);
-  const trust = c.strings(f.get('trust'), `${path}.trust`, trustProblem);
-  if (name === undefined) return undefined;
-  return {
-    value: {
-      name,
-      resource: resource ?? '',
-      identities: identities.values,
-      groups: groups.values,
-      access,
-      allowSchemas: schemas.allow,
-      denySchemas: schemas.deny,
-      allowTables: tables.allow,
-      denyTables: tables.deny,
-      trust: trust.values,
-    },
-    path,
-    nameAt: f.get('name')!.at,
-    node,
-    resourceAt: resource === undefined ? undefined : f.get('resource')!.at,
-    identityNodes: identities.nodes,
-  };
-}
-
-/** Reports a second use of a name, pointing at the later one. */
-function unique<T extends { name: string }>(c: Checker, items: Named<T>[], kind: string): void {
-  const seen = new Map<string, Named<T>>();
-  for (const item of items) {
-    const first = seen.get(item.value.name);
-    if (first) {
-      const { line } = c.lines.linePos(first.nameAt.range?.[0] ?? 0);
-      c.fail(item.nameAt, `${item.path}.name: ${kind} '${item.value.name}' is already defined at ${first.path} (line ${line})`);
-    } else seen.set(item.value.name, item);
-  }
 }
 
 /** Parses and checks a policy file's text. */
@@ -366,79 +101,121 @@ export function validatePolicy(text: string, opts: ValidateOptions = {}): Valida
       }),
     };
   }
-  const c = new Checker(doc, lines);
-  const root = c.resolve(doc.contents);
-  if (!root || (isScalar(root) && root.value === null)) {
+  const data: unknown = doc.toJS();
+  if (data === null || data === undefined) {
     return { ok: false, problems: [{ line: 1, col: 1, message: `the policy file is empty; it needs at least version: ${POLICY_FORMAT_VERSION}` }] };
   }
-  const top = c.fields(root, root, '', 'policy');
-  if (!top) return { ok: false, problems: c.problems };
+  const places = new Places(doc, lines);
+  const problems: PolicyProblem[] = [];
+  const fail = (at: Segments, message: string) => problems.push({ ...places.pos(at), message });
 
-  const v = top.get('version');
-  if (v && !(isScalar(v.value) && v.value.value === POLICY_FORMAT_VERSION)) {
-    c.fail(v.at, `version must be ${POLICY_FORMAT_VERSION}`);
-  }
+  const shape = shapeProblems(data, { source: (at) => places.source(at) });
+  for (const p of shape) fail(p.at, p.message);
+  // Parts (and fields) with a shape problem are left out of the checks below: it is reported already.
+  const bad = new Set(shape.map((p) => p.at.join('/')));
+  const sound = (at: Segments) => ![...bad].some((b) => `${b}/`.startsWith(`${at.join('/')}/`));
+  const fieldOk = (part: Part, ...field: string[]) => sound([...part.at, ...field]);
 
-  // Shape pass: every part on its own.
-  const issuers = c.list(top.get('issuers'), 'issuers').map((x) => parseIssuer(c, x.node, x.path));
-  const identities = c.list(top.get('identities'), 'identities').map((x) => parseIdentity(c, x.node, x.path));
-  const resources = c.list(top.get('resources'), 'resources').map((x) => parseResource(c, x.node, x.path));
-  const rules = c.list(top.get('rules'), 'rules').map((x) => parseRule(c, x.node, x.path));
-  const ok = <T>(xs: (T | undefined)[]) => xs.filter((x): x is T => x !== undefined);
-
-  // Reference pass, on the parts that passed the shape pass.
-  const is = ok(issuers);
-  const ids = ok(identities);
-  const rs = ok(resources);
-  const rus = ok(rules);
-  unique(c, is, 'issuer');
-  unique(c, ids, 'identity');
-  unique(c, rs, 'resource');
-  unique(c, rus, 'rule');
-
-  const issuerNames = new Set([...is.map((i) => i.value.name), ...(opts.externalIssuers ?? [])]);
-  const fileIssuers = is.map((i) => i.value.name);
-  for (const id of ids) {
-    if (id.issuerAt && !issuerNames.has(id.value.issuer)) {
-      const known = fileIssuers.length ? `; issuers here: ${fileIssuers.join(', ')}` : '; the file declares no issuers';
-      c.fail(id.issuerAt!, `${id.path}.issuer '${id.value.issuer}' is not an issuer in this file${known}`);
-    }
-  }
-  // A name that is there but invalid is reported at its definition, not at each use.
-  const namesIn = (f: Field | undefined) => {
-    const seq = f?.value;
-    if (!isSeq(seq)) return new Set<string>();
-    return new Set(
-      seq.items.map((item) => {
-        const m = c.resolve(item);
-        const n = isMap(m) ? m.get('name') : undefined;
-        return typeof n === 'string' ? n : '';
-      }),
+  const top = isObject(data) ? data : {};
+  const parts = (key: string): Part[] =>
+    (Array.isArray(top[key]) ? (top[key] as unknown[]) : []).flatMap((v, i) =>
+      isObject(v) ? [{ v, at: [key, String(i)], path: label(data, [key, String(i)]) }] : [],
     );
-  };
-  const resourceNames = namesIn(top.get('resources'));
-  const identityNames = namesIn(top.get('identities'));
-  for (const rule of rus) {
-    if (rule.resourceAt && !resourceNames.has(rule.value.resource)) {
-      c.fail(rule.resourceAt, `${rule.path}.resource '${rule.value.resource}' is not a resource in this file`);
+  const named = (key: string) => parts(key).filter((p) => typeof p.v.name === 'string' && fieldOk(p, 'name'));
+
+  // The store's own rules for each part whose shape is right.
+  const storeCheck = <T>(part: Part, fn: () => T): T | undefined => {
+    try {
+      return fn();
+    } catch (err) {
+      if (!(err instanceof ConfigError)) throw err;
+      fail(part.at, `${part.path}: ${err.message}`);
+      return undefined;
     }
-    rule.value.identities.forEach((name, i) => {
-      if (!identityNames.has(name)) c.fail(rule.identityNodes[i], `${rule.path}.identities: '${name}' is not an identity in this file`);
+  };
+  const whole = (key: string) => parts(key).filter((p) => sound(p.at));
+  const issuers = whole('issuers').map((p) =>
+    storeCheck(p, () =>
+      validateIssuer({
+        name: p.v.name,
+        issuerUrl: p.v.issuer_url,
+        audiences: uniq(p.v.audiences),
+        jwksUri: p.v.jwks_uri ?? '',
+        jwksJson: (p.v.jwks_json ?? '').trim(),
+        algorithms: uniq(p.v.algorithms),
+      }),
+    ),
+  );
+  const identities = whole('identities').map((p) =>
+    storeCheck(p, () =>
+      validateIdentity({
+        name: p.v.name,
+        issuer: p.v.issuer,
+        match: Object.entries(p.v.match as Record<string, string>).map(([claim, value]) => ({ claim, value })),
+        groups: uniq(p.v.groups),
+      }),
+    ),
+  );
+  const resources = whole('resources').map((p) =>
+    storeCheck(p, () => validateResource({ name: p.v.name, agent: p.v.agent, description: p.v.description ?? '' })),
+  );
+
+  // Names are unique within their kind; a second use is reported where it is.
+  for (const [key, kind] of [['issuers', 'issuer'], ['identities', 'identity'], ['resources', 'resource'], ['rules', 'rule']] as const) {
+    const first = new Map<string, Part>();
+    for (const p of named(key)) {
+      const earlier = first.get(p.v.name);
+      if (!earlier) first.set(p.v.name, p);
+      else fail([...p.at, 'name'], `${p.path}.name: ${kind} '${p.v.name}' is already defined at ${earlier.path} (line ${places.pos([...earlier.at, 'name']).line})`);
+    }
+  }
+
+  // References. A name that is there but invalid is reported at its definition, not at each use.
+  const declared = named('issuers').map((p) => p.v.name as string);
+  const issuerNames = new Set([...declared, ...(opts.externalIssuers ?? [])]);
+  for (const p of parts('identities')) {
+    if (typeof p.v.issuer !== 'string' || !fieldOk(p, 'issuer') || issuerNames.has(p.v.issuer)) continue;
+    const known = declared.length ? `; issuers here: ${declared.join(', ')}` : '; the file declares no issuers';
+    fail([...p.at, 'issuer'], `${p.path}.issuer '${p.v.issuer}' is not an issuer in this file${known}`);
+  }
+  const namesOf = (key: string) => new Set(parts(key).map((p) => p.v.name));
+  const resourceNames = namesOf('resources');
+  const identityNames = namesOf('identities');
+  for (const p of parts('rules')) {
+    if (typeof p.v.resource === 'string' && fieldOk(p, 'resource') && !resourceNames.has(p.v.resource)) {
+      fail([...p.at, 'resource'], `${p.path}.resource '${p.v.resource}' is not a resource in this file`);
+    }
+    const seen = new Set<string>();
+    (Array.isArray(p.v.identities) ? (p.v.identities as unknown[]) : []).forEach((name, i) => {
+      if (typeof name !== 'string' || seen.has(name) || !fieldOk(p, 'identities', String(i))) return;
+      seen.add(name);
+      if (!identityNames.has(name)) fail([...p.at, 'identities', String(i)], `${p.path}.identities: '${name}' is not an identity in this file`);
     });
   }
 
-  if (c.problems.length > 0) {
-    const problems = [...c.problems].sort((a, b) => a.line - b.line || a.col - b.col);
-    return { ok: false, problems };
+  if (problems.length > 0) {
+    const unique = problems.filter((p, i) => problems.findIndex((q) => q.line === p.line && q.col === p.col && q.message === p.message) === i);
+    return { ok: false, problems: unique.sort((a, b) => a.line - b.line || a.col - b.col) };
   }
   return {
     ok: true,
     policy: {
       version: POLICY_FORMAT_VERSION,
-      issuers: is.map((x) => x.value),
-      identities: ids.map((x) => x.value),
-      resources: rs.map((x) => x.value),
-      rules: rus.map((x) => x.value),
+      issuers: issuers as Issuer[],
+      identities: identities as Identity[],
+      resources: resources as Resource[],
+      rules: parts('rules').map(({ v }): PolicyRule => ({
+        name: v.name,
+        resource: v.resource,
+        identities: uniq(v.identities),
+        groups: uniq(v.groups),
+        access: (v.access ?? 'read') as AccessLevel,
+        allowSchemas: uniq(v.schemas?.allow),
+        denySchemas: uniq(v.schemas?.deny),
+        allowTables: uniq(v.tables?.allow),
+        denyTables: uniq(v.tables?.deny),
+        trust: uniq(v.trust),
+      })),
     },
   };
 }
