@@ -1,13 +1,15 @@
 // A minimal Postgres v3 client for message-level tests, for what real drivers
 // do not let a test do. It sends exactly the messages a test writes
 // (serialised by pg-protocol: queries, the extended protocol, CopyData,
-// CopyFail, CopyDone...) and hands back every message the server sends,
-// decoded by pg-protocol's parser and with its raw bytes, so a test can
+// CopyFail, CopyDone...) and hands back every message the server sends, cut
+// by Warden's own wire reader, decoded by pg-protocol's parser (the
+// independent implementation) and with its raw bytes, so a test can
 // compare the same exchange against Postgres directly and through Warden byte
 // for byte. It can also read a large result as slowly as a test likes: the
 // socket stays paused and is read a chunk at a time, and rows are only
 // counted, not kept.
 import { connect, type Socket } from 'node:net';
+import { MessageReader, NEGOTIATE_PROTOCOL_VERSION, parseDataRow, parseNegotiateProtocolVersion, startupMessage } from '@warden/proto/pgwire';
 import { serialize } from 'pg-protocol';
 import { Parser } from 'pg-protocol/dist/parser.js';
 
@@ -34,6 +36,8 @@ export interface RawConnectOptions {
 
 /** DataRow and CopyData: always counted, kept for next() only while `keepBulk` is set. */
 const BULK = new Set(['dataRow', 'copyData']);
+/** Larger than any message a test provokes. */
+const MAX_MESSAGE = 1 << 30;
 
 export class RawClient {
   /** Bytes received so far. */
@@ -48,7 +52,7 @@ export class RawClient {
   readonly startup: Message[] = [];
   private readonly queue: Message[] = [];
   private wake: (() => void) | undefined;
-  private pending = Buffer.alloc(0);
+  private readonly reader = new MessageReader();
   private readonly parser = new Parser();
   private ended = false;
 
@@ -73,7 +77,8 @@ export class RawClient {
       socket.once('error', reject);
     });
     const client = new RawClient(socket);
-    client.send(startupMessage({ user: opts.user, database: opts.database, client_encoding: 'UTF8', ...opts.parameters }, opts.protocolMinor ?? 0));
+    const parameters = { user: opts.user, database: opts.database, client_encoding: 'UTF8', ...opts.parameters };
+    client.send(startupMessage(Object.entries(parameters), opts.protocolMinor ?? 0));
     for (;;) {
       const m = await client.next();
       client.startup.push(m);
@@ -158,15 +163,14 @@ export class RawClient {
 
   private onData(chunk: Buffer): void {
     this.bytesRead += chunk.length;
-    let buf = this.pending.length ? Buffer.concat([this.pending, chunk]) : chunk;
-    while (buf.length >= 5) {
-      const total = buf.readUInt32BE(1) + 1;
-      if (buf.length < total) break;
-      const raw = Buffer.from(buf.subarray(0, total));
-      buf = buf.subarray(total);
-      if (raw[0] === 0x76) {
-        // NegotiateProtocolVersion, which pg-protocol does not decode.
-        this.queue.push({ name: 'negotiateProtocolVersion', raw, version: raw.readInt32BE(5), unknown: raw.toString('utf8', 13, raw.length - 1).split('\0') });
+    this.reader.push(chunk);
+    for (let framed = this.reader.nextTyped(MAX_MESSAGE); framed; framed = this.reader.nextTyped(MAX_MESSAGE)) {
+      // A copy, so that a message kept for next() does not keep its whole chunk alive.
+      const raw = Buffer.from(framed.raw);
+      if (framed.type === NEGOTIATE_PROTOCOL_VERSION) {
+        // Which pg-protocol does not decode.
+        const { version, unknownOptions } = parseNegotiateProtocolVersion(framed.body);
+        this.queue.push({ name: 'negotiateProtocolVersion', raw, version, unknown: unknownOptions });
         continue;
       }
       this.parser.parse(raw, (decoded) => {
@@ -176,19 +180,8 @@ export class RawClient {
         if (this.keepBulk || !BULK.has(m.name)) this.queue.push(m);
       });
     }
-    // A copy, so that a large chunk is not kept alive by its unparsed tail.
-    this.pending = Buffer.from(buf);
     this.wake?.();
   }
-}
-
-/** A StartupMessage for protocol 3.<minor>. */
-function startupMessage(parameters: Record<string, string>, minor: number): Buffer {
-  const body = Buffer.from(`${Object.entries(parameters).map(([k, v]) => `${k}\0${v}\0`).join('')}\0`, 'utf8');
-  const head = Buffer.alloc(8);
-  head.writeInt32BE(8 + body.length);
-  head.writeInt32BE((3 << 16) | minor, 4);
-  return Buffer.concat([head, body]);
 }
 
 /** A message as a short readable line, for assertions on the sequence. */
@@ -213,15 +206,5 @@ export function describeMessage(m: Message): string {
 
 /** The column values of a DataRow as raw bytes (null for SQL NULL), whatever their format. */
 export function dataRowValues(m: Message): Array<Buffer | null> {
-  const raw = m.raw;
-  const count = raw.readInt16BE(5);
-  const values: Array<Buffer | null> = [];
-  let pos = 7;
-  for (let i = 0; i < count; i++) {
-    const len = raw.readInt32BE(pos);
-    pos += 4;
-    values.push(len < 0 ? null : raw.subarray(pos, pos + len));
-    pos += Math.max(len, 0);
-  }
-  return values;
+  return parseDataRow(m.raw.subarray(5));
 }
