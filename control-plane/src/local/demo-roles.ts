@@ -13,30 +13,20 @@
 // client's transaction to itself. Without the queue it expects, nothing is
 // tracked and the demo runs as before (one role for all).
 import type { PGlite } from '@electric-sql/pglite';
+import { ERROR_RESPONSE, PROTOCOL_3_0, QUERY, query } from '@warden/proto/pgwire';
 
 type Enqueue = (handlerId: number, message: Uint8Array, onData: (data: Uint8Array) => void) => Promise<number>;
 type RawStream = PGlite['execProtocolRawStream'];
 
-const PROTOCOL_3 = 196608;
-
-function query(sql: string): Uint8Array {
-  const body = Buffer.from(`${sql}\0`, 'utf8');
-  const out = Buffer.alloc(5 + body.length);
-  out[0] = 0x51;
-  out.writeInt32BE(4 + body.length, 1);
-  body.copy(out, 5);
-  return out;
-}
-
 const quote = (name: string) => `"${name.replace(/"/g, '""')}"`;
 
 function isStartup(m: Uint8Array): boolean {
-  return m.length >= 8 && Buffer.from(m.buffer, m.byteOffset, m.byteLength).readInt32BE(4) === PROTOCOL_3;
+  return m.length >= 8 && Buffer.from(m.buffer, m.byteOffset, m.byteLength).readInt32BE(4) === PROTOCOL_3_0;
 }
 
 /** The role of a simple Query that is exactly the agent's SET ROLE, else undefined. */
 export function agentSetRole(m: Uint8Array): string | undefined {
-  if (m.length < 6 || m[0] !== 0x51) return undefined;
+  if (m.length < 6 || m[0] !== QUERY) return undefined;
   const text = Buffer.from(m.buffer, m.byteOffset + 5, m.byteLength - 6).toString('utf8');
   const match = /^SET ROLE "((?:[^"]|"")+)"$/.exec(text);
   return match ? match[1]!.replace(/""/g, '"') : undefined;
@@ -45,7 +35,7 @@ export function agentSetRole(m: Uint8Array): string | undefined {
 /** Whether a backend byte stream holds an ErrorResponse. */
 function hasError(bytes: Buffer): boolean {
   for (let i = 0; i + 5 <= bytes.length; i += 1 + bytes.readInt32BE(i + 1)) {
-    if (bytes[i] === 0x45) return true;
+    if (bytes[i] === ERROR_RESPONSE) return true;
   }
   return false;
 }
