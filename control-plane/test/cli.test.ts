@@ -161,7 +161,7 @@ describe('warden admin commands', () => {
   it('prints usage on --help', async () => {
     const help = await runWarden(['--help']);
     expect(help.code).toBe(0);
-    expect(help.stdout).toContain('warden agents enroll NAME');
+    expect(help.stdout).toContain('agents enroll <NAME>');
     const sub = await runWarden(['grants', 'add', '--help']);
     expect(sub.stdout).toMatch(/^Usage: warden grants add --resource R \(--identity I \| --group G\) \[--access read\|write\|ddl\|admin\]\n/);
   });

@@ -1,111 +1,96 @@
-// Command-line parsing: one option table for every command (node:util
-// parseArgs), then each command says which of those options it accepts.
-import { parseArgs } from 'node:util';
+// Every option of the `warden` command, declared once so that an option has
+// the same name, value, description and environment variable in every command
+// that takes it. Each command lists which of these it takes (commands/*.ts);
+// commander parses them (run.ts).
+import type { OptionSpec } from '@warden/proto/cli';
 import { CliError } from './errors.js';
 
-const str = { type: 'string' } as const;
-const many = { type: 'string', multiple: true } as const;
+export const DEFAULT_CONTROL_PLANE = '127.0.0.1:7070';
+
+const option = (value: string, description: string, more: Partial<OptionSpec> & { short?: string } = {}) => ({ value, description, ...more });
+const flag = (description: string) => ({ value: '', description });
+/** Given several times, the values collect in a list. */
+const repeatable = (value: string, description: string) => option(value, `${description} (repeatable)`, { repeatable: true });
 
 export const OPTIONS = {
-  help: { type: 'boolean', short: 'h' },
-  json: { type: 'boolean' },
-  'control-plane': str,
-  'data-dir': str,
-  ca: str,
-  listen: str,
-  'database-url': str,
-  'tls-cert': str,
-  'tls-key': str,
-  'issuer-url': str,
-  audience: many,
-  'jwks-uri': str,
-  'jwks-file': str,
-  alg: many,
-  issuer: str,
-  match: many,
-  group: many,
-  set: many,
-  agent: str,
-  description: str,
-  resource: str,
-  identity: str,
-  sub: str,
-  ttl: str,
-  aud: str,
-  upstream: str,
-  'gateway-port': str,
-  'control-plane-port': str,
-  'tunnel-port': str,
-  'demo-port': str,
-  'ready-file': str,
+  json: flag('print JSON instead of text'),
+  // The control plane, for the commands that talk to it.
+  'control-plane': option('HOST:PORT', 'control plane address', { env: 'WARDEN_CONTROL_PLANE', default: DEFAULT_CONTROL_PLANE }),
+  'data-dir': option('DIR', 'data directory; the admin token is read from DIR/admin-token unless WARDEN_ADMIN_TOKEN is set', {
+    env: 'WARDEN_DATA_DIR',
+    default: '.warden',
+  }),
+  ca: option('FILE', "CA certificate that signed a TLS control plane's certificate", { env: 'WARDEN_CONTROL_PLANE_CA' }),
+  // warden control-plane
+  listen: option('HOST:PORT', 'address to serve on', { env: 'WARDEN_CONTROL_PLANE_LISTEN', default: DEFAULT_CONTROL_PLANE }),
+  'database-url': option('URL', 'Postgres to store in (default: embedded PGlite in DATA_DIR/db)', { env: 'WARDEN_DATABASE_URL' }),
+  'tls-cert': option('FILE', 'TLS certificate (with --tls-key)', { env: 'WARDEN_CONTROL_PLANE_TLS_CERT' }),
+  'tls-key': option('FILE', 'TLS private key (with --tls-cert)', { env: 'WARDEN_CONTROL_PLANE_TLS_KEY' }),
+  nats: option('URL', 'NATS JetStream that carries the audit events', { env: 'WARDEN_NATS_URL' }),
+  // issuers, identities, resources, grants
+  'issuer-url': option('URL', "the issuer URL, the tokens' iss claim"),
+  audience: repeatable('A', 'an accepted aud claim'),
+  'jwks-uri': option('URL', 'where the signing keys are (default: from OIDC discovery)'),
+  'jwks-file': option('FILE', 'a JWKS file with the signing keys, stored inline'),
+  alg: repeatable('ALG', 'an accepted signature algorithm (default RS256 and ES256)'),
+  issuer: option('NAME', 'the issuer whose tokens this identity is'),
+  match: repeatable('CLAIM=VALUE', 'a claim the token must have (a value ending in * matches by prefix)'),
+  group: repeatable('G', 'a group'),
+  agent: option('NAME', 'the agent that serves the resource'),
+  description: option('TEXT', 'free text'),
+  resource: option('R', 'the resource'),
+  identity: option('I', 'the identity'),
+  access: option('LEVEL', 'read, write, ddl or admin (default read)'),
+  'allow-schema': repeatable('S', 'only objects in schema S'),
+  'deny-schema': repeatable('S', 'no objects in schema S'),
+  'allow-table': repeatable('T', 'only table T (schema.table, or table for that name in any schema)'),
+  'deny-table': repeatable('T', 'not table T (schema.table, or table for that name in any schema)'),
+  trust: repeatable('SCHEMA.NAME', 'a view or function that counts as itself rather than what it reaches'),
+  // warden token
+  sub: option('NAME', 'the subject (sub claim), the identity to be'),
+  ttl: option('DURATION', 'lifetime: 30s, 15m, 1h or 2d, at most 7d (default 1h)'),
+  aud: option('AUDIENCE', 'the aud claim (default warden)'),
+  // warden start
+  upstream: option('URL', 'a Postgres to serve instead of the demo database', { env: 'WARDEN_UPSTREAM_URL' }),
+  'gateway-port': option('PORT', 'port of the Postgres endpoint (default 15432; 0 picks a free port)'),
+  'control-plane-port': option('PORT', 'port of the control plane (default 7070; 0 picks a free port)'),
+  'tunnel-port': option('PORT', 'port the agent dials (default 7443; 0 picks a free port)'),
+  'demo-port': option('PORT', 'port of the demo database (default 15433; 0 picks a free port)'),
+  'ready-file': option('PATH', 'write the addresses here as JSON once everything runs'),
   // native roles (roles sql, start)
-  'agent-user': str,
-  'rule-role': many,
-  role: many,
-  access: str,
-  'allow-schema': many,
-  'deny-schema': many,
-  'allow-table': many,
-  'deny-table': many,
-  trust: many,
-  file: { type: 'string', short: 'f' },
-  author: str,
-  show: str,
-  as: str,
+  'agent-user': option('NAME', 'the user the agent logs in as, granted the roles'),
+  'rule-role': repeatable('RULE=ROLE', 'the role for the sessions of a rule'),
+  role: repeatable('LEVEL=ROLE', 'the role for the sessions of an access level'),
+  // policy
+  file: option('FILE', 'the policy file', { short: 'f' }),
+  author: option('NAME', 'who applies it, kept in the history (default: the login name)', { env: 'WARDEN_AUTHOR' }),
+  show: option('VERSION', "print that version's file"),
+  as: option('IDENTITY', 'the identity to check as'),
+  set: repeatable('NAME=VALUE', 'a startup parameter of the session, such as search_path'),
   // audit
-  since: str,
-  until: str,
-  outcome: str,
-  speed: str,
-  kind: str,
-  decision: str,
-  text: str,
-  type: str,
-  days: str,
-  limit: str,
-  nats: str,
-} as const;
+  since: option('WHEN', 'from: 24h, 7d… ago, or an ISO time'),
+  until: option('WHEN', 'until: 24h, 7d… ago, or an ISO time'),
+  outcome: option('OUTCOME', 'ok, error or refused'),
+  speed: option('SPEED', 'real waits the recorded gaps, N plays N times faster, fast does not wait (default fast)'),
+  kind: option('KIND', 'statement kind; DROP finds DROP TABLE, DROP SCHEMA…'),
+  decision: option('DECISION', 'allowed or refused'),
+  text: option('SUBSTRING', 'statement text containing SUBSTRING'),
+  type: option('TYPE', 'statement, session.start, session.end or auth.failure'),
+  days: option('N', 'days of sessions to keep; 0 keeps them forever'),
+  limit: option('N', 'at most N results'),
+} satisfies Record<string, { value: string; description: string; short?: string } & Omit<OptionSpec, 'flags'>>;
 
 export type OptionName = keyof typeof OPTIONS;
 
-export interface Values {
-  help?: boolean;
-  json?: boolean;
-  [name: string]: string | string[] | boolean | undefined;
-}
+/** An option a command takes, with a description of its own where the general one says too little. */
+export type OptionRef = OptionName | readonly [OptionName, string];
 
-export interface Parsed {
-  values: Values;
-  positionals: string[];
-}
-
-export function parse(argv: string[]): Parsed {
-  try {
-    const { values, positionals } = parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: true });
-    return { values: values as Values, positionals };
-  } catch (err) {
-    // parseArgs messages are long and mention internals; keep the useful part.
-    const msg = (err as Error).message.split('. ')[0]?.replace(/^Unknown option/, 'unknown option');
-    throw new CliError(`${msg} (see warden --help)`);
-  }
-}
-
-/** Rejects options the command does not take, so typos do not pass silently. */
-export function allowOnly(values: Values, allowed: readonly OptionName[], command: string): void {
-  for (const key of Object.keys(values)) {
-    if (values[key] !== undefined && key !== 'help' && !allowed.includes(key as OptionName)) {
-      throw new CliError(`warden ${command} does not take --${key} (see warden ${command} --help)`);
-    }
-  }
-}
-
-export const str1 = (v: Values, name: OptionName): string | undefined => v[name] as string | undefined;
-export const list = (v: Values, name: OptionName): string[] => (v[name] as string[] | undefined) ?? [];
-
-export function required(v: Values, name: OptionName, command: string): string {
-  const value = str1(v, name);
-  if (value === undefined || value === '') throw new CliError(`warden ${command} needs --${name}`);
-  return value;
+/** The option as commander declares it, e.g. '-f, --file <FILE>'. */
+export function optionSpec(ref: OptionRef): OptionSpec {
+  const [name, description] = typeof ref === 'string' ? [ref, undefined] : ref;
+  const o: { value: string; description: string; short?: string } & Omit<OptionSpec, 'flags'> = OPTIONS[name];
+  const flags = `${o.short ? `-${o.short}, ` : ''}--${name}${o.value ? ` <${o.value}>` : ''}`;
+  return { flags, description: description ?? o.description, env: o.env, default: o.default, repeatable: o.repeatable };
 }
 
 /** "30s", "15m", "1h", "2d" or a plain number of seconds. */

@@ -1,29 +1,39 @@
-// What every command gets: parsed options, the rest of the positionals, and
-// the admin client built from the global options.
+// What a command declares (its name, help, argument and options) and what it
+// gets when it runs: the parsed options, its argument, and the admin client
+// built from the connection options.
 import { join, resolve } from 'node:path';
+import type { ArgumentMessages } from '@warden/proto/cli';
 import { readSecretFile } from '../server/secrets.js';
-import { list, str1, type OptionName, type Values } from './args.js';
+import { DEFAULT_CONTROL_PLANE, type OptionName, type OptionRef } from './args.js';
 import { AdminClient } from './client.js';
 import { CliError } from './errors.js';
-
-export const DEFAULT_CONTROL_PLANE = '127.0.0.1:7070';
 
 export interface Command {
   /** e.g. "issuers add" */
   name: string;
+  /** One line for the list of commands. */
+  summary: string;
+  /** What follows the command's name in "Usage:", e.g. "NAME --issuer-url URL --audience A [options]". */
   usage: string;
-  options: readonly OptionName[];
+  /** More for --help, below the summary. */
+  details?: string;
+  /** The one positional argument, if the command takes one; `choices` are all the values it may have. */
+  argument?: { name: string; description: string; optional?: boolean; choices?: readonly string[] } & ArgumentMessages;
+  options: readonly OptionRef[];
   run(ctx: Context): Promise<number | void>;
 }
 
 /** Options of every command that talks to a running control plane. */
 export const CLIENT_OPTIONS = ['control-plane', 'data-dir', 'ca', 'json'] as const;
 
+export type Values = Partial<Record<OptionName, string | string[] | boolean>>;
+
 export class Context {
   constructor(
     readonly command: string,
     readonly values: Values,
-    readonly args: string[],
+    /** The positional argument, when the command takes one and it was given. */
+    readonly argument: string | undefined,
     readonly env: NodeJS.ProcessEnv,
   ) {}
 
@@ -32,29 +42,20 @@ export class Context {
   }
 
   get dataDir(): string {
-    return resolve(str1(this.values, 'data-dir') ?? this.env.WARDEN_DATA_DIR ?? '.warden');
+    return resolve(this.opt('data-dir') ?? '.warden');
   }
 
   opt(name: OptionName): string | undefined {
-    return str1(this.values, name);
+    return this.values[name] as string | undefined;
   }
 
   many(name: OptionName): string[] {
-    return list(this.values, name);
+    return (this.values[name] as string[] | undefined) ?? [];
   }
 
-  /** The single positional argument the command needs, e.g. NAME. */
-  arg(label: string): string {
-    if (this.args.length !== 1) {
-      throw new CliError(
-        this.args.length === 0 ? `warden ${this.command} needs ${label}` : `warden ${this.command} takes one ${label}, got: ${this.args.join(' ')}`,
-      );
-    }
-    return this.args[0]!;
-  }
-
-  noArgs(): void {
-    if (this.args.length > 0) throw new CliError(`warden ${this.command} takes no argument '${this.args[0]}'`);
+  /** The argument of a command that requires one (commander has checked it is there). */
+  arg(): string {
+    return this.argument!;
   }
 
   print(text: string): void {
@@ -67,7 +68,7 @@ export class Context {
 
   /** Runs `fn` with an admin client and always closes it. */
   async withAdmin<T>(fn: (client: AdminClient) => Promise<T>): Promise<T> {
-    const address = this.opt('control-plane') ?? this.env.WARDEN_CONTROL_PLANE ?? DEFAULT_CONTROL_PLANE;
+    const address = this.opt('control-plane') ?? DEFAULT_CONTROL_PLANE;
     const client = new AdminClient(address, this.adminToken(), this.opt('ca'));
     try {
       return await fn(client);

@@ -1,5 +1,9 @@
-// Dispatch of `warden <command> [subcommand] ...`.
-import { allowOnly, parse } from './args.js';
+// The `warden` command on commander: one subcommand per Command of
+// commands/*.ts, those named "issuers add" and the like under a group command
+// ("issuers"), plus `warden completion`.
+import { Help, type Command as Commander } from 'commander';
+import { CliCommand, makeOption, packageVersion, parseCommandLine, withConventions } from '@warden/proto/cli';
+import { optionSpec, type OptionName, type OptionRef } from './args.js';
 import { agentCommands } from './commands/agents.js';
 import { auditCommands } from './commands/audit.js';
 import { configCommands } from './commands/config.js';
@@ -8,50 +12,138 @@ import { rolesCommands } from './commands/roles.js';
 import { serveCommand } from './commands/serve.js';
 import { startCommand } from './commands/start.js';
 import { tokenCommand } from './commands/token.js';
-import { Context, type Command } from './context.js';
-import { CliError } from './errors.js';
+import { SHELLS, completionScript, type Shell } from './completion.js';
+import { Context, type Command, type Values } from './context.js';
 
-const COMMANDS: Command[] = [startCommand, serveCommand, ...configCommands, ...policyCommands, ...rolesCommands, ...auditCommands, ...agentCommands, tokenCommand];
+export const VERSION = packageVersion(new URL('../../package.json', import.meta.url));
 
-const GLOBAL_HELP = `Global options for commands that talk to the control plane:
-  --control-plane HOST:PORT   (WARDEN_CONTROL_PLANE, default 127.0.0.1:7070)
-  --data-dir DIR              (WARDEN_DATA_DIR, default .warden; admin token read from DIR/admin-token
-                               unless WARDEN_ADMIN_TOKEN is set)
-  --ca FILE                   CA certificate for a TLS control plane
-  --json                      JSON output`;
+/** What each group of commands is about, for the lists of commands. */
+const GROUPS: Record<string, string> = {
+  issuers: 'trusted token issuers',
+  identities: 'identities: which tokens are who',
+  resources: 'databases served by agents',
+  grants: 'who may use a resource, and how',
+  policy: 'policy as code: apply, diff, history, check',
+  roles: "native Postgres roles that back a resource's rules",
+  sessions: 'recorded sessions',
+  audit: 'the audit trail',
+  agents: 'agent enrollment',
+  gateways: 'the gateways',
+};
 
-export function usage(): string {
-  return ['Usage:', ...COMMANDS.map((c) => `  ${c.usage.split('\n')[0]}`), '', GLOBAL_HELP].join('\n');
+const completionCommand: Command = {
+  name: 'completion',
+  summary: 'print a shell completion script',
+  usage: 'bash|zsh',
+  details: 'bash: source <(warden completion bash), e.g. in ~/.bashrc\nzsh:  source <(warden completion zsh) after compinit, or save it as _warden in a directory of $fpath',
+  argument: { name: 'SHELL', description: 'the shell', choices: SHELLS },
+  options: [],
+  async run(ctx) {
+    process.stdout.write(completionScript(ctx.arg() as Shell, COMMANDS, GROUPS));
+  },
+};
+
+const COMMANDS: Command[] = [
+  startCommand,
+  serveCommand,
+  ...configCommands,
+  ...policyCommands,
+  ...rolesCommands,
+  ...auditCommands,
+  ...agentCommands,
+  tokenCommand,
+  completionCommand,
+];
+
+const PROGRAM_HELP = `
+Commands that talk to the control plane take --control-plane HOST:PORT (env WARDEN_CONTROL_PLANE,
+default 127.0.0.1:7070), --data-dir DIR (env WARDEN_DATA_DIR, default .warden: the admin token is
+read from DIR/admin-token unless WARDEN_ADMIN_TOKEN is set), --ca FILE and --json.
+See warden COMMAND --help for the options of each command.`;
+
+const optionName = (ref: OptionRef): OptionName => (typeof ref === 'string' ? ref : ref[0]);
+
+/** "issuers add <NAME>" for the list of every command. */
+function leafTerm(cmd: Commander): string {
+  const args = cmd.registeredArguments.map((a) => (a.required ? `<${a.name()}>` : `[${a.name()}]`));
+  return [(cmd as CliCommand).path().replace(/^\S+ /, ''), ...args].join(' ');
 }
 
-function find(positionals: string[]): { command?: Command; rest: string[] } {
-  const [first = '', second = ''] = positionals;
-  const two = COMMANDS.find((c) => c.name === `${first} ${second}`);
-  if (two) return { command: two, rest: positionals.slice(2) };
-  const one = COMMANDS.find((c) => c.name === first);
-  if (one) return { command: one, rest: positionals.slice(1) };
-  const subs = COMMANDS.filter((c) => c.name.startsWith(`${first} `)).map((c) => c.name.split(' ')[1]);
-  if (subs.length > 0) {
-    const what = second ? `unknown subcommand '${second}' for` : 'missing subcommand for';
-    throw new CliError(`${what} warden ${first}: use one of ${subs.join(', ')}`);
+function leaves(cmd: Commander): Commander[] {
+  return cmd.commands.flatMap((c) => (c.commands.length > 0 ? leaves(c) : [c]));
+}
+
+const sentence = (text: string) => text.charAt(0).toUpperCase() + text.slice(1);
+
+function define(parent: CliCommand, spec: Command, done: (code: number) => void): void {
+  const cmd = (parent.command(spec.name.split(' ').at(-1)!) as CliCommand)
+    .summary(spec.summary)
+    .description([sentence(spec.summary), spec.details].filter(Boolean).join('\n\n'))
+    .usage(spec.usage);
+  if (spec.argument) {
+    const { name, description, optional, choices, missing, excess } = spec.argument;
+    cmd.argument(optional ? `[${name}]` : `<${name}>`, description);
+    if (choices) cmd.registeredArguments.at(-1)!.choices(choices);
+    cmd.argumentMessages = { missing, excess };
   }
-  throw new CliError(`unknown command '${first}' (see warden --help)`);
+  const options = spec.options.map((ref) => {
+    const option = makeOption(optionSpec(ref));
+    cmd.addOption(option);
+    return { name: optionName(ref), key: option.attributeName() };
+  });
+  cmd.action(async () => {
+    const values: Values = {};
+    for (const { name, key } of options) values[name] = cmd.getOptionValue(key) as Values[OptionName];
+    const argument = cmd.processedArgs[0] as string | undefined;
+    done((await spec.run(new Context(spec.name, values, argument, process.env))) ?? 0);
+  });
+  // After the options, so that --version and --help close the list.
+  withConventions(cmd, VERSION);
+}
+
+/** The `warden` program; `done` receives the exit code of the command that ran. */
+export function program(done: (code: number) => void): CliCommand {
+  const root = withConventions(new CliCommand('warden'), VERSION)
+    .description('Warden: least privilege between non-human identities and Postgres.')
+    .usage('COMMAND [options]')
+    .addHelpText('after', PROGRAM_HELP);
+  const groups = new Map<string, CliCommand>();
+  for (const spec of COMMANDS) {
+    const [first, second] = spec.name.split(' ') as [string, string | undefined];
+    let parent = root;
+    if (second !== undefined) {
+      let group = groups.get(first);
+      if (!group) {
+        group = withConventions(root.command(first) as CliCommand, VERSION)
+          .description(sentence(GROUPS[first] ?? ''))
+          .usage('COMMAND [options]')
+          .helpCommand(false);
+        groups.set(first, group);
+      }
+      parent = group;
+    }
+    define(parent, spec, done);
+  }
+  // The program's help lists every command with its argument, as they are typed.
+  root.configureHelp({
+    visibleCommands(this: Help, cmd: Commander) {
+      const help = Help.prototype.visibleCommands.call(this, cmd).filter((c) => c.name() === 'help');
+      return [...leaves(cmd), ...help];
+    },
+    subcommandTerm(this: Help, cmd: Commander) {
+      return cmd.name() === 'help' ? Help.prototype.subcommandTerm.call(this, cmd) : leafTerm(cmd);
+    },
+  });
+  return root;
 }
 
 /** Runs one CLI invocation and returns the exit code. */
-export async function runCli(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
-  const { values, positionals } = parse(argv);
-  if (positionals.length === 0 || positionals[0] === 'help') {
-    const asked = values.help === true || positionals[0] === 'help';
-    (asked ? process.stdout : process.stderr).write(`${usage()}\n`);
-    return asked ? 0 : 1;
-  }
-  const { command, rest } = find(positionals);
-  if (!command) throw new CliError('unreachable');
-  if (values.help) {
-    process.stdout.write(`Usage: ${command.usage}\n`);
-    return 0;
-  }
-  allowOnly(values, command.options, command.name);
-  return (await command.run(new Context(command.name, values, rest, env))) ?? 0;
+export async function runCli(argv: string[]): Promise<number> {
+  let code = 0;
+  const usageError = await parseCommandLine(
+    program((c) => (code = c)),
+    argv,
+    1,
+  );
+  return usageError ?? code;
 }

@@ -5,10 +5,10 @@ import { json, table } from '../output.js';
 export const agentCommands: Command[] = [
   {
     name: 'agents list',
-    usage: 'warden agents list [--json]',
+    summary: 'list the enrolled agents',
+    usage: '[--json]',
     options: CLIENT_OPTIONS,
     async run(ctx) {
-      ctx.noArgs();
       const { agents } = await ctx.withAdmin((c) => c.call((x) => x.getSnapshot, {}));
       if (ctx.json) return ctx.print(json(agents));
       if (agents.length === 0) return ctx.print('No agents.');
@@ -17,10 +17,13 @@ export const agentCommands: Command[] = [
   },
   {
     name: 'agents enroll',
-    usage: 'warden agents enroll NAME\n  (prints the enrollment token once; a revoked NAME can be enrolled again)',
+    summary: 'enroll an agent and print its enrollment token',
+    usage: 'NAME',
+    details: 'Prints the enrollment token once; the control plane keeps only its hash. A revoked NAME can be enrolled again.',
+    argument: { name: 'NAME', description: 'the agent' },
     options: CLIENT_OPTIONS,
     async run(ctx) {
-      const name = ctx.arg('NAME');
+      const name = ctx.arg();
       const res = await ctx.withAdmin((c) => c.call((x) => x.enrollAgent, { name }));
       if (ctx.json) return ctx.print(json(res));
       // The advice goes to stderr so `warden agents enroll x > token-file` captures only the token.
@@ -32,20 +35,22 @@ export const agentCommands: Command[] = [
   },
   {
     name: 'agents revoke',
-    usage: 'warden agents revoke NAME',
+    summary: "revoke an agent's enrollment and close its streams",
+    usage: 'NAME',
+    argument: { name: 'NAME', description: 'the agent' },
     options: CLIENT_OPTIONS,
     async run(ctx) {
-      const name = ctx.arg('NAME');
+      const name = ctx.arg();
       await ctx.withAdmin((c) => c.call((x) => x.revokeAgent, { name }));
       ctx.print(ctx.json ? json({ revoked: name }) : `Agent '${name}' revoked; its open streams are closed.`);
     },
   },
   {
     name: 'gateways list',
-    usage: 'warden gateways list [--json]',
+    summary: 'list the gateways that have reported to the control plane',
+    usage: '[--json]',
     options: CLIENT_OPTIONS,
     async run(ctx) {
-      ctx.noArgs();
       const { gateways } = await ctx.withAdmin((c) => c.call((x) => x.getSnapshot, {}));
       if (ctx.json) return ctx.print(json(gateways));
       if (gateways.length === 0) return ctx.print('No gateways.');

@@ -24,11 +24,18 @@ const shortTime = (iso: string) => iso.replace('T', ' ').replace(/\.\d+Z$/, 'Z')
 export const auditCommands: Command[] = [
   {
     name: 'sessions list',
-    usage:
-      'warden sessions list [--identity I] [--resource R] [--since 24h|ISO] [--until ISO] [--outcome ok|error|refused] [--limit N] [--json]',
-    options: [...CLIENT_OPTIONS, 'identity', 'resource', 'since', 'until', 'outcome', 'limit'],
+    summary: 'list the recorded sessions, newest first',
+    usage: '[--identity I] [--resource R] [--since 24h|ISO] [--until ISO] [--outcome ok|error|refused] [--limit N] [--json]',
+    options: [
+      ...CLIENT_OPTIONS,
+      ['identity', 'only the sessions of this identity'],
+      ['resource', 'only the sessions on this resource'],
+      'since',
+      'until',
+      'outcome',
+      'limit',
+    ],
     async run(ctx) {
-      ctx.noArgs();
       const { sessions } = await ctx.withAdmin((c) =>
         c.call((x) => x.listSessions, {
           identity: ctx.opt('identity') ?? '',
@@ -51,10 +58,12 @@ export const auditCommands: Command[] = [
   },
   {
     name: 'sessions show',
-    usage: 'warden sessions show ID [--json]\n  (the session and a one-line summary of each event)',
+    summary: 'a session and a one-line summary of each of its events',
+    usage: 'ID [--json]',
+    argument: { name: 'ID', description: 'the session' },
     options: CLIENT_OPTIONS,
     async run(ctx) {
-      const res = await fetchSession(ctx, ctx.arg('ID'));
+      const res = await fetchSession(ctx, ctx.arg());
       const events = parseEvents(res.eventsJson);
       if (ctx.json) return ctx.print(json({ session: res.session, events }));
       ctx.print([...sessionHeader(res.session!), '', ...events.map((e) => `${shortTime(e.time)}  ${summarize(e)}`)].join('\n'));
@@ -62,12 +71,13 @@ export const auditCommands: Command[] = [
   },
   {
     name: 'sessions replay',
-    usage:
-      'warden sessions replay ID [--speed real|fast|N]\n  (the session as a transcript: statements, decisions and results in order;\n   real waits the recorded gaps, N plays N times faster, fast does not wait; default fast)',
+    summary: 'a session as a transcript: statements, decisions and results in order',
+    usage: 'ID [--speed real|fast|N]',
+    argument: { name: 'ID', description: 'the session' },
     options: [...CLIENT_OPTIONS, 'speed'],
     async run(ctx) {
       const speed = parseSpeed(ctx.opt('speed'));
-      const res = await fetchSession(ctx, ctx.arg('ID'));
+      const res = await fetchSession(ctx, ctx.arg());
       const events = parseEvents(res.eventsJson).sort((a, b) => seqOf(a) - seqOf(b));
       if (ctx.json) return ctx.print(json({ session: res.session, events }));
       ctx.print(`${sessionHeader(res.session!).join('\n')}\n`);
@@ -84,13 +94,23 @@ export const auditCommands: Command[] = [
   },
   {
     name: 'audit search',
+    summary: 'find audit events',
     usage:
-      'warden audit search [--kind DROP] [--identity I] [--resource R] [--decision allowed|refused] [--since 7d] [--until ISO]\n' +
-      '                    [--text SUBSTRING] [--type statement|session.start|session.end|auth.failure] [--limit N] [--json]\n' +
-      '  (--kind matches the statement kind and its longer forms: DROP finds DROP TABLE, DROP SCHEMA…)',
-    options: [...CLIENT_OPTIONS, 'kind', 'identity', 'resource', 'decision', 'since', 'until', 'text', 'type', 'limit'],
+      '[--kind DROP] [--identity I] [--resource R] [--decision allowed|refused] [--since 7d] [--until ISO]\n' +
+      '                           [--text SUBSTRING] [--type statement|session.start|session.end|auth.failure] [--limit N] [--json]',
+    options: [
+      ...CLIENT_OPTIONS,
+      'kind',
+      ['identity', 'only the events of this identity'],
+      ['resource', 'only the events on this resource'],
+      'decision',
+      'since',
+      'until',
+      'text',
+      'type',
+      'limit',
+    ],
     async run(ctx) {
-      ctx.noArgs();
       const { eventsJson } = await ctx.withAdmin((c) =>
         c.call((x) => x.searchAudit, {
           kind: ctx.opt('kind') ?? '',
@@ -113,10 +133,11 @@ export const auditCommands: Command[] = [
   },
   {
     name: 'audit verify',
-    usage: 'warden audit verify [--json]\n  (recomputes the session and daily hash chains; exit code 1 when a record was edited, reordered or deleted)',
+    summary: 'recompute the session and daily hash chains',
+    usage: '[--json]',
+    details: 'Exit code 1 when a record was edited, reordered or deleted.',
     options: CLIENT_OPTIONS,
     async run(ctx) {
-      ctx.noArgs();
       const report = await ctx.withAdmin((c) => c.call((x) => x.verifyAudit, {}));
       if (ctx.json) {
         ctx.print(json(report));
@@ -139,11 +160,13 @@ export const auditCommands: Command[] = [
   },
   {
     name: 'audit retention',
-    usage: 'warden audit retention [set --days N] [--json]\n  (days of sessions to keep; 0 keeps them forever; the control plane deletes older days as they expire)',
+    summary: 'show or set how many days of sessions are kept',
+    usage: '[set --days N] [--json]',
+    details: '0 days keeps them forever; the control plane deletes older days as they expire.',
+    argument: { name: 'ACTION', description: 'set: change the retention to --days', optional: true, choices: ['set'], excess: 'takes at most set: use warden audit retention [set --days N]' },
     options: [...CLIENT_OPTIONS, 'days'],
     async run(ctx) {
-      const [sub] = ctx.args;
-      if (ctx.args.length > 1 || (sub !== undefined && sub !== 'set')) throw new CliError('use: warden audit retention [set --days N]');
+      const sub = ctx.argument;
       const daysText = ctx.opt('days');
       if (sub === 'set' && daysText === undefined) throw new CliError('warden audit retention set needs --days N');
       if (sub !== 'set' && daysText !== undefined) throw new CliError('to change the retention: warden audit retention set --days N');

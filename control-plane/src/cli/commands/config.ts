@@ -50,10 +50,10 @@ const describeTrust = (g: Grant) => (g.trust?.length ? g.trust.join(',') : '-');
 export const configCommands: Command[] = [
   {
     name: 'issuers list',
-    usage: 'warden issuers list [--json]',
+    summary: 'list the trusted token issuers',
+    usage: '[--json]',
     options: CLIENT_OPTIONS,
     async run(ctx) {
-      ctx.noArgs();
       const { issuers } = await snapshot(ctx);
       show(ctx, issuers, 'issuers', ['NAME', 'ISSUER URL', 'AUDIENCES', 'KEYS', 'ALGORITHMS'], (i) => [
         i.name,
@@ -66,11 +66,12 @@ export const configCommands: Command[] = [
   },
   {
     name: 'issuers add',
-    usage:
-      'warden issuers add NAME --issuer-url URL --audience A [--audience B] [--jwks-uri URL | --jwks-file F] [--alg RS256 ...]\n  (replaces the issuer if NAME exists)',
+    summary: 'trust the tokens of an issuer (replaces the issuer if NAME exists)',
+    usage: 'NAME --issuer-url URL --audience A [--audience B] [--jwks-uri URL | --jwks-file F] [--alg RS256 ...]',
+    argument: { name: 'NAME', description: 'the issuer, as identities name it' },
     options: [...CLIENT_OPTIONS, 'issuer-url', 'audience', 'jwks-uri', 'jwks-file', 'alg'],
     async run(ctx) {
-      const name = ctx.arg('NAME');
+      const name = ctx.arg();
       const file = ctx.opt('jwks-file');
       if (file && ctx.opt('jwks-uri')) throw new CliError('give either --jwks-uri or --jwks-file, not both');
       const issuer = await ctx.withAdmin((c) =>
@@ -88,20 +89,22 @@ export const configCommands: Command[] = [
   },
   {
     name: 'issuers remove',
-    usage: 'warden issuers remove NAME',
+    summary: 'stop trusting an issuer',
+    usage: 'NAME',
+    argument: { name: 'NAME', description: 'the issuer' },
     options: CLIENT_OPTIONS,
     async run(ctx) {
-      const name = ctx.arg('NAME');
+      const name = ctx.arg();
       await ctx.withAdmin((c) => c.call((x) => x.deleteIssuer, { name }));
       done(ctx, `Issuer '${name}' removed.`, { removed: name });
     },
   },
   {
     name: 'identities list',
-    usage: 'warden identities list [--json]',
+    summary: 'list the identities',
+    usage: '[--json]',
     options: CLIENT_OPTIONS,
     async run(ctx) {
-      ctx.noArgs();
       const { identities } = await snapshot(ctx);
       show(ctx, identities, 'identities', ['NAME', 'ISSUER', 'MATCH', 'GROUPS'], (i) => [
         i.name,
@@ -113,11 +116,12 @@ export const configCommands: Command[] = [
   },
   {
     name: 'identities add',
-    usage:
-      'warden identities add NAME --issuer ISSUER_NAME --match claim=value [--match ...] [--group G ...]\n  (replaces the identity if NAME exists; a value ending in * matches by prefix)',
-    options: [...CLIENT_OPTIONS, 'issuer', 'match', 'group'],
+    summary: 'name the tokens whose claims match (replaces the identity if NAME exists)',
+    usage: 'NAME --issuer ISSUER_NAME --match claim=value [--match ...] [--group G ...]',
+    argument: { name: 'NAME', description: 'the identity' },
+    options: [...CLIENT_OPTIONS, 'issuer', 'match', ['group', 'a group the identity belongs to']],
     async run(ctx) {
-      const name = ctx.arg('NAME');
+      const name = ctx.arg();
       const identity = await ctx.withAdmin((c) =>
         c.call((x) => x.putIdentity, {
           name,
@@ -131,30 +135,34 @@ export const configCommands: Command[] = [
   },
   {
     name: 'identities remove',
-    usage: 'warden identities remove NAME',
+    summary: 'remove an identity',
+    usage: 'NAME',
+    argument: { name: 'NAME', description: 'the identity' },
     options: CLIENT_OPTIONS,
     async run(ctx) {
-      const name = ctx.arg('NAME');
+      const name = ctx.arg();
       await ctx.withAdmin((c) => c.call((x) => x.deleteIdentity, { name }));
       done(ctx, `Identity '${name}' removed.`, { removed: name });
     },
   },
   {
     name: 'resources list',
-    usage: 'warden resources list [--json]',
+    summary: 'list the resources',
+    usage: '[--json]',
     options: CLIENT_OPTIONS,
     async run(ctx) {
-      ctx.noArgs();
       const { resources } = await snapshot(ctx);
       show(ctx, resources, 'resources', ['NAME', 'AGENT', 'DESCRIPTION'], (r) => [r.name, r.agent, cell(r.description)]);
     },
   },
   {
     name: 'resources add',
-    usage: 'warden resources add NAME --agent AGENT [--description TEXT]\n  (replaces the resource if NAME exists)',
+    summary: 'add a database served by an agent (replaces the resource if NAME exists)',
+    usage: 'NAME --agent AGENT [--description TEXT]',
+    argument: { name: 'NAME', description: 'the resource, the dbname clients connect to' },
     options: [...CLIENT_OPTIONS, 'agent', 'description'],
     async run(ctx) {
-      const name = ctx.arg('NAME');
+      const name = ctx.arg();
       const resource = await ctx.withAdmin((c) =>
         c.call((x) => x.putResource, { name, agent: ctx.opt('agent') ?? '', description: ctx.opt('description') ?? '' }),
       );
@@ -163,20 +171,22 @@ export const configCommands: Command[] = [
   },
   {
     name: 'resources remove',
-    usage: 'warden resources remove NAME',
+    summary: 'remove a resource',
+    usage: 'NAME',
+    argument: { name: 'NAME', description: 'the resource' },
     options: CLIENT_OPTIONS,
     async run(ctx) {
-      const name = ctx.arg('NAME');
+      const name = ctx.arg();
       await ctx.withAdmin((c) => c.call((x) => x.deleteResource, { name }));
       done(ctx, `Resource '${name}' removed.`, { removed: name });
     },
   },
   {
     name: 'grants list',
-    usage: 'warden grants list [--json]',
+    summary: 'list the grants',
+    usage: '[--json]',
     options: CLIENT_OPTIONS,
     async run(ctx) {
-      ctx.noArgs();
       const { grants } = await snapshot(ctx);
       show(ctx, grants, 'grants', ['ID', 'RESOURCE', 'IDENTITY', 'GROUP', 'ACCESS', 'RULE', 'SCOPES', 'TRUST'], (g) => [
         g.id,
@@ -192,15 +202,24 @@ export const configCommands: Command[] = [
   },
   {
     name: 'grants add',
+    summary: 'let an identity or a group use a resource',
     usage:
-      'warden grants add --resource R (--identity I | --group G) [--access read|write|ddl|admin]\n' +
-      '                  [--allow-schema S ...] [--deny-schema S ...] [--allow-table T ...] [--deny-table T ...]\n' +
-      '                  [--trust schema.name ...]\n' +
-      '  (access defaults to read; tables are schema.table, or table for that name in any schema;\n' +
-      '   --trust names a view or function to count as itself rather than what it reaches)',
-    options: [...CLIENT_OPTIONS, 'resource', 'identity', 'group', 'access', 'allow-schema', 'deny-schema', 'allow-table', 'deny-table', 'trust'],
+      '--resource R (--identity I | --group G) [--access read|write|ddl|admin]\n' +
+      '                         [--allow-schema S ...] [--deny-schema S ...] [--allow-table T ...] [--deny-table T ...]\n' +
+      '                         [--trust schema.name ...]',
+    options: [
+      ...CLIENT_OPTIONS,
+      ['resource', 'the resource to grant'],
+      ['identity', 'the identity that may use it'],
+      ['group', 'the group whose identities may use it (one per grant)'],
+      'access',
+      'allow-schema',
+      'deny-schema',
+      'allow-table',
+      'deny-table',
+      'trust',
+    ],
     async run(ctx) {
-      ctx.noArgs();
       const groups = ctx.many('group');
       if (groups.length > 1) throw new CliError('a grant names one group; add one grant per group');
       const grant = await ctx.withAdmin((c) =>
@@ -230,10 +249,12 @@ export const configCommands: Command[] = [
   },
   {
     name: 'grants remove',
-    usage: 'warden grants remove ID',
+    summary: 'remove a grant',
+    usage: 'ID',
+    argument: { name: 'ID', description: 'the grant, as grants list shows it' },
     options: CLIENT_OPTIONS,
     async run(ctx) {
-      const id = ctx.arg('ID');
+      const id = ctx.arg();
       await ctx.withAdmin((c) => c.call((x) => x.deleteGrant, { id }));
       done(ctx, `Grant ${id} removed.`, { removed: id });
     },

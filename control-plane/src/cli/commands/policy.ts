@@ -39,7 +39,7 @@ function printProblems(ctx: Context, file: string, problems: PolicyProblem[]): n
 async function sendPolicy(ctx: Context, dryRun: boolean) {
   const file = fileOption(ctx);
   const yaml = readPolicyFile(file);
-  const author = ctx.opt('author') ?? ctx.env.WARDEN_AUTHOR ?? safeUser();
+  const author = ctx.opt('author') ?? safeUser();
   try {
     return { file, result: await ctx.withAdmin((c) => c.call((x) => x.applyPolicy, { yaml, author, dryRun })) };
   } catch (err) {
@@ -78,10 +78,11 @@ interface CheckLine {
 export const policyCommands: Command[] = [
   {
     name: 'policy apply',
-    usage: 'warden policy apply -f FILE [--author NAME]\n  (replaces issuers, identities, resources and grants with the file\'s; prints the changes and the new version)',
+    summary: "replace issuers, identities, resources and grants with a policy file's",
+    usage: '-f FILE [--author NAME]',
+    details: 'Prints the changes and the new policy version.',
     options: [...CLIENT_OPTIONS, 'file', 'author'],
     async run(ctx) {
-      ctx.noArgs();
       const sent = await sendPolicy(ctx, false);
       if (sent.problems) return printProblems(ctx, sent.file, sent.problems);
       const { version, change } = sent.result;
@@ -93,10 +94,10 @@ export const policyCommands: Command[] = [
   },
   {
     name: 'policy diff',
-    usage: 'warden policy diff -f FILE\n  (what applying FILE would change; stores nothing)',
+    summary: 'what applying a policy file would change; stores nothing',
+    usage: '-f FILE',
     options: [...CLIENT_OPTIONS, 'file'],
     async run(ctx) {
-      ctx.noArgs();
       const sent = await sendPolicy(ctx, true);
       if (sent.problems) return printProblems(ctx, sent.file, sent.problems);
       const lines = sent.result.change?.lines ?? [];
@@ -106,10 +107,10 @@ export const policyCommands: Command[] = [
   },
   {
     name: 'policy history',
-    usage: 'warden policy history [--show VERSION]\n  (applied versions, newest first; --show prints that version\'s file)',
+    summary: 'the applied policy versions, newest first',
+    usage: '[--show VERSION]',
     options: [...CLIENT_OPTIONS, 'show'],
     async run(ctx) {
-      ctx.noArgs();
       const show = ctx.opt('show');
       const wanted = show === undefined ? undefined : Number(show);
       if (show !== undefined && !(Number.isInteger(wanted) && wanted! > 0)) {
@@ -138,20 +139,28 @@ export const policyCommands: Command[] = [
   },
   {
     name: 'policy check',
-    usage:
-      'warden policy check --as IDENTITY --resource R [--group G ...] [--set NAME=VALUE ...] [-f FILE] "SQL SCRIPT"\n' +
-      '  (what the gateway would do with each statement of the script, run in order in one session, and which\n' +
-      '   rule decides; runs nothing. --set gives startup parameters such as search_path. Rules from the\n' +
-      '   control plane\'s current configuration, or from FILE without applying it. Views and functions are\n' +
-      '   judged by their names only: the gateway also follows what they reach in the database)',
-    options: [...CLIENT_OPTIONS, 'as', 'resource', 'group', 'file', 'set'],
+    summary: 'what the gateway would do with a SQL script, and which rule decides; runs nothing',
+    usage: '--as IDENTITY --resource R [--group G ...] [--set NAME=VALUE ...] [-f FILE] "SQL SCRIPT"',
+    details:
+      'The statements are decided in order, in one session. Rules come from the control plane\'s current\n' +
+      'configuration, or from FILE without applying it. Views and functions are judged by their names only:\n' +
+      'the gateway also follows what they reach in the database.',
+    argument: {
+      name: 'SQL',
+      description: 'the SQL script, quoted as one argument',
+      missing: 'needs the SQL to check, e.g. "DELETE FROM orders"',
+      excess: 'takes the SQL as one argument: quote it',
+    },
+    options: [
+      ...CLIENT_OPTIONS,
+      'as',
+      ['resource', 'the resource the session is on'],
+      ['group', 'a group to count the identity in, besides its own'],
+      ['file', 'a policy file to take the rules from, instead of the control plane'],
+      'set',
+    ],
     async run(ctx) {
-      if (ctx.args.length !== 1) {
-        throw new CliError(
-          ctx.args.length === 0 ? 'warden policy check needs the SQL to check, e.g. "DELETE FROM orders"' : 'warden policy check takes the SQL as one argument: quote it',
-        );
-      }
-      const sql = ctx.args[0]!;
+      const sql = ctx.arg();
       const as = ctx.opt('as');
       if (!as) throw new CliError('warden policy check needs --as IDENTITY');
       const resourceName = ctx.opt('resource');

@@ -56,14 +56,20 @@ async function rulesOf(ctx: Context, resource: string): Promise<{ rules: NativeR
 export const rolesCommands: Command[] = [
   {
     name: 'roles sql',
-    usage:
-      'warden roles sql --resource R [-f POLICY_FILE] [--agent-user NAME] [--rule-role RULE=ROLE ...]\n' +
-      '  (prints an idempotent SQL script that makes one NOLOGIN role per rule of R hold what the rule allows,\n' +
-      '   and the agent config that maps the rules to them; roles are named warden_<rule> unless --rule-role says.\n' +
-      '   Rules from the control plane\'s current configuration, or from POLICY_FILE without applying it)',
-    options: [...CLIENT_OPTIONS, 'resource', 'file', 'agent-user', 'rule-role'],
+    summary: "print the SQL that makes native Postgres roles hold what a resource's rules allow",
+    usage: '--resource R [-f POLICY_FILE] [--agent-user NAME] [--rule-role RULE=ROLE ...]',
+    details:
+      'An idempotent script: one NOLOGIN role per rule of R, holding what the rule allows, and the agent\n' +
+      'config that maps the rules to them; roles are named warden_<rule> unless --rule-role says.\n' +
+      "Rules come from the control plane's current configuration, or from POLICY_FILE without applying it.",
+    options: [
+      ...CLIENT_OPTIONS,
+      ['resource', 'the resource whose rules get roles'],
+      ['file', 'a policy file to take the rules from, instead of the control plane'],
+      'agent-user',
+      'rule-role',
+    ],
     async run(ctx) {
-      ctx.noArgs();
       const resource = ctx.opt('resource');
       if (!resource) throw new CliError('warden roles sql needs --resource R');
       const roleNames = parseNamePairs(ctx.many('rule-role'), 'rule-role', 'RULE');

@@ -6,31 +6,37 @@ import { untilSignal } from '../signals.js';
 
 export const serveCommand: Command = {
   name: 'control-plane',
-  usage:
-    'warden control-plane [--listen H:P] [--data-dir D] [--database-url URL] [--tls-cert F --tls-key F] [--nats URL]\n' +
-    '  (PGlite in <data-dir>/db unless --database-url / WARDEN_DATABASE_URL; tokens from\n' +
-    '   WARDEN_ADMIN_TOKEN / WARDEN_GATEWAY_TOKEN or <data-dir>/admin-token, gateway-token;\n' +
-    '   --nats / WARDEN_NATS_URL: consume the gateways\' audit events from NATS JetStream)',
-  options: ['listen', 'data-dir', 'database-url', 'tls-cert', 'tls-key', 'nats'],
+  summary: 'serve the control plane until SIGINT or SIGTERM',
+  usage: '[--listen H:P] [--data-dir D] [--database-url URL] [--tls-cert F --tls-key F] [--nats URL]',
+  details:
+    'The admin and gateway tokens come from WARDEN_ADMIN_TOKEN and WARDEN_GATEWAY_TOKEN, or from the files\n' +
+    'admin-token and gateway-token in the data directory (made on the first start).',
+  options: [
+    'listen',
+    ['data-dir', 'state: the embedded database (without --database-url) and the token files'],
+    'database-url',
+    'tls-cert',
+    'tls-key',
+    ['nats', "consume the gateways' audit events from NATS JetStream"],
+  ],
   async run(ctx) {
-    ctx.noArgs();
     const cert = ctx.opt('tls-cert');
     const key = ctx.opt('tls-key');
     if (Boolean(cert) !== Boolean(key)) throw new CliError('--tls-cert and --tls-key go together');
     mkdirSync(ctx.dataDir, { recursive: true, mode: 0o700 });
     // Loaded here so the admin commands do not pay for storage and logging modules.
     const { createLogger } = await import('../../logger.js');
-    const { DEFAULT_LISTEN, startControlPlane } = await import('../../server/start.js');
+    const { startControlPlane } = await import('../../server/start.js');
     const log = createLogger();
     const cp = await startControlPlane({
-      listen: ctx.opt('listen') ?? DEFAULT_LISTEN,
+      listen: ctx.opt('listen') || undefined,
       dataDir: ctx.dataDir,
-      databaseUrl: ctx.opt('database-url') ?? (ctx.env.WARDEN_DATABASE_URL || undefined),
+      databaseUrl: ctx.opt('database-url') || undefined,
       tls: cert && key ? { cert, key } : undefined,
       adminToken: ctx.env.WARDEN_ADMIN_TOKEN || undefined,
       gatewayToken: ctx.env.WARDEN_GATEWAY_TOKEN || undefined,
       logger: log,
-      natsUrl: ctx.opt('nats') ?? (ctx.env.WARDEN_NATS_URL || undefined),
+      natsUrl: ctx.opt('nats') || undefined,
     });
     const sig = await untilSignal();
     log.info({ signal: sig }, 'shutting down');

@@ -8,16 +8,26 @@ const port = (text: string | undefined, fallback: number, name: string) => (text
 
 export const startCommand: Command = {
   name: 'start',
+  summary: 'local mode: control plane, gateway, agent and a demo database on this machine',
   usage:
-    'warden start [--data-dir .warden] [--upstream URL] [--resource shop] [--gateway-port 15432]\n' +
-    '             [--control-plane-port 7070] [--tunnel-port 7443] [--demo-port 15433] [--ready-file PATH] [--nats URL]\n' +
-    '             [--role LEVEL=ROLE ...] [--rule-role RULE=ROLE ...]\n' +
-    '  (port 0 picks a free port; --upstream / WARDEN_UPSTREAM_URL replaces the demo database;\n' +
-    '   --nats / WARDEN_NATS_URL carries audit events through NATS JetStream instead of straight to the control plane;\n' +
-    '   --role and --rule-role give the agent the upstream role for sessions of an access level or a rule)',
-  options: ['data-dir', 'upstream', 'resource', 'gateway-port', 'control-plane-port', 'tunnel-port', 'demo-port', 'ready-file', 'database-url', 'nats', 'role', 'rule-role'],
+    '[--data-dir .warden] [--upstream URL] [--resource shop] [--gateway-port 15432]\n' +
+    '                    [--control-plane-port 7070] [--tunnel-port 7443] [--demo-port 15433] [--ready-file PATH] [--nats URL]\n' +
+    '                    [--role LEVEL=ROLE ...] [--rule-role RULE=ROLE ...]',
+  options: [
+    ['data-dir', "state: the control plane's database, keys, tokens and logs"],
+    'upstream',
+    ['resource', 'the name clients connect to as dbname (default shop)'],
+    'gateway-port',
+    'control-plane-port',
+    'tunnel-port',
+    'demo-port',
+    'ready-file',
+    ['database-url', 'Postgres for the control plane to store in (default: embedded PGlite)'],
+    ['nats', 'carry the audit events through NATS JetStream instead of straight to the control plane'],
+    'role',
+    'rule-role',
+  ],
   async run(ctx) {
-    ctx.noArgs();
     const roles = parseNamePairs(ctx.many('role'), 'role', 'LEVEL');
     for (const level of Object.keys(roles)) {
       if (!['read', 'write', 'ddl', 'admin'].includes(level)) throw new CliError(`--role takes LEVEL=ROLE with LEVEL one of read, write, ddl, admin; got '${level}'`);
@@ -26,15 +36,15 @@ export const startCommand: Command = {
     const { runLocal } = await import('../../local/run.js');
     const code = await runLocal({
       dataDir: ctx.dataDir,
-      upstream: ctx.opt('upstream') ?? (ctx.env.WARDEN_UPSTREAM_URL || undefined),
+      upstream: ctx.opt('upstream') || undefined,
       resource: ctx.opt('resource') ?? 'shop',
       gatewayPort: port(ctx.opt('gateway-port'), 15432, 'gateway-port'),
       controlPlanePort: port(ctx.opt('control-plane-port'), 7070, 'control-plane-port'),
       tunnelPort: port(ctx.opt('tunnel-port'), 7443, 'tunnel-port'),
       demoPort: port(ctx.opt('demo-port'), 15433, 'demo-port'),
       readyFile: ctx.opt('ready-file'),
-      databaseUrl: ctx.opt('database-url') ?? (ctx.env.WARDEN_DATABASE_URL || undefined),
-      natsUrl: ctx.opt('nats') ?? (ctx.env.WARDEN_NATS_URL || undefined),
+      databaseUrl: ctx.opt('database-url') || undefined,
+      natsUrl: ctx.opt('nats') || undefined,
       roles,
       ruleRoles,
       env: ctx.env,

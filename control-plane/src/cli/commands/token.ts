@@ -6,10 +6,10 @@ import type { Command } from '../context.js';
 
 export const tokenCommand: Command = {
   name: 'token',
-  usage: 'warden token --sub NAME [--group G ...] [--ttl 1h] [--aud warden] [--data-dir D]\n  (local mode only: prints a JWT from the development issuer)',
-  options: ['data-dir', 'sub', 'group', 'ttl', 'aud'],
+  summary: 'local mode only: print a token from the development issuer',
+  usage: '--sub NAME [--group G ...] [--ttl 1h] [--aud warden] [--data-dir D]',
+  options: [['data-dir', 'where local mode keeps the development issuer key'], 'sub', ['group', 'a group claim'], 'ttl', 'aud'],
   async run(ctx) {
-    ctx.noArgs();
     const sub = ctx.opt('sub');
     if (!sub) throw new CliError('warden token needs --sub, e.g. --sub demo');
     const key = loadDevKey(ctx.dataDir);
