@@ -25,12 +25,12 @@ export interface OptionSpec {
   default?: string;
   /** How the default reads in --help when it is not the value itself, e.g. "host name". */
   defaultDescription?: string;
-  /** May be given several times; the values collect in a list, in order. */
+  /** May be given several times; the values collect in a list, in order (say so in the description). */
   repeatable?: boolean;
 }
 
 export function makeOption(spec: OptionSpec): Option {
-  const option = new Option(spec.flags, spec.repeatable ? `${spec.description} (repeatable)` : spec.description);
+  const option = new Option(spec.flags, spec.description);
   if (spec.env) option.env(spec.env);
   if (spec.default !== undefined) option.default(spec.default, spec.defaultDescription);
   if (spec.repeatable) option.argParser((value: string, previous: string[] | undefined) => [...(previous ?? []), value]);
@@ -93,8 +93,11 @@ export class CliCommand extends Command {
       }
       case 'commander.optionMissingArgument':
         return `${path}: ${quoted} needs a value ${seeHelp}`;
-      case 'commander.invalidArgument':
+      case 'commander.invalidArgument': {
+        const choice = /value '([^']*)' is invalid for argument '([^']*)'\. Allowed choices are (.*)\.$/.exec(message);
+        if (choice) return `${path} takes ${choice[3]!.replace(/, ([^,]*)$/, ' or $1')} as ${choice[2]}, not '${choice[1]}'`;
         return `${path}: ${message}`;
+      }
       default:
         return message;
     }
