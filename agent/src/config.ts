@@ -1,35 +1,112 @@
-// Agent configuration: a JSON file (see docs/processes.md, "Agent"), checked
-// field by field so that a mistake is reported with the field's path.
+// Agent configuration: a JSON file (see docs/processes.md, "Agent"). Its
+// shape is the zod schema below, which also gives the types (the file local
+// mode writes, and the config the agent runs with); what depends on the
+// machine (files that must be readable, the token from a file or the
+// environment) is checked after it. Every mistake names the field's path.
 import { accessSync, constants, readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { dirname, isAbsolute, resolve } from 'node:path';
+import * as z from 'zod';
 
-export type SslMode = 'disable' | 'require' | 'verify-full';
-export const SSL_MODES: readonly SslMode[] = ['disable', 'require', 'verify-full'];
+export const SSL_MODES = ['disable', 'require', 'verify-full'] as const;
+export type SslMode = (typeof SSL_MODES)[number];
 
 /** The gateway's access levels, which `roles` maps to upstream roles. */
-export type AccessLevel = 'read' | 'write' | 'ddl' | 'admin';
-export const ACCESS_LEVELS: readonly AccessLevel[] = ['read', 'write', 'ddl', 'admin'];
+export const ACCESS_LEVELS = ['read', 'write', 'ddl', 'admin'] as const;
+export type AccessLevel = (typeof ACCESS_LEVELS)[number];
 
-/** How the agent reaches one upstream database. */
-export interface ResourceConfig {
-  host: string;
-  port: number;
-  database: string;
-  user: string;
-  /** Inline password, when given in the file. */
-  password?: string;
-  /** Absolute path of a file holding the password; read at every login so it can be rotated. */
-  passwordFile?: string;
-  sslmode: SslMode;
-  /** Absolute path of a PEM file with the CA(s) to trust for the upstream's certificate. */
-  sslrootcert?: string;
-  /** Upstream role per access level: the session runs SET ROLE to it after the login. */
-  roles?: Partial<Record<AccessLevel, string>>;
-  /** Upstream role per rule name; wins over `roles`. */
-  ruleRoles?: Record<string, string>;
+export class ConfigError extends Error {
+  constructor(
+    message: string,
+    /** Dotted path of the offending field, e.g. `resources.shop.port`. */
+    readonly field?: string,
+  ) {
+    super(message);
+    this.name = 'ConfigError';
+  }
 }
 
+// ---- the file's shape ------------------------------------------------------
+
+const shown = (v: unknown) => JSON.stringify(v);
+/** A non-blank string. */
+const text = () => z.string().refine((s) => s.trim() !== '', 'must not be empty');
+
+const portError = (iss: { input?: unknown }) => `must be a port number between 1 and 65535, got ${shown(iss.input)}`;
+const port = z
+  .union([z.number(), z.string()], { error: portError })
+  .refine((v) => (typeof v === 'number' || /^\d+$/.test(v)) && Number.isInteger(Number(v)) && Number(v) >= 1 && Number(v) <= 65535, { error: portError })
+  .transform(Number);
+
+const hostPort = text().refine(
+  (s) => {
+    const m = /^(.+):(\d+)$/.exec(s);
+    return m !== null && Number(m[2]) >= 1 && Number(m[2]) <= 65535;
+  },
+  { error: (iss) => `must be host:port, got ${shown(iss.input)}` },
+);
+
+/**
+ * An upstream role name as Postgres stores it (SET ROLE quotes it, so case is
+ * kept). Longer than 63 bytes, Postgres would silently cut it to another name.
+ */
+const roleName = text()
+  .refine((s) => !s.includes('\0'), 'must not contain a NUL character')
+  .refine((s) => Buffer.byteLength(s, 'utf8') <= 63, { error: (iss) => `must be at most 63 bytes (Postgres' limit for names), got ${shown(iss.input)}` });
+
+/** At most one of two fields; the problem is reported at the first, naming the second. */
+const notBoth = <K extends string>(a: K, b: K): [(v: Partial<Record<K, unknown>>) => boolean, z.core.$ZodCustomParams] => [
+  (v) => v[a] === undefined || v[b] === undefined,
+  { path: [a], params: { alsoSet: b }, error: 'both set' },
+];
+
+const resourceFile = z
+  .object({
+    host: text(),
+    port: port.default(5432),
+    /** Default: the user name. */
+    database: text().optional(),
+    user: text(),
+    /** Inline password, when given in the file. */
+    password: z.string().optional(),
+    /** A file holding the password; read at every login so it can be rotated. */
+    passwordFile: text().optional(),
+    sslmode: z.enum(SSL_MODES, { error: (iss) => `must be one of ${SSL_MODES.join(', ')}, got ${shown(iss.input)}` }).default('disable'),
+    /** A PEM file with the CA(s) to trust for the upstream's certificate. */
+    sslrootcert: text().optional(),
+    /** Upstream role per access level: the session runs SET ROLE to it after the login. */
+    roles: z
+      // A typo in a level would silently leave that level on the login user: refuse it.
+      .partialRecord(z.enum(ACCESS_LEVELS), roleName, {
+        error: (iss) => (iss.code === 'invalid_type' ? undefined : `is not an access level (use ${ACCESS_LEVELS.join(', ')})`),
+      })
+      .optional(),
+    /** Upstream role per rule name; wins over `roles`. */
+    ruleRoles: z.record(z.string().refine((s) => s.trim() !== '', 'has an empty rule name'), roleName).optional(),
+  })
+  .refine(...notBoth('password', 'passwordFile'));
+
+const controlPlaneFile = z.object({ address: hostPort, ca: text().optional() });
+const gatewayTlsFile = z.object({ ca: text().optional() });
+
+const configFile = z
+  .object({
+    name: text().regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, { error: (iss) => `must be letters, digits, '.', '_' or '-', got ${shown(iss.input)}` }),
+    controlPlane: controlPlaneFile,
+    enrollmentToken: text().optional(),
+    enrollmentTokenFile: text().optional(),
+    gatewayTls: gatewayTlsFile.optional(),
+    resources: z.record(z.string().refine((s) => s.trim() !== '', 'has an empty resource name'), resourceFile),
+  })
+  .refine(...notBoth('enrollmentToken', 'enrollmentTokenFile'));
+
+/** What the config file holds (local mode writes one). */
+export type AgentConfigFile = z.input<typeof configFile>;
+
+/** How the agent reaches one upstream database: defaults filled in, file paths absolute. */
+export type ResourceConfig = Omit<z.output<typeof resourceFile>, 'database'> & { database: string };
+
+/** The configuration the agent runs with. */
 export interface AgentConfig {
   name: string;
   controlPlane: { address: string; ca?: string };
@@ -44,106 +121,116 @@ export interface LoadedConfig {
   warnings: string[];
 }
 
-export class ConfigError extends Error {
-  constructor(
-    message: string,
-    /** Dotted path of the offending field, e.g. `resources.shop.port`. */
-    readonly field?: string,
-  ) {
-    super(message);
-    this.name = 'ConfigError';
-  }
-}
-
 export interface ParseOptions {
   /** Directory relative paths in the file are resolved against (the config file's directory). */
   baseDir?: string;
   env?: NodeJS.ProcessEnv;
 }
 
-type Obj = Record<string, unknown>;
-
-function isObject(v: unknown): v is Obj {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
 function describe(v: unknown): string {
+  if (v === undefined) return 'nothing';
   if (v === null) return 'null';
   if (Array.isArray(v)) return 'an array';
   return `a ${typeof v}`;
 }
 
-class Checker {
-  readonly warnings: string[] = [];
-  constructor(
-    private readonly baseDir: string,
-  ) {}
-
-  fail(field: string, problem: string): never {
-    throw new ConfigError(`config field "${field}" ${problem}`, field);
+/** Words for zod's own issues (the schema words its checks itself). */
+function words(iss: z.core.$ZodRawIssue): string | undefined {
+  if (iss.code === 'invalid_type') {
+    if (iss.expected === 'object' || iss.expected === 'record') return `must be an object, got ${describe(iss.input)}`;
+    return iss.input === undefined ? 'is required' : `must be a ${iss.expected}, got ${describe(iss.input)}`;
   }
+  if (iss.code === 'invalid_key') return iss.issues[0]?.message;
+  return undefined;
+}
 
-  object(v: unknown, field: string): Obj {
-    if (!isObject(v)) this.fail(field, `must be an object, got ${describe(v)}`);
-    return v;
+/** One line per field at fault, `config field "a.b" what is wrong`. */
+function shapeError(issues: z.core.$ZodIssue[]): ConfigError {
+  const lines: string[] = [];
+  const fields: string[] = [];
+  for (const iss of issues) {
+    // A key not allowed is the field at fault (only `roles` has a fixed set); a blank key's mapping is.
+    const path = iss.code === 'unrecognized_keys' ? [...iss.path, iss.keys[0]!] : iss.code === 'invalid_key' ? iss.path.slice(0, -1) : iss.path;
+    const field = path.join('.');
+    if (fields.includes(field)) continue;
+    fields.push(field);
+    if (field === '') {
+      lines.push(`config must be a JSON object, got ${describe(iss.input)}`);
+      continue;
+    }
+    const also = (iss as { params?: { alsoSet?: string } }).params?.alsoSet;
+    const message = also ? `and "${[...path.slice(0, -1), also].join('.')}" are both set; give only one` : iss.message;
+    lines.push(`config field "${field}" ${message}`);
   }
+  return new ConfigError(lines.join('\n'), fields[0] || undefined);
+}
 
-  optionalObject(v: unknown, field: string): Obj {
-    if (v === undefined) return {};
-    return this.object(v, field);
-  }
+/** Validates an already parsed JSON value. Throws ConfigError naming the field at fault. */
+export function parseConfig(raw: unknown, options: ParseOptions = {}): LoadedConfig {
+  const env = options.env ?? process.env;
+  const baseDir = options.baseDir ?? process.cwd();
+  const parsed = configFile.safeParse(raw, { error: words, reportInput: true });
+  if (!parsed.success) throw shapeError(parsed.error.issues);
+  const file = parsed.data;
+  const input = raw as Record<string, any>;
 
-  string(v: unknown, field: string): string {
-    if (v === undefined) this.fail(field, 'is required');
-    if (typeof v !== 'string') this.fail(field, `must be a string, got ${describe(v)}`);
-    if (v.trim() === '') this.fail(field, 'must not be empty');
-    return v;
-  }
+  const warnings: string[] = [];
+  const unknownKeys = (value: Record<string, unknown>, field: string, schema: z.ZodObject) => {
+    const known = Object.keys(schema.shape);
+    for (const k of Object.keys(value)) {
+      if (!known.includes(k)) warnings.push(`unknown config field "${field ? `${field}.${k}` : k}" ignored (known: ${known.join(', ')})`);
+    }
+  };
+  unknownKeys(input, '', configFile);
+  unknownKeys(input.controlPlane, 'controlPlane', controlPlaneFile);
+  if (input.gatewayTls) unknownKeys(input.gatewayTls, 'gatewayTls', gatewayTlsFile);
 
-  optionalString(v: unknown, field: string): string | undefined {
-    if (v === undefined) return undefined;
-    return this.string(v, field);
-  }
-
-  /** A path to a file that must exist and be readable; resolved against the config file's directory. */
-  optionalFile(v: unknown, field: string): string | undefined {
-    const p = this.optionalString(v, field);
+  // Files named in the config must be readable now; relative paths are the config file's.
+  const readable = (p: string | undefined, field: string): string | undefined => {
     if (p === undefined) return undefined;
-    const abs = isAbsolute(p) ? p : resolve(this.baseDir, p);
+    const abs = isAbsolute(p) ? p : resolve(baseDir, p);
     try {
       accessSync(abs, constants.R_OK);
     } catch {
-      this.fail(field, `names a file that cannot be read: ${abs}`);
+      throw new ConfigError(`config field "${field}" names a file that cannot be read: ${abs}`, field);
     }
     return abs;
+  };
+  const controlPlane = { address: file.controlPlane.address, ca: readable(file.controlPlane.ca, 'controlPlane.ca') };
+
+  let enrollmentToken: string;
+  if (file.enrollmentToken !== undefined) {
+    enrollmentToken = file.enrollmentToken.trim();
+  } else if (file.enrollmentTokenFile !== undefined) {
+    enrollmentToken = readSecretFile(readable(file.enrollmentTokenFile, 'enrollmentTokenFile')!, 'enrollmentTokenFile').trim();
+  } else if (env.WARDEN_ENROLLMENT_TOKEN && env.WARDEN_ENROLLMENT_TOKEN.trim() !== '') {
+    enrollmentToken = env.WARDEN_ENROLLMENT_TOKEN.trim();
+  } else {
+    throw new ConfigError(
+      'config field "enrollmentTokenFile" is required (or "enrollmentToken", or the WARDEN_ENROLLMENT_TOKEN environment variable)',
+      'enrollmentTokenFile',
+    );
   }
 
-  port(v: unknown, field: string): number {
-    if (v === undefined) return 5432;
-    const n = typeof v === 'string' && /^\d+$/.test(v) ? Number(v) : v;
-    if (typeof n !== 'number' || !Number.isInteger(n) || n < 1 || n > 65535) {
-      this.fail(field, `must be a port number between 1 and 65535, got ${JSON.stringify(v)}`);
-    }
-    return n;
+  const gatewayTls = { ca: readable(file.gatewayTls?.ca, 'gatewayTls.ca') };
+
+  const resources: Record<string, ResourceConfig> = {};
+  for (const [name, r] of Object.entries(file.resources)) {
+    const f = `resources.${name}`;
+    unknownKeys(input.resources[name], f, resourceFile);
+    const resource: ResourceConfig = { ...r, database: r.database ?? r.user };
+    const sslrootcert = readable(r.sslrootcert, `${f}.sslrootcert`);
+    if (sslrootcert) resource.sslrootcert = sslrootcert;
+    if (sslrootcert && r.sslmode === 'disable') warnings.push(`config field "${f}.sslrootcert" has no effect with sslmode disable`);
+    const passwordFile = readable(r.passwordFile, `${f}.passwordFile`);
+    if (passwordFile) resource.passwordFile = passwordFile;
+    resources[name] = resource;
+  }
+  if (Object.keys(resources).length === 0) {
+    warnings.push('config field "resources" is empty: every session will fail');
   }
 
-  address(v: unknown, field: string): string {
-    const s = this.string(v, field);
-    const m = /^(.+):(\d+)$/.exec(s);
-    if (!m || Number(m[2]) < 1 || Number(m[2]) > 65535) {
-      this.fail(field, `must be host:port, got ${JSON.stringify(s)}`);
-    }
-    return s;
-  }
-
-  unknownKeys(o: Obj, field: string, known: readonly string[]): void {
-    for (const k of Object.keys(o)) {
-      if (!known.includes(k)) {
-        const where = field ? `${field}.${k}` : k;
-        this.warnings.push(`unknown config field "${where}" ignored (known: ${known.join(', ')})`);
-      }
-    }
-  }
+  return { config: { name: file.name, controlPlane, enrollmentToken, gatewayTls, resources }, warnings };
 }
 
 function readSecretFile(path: string, field: string): string {
@@ -157,144 +244,6 @@ function readSecretFile(path: string, field: string): string {
   const secret = text.replace(/\r?\n$/, '');
   if (secret === '') throw new ConfigError(`config field "${field}" names an empty file: ${path}`, field);
   return secret;
-}
-
-const TOP_KEYS = ['name', 'controlPlane', 'enrollmentToken', 'enrollmentTokenFile', 'gatewayTls', 'resources'] as const;
-const RESOURCE_KEYS = [
-  'host',
-  'port',
-  'database',
-  'user',
-  'password',
-  'passwordFile',
-  'sslmode',
-  'sslrootcert',
-  'roles',
-  'ruleRoles',
-] as const;
-
-/**
- * An upstream role name as Postgres stores it (SET ROLE quotes it, so case is
- * kept). Longer than 63 bytes, Postgres would silently cut it to another name.
- */
-function roleName(c: Checker, v: unknown, field: string): string {
-  const name = c.string(v, field);
-  if (name.includes('\0')) c.fail(field, 'must not contain a NUL character');
-  if (Buffer.byteLength(name, 'utf8') > 63) c.fail(field, `must be at most 63 bytes (Postgres' limit for names), got ${JSON.stringify(name)}`);
-  return name;
-}
-
-function roleMaps(c: Checker, r: Obj, f: string): Pick<ResourceConfig, 'roles' | 'ruleRoles'> {
-  const out: Pick<ResourceConfig, 'roles' | 'ruleRoles'> = {};
-  if (r.roles !== undefined) {
-    const o = c.object(r.roles, `${f}.roles`);
-    const roles: Partial<Record<AccessLevel, string>> = {};
-    for (const [level, v] of Object.entries(o)) {
-      if (!(ACCESS_LEVELS as readonly string[]).includes(level)) {
-        // A typo here would silently leave a level on the login user: refuse it.
-        c.fail(`${f}.roles.${level}`, `is not an access level (use ${ACCESS_LEVELS.join(', ')})`);
-      }
-      roles[level as AccessLevel] = roleName(c, v, `${f}.roles.${level}`);
-    }
-    out.roles = roles;
-  }
-  if (r.ruleRoles !== undefined) {
-    const o = c.object(r.ruleRoles, `${f}.ruleRoles`);
-    const ruleRoles: Record<string, string> = {};
-    for (const [rule, v] of Object.entries(o)) {
-      if (rule.trim() === '') c.fail(`${f}.ruleRoles`, 'has an empty rule name');
-      ruleRoles[rule] = roleName(c, v, `${f}.ruleRoles.${rule}`);
-    }
-    out.ruleRoles = ruleRoles;
-  }
-  return out;
-}
-
-/** Validates an already parsed JSON value. Throws ConfigError naming the field at fault. */
-export function parseConfig(raw: unknown, options: ParseOptions = {}): LoadedConfig {
-  const env = options.env ?? process.env;
-  const c: Checker = new Checker(options.baseDir ?? process.cwd());
-  if (!isObject(raw)) throw new ConfigError(`config must be a JSON object, got ${describe(raw)}`);
-  c.unknownKeys(raw, '', TOP_KEYS);
-
-  const name = c.string(raw.name, 'name');
-  if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(name)) {
-    c.fail('name', `must be letters, digits, '.', '_' or '-', got ${JSON.stringify(name)}`);
-  }
-
-  const cp = c.object(raw.controlPlane, 'controlPlane');
-  c.unknownKeys(cp, 'controlPlane', ['address', 'ca']);
-  const controlPlane = {
-    address: c.address(cp.address, 'controlPlane.address'),
-    ca: c.optionalFile(cp.ca, 'controlPlane.ca'),
-  };
-
-  let enrollmentToken: string;
-  if (raw.enrollmentToken !== undefined && raw.enrollmentTokenFile !== undefined) {
-    c.fail('enrollmentToken', 'and "enrollmentTokenFile" are both set; give only one');
-  }
-  if (raw.enrollmentToken !== undefined) {
-    enrollmentToken = c.string(raw.enrollmentToken, 'enrollmentToken').trim();
-  } else if (raw.enrollmentTokenFile !== undefined) {
-    const file = c.optionalFile(raw.enrollmentTokenFile, 'enrollmentTokenFile')!;
-    enrollmentToken = readSecretFile(file, 'enrollmentTokenFile').trim();
-  } else if (env.WARDEN_ENROLLMENT_TOKEN && env.WARDEN_ENROLLMENT_TOKEN.trim() !== '') {
-    enrollmentToken = env.WARDEN_ENROLLMENT_TOKEN.trim();
-  } else {
-    throw new ConfigError(
-      'config field "enrollmentTokenFile" is required (or "enrollmentToken", or the WARDEN_ENROLLMENT_TOKEN environment variable)',
-      'enrollmentTokenFile',
-    );
-  }
-
-  const gt = c.optionalObject(raw.gatewayTls, 'gatewayTls');
-  c.unknownKeys(gt, 'gatewayTls', ['ca']);
-  const gatewayTls = { ca: c.optionalFile(gt.ca, 'gatewayTls.ca') };
-
-  const res = c.object(raw.resources, 'resources');
-  const resources: Record<string, ResourceConfig> = {};
-  for (const [rname, rv] of Object.entries(res)) {
-    const f = `resources.${rname}`;
-    if (rname.trim() === '') c.fail(f, 'has an empty resource name');
-    const r = c.object(rv, f);
-    c.unknownKeys(r, f, RESOURCE_KEYS);
-    const user = c.string(r.user, `${f}.user`);
-    if (r.password !== undefined && r.passwordFile !== undefined) {
-      c.fail(`${f}.password`, `and "${f}.passwordFile" are both set; give only one`);
-    }
-    let password: string | undefined;
-    if (r.password !== undefined) {
-      if (typeof r.password !== 'string') c.fail(`${f}.password`, `must be a string, got ${describe(r.password)}`);
-      password = r.password;
-    }
-    const sslmode = r.sslmode === undefined ? 'disable' : r.sslmode;
-    if (typeof sslmode !== 'string' || !(SSL_MODES as readonly string[]).includes(sslmode)) {
-      c.fail(`${f}.sslmode`, `must be one of ${SSL_MODES.join(', ')}, got ${JSON.stringify(r.sslmode)}`);
-    }
-    const sslrootcert = c.optionalFile(r.sslrootcert, `${f}.sslrootcert`);
-    if (sslrootcert && sslmode === 'disable') {
-      c.warnings.push(`config field "${f}.sslrootcert" has no effect with sslmode disable`);
-    }
-    const resource: ResourceConfig = {
-      host: c.string(r.host, `${f}.host`),
-      port: c.port(r.port, `${f}.port`),
-      database: r.database === undefined ? user : c.string(r.database, `${f}.database`),
-      user,
-      sslmode: sslmode as SslMode,
-    };
-    if (password !== undefined) resource.password = password;
-    const passwordFile = c.optionalFile(r.passwordFile, `${f}.passwordFile`);
-    if (passwordFile) resource.passwordFile = passwordFile;
-    if (sslrootcert) resource.sslrootcert = sslrootcert;
-    Object.assign(resource, roleMaps(c, r, f));
-    resources[rname] = resource;
-  }
-  if (Object.keys(resources).length === 0) {
-    c.warnings.push('config field "resources" is empty: every session will fail');
-  }
-
-  const config: AgentConfig = { name, controlPlane, enrollmentToken, gatewayTls, resources };
-  return { config, warnings: c.warnings };
 }
 
 /** The upstream role a session runs in, and why (for messages and logs). */

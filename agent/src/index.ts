@@ -4,6 +4,7 @@ export {
   ACCESS_LEVELS,
   type AccessLevel,
   type AgentConfig,
+  type AgentConfigFile,
   ConfigError,
   type LoadedConfig,
   loadConfig,

@@ -76,6 +76,23 @@ describe('config', () => {
     }
   });
 
+  it('reports every field at fault at once, the first as the field', () => {
+    const raw = base();
+    delete raw.name;
+    raw.resources.shop.port = 'x';
+    raw.resources.shop.roles = { reed: 'r' };
+    const err = errorOf(raw);
+    expect(err.field).toBe('name');
+    expect(err.message.split('\n')).toEqual([
+      'config field "name" is required',
+      'config field "resources.shop.port" must be a port number between 1 and 65535, got "x"',
+      'config field "resources.shop.roles.reed" is not an access level (use read, write, ddl, admin)',
+    ]);
+    const both = base();
+    both.resources.shop.passwordFile = '/etc/hostname';
+    expect(errorOf(both).message).toBe('config field "resources.shop.password" and "resources.shop.passwordFile" are both set; give only one');
+  });
+
   it('finds the enrollment token inline, in a file or in the environment', () => {
     const tokenFile = join(dir, 'token');
     writeFileSync(tokenFile, 'from-file\n');

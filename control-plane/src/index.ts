@@ -28,7 +28,7 @@ export {
   DEMO_ADMIN_RULE,
 } from './local/seed-config.js';
 export * from './policy/index.js';
-export { parseUpstreamUrl, type AgentConfig, type UpstreamSettings } from './local/agent-config.js';
+export { parseUpstreamUrl, type UpstreamSettings } from './local/agent-config.js';
 export { startDemoDatabase, DEMO_MAX_CONNECTIONS } from './local/demo-db.js';
 export { demoRows } from './local/demo-seed.js';
 export { runLocal, type LocalOptions, type ReadyInfo } from './local/run.js';

@@ -1,18 +1,11 @@
 // The agent's config file (format in docs/processes.md) and the parsing of
 // --upstream postgres:// URLs into its per-resource upstream settings.
 import { isAbsolute, resolve } from 'node:path';
-import { SSL_MODES, type ResourceConfig, type SslMode } from '@warden/agent/config';
+import { SSL_MODES, type AgentConfigFile, type ResourceConfig, type SslMode } from '@warden/agent';
 import { writeSecretFile } from '../server/secrets.js';
 
 /** One resource's upstream, as the agent's own config type has it (local mode writes no password files). */
 export type UpstreamSettings = Omit<ResourceConfig, 'passwordFile'>;
-
-export interface AgentConfig {
-  name: string;
-  controlPlane: { address: string; ca?: string };
-  enrollmentTokenFile: string;
-  resources: Record<string, UpstreamSettings>;
-}
 
 const isLoopback = (host: string) => host === 'localhost' || host === '::1' || host === '[::1]' || /^127\./.test(host);
 
@@ -58,7 +51,7 @@ export function parseUpstreamUrl(text: string): UpstreamSettings {
   };
 }
 
-/** Written with mode 0600: it may hold the upstream password. */
-export function writeAgentConfig(file: string, config: AgentConfig): void {
+/** Written with mode 0600: it may hold the upstream password. The agent's own type, so it reads what is written. */
+export function writeAgentConfig(file: string, config: AgentConfigFile): void {
   writeSecretFile(file, `${JSON.stringify(config, null, 2)}\n`);
 }
