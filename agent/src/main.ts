@@ -1,45 +1,32 @@
 // warden-agent --config FILE (or WARDEN_AGENT_CONFIG): JSON logs on stdout,
 // SIGTERM/SIGINT close every session and exit 0.
-import { parseArgs } from 'node:util';
+import { CliCommand, makeOption, parseCommandLine, withConventions } from '@warden/proto/cli';
 import { pino } from 'pino';
 import { Agent } from './agent.js';
 import { ConfigError, loadConfig } from './config.js';
 import { VERSION } from './version.js';
 
-const USAGE = 'usage: warden-agent --config FILE   (or set WARDEN_AGENT_CONFIG)';
 const STOP_TIMEOUT_MS = 10_000;
 
-function main(): void {
+async function main(): Promise<void> {
   const log = pino({
     level: process.env.WARDEN_LOG_LEVEL ?? process.env.LOG_LEVEL ?? 'info',
     base: { service: 'warden-agent' },
   });
 
-  let args;
-  try {
-    args = parseArgs({
-      options: {
-        config: { type: 'string', short: 'c' },
-        help: { type: 'boolean', short: 'h' },
-        version: { type: 'boolean' },
-      },
-      strict: true,
-    }).values;
-  } catch (err) {
-    process.stderr.write(`${(err as Error).message}\n${USAGE}\n`);
-    process.exit(2);
-  }
-  if (args.help) {
-    process.stdout.write(`${USAGE}\n`);
+  const program = new CliCommand('warden-agent')
+    .description('The Warden agent: runs next to the database, dials out to the gateways, logs in upstream and relays sessions.')
+    .usage('--config FILE')
+    .addOption(makeOption({ flags: '-c, --config <FILE>', description: 'the agent config file (JSON; format in docs/processes.md)', env: 'WARDEN_AGENT_CONFIG' }));
+  withConventions(program, VERSION);
+  const stop = await parseCommandLine(program, process.argv.slice(2), 2);
+  if (stop !== undefined) {
+    process.exitCode = stop;
     return;
   }
-  if (args.version) {
-    process.stdout.write(`${VERSION}\n`);
-    return;
-  }
-  const file = args.config ?? process.env.WARDEN_AGENT_CONFIG;
+  const file = program.opts<{ config?: string }>().config;
   if (!file) {
-    log.fatal(`no config file given. ${USAGE}`);
+    log.fatal('no config file given: pass --config FILE or set WARDEN_AGENT_CONFIG');
     process.exitCode = 2;
     return;
   }
@@ -94,4 +81,4 @@ function main(): void {
   agent.start();
 }
 
-main();
+await main();

@@ -1,13 +1,4 @@
-// The agent's version, from its package.json (sent to gateways in `hello`).
-import { readFileSync } from 'node:fs';
+// The agent's version, from its package.json (sent to gateways in `hello`, printed by --version).
+import { packageVersion } from '@warden/proto/cli';
 
-function readVersion(): string {
-  try {
-    const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version?: unknown };
-    return typeof pkg.version === 'string' ? pkg.version : '0.0.0';
-  } catch {
-    return '0.0.0';
-  }
-}
-
-export const VERSION: string = readVersion();
+export const VERSION: string = packageVersion(new URL('../package.json', import.meta.url));

@@ -1,61 +1,65 @@
 // `warden-gateway`: the public Postgres endpoint.
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
-import { parseArgs } from 'node:util';
+import { CliCommand, makeOption, packageVersion, parseCommandLine, withConventions } from '@warden/proto/cli';
 import { destination, pino } from 'pino';
 import { createAuditSink } from './audit/sink.js';
 import { startGateway } from './gateway.js';
 
-const USAGE = `usage: warden-gateway [options]
-  --id ID                      gateway id (default: host name)
-  --listen HOST:PORT           Postgres listener (default 0.0.0.0:15432)
-  --tunnel-listen HOST:PORT    listener for agents (default 0.0.0.0:7443)
-  --tunnel-advertise HOST:PORT tunnel address agents dial (default: --tunnel-listen)
-  --control-plane HOST:PORT    control plane (default 127.0.0.1:7070)
-  --control-plane-ca FILE      CA of the control plane's certificate (TLS)
-  --gateway-token-file FILE    token for the control plane (or WARDEN_GATEWAY_TOKEN)
-  --tls-cert FILE --tls-key FILE              certificate for clients
-  --tunnel-tls-cert FILE --tunnel-tls-key FILE certificate for agents
-  --local                      allow tokens without TLS from loopback (local mode)
-  --nats URL                   send audit events to NATS JetStream (or WARDEN_NATS_URL);
-                               without it they go to the control plane
-  --data-dir DIR               gateway state, e.g. the audit outbox (default ./.warden-gateway)`;
+const DEFAULT_DATA_DIR = './.warden-gateway';
+const program = new CliCommand('warden-gateway')
+  .description('The public Postgres endpoint of Warden: checks tokens and grants, decides every statement, records the session, relays to the agents.')
+  .usage('[options]')
+  .addOption(makeOption({ flags: '--id <ID>', description: 'gateway id', env: 'WARDEN_GATEWAY_ID', default: hostname(), defaultDescription: 'host name' }))
+  .addOption(makeOption({ flags: '--listen <HOST:PORT>', description: 'Postgres listener', env: 'WARDEN_GATEWAY_LISTEN', default: '0.0.0.0:15432' }))
+  .addOption(makeOption({ flags: '--tunnel-listen <HOST:PORT>', description: 'listener for agents', env: 'WARDEN_GATEWAY_TUNNEL_LISTEN', default: '0.0.0.0:7443' }))
+  .addOption(
+    makeOption({ flags: '--tunnel-advertise <HOST:PORT>', description: 'tunnel address agents dial (default: --tunnel-listen)', env: 'WARDEN_GATEWAY_TUNNEL_ADVERTISE' }),
+  )
+  .addOption(makeOption({ flags: '--control-plane <HOST:PORT>', description: 'control plane address', env: 'WARDEN_CONTROL_PLANE', default: '127.0.0.1:7070' }))
+  .addOption(makeOption({ flags: '--control-plane-ca <FILE>', description: "CA that signed the control plane's TLS certificate", env: 'WARDEN_CONTROL_PLANE_CA' }))
+  .addOption(
+    makeOption({ flags: '--gateway-token-file <FILE>', description: 'file with the token for the control plane (or the token in WARDEN_GATEWAY_TOKEN)', env: 'WARDEN_GATEWAY_TOKEN_FILE' }),
+  )
+  .addOption(makeOption({ flags: '--tls-cert <FILE>', description: 'TLS certificate for clients (with --tls-key)', env: 'WARDEN_GATEWAY_TLS_CERT' }))
+  .addOption(makeOption({ flags: '--tls-key <FILE>', description: 'TLS private key for clients (with --tls-cert)', env: 'WARDEN_GATEWAY_TLS_KEY' }))
+  .addOption(makeOption({ flags: '--tunnel-tls-cert <FILE>', description: 'TLS certificate for agents (with --tunnel-tls-key)', env: 'WARDEN_GATEWAY_TUNNEL_TLS_CERT' }))
+  .addOption(makeOption({ flags: '--tunnel-tls-key <FILE>', description: 'TLS private key for agents (with --tunnel-tls-cert)', env: 'WARDEN_GATEWAY_TUNNEL_TLS_KEY' }))
+  // No environment variable: local mode weakens authentication, so it is asked for on the command line only.
+  .addOption(makeOption({ flags: '--local', description: 'local mode: accept tokens without TLS from loopback addresses' }))
+  .addOption(
+    makeOption({ flags: '--nats <URL>', description: 'send audit events to NATS JetStream; without it they go to the control plane', env: 'WARDEN_NATS_URL' }),
+  )
+  .addOption(makeOption({ flags: '--data-dir <DIR>', description: 'gateway state, e.g. the audit outbox', env: 'WARDEN_GATEWAY_DATA_DIR', default: DEFAULT_DATA_DIR }));
+withConventions(program, packageVersion(new URL('../package.json', import.meta.url)));
 
-const { values: v } = parseArgs({
-  options: {
-    id: { type: 'string', default: hostname() },
-    listen: { type: 'string', default: '0.0.0.0:15432' },
-    'tunnel-listen': { type: 'string', default: '0.0.0.0:7443' },
-    'tunnel-advertise': { type: 'string' },
-    'control-plane': { type: 'string', default: process.env.WARDEN_CONTROL_PLANE ?? '127.0.0.1:7070' },
-    'control-plane-ca': { type: 'string' },
-    'gateway-token-file': { type: 'string' },
-    'tls-cert': { type: 'string' },
-    'tls-key': { type: 'string' },
-    'tunnel-tls-cert': { type: 'string' },
-    'tunnel-tls-key': { type: 'string' },
-    local: { type: 'boolean', default: false },
-    nats: { type: 'string', default: process.env.WARDEN_NATS_URL || undefined },
-    'data-dir': { type: 'string', default: process.env.WARDEN_GATEWAY_DATA_DIR || './.warden-gateway' },
-    help: { type: 'boolean', default: false },
-  },
-});
-
-if (v.help) {
-  console.log(USAGE);
-  process.exit(0);
-}
+const stop = await parseCommandLine(program, process.argv.slice(2), 2);
+if (stop !== undefined) process.exit(stop);
+const v = program.opts<{
+  id: string;
+  listen: string;
+  tunnelListen: string;
+  tunnelAdvertise?: string;
+  controlPlane: string;
+  controlPlaneCa?: string;
+  gatewayTokenFile?: string;
+  tlsCert?: string;
+  tlsKey?: string;
+  tunnelTlsCert?: string;
+  tunnelTlsKey?: string;
+  local?: boolean;
+  nats?: string;
+  dataDir: string;
+}>();
 
 // Buffered: a line per statement must not cost a write() per statement. The
 // audit trail, not the log, is the durable record.
 const logDestination = destination({ dest: 1, sync: false, minLength: 8 * 1024 });
 const log = pino({ name: 'gateway', redact: ['token', 'password', '*.token', '*.password'] }, logDestination);
 setInterval(() => logDestination.flush(), 1000).unref();
-const token = v['gateway-token-file']
-  ? readFileSync(v['gateway-token-file'], 'utf8').trim()
-  : process.env.WARDEN_GATEWAY_TOKEN;
+const token = v.gatewayTokenFile ? readFileSync(v.gatewayTokenFile, 'utf8').trim() : process.env.WARDEN_GATEWAY_TOKEN;
 if (!token) {
-  console.error('warden-gateway: no gateway token: set WARDEN_GATEWAY_TOKEN or pass --gateway-token-file\n' + USAGE);
+  console.error('error: warden-gateway has no gateway token: set WARDEN_GATEWAY_TOKEN or pass --gateway-token-file (see warden-gateway --help)');
   process.exit(2);
 }
 const pair = (cert?: string, key?: string) => (cert && key ? { cert, key } : undefined);
@@ -63,23 +67,23 @@ const pair = (cert?: string, key?: string) => (cert && key ? { cert, key } : und
 try {
   // Events recorded before a crash wait in the outbox under --data-dir and are sent after the restart.
   const audit = createAuditSink({
-    gatewayId: v.id!,
-    dataDir: v['data-dir']!,
-    natsUrl: v.nats,
-    controlPlane: { address: v['control-plane']!, ca: v['control-plane-ca'], token },
+    gatewayId: v.id,
+    dataDir: v.dataDir || DEFAULT_DATA_DIR,
+    natsUrl: v.nats || undefined,
+    controlPlane: { address: v.controlPlane, ca: v.controlPlaneCa, token },
     log,
   });
   const gateway = await startGateway({
-    id: v.id!,
-    listen: v.listen!,
-    tunnelListen: v['tunnel-listen']!,
-    tunnelAdvertise: v['tunnel-advertise'],
-    controlPlane: v['control-plane']!,
-    controlPlaneCa: v['control-plane-ca'],
+    id: v.id,
+    listen: v.listen,
+    tunnelListen: v.tunnelListen,
+    tunnelAdvertise: v.tunnelAdvertise,
+    controlPlane: v.controlPlane,
+    controlPlaneCa: v.controlPlaneCa,
     gatewayToken: token,
-    tls: pair(v['tls-cert'], v['tls-key']),
-    tunnelTls: pair(v['tunnel-tls-cert'], v['tunnel-tls-key']),
-    local: v.local,
+    tls: pair(v.tlsCert, v.tlsKey),
+    tunnelTls: pair(v.tunnelTlsCert, v.tunnelTlsKey),
+    local: v.local === true,
     log,
     audit,
   });
