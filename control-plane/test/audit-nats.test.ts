@@ -6,10 +6,11 @@ import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { sql } from 'kysely';
+import { createAuditSink } from '@warden/gateway';
+import type { AuditEvent } from '@warden/proto';
+import { eventFromRecord } from '@warden/proto/audit';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { AuditEvent } from '@warden/gateway/audit/events';
-import { createAuditSink } from '@warden/gateway/audit/sink';
 import { startControlPlane, type ControlPlane, type ControlPlaneOptions } from '../src/server/start.js';
 import { createTestDatabase, tempDir } from './helpers.js';
 import { startNats, type TestNats } from './nats-server.js';
@@ -18,7 +19,7 @@ const PUBLISHER = fileURLToPath(new URL('./fixtures/audit-publisher.mjs', import
 const log = process.env.WARDEN_TEST_LOG ? pino({ level: 'debug' }, pino.destination(2)) : pino({ level: 'silent' });
 
 function statement(sessionId: string, seq: number): AuditEvent {
-  return {
+  return eventFromRecord({
     type: 'statement',
     id: `${sessionId}:${seq}`,
     time: new Date().toISOString(),
@@ -34,7 +35,7 @@ function statement(sessionId: string, seq: number): AuditEvent {
     command: 'SELECT',
     rows: 1,
     durationMs: 0.5,
-  };
+  })!;
 }
 
 /** Runs the publisher fixture; `lines` fills as it prints the seqs it published. */

@@ -2,17 +2,17 @@
 // plane's IngestAudit, keeps events while the control plane is down, and
 // sends them when it is back. Only the gateway token may ingest.
 import { status } from '@grpc/grpc-js';
-import { ControlPlaneServiceClient, bearer, channelCredentials } from '@warden/proto';
+import { ControlPlaneServiceClient, bearer, channelCredentials, type AuditEvent } from '@warden/proto';
+import { eventFromRecord } from '@warden/proto/audit';
+import { createAuditSink } from '@warden/gateway';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { AuditEvent } from '@warden/gateway/audit/events';
-import { createAuditSink } from '@warden/gateway/audit/sink';
 import { startControlPlane, type ControlPlane, type ControlPlaneOptions } from '../src/server/start.js';
 import { grpcError, tempDir, unary } from './helpers.js';
 
 const log = pino({ level: 'silent' });
 
-const event = (seq: number): AuditEvent => ({
+const event = (seq: number): AuditEvent => eventFromRecord({
   type: 'statement',
   id: `rpc:${seq}`,
   time: new Date().toISOString(),
@@ -26,7 +26,7 @@ const event = (seq: number): AuditEvent => ({
   protocol: 'extended',
   decision: 'allowed',
   durationMs: 1,
-});
+})!;
 
 describe('IngestAudit', () => {
   let cp: ControlPlane | undefined;
@@ -46,11 +46,14 @@ describe('IngestAudit', () => {
 
   it('takes the gateway token only', async () => {
     const client = new ControlPlaneServiceClient(cp!.address, channelCredentials());
-    const req = { gatewayId: 'gw', eventsJson: [JSON.stringify(event(100))] };
+    const req = { gatewayId: 'gw', events: [event(100)] };
     const err = await grpcError(unary((cb) => client.ingestAudit(req, bearer(cp!.adminToken), cb)));
     expect(err.code).toBe(status.PERMISSION_DENIED);
-    const ack = await unary((cb) => client.ingestAudit({ ...req, eventsJson: [...req.eventsJson, 'not json'] }, bearer(cp!.gatewayToken), cb));
+    const ack = await unary((cb) => client.ingestAudit({ ...req, events: [...req.events, { ...event(101), id: '' }] }, bearer(cp!.gatewayToken), cb));
     expect(ack).toEqual({ stored: 1, duplicates: 0, invalid: 1 });
+    // What an older gateway sends (events as JSON, in a field this version does not read) is refused, not taken as nothing.
+    const empty = await grpcError(unary((cb) => client.ingestAudit({ gatewayId: 'gw', events: [] }, bearer(cp!.gatewayToken), cb)));
+    expect(empty.code).toBe(status.FAILED_PRECONDITION);
     client.close();
   });
 

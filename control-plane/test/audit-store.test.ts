@@ -3,7 +3,8 @@
 // chain, retention, and the reads.
 import { sql } from 'kysely';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import type { AuditEvent } from '@warden/gateway/audit/events';
+import type { AuditEvent } from '@warden/proto';
+import { eventFromRecord, type AuditRecord } from '@warden/proto/audit';
 import { AuditStore } from '../src/audit/store.js';
 import { openStorage, type Storage } from '../src/storage/open.js';
 import { createTestDatabase, tempDir } from './helpers.js';
@@ -12,15 +13,18 @@ const DAY = 86_400_000;
 let clock = Date.parse('2024-05-01T10:00:00.000Z');
 const now = () => new Date(clock);
 
+/** Events as gateways send them, from their JSON form. */
+const fromRecords = (records: AuditRecord[]): AuditEvent[] => records.map((r) => eventFromRecord(r)!);
+
 /** A whole session: start, `statements` statements (the last one a refused DROP), end. */
 function session(id: string, statements = 3, t0 = clock, identity = 'ci-deploy'): AuditEvent[] {
   const common = (seq: number) => ({ id: `${id}:${seq}`, time: new Date(t0 + seq * 100).toISOString(), gateway: 'gw1', sessionId: id, seq, identity, resource: 'shop', agent: 'local' });
-  const events: AuditEvent[] = [
+  const records: AuditRecord[] = [
     { ...common(0), type: 'session.start', claims: { sub: identity }, groups: [], clientAddress: '127.0.0.1:5000', applicationName: 'psql', readOnly: true },
   ];
   for (let i = 1; i <= statements; i++) {
     const drop = i === statements;
-    events.push({
+    records.push({
       ...common(i),
       type: 'statement',
       sql: drop ? 'DROP TABLE orders' : `SELECT * FROM orders WHERE id = ${i}`,
@@ -33,8 +37,8 @@ function session(id: string, statements = 3, t0 = clock, identity = 'ci-deploy')
       durationMs: 1.5,
     });
   }
-  events.push({ ...common(statements + 1), type: 'session.end', durationMs: 500, bytesIn: 10, bytesOut: 20, statements, reason: 'client disconnected' });
-  return events;
+  records.push({ ...common(statements + 1), type: 'session.end', durationMs: 500, bytesIn: 10, bytesOut: 20, statements, reason: 'client disconnected' });
+  return fromRecords(records);
 }
 
 describe.each(['pglite', 'postgres'] as const)('audit store on %s', (kind) => {
@@ -87,7 +91,7 @@ describe.each(['pglite', 'postgres'] as const)('audit store on %s', (kind) => {
   });
 
   it('skips what is not an event, and counts it', async () => {
-    const r = await store.ingest([undefined, { id: 'x', type: 'nope' }, { ...session('s1')[1], seq: -1 }]);
+    const r = await store.ingest([undefined, { ...session('s1')[1]!, id: 'x', event: undefined }, { ...session('s1')[1]!, seq: -1 }]);
     expect(r).toEqual({ stored: 0, duplicates: 0, invalid: 3 });
   });
 
@@ -113,7 +117,7 @@ describe.each(['pglite', 'postgres'] as const)('audit store on %s', (kind) => {
 
   it('reports a gap still in transit as a warning, not as tampering', async () => {
     const events = session('s1');
-    await store.ingest(events.filter((e) => 'seq' in e && e.seq !== 2));
+    await store.ingest(events.filter((e) => e.seq !== 2));
     const report = await store.verify();
     expect(report.ok).toBe(true);
     expect(report.warnings.join()).toMatch(/wait for seq 2/);
@@ -224,9 +228,11 @@ describe.each(['pglite', 'postgres'] as const)('audit store on %s', (kind) => {
   it('lists, filters and searches', async () => {
     await store.ingest(session('s1', 3, clock, 'ci-deploy'));
     await store.ingest(session('s2', 2, clock + 60_000, 'etl'));
-    await store.ingest([
-      { id: 'af1', type: 'auth.failure', time: new Date(clock).toISOString(), gateway: 'gw1', clientAddress: '1.2.3.4:5', resource: 'shop', sqlstate: '28000', message: 'bad token' },
-    ]);
+    await store.ingest(
+      fromRecords([
+        { id: 'af1', type: 'auth.failure', time: new Date(clock).toISOString(), gateway: 'gw1', clientAddress: '1.2.3.4:5', resource: 'shop', sqlstate: '28000', message: 'bad token' },
+      ]),
+    );
     expect((await store.listSessions({ identity: 'etl' })).map((s) => s.sessionId)).toEqual(['s2']);
     expect((await store.listSessions({ since: new Date(clock + 30_000).toISOString() })).map((s) => s.sessionId)).toEqual(['s2']);
     expect((await store.listSessions({ outcome: 'ok' })).length).toBe(0);

@@ -1,23 +1,27 @@
 // How a batch of audit events becomes JetStream messages.
+import { AuditBatch } from '@warden/proto';
+import { eventFromRecord, type StatementRecord } from '@warden/proto/audit';
 import { describe, expect, it } from 'vitest';
-import type { AuditEvent } from '../src/audit/events.js';
 import { MAX_MESSAGE_BYTES, messageId, messages } from '../src/audit/nats.js';
 import type { OutboxEntry } from '../src/audit/outbox.js';
 
 function entry(seq: number, resource = 'shop', identity = 'ci', sql = 'SELECT 1'): OutboxEntry {
-  const event = {
+  const record: StatementRecord = {
     type: 'statement', id: `s-${resource}:${seq}`, time: new Date(0).toISOString(), gateway: 'g', sessionId: `s-${resource}`, seq,
     identity, resource, agent: 'a', sql, protocol: 'simple', decision: 'allowed', durationMs: 1,
-  } as AuditEvent;
-  return { event, line: JSON.stringify(event), end: { segment: 1, offset: seq } };
+  };
+  const event = eventFromRecord(record)!;
+  return { event, record: Buffer.from(AuditBatch.encode({ gatewayId: '', events: [event] }).finish()), end: { segment: 1, offset: seq } };
 }
 
+const payload = (m: ReturnType<typeof messages>[number]) => Buffer.concat(m.records);
+
 describe('JetStream messages of a batch', () => {
-  it('one message per subject, events in order as JSON lines', () => {
+  it('one message per subject, its events in order as one AuditBatch', () => {
     const batch = [entry(0), entry(0, 'crm'), entry(1), entry(2), entry(1, 'crm')];
     const out = messages(batch);
     expect(out.map((m) => m.subject)).toEqual(['warden.audit.shop.ci', 'warden.audit.crm.ci']);
-    expect(out[0]!.lines.map((l) => JSON.parse(l).id)).toEqual(['s-shop:0', 's-shop:1', 's-shop:2']);
+    expect(AuditBatch.decode(payload(out[0]!)).events.map((e) => e.id)).toEqual(['s-shop:0', 's-shop:1', 's-shop:2']);
     expect(out.map(messageId)).toEqual(['s-shop:0..s-shop:2', 's-crm:0..s-crm:1']);
     expect(messageId(messages([entry(7)])[0]!)).toBe('s-shop:7');
   });
@@ -27,7 +31,10 @@ describe('JetStream messages of a batch', () => {
     const batch = Array.from({ length: 12 }, (_, i) => entry(i, 'shop', 'ci', big));
     const out = messages(batch);
     expect(out.length).toBeGreaterThan(2);
-    for (const m of out) expect(Buffer.byteLength(m.lines.join('\n'))).toBeLessThanOrEqual(MAX_MESSAGE_BYTES);
-    expect(out.flatMap((m) => m.lines)).toEqual(batch.map((e) => e.line));
+    for (const m of out) expect(payload(m).length).toBeLessThanOrEqual(MAX_MESSAGE_BYTES);
+    // The outbox's records themselves, in order (compared by identity: deep equality of large buffers is slow).
+    const records = out.flatMap((m) => m.records);
+    expect(records.length).toBe(batch.length);
+    records.forEach((r, i) => expect(r).toBe(batch[i]!.record));
   });
 });

@@ -1,11 +1,13 @@
 // The audit outbox and its pump: order, resend after a crash, compaction,
-// repair of a torn tail, the size bound, retries while the transport is down.
+// repair of a torn tail, the size bound, retries while the transport is down,
+// and outboxes left by versions that wrote JSON lines.
 import { appendFileSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { AuditBatch, AuditEvent } from '@warden/proto';
+import { eventFromRecord, eventRecord, type StatementRecord } from '@warden/proto/audit';
 import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { AuditEvent } from '../src/audit/events.js';
 import { Outbox, type OutboxEntry } from '../src/audit/outbox.js';
 import { Pump, type Transport } from '../src/audit/pump.js';
 
@@ -20,7 +22,7 @@ afterEach(() => {
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
 });
 
-function statement(seq: number, session = 's1'): AuditEvent {
+function record(seq: number, session = 's1'): StatementRecord {
   return {
     type: 'statement',
     id: `${session}:${seq}`,
@@ -37,6 +39,9 @@ function statement(seq: number, session = 's1'): AuditEvent {
     durationMs: 1,
   };
 }
+
+const statement = (seq: number, session = 's1'): AuditEvent => eventFromRecord(record(seq, session))!;
+const segments = (dir: string) => readdirSync(dir).filter((f) => f.endsWith('.pb'));
 
 const ids = (entries: OutboxEntry[]) => entries.map((e) => e.event.id);
 
@@ -79,7 +84,8 @@ describe('outbox', () => {
   it('hands results on only after their events are written, one write for all of a turn', async () => {
     const dir = tempDir();
     const box = Outbox.open(dir, log);
-    const onDisk = () => readFileSync(join(dir, readdirSync(dir).find((f) => f.endsWith('.jsonl'))!), 'utf8').trim().split('\n').filter(Boolean).length;
+    // A segment is an AuditBatch of the events written so far.
+    const onDisk = () => AuditBatch.decode(readFileSync(join(dir, segments(dir)[0]!))).events.length;
     const seen: number[] = [];
     box.afterWrite(() => seen.push(onDisk())); // nothing waits: at once
     expect(seen).toEqual([0]);
@@ -117,9 +123,9 @@ describe('outbox', () => {
       for (let i = 0; i < 30; i++) box.append(statement(round * 30 + i));
       for (let batch = box.read(7); batch.length > 0; batch = box.read(7)) box.ack(batch[batch.length - 1]!.end);
     }
-    const segments = readdirSync(dir).filter((f) => f.endsWith('.jsonl'));
-    expect(segments.length).toBe(1);
-    expect(statSync(join(dir, segments[0]!)).size).toBeLessThan(1000);
+    const left = segments(dir);
+    expect(left.length).toBe(1);
+    expect(statSync(join(dir, left[0]!)).size).toBeLessThan(1000);
     expect(box.pendingBytes()).toBe(0);
     // Still usable, and a reopen finds nothing to resend.
     box.append(statement(1000));
@@ -136,31 +142,65 @@ describe('outbox', () => {
       box.append(statement(i));
       box.flush(); // one write per event, as when statements come in separate turns
     }
-    const segmentsBefore = readdirSync(dir).filter((f) => f.endsWith('.jsonl')).length;
+    const segmentsBefore = segments(dir).length;
     expect(segmentsBefore).toBeGreaterThan(3);
     const batch = box.read(25);
     box.ack(batch[24]!.end);
     box.close();
     const reopened = Outbox.open(dir, log, { segmentBytes: 500 });
-    expect(readdirSync(dir).filter((f) => f.endsWith('.jsonl')).length).toBeLessThan(segmentsBefore);
+    expect(segments(dir).length).toBeLessThan(segmentsBefore);
     expect(ids(reopened.read(100))).toEqual(Array.from({ length: 15 }, (_, i) => `s1:${25 + i}`));
     reopened.close();
   });
 
-  it('drops a torn last line left by a crash mid-write, keeping every complete event', () => {
+  it('drops a torn last record left by a crash mid-write, keeping every complete event', () => {
     const dir = tempDir();
     const box = Outbox.open(dir, log);
     box.append(statement(0));
     box.append(statement(1));
     box.close();
-    const segment = readdirSync(dir).find((f) => f.endsWith('.jsonl'))!;
-    appendFileSync(join(dir, segment), '{"type":"statement","id":"s1:2","sq');
+    const segment = segments(dir)[0]!;
+    const whole = AuditBatch.encode({ gatewayId: '', events: [statement(2)] }).finish();
+    appendFileSync(join(dir, segment), whole.subarray(0, whole.length - 5));
     const reopened = Outbox.open(dir, log);
     expect(ids(reopened.read(10))).toEqual(['s1:0', 's1:1']);
     reopened.append(statement(3));
     expect(ids(reopened.read(10))).toEqual(['s1:0', 's1:1', 's1:3']);
-    expect(readFileSync(join(dir, segment), 'utf8').split('\n').filter(Boolean)).toHaveLength(3);
+    expect(AuditBatch.decode(readFileSync(join(dir, segment))).events).toHaveLength(3);
     reopened.close();
+  });
+
+  it('skips a corrupt record, delivering the events around it', () => {
+    const dir = tempDir();
+    const box = Outbox.open(dir, log);
+    box.append(statement(0));
+    box.close();
+    // Framed as a record, but no event: field 1 (id) says 5 bytes follow and none do.
+    appendFileSync(join(dir, segments(dir)[0]!), Buffer.from([0x1a, 0x02, 0x0a, 0x05]));
+    const reopened = Outbox.open(dir, log);
+    reopened.append(statement(1));
+    expect(ids(reopened.read(10))).toEqual(['s1:0', 's1:1']);
+    reopened.close();
+  });
+
+  it('takes over an outbox of JSON lines written by an older version: what was not delivered is sent, once', () => {
+    const dir = tempDir();
+    const line = (seq: number) => `${JSON.stringify(record(seq))}\n`;
+    // Segment 1 delivered up to seq 2; segment 2 never delivered, ending in a torn line.
+    const first = [0, 1, 2, 3, 4].map(line).join('');
+    writeFileSync(join(dir, '0000000001.jsonl'), first);
+    writeFileSync(join(dir, '0000000002.jsonl'), `${[5, 6].map(line).join('')}{"type":"statement","id":"s1:7","sq`);
+    writeFileSync(join(dir, 'acked.json'), JSON.stringify({ segment: 1, offset: [0, 1, 2].map(line).join('').length }));
+    const box = Outbox.open(dir, log);
+    const entries = box.read(100);
+    expect(ids(entries)).toEqual(['s1:3', 's1:4', 's1:5', 's1:6']);
+    expect(entries.map((e) => eventRecord(e.event))).toEqual([3, 4, 5, 6].map((seq) => record(seq)));
+    expect(readdirSync(dir).filter((f) => f.endsWith('.jsonl') || f === 'acked.json')).toEqual([]);
+    box.ack(entries.at(-1)!.end);
+    box.close();
+    const again = Outbox.open(dir, log);
+    expect(again.read(100)).toEqual([]);
+    again.close();
   });
 
   it('refuses events beyond its size bound instead of filling the disk, and accepts again once delivered', () => {

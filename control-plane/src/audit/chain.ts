@@ -1,6 +1,11 @@
 // The hash chains' arithmetic, shared by ingest, sealing and verify.
 //   session chain: hash(seq n) = sha256(hash(seq n-1) || canonical JSON of event n)
 //   daily chain:   hash(day)   = sha256(hash(previous day) || lines of what the day sealed)
+// An event's canonical JSON is its JSON form (@warden/proto/audit, eventRecord)
+// with object keys sorted at every level, absent fields left out and no
+// whitespace: the stored `body`, hashed as UTF-8 after the previous hash's 64
+// hex digits. It is the same text versions before the protobuf events
+// stored, so their chains verify unchanged.
 import { createHash } from 'node:crypto';
 
 /** Where every chain starts. */

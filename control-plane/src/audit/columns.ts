@@ -1,6 +1,7 @@
 // The searchable columns of an event row, derived from the event itself.
 // Verify derives them again: a column edited without its body is tampering too.
-import type { AuditEvent } from '@warden/gateway/audit/events';
+import type { AuditEvent } from '@warden/proto';
+import { decisionName, eventType, isoOf } from '@warden/proto/audit';
 
 export interface EventColumns {
   id: string;
@@ -17,20 +18,21 @@ export interface EventColumns {
   sql: string | null;
 }
 
+/** For an event that passed checkEvent. */
 export function eventColumns(e: AuditEvent): EventColumns {
-  const scoped = e.type !== 'auth.failure';
-  const st = e.type === 'statement' ? e : undefined;
+  const scoped = e.event?.$case !== 'authFailure';
+  const st = e.event?.$case === 'statement' ? e.event.value : undefined;
   return {
     id: e.id,
     session_id: scoped ? e.sessionId : null,
     seq: scoped ? e.seq : null,
-    type: e.type,
-    time: new Date(e.time).toISOString(),
+    type: eventType(e) ?? '',
+    time: isoOf(e.time),
     gateway: e.gateway,
     identity: scoped ? e.identity : null,
-    resource: e.resource ?? null,
+    resource: scoped ? e.resource : e.resource || null,
     kind: st ? (st.kind ?? st.command ?? null) : null,
-    decision: st ? st.decision : null,
+    decision: st ? (decisionName(st.decision) ?? null) : null,
     rule: st?.rule ?? null,
     sql: st ? st.sql : null,
   };

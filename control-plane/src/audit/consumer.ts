@@ -6,23 +6,44 @@
 // the connection closed) restarts the whole setup after a backoff.
 import { setTimeout as sleep } from 'node:timers/promises';
 import { AckPolicy, ConsumerEvents, DeliverPolicy, connect, nanos, type JsMsg, type NatsConnection } from 'nats';
-import { backoffDelay } from '@warden/proto';
-import { AUDIT_CONSUMER, AUDIT_STREAM, AUDIT_SUBJECTS, ensureAuditStream } from '@warden/gateway/audit/stream';
+import { AuditBatch, backoffDelay, type AuditEvent } from '@warden/proto';
+import { AUDIT_CONSUMER, AUDIT_STREAM, AUDIT_SUBJECTS, ensureAuditStream, eventFromRecord } from '@warden/proto/audit';
 import type { Logger } from 'pino';
 import type { IngestResult } from './ingest.js';
 
 export interface AuditConsumerOptions {
   url: string;
-  ingest: (events: unknown[]) => Promise<IngestResult>;
+  /** Events that could not be read are undefined, to be counted and logged as invalid. */
+  ingest: (events: Array<AuditEvent | undefined>) => Promise<IngestResult>;
   log: Logger;
   /** Events stored per transaction, about (whole messages are taken; at least one). Default 1024. */
   batchSize?: number;
 }
 
-function lineCount(data: Uint8Array): number {
-  let n = 1;
-  for (let i = data.indexOf(10); i >= 0; i = data.indexOf(10, i + 1)) n++;
-  return n;
+/**
+ * The events of a message: an AuditBatch in the protobuf binary encoding.
+ * Gateways of versions before it wrote JSON lines, one event each; such
+ * messages may still wait in the stream, so they are read too ('{' starts no
+ * AuditBatch: its first byte is a field tag, 0x0a or 0x1a).
+ */
+export function messageEvents(data: Uint8Array): Array<AuditEvent | undefined> {
+  if (data[0] === 0x7b) {
+    return Buffer.from(data.buffer, data.byteOffset, data.byteLength)
+      .toString('utf8')
+      .split('\n')
+      .map((line) => {
+        try {
+          return eventFromRecord(JSON.parse(line));
+        } catch {
+          return undefined;
+        }
+      });
+  }
+  try {
+    return AuditBatch.decode(data).events;
+  } catch {
+    return [undefined];
+  }
 }
 
 const isNotFound = (err: unknown) => /not found/i.test((err as Error)?.message ?? '');
@@ -141,12 +162,12 @@ export class AuditConsumer {
    */
   private async drain(messages: AsyncIterable<JsMsg>): Promise<void> {
     const max = this.opts.batchSize ?? 1024;
-    const queue: JsMsg[] = [];
-    // Messages up to about `max` events (one JSON line each).
+    const queue: Received[] = [];
+    // Messages up to about `max` events.
     const take = () => {
       let n = 0;
       for (let events = 0; n < queue.length; n++) {
-        events += lineCount(queue[n]!.data);
+        events += queue[n]!.events.length;
         if (n > 0 && events > max) break;
       }
       return queue.splice(0, n);
@@ -162,36 +183,29 @@ export class AuditConsumer {
       });
     };
     for await (const m of messages) {
-      queue.push(m);
+      queue.push({ msg: m, events: messageEvents(m.data) });
       kick();
     }
     await storing;
   }
 
-  private async store(batch: JsMsg[]): Promise<void> {
-    // A message holds one or more events, as JSON lines.
-    const events = batch.flatMap((m) =>
-      Buffer.from(m.data.buffer, m.data.byteOffset, m.data.byteLength)
-        .toString('utf8')
-        .split('\n')
-        .map((line) => {
-          try {
-            return JSON.parse(line) as unknown;
-          } catch {
-            return undefined; // counted and logged as invalid by ingest
-          }
-        }),
-    );
+  private async store(batch: Received[]): Promise<void> {
+    const events = batch.flatMap((r) => r.events);
     try {
       const r = await this.opts.ingest(events);
       this.stored += r.stored;
     } catch (err) {
       // Not stored: let JetStream deliver them again a little later.
-      this.opts.log.warn({ err, events: batch.length }, 'storing audit events failed; they will be redelivered');
-      for (const m of batch) m.nak(2_000);
+      this.opts.log.warn({ err, events: events.length }, 'storing audit events failed; they will be redelivered');
+      for (const r of batch) r.msg.nak(2_000);
       await sleep(1_000, undefined, { signal: this.abort.signal }).catch(() => {});
       return;
     }
-    for (const m of batch) m.ack();
+    for (const r of batch) r.msg.ack();
   }
+}
+
+interface Received {
+  msg: JsMsg;
+  events: Array<AuditEvent | undefined>;
 }

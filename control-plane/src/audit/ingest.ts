@@ -3,8 +3,10 @@
 // may arrive in any order; each is linked into the session's hash chain as
 // soon as its predecessor is stored, which makes the chain the same whatever
 // the arrival order. A session whose chain reaches session.end is sealed into
-// today's daily chain (see seal.ts).
-import type { AuditEvent, SessionEndEvent, SessionStartEvent } from '@warden/gateway/audit/events';
+// today's daily chain (see seal.ts). What is stored of an event, and hashed,
+// is its JSON form as canonical JSON (chain.ts).
+import { StatementDecision, type AuditEvent, type SessionEnd, type SessionStart, type Statement } from '@warden/proto';
+import { eventRecord, isoOf as timeOf } from '@warden/proto/audit';
 import { GENESIS, canonicalJson, dayOf, linkHash } from './chain.js';
 import { eventColumns } from './columns.js';
 import { isoOf, type AuditContext, type AuditTrx } from './context.js';
@@ -16,18 +18,17 @@ export interface IngestResult {
   invalid: number;
 }
 
-type Scoped = Exclude<AuditEvent, { type: 'auth.failure' }>;
-
-export async function ingestEvents(ctx: AuditContext, raw: unknown[]): Promise<IngestResult> {
+/** Events that failed to decode are undefined: counted as invalid. */
+export async function ingestEvents(ctx: AuditContext, raw: ReadonlyArray<AuditEvent | undefined>): Promise<IngestResult> {
   const result: IngestResult = { stored: 0, duplicates: 0, invalid: 0 };
   const seen = new Set<string>();
   const failures: AuditEvent[] = [];
-  const bySession = new Map<string, Scoped[]>();
+  const bySession = new Map<string, AuditEvent[]>();
   for (const value of raw) {
     const checked = checkEvent(value);
     if ('error' in checked) {
       result.invalid++;
-      ctx.log.warn({ id: (value as { id?: unknown })?.id, reason: checked.error }, 'skipped an invalid audit event');
+      ctx.log.warn({ id: value?.id, reason: checked.error }, 'skipped an invalid audit event');
       continue;
     }
     const e = checked.event;
@@ -36,7 +37,7 @@ export async function ingestEvents(ctx: AuditContext, raw: unknown[]): Promise<I
       continue;
     }
     seen.add(e.id);
-    if (e.type === 'auth.failure') failures.push(e);
+    if (e.event?.$case === 'authFailure') failures.push(e);
     else bySession.set(e.sessionId, [...(bySession.get(e.sessionId) ?? []), e]);
   }
   if (seen.size === 0) return result;
@@ -60,16 +61,16 @@ export async function ingestEvents(ctx: AuditContext, raw: unknown[]): Promise<I
 async function insertEvent(trx: AuditTrx, e: AuditEvent, day: string | null): Promise<boolean> {
   const row = await trx
     .insertInto('audit_events')
-    .values({ ...eventColumns(e), body: canonicalJson(e), day })
+    .values({ ...eventColumns(e), body: canonicalJson(eventRecord(e)), day })
     .onConflict((oc) => oc.doNothing())
     .returning('id')
     .executeTakeFirst();
   return row !== undefined;
 }
 
-async function ingestSession(ctx: AuditContext, trx: AuditTrx, sessionId: string, events: Scoped[], today: string): Promise<number> {
+async function ingestSession(ctx: AuditContext, trx: AuditTrx, sessionId: string, events: AuditEvent[], today: string): Promise<number> {
   const first = events[0]!;
-  const earliest = events.map((e) => isoOf(e.time)).sort()[0]!;
+  const earliest = events.map((e) => timeOf(e.time)).sort()[0]!;
   // The row lock serializes everything that touches this session's chain.
   const lock = () => trx.selectFrom('audit_sessions').selectAll().where('session_id', '=', sessionId).forUpdate().executeTakeFirst();
   let s = await lock();
@@ -95,7 +96,7 @@ async function ingestSession(ctx: AuditContext, trx: AuditTrx, sessionId: string
   // events that continue the chain get their hashes as they are inserted: no
   // duplicate can be among them, since nothing after the head is stored.
   const nothingWaiting = s.events === s.linked_seq + 1;
-  const rows = [...events].sort((a, b) => a.seq - b.seq).map((e) => ({ ...eventColumns(e), body: canonicalJson(e), day: null }));
+  const rows = [...events].sort((a, b) => a.seq - b.seq).map((e) => ({ ...eventColumns(e), body: canonicalJson(eventRecord(e)), day: null }));
   let chain = { linked_seq: s.linked_seq, head_hash: s.head_hash };
   if (nothingWaiting) {
     for (const row of rows) {
@@ -112,21 +113,27 @@ async function ingestSession(ctx: AuditContext, trx: AuditTrx, sessionId: string
   if (stored.length === 0) return 0;
   if (!nothingWaiting) chain = await link(trx, sessionId, s.linked_seq, s.head_hash);
 
-  const statements = stored.filter((e) => e.type === 'statement');
-  const start = stored.find((e): e is SessionStartEvent => e.type === 'session.start');
-  const end = stored.find((e): e is SessionEndEvent => e.type === 'session.end');
+  const statements: Statement[] = [];
+  let start: { at: string; value: SessionStart } | undefined;
+  let end: { at: string; seq: number; value: SessionEnd } | undefined;
+  for (const e of stored) {
+    if (e.event?.$case === 'statement') statements.push(e.event.value);
+    else if (e.event?.$case === 'sessionStart') start ??= { at: timeOf(e.time), value: e.event.value };
+    else if (e.event?.$case === 'sessionEnd') end ??= { at: timeOf(e.time), seq: e.seq, value: e.event.value };
+  }
   const sealed = s.sealed_day !== null;
   // started_at orders the daily chain, so it stays fixed once the session is sealed.
-  const startedAt = sealed ? isoOf(s.started_at) : start ? isoOf(start.time) : [isoOf(s.started_at), earliest].sort()[0]!;
+  const startedAt = sealed ? isoOf(s.started_at) : start ? start.at : [isoOf(s.started_at), earliest].sort()[0]!;
+  const refused = (x: Statement) => x.decision === StatementDecision.STATEMENT_DECISION_REFUSED;
   const update = {
     events: s.events + stored.length,
     statements: s.statements + statements.length,
-    refused: s.refused + statements.filter((e) => e.decision === 'refused').length,
-    errors: s.errors + statements.filter((e) => e.decision !== 'refused' && e.error).length,
+    refused: s.refused + statements.filter(refused).length,
+    errors: s.errors + statements.filter((x) => !refused(x) && x.error).length,
     started_at: startedAt,
     last_event_at: ctx.now(),
-    ...(start ? { client_address: start.clientAddress, application_name: start.applicationName ?? null } : {}),
-    ...(end ? { ended_at: isoOf(end.time), end_reason: end.reason, end_seq: end.seq } : {}),
+    ...(start ? { client_address: start.value.clientAddress, application_name: start.value.applicationName ?? null } : {}),
+    ...(end ? { ended_at: end.at, end_reason: end.value.reason, end_seq: end.seq } : {}),
     ...chain,
   };
   const endSeq = end ? end.seq : s.end_seq;

@@ -1,5 +1,6 @@
 // The audit trail's storage API, bound to one database and clock: what the
 // gRPC service, the NATS consumer and the maintenance timer call.
+import type { AuditEvent } from '@warden/proto';
 import type { Kysely } from 'kysely';
 import type { Logger } from 'pino';
 import { silentLogger } from '../logger.js';
@@ -26,7 +27,7 @@ export class AuditStore {
     this.ctx = { db: (db as Kysely<object>).withTables<AuditTables>(), now: opts.now ?? (() => new Date()), log: opts.log ?? silentLogger() };
   }
 
-  ingest(raw: unknown[]): Promise<IngestResult> {
+  ingest(raw: ReadonlyArray<AuditEvent | undefined>): Promise<IngestResult> {
     return ingestEvents(this.ctx, raw);
   }
 

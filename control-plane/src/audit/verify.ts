@@ -1,7 +1,8 @@
 // `warden audit verify`: recomputes every session chain and the daily chain
 // from the stored rows and reports each record that was edited, reordered or
 // deleted. Events still in transit (a gap not yet linked) are warnings.
-import type { AuditEvent } from '@warden/gateway/audit/events';
+import type { AuditEvent } from '@warden/proto';
+import { eventFromRecord } from '@warden/proto/audit';
 import { GENESIS, dayHash, linkHash } from './chain.js';
 import { columnDrift } from './columns.js';
 import type { AuditContext, AuditDb } from './context.js';
@@ -63,11 +64,16 @@ function problem(out: VerifyResult, kind: ProblemKind, sessionId: string, seq: n
 
 /** The event in a row, or undefined (reported) when the body is not one. */
 function checkColumns(row: Row, sessionId: string, out: VerifyResult): AuditEvent | undefined {
-  let event: AuditEvent;
+  let value: unknown;
   try {
-    event = JSON.parse(row.body) as AuditEvent;
+    value = JSON.parse(row.body);
   } catch {
     problem(out, 'edited', sessionId, row.seq ?? -1, `event ${row.id}: the stored body is not valid JSON`);
+    return undefined;
+  }
+  const event = eventFromRecord(value);
+  if (!event) {
+    problem(out, 'edited', sessionId, row.seq ?? -1, `event ${row.id}: the stored body is not an audit event`);
     return undefined;
   }
   const drift = columnDrift(row, event).filter((c) => c !== 'seq');
@@ -84,7 +90,7 @@ function checkSession(s: Selectable<AuditSessionsTable>, rows: Row[], out: Verif
     const seq = row.seq!;
     hashes.set(seq, row.hash);
     const event = checkColumns(row, id, out);
-    if (event && 'seq' in event && event.seq !== seq) {
+    if (event && event.event?.$case !== 'authFailure' && event.seq !== seq) {
       problem(out, 'reordered', id, seq, `the event stored at seq ${seq} was recorded as seq ${event.seq}`);
     }
     if (seq > s.linked_seq) continue; // not linked yet: checked below

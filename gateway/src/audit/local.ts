@@ -2,7 +2,7 @@
 // installations without NATS such as local mode. The control plane stores a
 // batch in one transaction with the same ingest code its NATS consumer uses,
 // and answers only after the commit.
-import { ControlPlaneServiceClient, bearer, channelCredentials, keepaliveOptions } from '@warden/proto';
+import { ControlPlaneServiceClient, bearer, channelCredentials, keepaliveOptions, type IngestAck } from '@warden/proto';
 import type { OutboxEntry } from './outbox.js';
 import type { Transport } from './pump.js';
 
@@ -26,10 +26,16 @@ export class ControlPlaneTransport implements Transport {
   }
 
   send(batch: OutboxEntry[]): Promise<void> {
-    const request = { gatewayId: this.opts.gatewayId, eventsJson: batch.map((e) => e.line) };
+    const request = { gatewayId: this.opts.gatewayId, events: batch.map((e) => e.event) };
     const deadline = Date.now() + (this.opts.timeoutMs ?? 15_000);
     return new Promise((resolve, reject) => {
-      this.client.ingestAudit(request, bearer(this.opts.gatewayToken), { deadline }, (err) => (err ? reject(err) : resolve()));
+      this.client.ingestAudit(request, bearer(this.opts.gatewayToken), { deadline }, (err, ack?: IngestAck) => {
+        if (err) return reject(err);
+        // A control plane that does not know the events field sees none, and must not count as having stored them.
+        const answered = ack ? ack.stored + ack.duplicates + ack.invalid : 0;
+        if (answered !== batch.length) return reject(new Error(`the control plane accounted for ${answered} of ${batch.length} events; is it older than this gateway?`));
+        resolve();
+      });
     });
   }
 

@@ -1,16 +1,17 @@
 // Delivers audit events to NATS JetStream on warden.audit.<resource>.<identity>.
-// A batch becomes one message per subject (up to MAX_MESSAGE_BYTES), holding
-// the events as JSON lines: a JetStream publish costs its request, reply and
-// timer, and one per event made the NATS path the gateway's largest cost.
+// A batch becomes one message per subject (up to MAX_MESSAGE_BYTES): an
+// AuditBatch of its events, made of the outbox records as they were written.
+// A JetStream publish costs its request, reply and timer, and one per event
+// made the NATS path the gateway's largest cost.
 // Nats-Msg-Id names the first and last event, so JetStream drops a batch
 // re-sent as it was; re-sends cut differently are dropped by the control
 // plane's insert, which is idempotent on the event id. A batch counts as
 // delivered when JetStream acknowledged every message.
+import { DEFAULT_STREAM_LIMITS, auditSubject, ensureAuditStream, type AuditStreamLimits } from '@warden/proto/audit';
 import { connect, type JetStreamClient, type NatsConnection } from 'nats';
 import type { Logger } from 'pino';
 import type { OutboxEntry } from './outbox.js';
 import type { Transport } from './pump.js';
-import { DEFAULT_STREAM_LIMITS, auditSubject, ensureAuditStream, type AuditStreamLimits } from './stream.js';
 
 export interface JetStreamTransportOptions {
   /** nats://host:port, or several separated by commas. */
@@ -41,7 +42,7 @@ export class JetStreamTransport implements Transport {
     const js = await this.client();
     const timeout = this.opts.ackTimeoutMs ?? 5_000;
     // Published back to back on one connection, so JetStream stores them in this order.
-    const acks = messages(batch).map((m) => js.publish(m.subject, Buffer.from(m.lines.join('\n'), 'utf8'), { msgID: messageId(m), timeout }));
+    const acks = messages(batch).map((m) => js.publish(m.subject, Buffer.concat(m.records, m.bytes), { msgID: messageId(m), timeout }));
     const results = await Promise.allSettled(acks);
     const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (failed) {
@@ -106,7 +107,8 @@ export const MAX_MESSAGE_BYTES = 512 << 10;
 
 interface Message {
   subject: string;
-  lines: string[];
+  /** Outbox records: together, the AuditBatch the message carries. */
+  records: Buffer[];
   bytes: number;
   first: string;
   last: string;
@@ -118,14 +120,14 @@ export function messages(batch: OutboxEntry[]): Message[] {
   const out: Message[] = [];
   for (const e of batch) {
     const subject = auditSubject(e.event);
-    const bytes = Buffer.byteLength(e.line, 'utf8') + 1;
+    const bytes = e.record.length;
     let m = open.get(subject);
     if (!m || m.bytes + bytes > MAX_MESSAGE_BYTES) {
-      m = { subject, lines: [], bytes: 0, first: e.event.id, last: e.event.id };
+      m = { subject, records: [], bytes: 0, first: e.event.id, last: e.event.id };
       open.set(subject, m);
       out.push(m);
     }
-    m.lines.push(e.line);
+    m.records.push(e.record);
     m.bytes += bytes;
     m.last = e.event.id;
   }

@@ -1,9 +1,16 @@
-// The gateway's durable outbox of audit events: an append-only log of JSON
-// lines split into numbered segment files, plus a cursor file saying how far
-// the transport has confirmed delivery. An event is written before publish()
-// returns (a write into the page cache survives the process being killed;
-// fsyncs are batched for power loss), so whatever the gateway recorded is sent
-// after a crash or a transport outage. Fully delivered segments are deleted.
+// The gateway's durable outbox of audit events: an append-only log of records
+// split into numbered segment files, plus a cursor file saying how far the
+// transport has confirmed delivery. Events appended in one turn of the event
+// loop are written together at its end, or earlier when a session waits for
+// them (afterWrite) before handing a result to its client; a write into the
+// page cache survives the process being killed, and fsyncs are batched for
+// power loss. So whatever a client saw is sent after a crash or a transport
+// outage. Fully delivered segments are deleted.
+//
+// A record is one event as a field of AuditBatch: tag 0x1a (field 3,
+// length-delimited), the length as a varint, the AuditEvent in the protobuf
+// binary encoding. Any run of records is thus an AuditBatch, which is what a
+// NATS message carries: the transport sends the bytes as they were written.
 import {
   closeSync,
   fsync,
@@ -17,12 +24,15 @@ import {
   renameSync,
   rmSync,
   statSync,
+  truncateSync,
   writeFileSync,
   writeSync,
 } from 'node:fs';
 import { join } from 'node:path';
+import { AuditEvent } from '@warden/proto';
+import { eventFromRecord } from '@warden/proto/audit';
 import type { Logger } from 'pino';
-import type { AuditEvent } from './events.js';
+import { encodeEvent } from './limit.js';
 import { lockOutbox } from './lock.js';
 
 export interface OutboxLimits {
@@ -51,16 +61,55 @@ export interface Position {
 
 export interface OutboxEntry {
   event: AuditEvent;
-  /** The event as stored, without the newline. */
-  line: string;
+  /** The record as stored: an AuditBatch holding the event. */
+  record: Buffer;
   end: Position;
 }
 
-const SEGMENT = /^(\d{10})\.jsonl$/;
-const segmentName = (n: number) => `${String(n).padStart(10, '0')}.jsonl`;
-const CURSOR = 'acked.json';
+const SEGMENT = /^(\d{10})\.pb$/;
+const segmentName = (n: number) => `${String(n).padStart(10, '0')}.pb`;
+const CURSOR = 'cursor.json';
+/** What versions before the protobuf records wrote: JSON lines, and their cursor. */
+const LEGACY_SEGMENT = /^(\d{10})\.jsonl$/;
+const legacyName = (n: number) => `${String(n).padStart(10, '0')}.jsonl`;
+const LEGACY_CURSOR = 'acked.json';
 const READ_CHUNK = 256 << 10;
 const LOUD_EVERY_MS = 10_000;
+const EMPTY: Buffer = Buffer.alloc(0);
+
+const RECORD_TAG = 0x1a;
+/** Far above any event encodeEvent lets through: a longer length is garbage, not a record. */
+const MAX_RECORD_BYTES = 64 << 20;
+
+/** The record of an encoded event. */
+function frame(event: Uint8Array): Buffer {
+  const header = [RECORD_TAG];
+  let n = event.length;
+  for (; n > 0x7f; n >>>= 7) header.push((n & 0x7f) | 0x80);
+  header.push(n);
+  const out = Buffer.allocUnsafe(header.length + event.length);
+  out.set(header, 0);
+  out.set(event, header.length);
+  return out;
+}
+
+/**
+ * The record at `at`: where its event's bytes start and end (`end` may lie
+ * beyond `buf`); undefined when `buf` ends inside the header; null when the
+ * bytes there are not a record.
+ */
+function recordAt(buf: Buffer, at: number): { start: number; end: number } | null | undefined {
+  if (at >= buf.length) return undefined;
+  if (buf[at] !== RECORD_TAG) return null;
+  let length = 0;
+  for (let i = 1; i <= 4; i++) {
+    if (at + i >= buf.length) return undefined;
+    const byte = buf[at + i]!;
+    length += (byte & 0x7f) * 2 ** (7 * (i - 1));
+    if (byte < 0x80) return length > MAX_RECORD_BYTES ? null : { start: at + i + 1, end: at + i + 1 + length };
+  }
+  return null;
+}
 
 export class Outbox {
   private readonly sizes = new Map<number, number>();
@@ -78,7 +127,7 @@ export class Outbox {
   private closed = false;
   /** Set with closed, once the queue has been written for the last time. */
   private closedFd = false;
-  /** Events appended in this event-loop turn, written together. */
+  /** Records appended in this event-loop turn, written together. */
   private queue: Buffer[] = [];
   private queuedBytes = 0;
   private waitingForWrite: (() => void)[] = [];
@@ -105,6 +154,7 @@ export class Outbox {
     if (!this.sizes.has(this.head)) this.sizes.set(this.head, 0);
     this.timer = setInterval(() => this.sync(), limits.fsyncMs);
     this.timer.unref();
+    this.migrateJsonLines();
   }
 
   static open(dir: string, log: Logger, limits: Partial<OutboxLimits> = {}): Outbox {
@@ -118,9 +168,9 @@ export class Outbox {
    * latest, at the end of the event-loop turn): a write per event was one of
    * the gateway's largest costs.
    */
-  append(event: AuditEvent | string): boolean {
+  append(event: AuditEvent): boolean {
     if (this.closed) return this.drop('the outbox is closed');
-    const data = Buffer.from(`${typeof event === 'string' ? event : JSON.stringify(event)}\n`, 'utf8');
+    const data = frame(encodeEvent(event));
     if (this.pendingBytes() + this.queuedBytes + data.length > this.limits.maxBytes) {
       return this.drop(`the outbox holds ${this.pendingBytes()} undelivered bytes (limit ${this.limits.maxBytes})`);
     }
@@ -164,7 +214,7 @@ export class Outbox {
       this.sizes.set(this.head, this.sizes.get(this.head)! + data.length);
       this.dirty = true;
     } catch (err) {
-      // Half a line would swallow the next event: cut it off again.
+      // Half a record would swallow the next one: cut it off again.
       if (written > 0) {
         try {
           ftruncateSync(this.fd, this.sizes.get(this.head)!);
@@ -187,42 +237,48 @@ export class Outbox {
     this.flush();
     const out: OutboxEntry[] = [];
     let bytes = 0;
-    const push = (e: OutboxEntry) => {
-      out.push(e);
-      bytes += e.line.length;
-    };
     let pos = { ...this.cursor };
+    // Bytes of pos.segment from offset chunkAt on, read ahead.
+    let chunk = EMPTY;
+    let chunkAt = 0;
     while (out.length < max && bytes < maxBytes) {
       const size = this.sizes.get(pos.segment) ?? 0;
       if (pos.offset >= size) {
         if (pos.segment >= this.head) break;
         pos = { segment: pos.segment + 1, offset: 0 };
+        chunk = EMPTY;
+        chunkAt = 0;
         continue;
       }
-      const text = this.readAt(pos, Math.min(size - pos.offset, READ_CHUNK));
-      let start = 0;
-      for (let nl = text.indexOf(10); nl >= 0 && out.length < max && bytes < maxBytes; nl = text.indexOf(10, start)) {
-        const line = text.subarray(start, nl).toString('utf8');
-        start = nl + 1;
-        const end = { segment: pos.segment, offset: pos.offset + start };
-        const event = this.parse(line, end);
-        if (event) push({ event, line, end });
-        else if (out.length === 0) this.ack(end); // skip a corrupt line for good
+      let at = pos.offset - chunkAt;
+      let rec = recordAt(chunk, at);
+      if (rec === undefined || (rec && rec.end > chunk.length)) {
+        // Read on from here: a chunk, or the whole record when it is longer.
+        chunk = this.readAt(pos, Math.min(size - pos.offset, Math.max(READ_CHUNK, rec ? rec.end - at : 0)));
+        chunkAt = pos.offset;
+        at = 0;
+        rec = recordAt(chunk, 0);
+        // Only whole records are ever counted in a segment's size: one that runs past it is damage.
+        if (!rec || rec.end > chunk.length) rec = null;
       }
-      if (start === 0) {
-        // A line longer than the chunk: read it whole.
-        const whole = this.readAt(pos, size - pos.offset);
-        const nl = whole.indexOf(10);
-        if (nl < 0) break;
-        const line = whole.subarray(0, nl).toString('utf8');
-        const end = { segment: pos.segment, offset: pos.offset + nl + 1 };
-        const event = this.parse(line, end);
-        if (event) push({ event, line, end });
-        else if (out.length === 0) this.ack(end);
-        pos = end;
+      if (rec === null) {
+        // Nothing after bytes that are no record can be found again: skip the rest of the segment, for good.
+        if (out.length > 0) break;
+        this.log.error({ dir: this.dir, at: pos }, 'skipping the unreadable rest of an audit outbox segment');
+        pos = { segment: pos.segment, offset: size };
+        this.ack(pos);
         continue;
       }
-      pos = { segment: pos.segment, offset: pos.offset + start };
+      const end = { segment: pos.segment, offset: chunkAt + rec.end };
+      const event = this.decode(chunk.subarray(rec.start, rec.end), end);
+      if (event) {
+        const record = chunk.subarray(at, rec.end);
+        out.push({ event, record, end });
+        bytes += record.length;
+      } else if (out.length === 0) {
+        this.ack(end); // skip a corrupt record for good
+      }
+      pos = end;
     }
     return out;
   }
@@ -290,14 +346,14 @@ export class Outbox {
     return false;
   }
 
-  private parse(line: string, end: Position): AuditEvent | undefined {
+  private decode(bytes: Buffer, end: Position): AuditEvent | undefined {
     try {
-      const event = JSON.parse(line) as AuditEvent;
-      if (event && typeof event.id === 'string') return event;
+      const event = AuditEvent.decode(bytes);
+      if (event.id) return event;
     } catch {
       // fall through
     }
-    this.log.error({ dir: this.dir, at: end }, 'skipping a corrupt line in the audit outbox');
+    this.log.error({ dir: this.dir, at: end }, 'skipping a corrupt record in the audit outbox');
     return undefined;
   }
 
@@ -328,33 +384,64 @@ export class Outbox {
     this.dirty = false;
   }
 
-  /** A crash mid-write (power loss) can leave half a line at the end; it was never acknowledged to anyone. */
+  /** A crash mid-write (power loss) can leave half a record at the end; it was never acknowledged to anyone. */
   private repairTail(): void {
     const size = this.sizes.get(this.head);
     if (!size) return;
     const file = join(this.dir, segmentName(this.head));
-    const fd = openSync(file, 'r+');
+    const data = readFileSync(file);
+    let keep = 0;
+    for (let rec = recordAt(data, 0); rec && rec.end <= data.length; rec = recordAt(data, keep)) keep = rec.end;
+    if (keep === size) return;
+    truncateSync(file, keep);
+    this.sizes.set(this.head, keep);
+    this.log.warn({ file, dropped: size - keep }, 'removed an unfinished record from the audit outbox');
+  }
+
+  /**
+   * Versions that wrote JSON lines (`*.jsonl`, cursor `acked.json`) leave
+   * their undelivered events behind: they are appended as records, once,
+   * then the old files go. A crash in between only sends some events twice,
+   * which the control plane absorbs.
+   */
+  private migrateJsonLines(): void {
+    const old = readdirSync(this.dir)
+      .map((f) => LEGACY_SEGMENT.exec(f)?.[1])
+      .filter((n): n is string => n !== undefined)
+      .map(Number)
+      .sort((a, b) => a - b);
+    if (old.length === 0) return;
+    let cursor: Position = { segment: old[0]!, offset: 0 };
     try {
-      // Scan back from the end for the last newline.
-      let keep = 0;
-      for (let end = size; end > 0; ) {
-        const start = Math.max(0, end - READ_CHUNK);
-        const chunk = Buffer.alloc(end - start);
-        readSync(fd, chunk, 0, chunk.length, start);
-        const nl = chunk.lastIndexOf(10);
-        if (nl >= 0) {
-          keep = start + nl + 1;
-          break;
-        }
-        end = start;
-      }
-      if (keep === size) return;
-      ftruncateSync(fd, keep);
-      this.sizes.set(this.head, keep);
-      this.log.warn({ file, dropped: size - keep }, 'removed an unfinished line from the audit outbox');
-    } finally {
-      closeSync(fd);
+      const c = JSON.parse(readFileSync(join(this.dir, LEGACY_CURSOR), 'utf8')) as Position;
+      if (Number.isInteger(c.segment) && Number.isInteger(c.offset) && c.offset >= 0) cursor = c;
+    } catch {
+      // No cursor: everything is sent again; duplicates are harmless.
     }
+    let moved = 0;
+    let skipped = 0;
+    for (const n of old) {
+      if (n < cursor.segment) continue;
+      const text = readFileSync(join(this.dir, legacyName(n)));
+      let start = n === cursor.segment ? Math.min(cursor.offset, text.length) : 0;
+      // A last line without its newline was never complete.
+      for (let nl = text.indexOf(10, start); nl >= 0; start = nl + 1, nl = text.indexOf(10, start)) {
+        let event: AuditEvent | undefined;
+        try {
+          event = eventFromRecord(JSON.parse(text.subarray(start, nl).toString('utf8')));
+        } catch {
+          // counted below
+        }
+        if (event?.id && this.append(event)) moved++;
+        else skipped++;
+        if (this.queuedBytes >= this.limits.segmentBytes) this.flush();
+      }
+    }
+    this.flush();
+    fsyncQuiet(this.fd);
+    for (const n of old) rmSync(join(this.dir, legacyName(n)), { force: true });
+    rmSync(join(this.dir, LEGACY_CURSOR), { force: true });
+    this.log.info({ dir: this.dir, moved, skipped }, 'moved the undelivered events of an older outbox (JSON lines) into the current format');
   }
 
   private loadCursor(first: number): Position {

@@ -3,14 +3,13 @@
 // JetStream when a NATS URL is configured, else to the control plane's
 // IngestAudit RPC.
 import { join } from 'node:path';
+import { summarize } from '@warden/proto/audit';
 import type { Logger } from 'pino';
 import type { AuditEvent, AuditSink } from './events.js';
-import { serializeEvent } from './limit.js';
 import { ControlPlaneTransport } from './local.js';
 import { JetStreamTransport } from './nats.js';
 import { Outbox, type OutboxLimits } from './outbox.js';
 import { Pump, type Transport } from './pump.js';
-import { summarize } from './summary.js';
 
 export interface AuditSinkOptions {
   gatewayId: string;
@@ -58,8 +57,9 @@ export function createAuditSink(opts: AuditSinkOptions): ClosableAuditSink {
     publish(event: AuditEvent): void {
       try {
         // One readable line per event in the gateway log; the full event goes to the outbox.
-        log.info({ session: 'sessionId' in event ? event.sessionId : undefined, seq: 'seq' in event ? event.seq : undefined }, summarize(event));
-        outbox.append(serializeEvent(event));
+        const scoped = event.event?.$case !== 'authFailure';
+        log.info({ session: scoped ? event.sessionId : undefined, seq: scoped ? event.seq : undefined }, summarize(event));
+        outbox.append(event);
       } catch (err) {
         // The hot path must never see an audit failure; the outbox already logs lost events loudly.
         log.error({ err, id: event.id }, 'could not record an audit event');

@@ -1,5 +1,9 @@
-// Turns what happens in one session into audit events, numbered in order.
-import type { AuditSink, SessionStartEvent, StatementEvent } from '../audit/events.js';
+// Turns what happens in one session into audit events, numbered in order,
+// and a connection refused before its session into an auth failure.
+import { randomUUID } from 'node:crypto';
+import { StatementDecision, StatementProtocol, type AuditEvent, type SessionStart, type StatementParameter } from '@warden/proto';
+import { durationOf, timestampOf } from '@warden/proto/audit';
+import type { AuditSink } from '../audit/events.js';
 import type { StatementInfo } from '../policy/index.js';
 import { decodeParameters } from '@warden/proto/pgwire';
 import type { TrackedStatement } from './tracker.js';
@@ -25,15 +29,15 @@ export class SessionRecorder {
     private readonly parameters: ParameterRecording,
   ) {}
 
-  /** The fields every event of this session carries, written out: spreads cost on the per-statement path. */
-  private base() {
+  /** The next event of this session, its fields written out: spreads cost on the per-statement path. */
+  private next(event: AuditEvent['event']): AuditEvent {
     const c = this.ctx;
     const seq = this.seq++;
-    return { gateway: c.gateway, sessionId: c.sessionId, identity: c.identity, resource: c.resource, agent: c.agent, id: `${c.sessionId}:${seq}`, seq, time: new Date().toISOString() };
+    return { id: `${c.sessionId}:${seq}`, time: timestampOf(Date.now()), gateway: c.gateway, sessionId: c.sessionId, seq, identity: c.identity, resource: c.resource, agent: c.agent, event };
   }
 
-  start(details: Omit<SessionStartEvent, keyof RecorderContext | 'id' | 'seq' | 'time' | 'type'>): void {
-    this.sink.publish({ ...this.base(), type: 'session.start', ...details });
+  start(details: SessionStart): void {
+    this.sink.publish(this.next({ $case: 'sessionStart', value: details }));
   }
 
   statement(s: TrackedStatement, now: number): void {
@@ -41,38 +45,56 @@ export class SessionRecorder {
     if (s.skipped && !s.refusal) return;
     this.statements++;
     const info = s.info;
-    const event = this.base() as StatementEvent;
-    event.type = 'statement';
-    event.sql = s.sql;
-    if (s.parameters && this.parameters !== 'none') event.parameters = this.decode(s.parameters);
-    event.protocol = s.protocol;
-    event.decision = s.refusal ? 'refused' : 'allowed';
-    if (s.rule !== undefined) event.rule = s.rule;
-    if (info) {
-      event.access = info.access;
-      event.kind = info.kind;
-      event.objects = objectNames(info);
-    }
-    if (s.command !== undefined) event.command = s.command;
-    if (s.rows !== undefined) event.rows = s.rows;
-    event.durationMs = Math.round((now - s.startedAt) * 1000) / 1000;
-    const error = s.refusal ? { sqlstate: s.refusal.sqlstate, message: s.refusal.message } : s.error;
-    if (error) event.error = error;
-    this.sink.publish(event);
+    this.sink.publish(
+      this.next({
+        $case: 'statement',
+        value: {
+          sql: s.sql,
+          parameters: s.parameters && this.parameters !== 'none' ? this.decode(s.parameters) : [],
+          protocol: s.protocol === 'extended' ? StatementProtocol.STATEMENT_PROTOCOL_EXTENDED : StatementProtocol.STATEMENT_PROTOCOL_SIMPLE,
+          decision: s.refusal ? StatementDecision.STATEMENT_DECISION_REFUSED : StatementDecision.STATEMENT_DECISION_ALLOWED,
+          rule: s.rule,
+          access: info?.access,
+          kind: info?.kind,
+          objects: info ? objectNames(info) : [],
+          command: s.command,
+          rows: s.rows,
+          // To the microsecond: finer is noise.
+          duration: durationOf(Math.round((now - s.startedAt) * 1000) / 1000),
+          error: s.refusal ? { sqlstate: s.refusal.sqlstate, message: s.refusal.message } : s.error,
+        },
+      }),
+    );
   }
 
   end(details: { durationMs: number; bytesIn: number; bytesOut: number; reason: string }): void {
-    this.sink.publish({ ...this.base(), type: 'session.end', statements: this.statements, ...details });
+    const { durationMs, bytesIn, bytesOut, reason } = details;
+    this.sink.publish(this.next({ $case: 'sessionEnd', value: { duration: durationOf(durationMs), bytesIn, bytesOut, statements: this.statements, reason } }));
   }
 
-  private decode(raw: Buffer): Array<string | null> | undefined {
+  private decode(raw: Buffer): StatementParameter[] {
     try {
       const values = decodeParameters(raw);
-      return this.parameters === 'redact' ? values.map((v) => (v === null ? null : '<redacted>')) : values;
+      return values.map((v) => ({ value: v === null ? undefined : this.parameters === 'redact' ? '<redacted>' : v }));
     } catch {
-      return undefined; // A malformed Bind fails upstream; the statement is still recorded.
+      return []; // A malformed Bind fails upstream; the statement is still recorded.
     }
   }
+}
+
+/** The record of a connection refused before a session began. */
+export function authFailureEvent(gateway: string, clientAddress: string, resource: string | undefined, refusal: { sqlstate: string; message: string }): AuditEvent {
+  return {
+    id: randomUUID(),
+    time: timestampOf(Date.now()),
+    gateway,
+    sessionId: '',
+    seq: 0,
+    identity: '',
+    resource: resource ?? '',
+    agent: '',
+    event: { $case: 'authFailure', value: { clientAddress, sqlstate: refusal.sqlstate, message: refusal.message } },
+  };
 }
 
 /** The tables a statement touches, as "schema.name"; computed once per (shared, cached) classification. */

@@ -3,7 +3,6 @@
 // needs from outside (authentication, policy, the tunnel, the audit sink, TLS)
 // is handed in.
 import type { Socket } from 'node:net';
-import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { TLSSocket, type SecureContext } from 'node:tls';
 import type { Logger } from 'pino';
@@ -30,7 +29,7 @@ import type { Rule, StatementGate } from '../policy/index.js';
 import { clientMessages } from './client-messages.js';
 import type { MessageFilter } from './filter.js';
 import type { CancelKeys } from './keys.js';
-import { SessionRecorder, type ParameterRecording } from './recorder.js';
+import { SessionRecorder, authFailureEvent, type ParameterRecording } from './recorder.js';
 import { serverMessages } from './server-messages.js';
 import { ResponseTracker } from './tracker.js';
 
@@ -343,16 +342,8 @@ export class Session {
     if (cause) this.log.error({ err: cause }, refusal.message);
     else this.log.info({ sqlstate: refusal.sqlstate, reason: refusal.message }, 'connection refused');
     if (this.phase !== 'relay') {
-      this.deps.audit.publish({
-        type: 'auth.failure',
-        id: randomUUID(),
-        time: new Date().toISOString(),
-        gateway: this.deps.gatewayId,
-        clientAddress: `${this.socket.remoteAddress}:${this.socket.remotePort}`,
-        resource: this.parameters.database,
-        sqlstate: refusal.sqlstate,
-        message: refusal.message,
-      });
+      const client = `${this.socket.remoteAddress}:${this.socket.remotePort}`;
+      this.deps.audit.publish(authFailureEvent(this.deps.gatewayId, client, this.parameters.database, refusal));
     }
     this.socket.end(errorResponse({ severity: 'FATAL', code: refusal.sqlstate, message: refusal.message, hint: refusal.hint }));
     this.close(refusal.message);

@@ -1,13 +1,10 @@
 // Text renderings of recorded sessions: the one-line list, the transcript
 // used by `sessions show` and `sessions replay`.
-import type { AuditEvent, StatementEvent } from '@warden/gateway/audit/events';
-import { formatDuration, statementResult, summarize } from '@warden/gateway/audit/summary';
-import type { AuditSession } from '@warden/proto';
+import { StatementDecision, type AuditEvent, type AuditSession } from '@warden/proto';
+import { formatDuration, msOf, statementResult, summarize } from '@warden/proto/audit';
 import { offset } from './time.js';
 
 const INDENT = ' '.repeat(11);
-const MAX_SAMPLE_ROWS = 10;
-const MAX_CELL = 40;
 
 export function sessionHeader(s: AuditSession): string[] {
   const app = s.applicationName ? ` (${s.applicationName})` : '';
@@ -24,29 +21,20 @@ export function sessionDuration(s: AuditSession): string {
   return formatDuration(Date.parse(s.endedAt) - Date.parse(s.startedAt));
 }
 
-const clip = (text: string, max: number) => (text.length > max ? `${text.slice(0, max - 1)}…` : text);
-
-function sampleTable(sample: NonNullable<StatementEvent['sample']>): string[] {
-  const rows = sample.rows.slice(0, MAX_SAMPLE_ROWS).map((r) => r.map((c) => (c === null ? 'NULL' : clip(c, MAX_CELL))));
-  const widths = sample.columns.map((c, i) => Math.max(clip(c, MAX_CELL).length, ...rows.map((r) => (r[i] ?? '').length)));
-  const line = (cells: string[]) => `| ${cells.map((c, i) => c.padEnd(widths[i] ?? 0)).join(' | ')} |`;
-  const out = [line(sample.columns.map((c) => clip(c, MAX_CELL))), ...rows.map(line)];
-  if (sample.rows.length > MAX_SAMPLE_ROWS) out.push(`(${sample.rows.length - MAX_SAMPLE_ROWS} more sampled rows)`);
-  return out;
-}
-
 /** The lines for one event of a transcript; `start` is the first event's time in ms. */
 export function transcriptLines(e: AuditEvent, start: number): string[] {
-  const at = offset(Date.parse(e.time) - start).padEnd(10);
-  if (e.type !== 'statement') return [`${at} -- ${summarize(e)}`];
-  const decision = e.decision === 'refused' ? 'REFUSED' : 'allowed';
-  const rule = e.rule ? ` by rule ${e.rule}` : '';
-  const lines = [`${at} ${e.sql.trim().replace(/\n/g, `\n${INDENT}`)}`];
-  if (e.parameters?.length) lines.push(`${INDENT}parameters: ${e.parameters.map((p) => (p === null ? 'NULL' : JSON.stringify(p))).join(', ')}`);
-  if (e.decision === 'refused') lines.push(`${INDENT}${decision}${rule}: ${e.error?.message ?? 'no reason recorded'}`);
-  else lines.push(`${INDENT}${decision}${rule} -> ${statementResult(e)}`);
-  if (e.sample && e.sample.columns.length > 0) lines.push(...sampleTable(e.sample).map((l) => `${INDENT}${l}`));
+  const at = offset(msOf(e.time) - start).padEnd(10);
+  if (e.event?.$case !== 'statement') return [`${at} -- ${summarize(e)}`];
+  const s = e.event.value;
+  const refused = s.decision === StatementDecision.STATEMENT_DECISION_REFUSED;
+  const rule = s.rule ? ` by rule ${s.rule}` : '';
+  const lines = [`${at} ${s.sql.trim().replace(/\n/g, `\n${INDENT}`)}`];
+  if (s.parameters.length) lines.push(`${INDENT}parameters: ${s.parameters.map((p) => (p.value === undefined ? 'NULL' : JSON.stringify(p.value))).join(', ')}`);
+  if (refused) lines.push(`${INDENT}REFUSED${rule}: ${s.error?.message ?? 'no reason recorded'}`);
+  else lines.push(`${INDENT}allowed${rule} -> ${statementResult(s)}`);
   return lines;
 }
 
-export const parseEvents = (json: string[]) => json.map((j) => JSON.parse(j) as AuditEvent);
+/** Where an event belongs in its session; -1 for auth failures. */
+export const seqOf = (e: AuditEvent) => (e.event?.$case === 'authFailure' ? -1 : e.seq);
+export const sessionOf = (e: AuditEvent) => (e.event?.$case === 'authFailure' ? '-' : e.sessionId);

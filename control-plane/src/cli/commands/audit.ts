@@ -1,8 +1,7 @@
 // warden sessions list | show | replay, warden audit search | verify | retention
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { AuditEvent } from '@warden/gateway/audit/events';
-import { summarize } from '@warden/gateway/audit/summary';
-import { parseEvents, sessionDuration, sessionHeader, transcriptLines } from '../audit/render.js';
+import { eventRecord, isoOf, msOf, summarize } from '@warden/proto/audit';
+import { seqOf, sessionDuration, sessionHeader, sessionOf, transcriptLines } from '../audit/render.js';
 import { parseSpeed, parseTime } from '../audit/time.js';
 import { CLIENT_OPTIONS, type Command, type Context } from '../context.js';
 import { CliError } from '../errors.js';
@@ -64,9 +63,9 @@ export const auditCommands: Command[] = [
     options: CLIENT_OPTIONS,
     async run(ctx) {
       const res = await fetchSession(ctx, ctx.arg());
-      const events = parseEvents(res.eventsJson);
-      if (ctx.json) return ctx.print(json({ session: res.session, events }));
-      ctx.print([...sessionHeader(res.session!), '', ...events.map((e) => `${shortTime(e.time)}  ${summarize(e)}`)].join('\n'));
+      const events = res.events;
+      if (ctx.json) return ctx.print(json({ session: res.session, events: events.map(eventRecord) }));
+      ctx.print([...sessionHeader(res.session!), '', ...events.map((e) => `${shortTime(isoOf(e.time))}  ${summarize(e)}`)].join('\n'));
     },
   },
   {
@@ -78,13 +77,13 @@ export const auditCommands: Command[] = [
     async run(ctx) {
       const speed = parseSpeed(ctx.opt('speed'));
       const res = await fetchSession(ctx, ctx.arg());
-      const events = parseEvents(res.eventsJson).sort((a, b) => seqOf(a) - seqOf(b));
-      if (ctx.json) return ctx.print(json({ session: res.session, events }));
+      const events = [...res.events].sort((a, b) => seqOf(a) - seqOf(b));
+      if (ctx.json) return ctx.print(json({ session: res.session, events: events.map(eventRecord) }));
       ctx.print(`${sessionHeader(res.session!).join('\n')}\n`);
-      const start = events.length > 0 ? Date.parse(events[0]!.time) : 0;
+      const start = events.length > 0 ? msOf(events[0]!.time) : 0;
       let previous = start;
       for (const e of events) {
-        const at = Date.parse(e.time);
+        const at = msOf(e.time);
         if (Number.isFinite(speed) && at > previous) await sleep((at - previous) / speed);
         previous = Math.max(previous, at);
         ctx.print(transcriptLines(e, start).join('\n'));
@@ -111,7 +110,7 @@ export const auditCommands: Command[] = [
       'limit',
     ],
     async run(ctx) {
-      const { eventsJson } = await ctx.withAdmin((c) =>
+      const { events } = await ctx.withAdmin((c) =>
         c.call((x) => x.searchAudit, {
           kind: ctx.opt('kind') ?? '',
           identity: ctx.opt('identity') ?? '',
@@ -125,10 +124,9 @@ export const auditCommands: Command[] = [
           limit: limit(ctx),
         }),
       );
-      const events = parseEvents(eventsJson);
-      if (ctx.json) return ctx.print(json(events));
+      if (ctx.json) return ctx.print(json(events.map(eventRecord)));
       if (events.length === 0) return ctx.print('No matching events.');
-      ctx.print(events.map((e) => `${shortTime(e.time)}  ${sessionOf(e)}  ${summarize(e)}`).join('\n'));
+      ctx.print(events.map((e) => `${shortTime(isoOf(e.time))}  ${sessionOf(e)}  ${summarize(e)}`).join('\n'));
     },
   },
   {
@@ -183,6 +181,3 @@ export const auditCommands: Command[] = [
     },
   },
 ];
-
-const seqOf = (e: AuditEvent) => ('seq' in e ? e.seq : -1);
-const sessionOf = (e: AuditEvent) => ('sessionId' in e ? e.sessionId : '-');

@@ -196,7 +196,7 @@ export const policyCommands: Command[] = [
       // The gateway's own decision code (loads Postgres' parser), on one
       // session: what a statement changes (search_path, a transaction, a
       // prepared statement) counts for the ones after it.
-      const { ClassificationCache, StatementGate, classify, rulesFor } = await import('@warden/gateway/policy/index');
+      const { ClassificationCache, StatementGate, classify, rulesFor } = await import('@warden/gateway/policy');
       const rules = rulesFor(grants, resourceName, identity.name, groups);
       const gate = new StatementGate({ identity: identity.name, resource: resourceName, rules, assumeNoUserSchema: true }, new ClassificationCache());
       const accessOf = (rule?: string) => rules.find((r) => r.name === rule)?.access;

@@ -20,10 +20,93 @@ import {
   type ServiceError,
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
+import { Duration } from "../../google/protobuf/duration.js";
+import { Struct } from "../../google/protobuf/struct.js";
+import { Timestamp } from "../../google/protobuf/timestamp.js";
 
 export const protobufPackage = "warden.v1";
 
 export const protobufFileName = "warden/v1/warden.proto";
+
+export enum StatementProtocol {
+  STATEMENT_PROTOCOL_UNSPECIFIED = 0,
+  /** STATEMENT_PROTOCOL_SIMPLE - A Query message. */
+  STATEMENT_PROTOCOL_SIMPLE = 1,
+  /** STATEMENT_PROTOCOL_EXTENDED - Parse, Bind, Execute. */
+  STATEMENT_PROTOCOL_EXTENDED = 2,
+  UNRECOGNIZED = -1,
+}
+
+export function statementProtocolFromJSON(object: any): StatementProtocol {
+  switch (object) {
+    case 0:
+    case "STATEMENT_PROTOCOL_UNSPECIFIED":
+      return StatementProtocol.STATEMENT_PROTOCOL_UNSPECIFIED;
+    case 1:
+    case "STATEMENT_PROTOCOL_SIMPLE":
+      return StatementProtocol.STATEMENT_PROTOCOL_SIMPLE;
+    case 2:
+    case "STATEMENT_PROTOCOL_EXTENDED":
+      return StatementProtocol.STATEMENT_PROTOCOL_EXTENDED;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return StatementProtocol.UNRECOGNIZED;
+  }
+}
+
+export function statementProtocolToJSON(object: StatementProtocol): string {
+  switch (object) {
+    case StatementProtocol.STATEMENT_PROTOCOL_UNSPECIFIED:
+      return "STATEMENT_PROTOCOL_UNSPECIFIED";
+    case StatementProtocol.STATEMENT_PROTOCOL_SIMPLE:
+      return "STATEMENT_PROTOCOL_SIMPLE";
+    case StatementProtocol.STATEMENT_PROTOCOL_EXTENDED:
+      return "STATEMENT_PROTOCOL_EXTENDED";
+    case StatementProtocol.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
+export enum StatementDecision {
+  STATEMENT_DECISION_UNSPECIFIED = 0,
+  STATEMENT_DECISION_ALLOWED = 1,
+  STATEMENT_DECISION_REFUSED = 2,
+  UNRECOGNIZED = -1,
+}
+
+export function statementDecisionFromJSON(object: any): StatementDecision {
+  switch (object) {
+    case 0:
+    case "STATEMENT_DECISION_UNSPECIFIED":
+      return StatementDecision.STATEMENT_DECISION_UNSPECIFIED;
+    case 1:
+    case "STATEMENT_DECISION_ALLOWED":
+      return StatementDecision.STATEMENT_DECISION_ALLOWED;
+    case 2:
+    case "STATEMENT_DECISION_REFUSED":
+      return StatementDecision.STATEMENT_DECISION_REFUSED;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return StatementDecision.UNRECOGNIZED;
+  }
+}
+
+export function statementDecisionToJSON(object: StatementDecision): string {
+  switch (object) {
+    case StatementDecision.STATEMENT_DECISION_UNSPECIFIED:
+      return "STATEMENT_DECISION_UNSPECIFIED";
+    case StatementDecision.STATEMENT_DECISION_ALLOWED:
+      return "STATEMENT_DECISION_ALLOWED";
+    case StatementDecision.STATEMENT_DECISION_REFUSED:
+      return "STATEMENT_DECISION_REFUSED";
+    case StatementDecision.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
 
 /** A trusted OIDC token issuer. */
 export interface Issuer {
@@ -200,17 +283,134 @@ export interface PolicyHistory {
   versions: PolicyVersion[];
 }
 
+/** One thing that happened at a gateway. */
+export interface AuditEvent {
+  /**
+   * Unique everywhere: "<session_id>:<seq>" for session events, a UUID for
+   * auth failures. Re-sent events are recognised by it.
+   */
+  id: string;
+  time:
+    | Timestamp
+    | undefined;
+  /** The gateway that recorded the event. */
+  gateway: string;
+  /**
+   * Session events only: the session, the event's place in it (from 0, the
+   * session start), and who reached which resource through which agent.
+   */
+  sessionId: string;
+  seq: number;
+  identity: string;
+  /** Auth failures too, when the client named a database. */
+  resource: string;
+  agent: string;
+  event:
+    | { $case: "sessionStart"; value: SessionStart }
+    | { $case: "statement"; value: Statement }
+    | { $case: "sessionEnd"; value: SessionEnd }
+    | { $case: "authFailure"; value: AuthFailure }
+    | undefined;
+}
+
+/** The token was verified, mapped to an identity, and admitted. */
+export interface SessionStart {
+  /** The claims that mapped the token to the identity (never the token). */
+  claims: { [key: string]: any } | undefined;
+  groups: string[];
+  /** host:port of the client. */
+  clientAddress: string;
+  applicationName?:
+    | string
+    | undefined;
+  /** The user name the client sent (informational: the token says who it is). */
+  user?:
+    | string
+    | undefined;
+  /** The highest access level the session's rules allow. */
+  access?:
+    | string
+    | undefined;
+  /** Opened with default_transaction_read_only=on. */
+  readOnly: boolean;
+}
+
+/** A Bind parameter as recorded; no value is NULL. */
+export interface StatementParameter {
+  value?: string | undefined;
+}
+
+export interface StatementError {
+  sqlstate: string;
+  message: string;
+}
+
+/** One statement, Warden's decision on it, and its outcome. */
+export interface Statement {
+  sql: string;
+  /** Parameters of the extended protocol, as recorded. */
+  parameters: StatementParameter[];
+  protocol: StatementProtocol;
+  decision: StatementDecision;
+  /** The rule that allowed or refused it. */
+  rule?:
+    | string
+    | undefined;
+  /**
+   * What the statement needs and touches, when it was classified: access
+   * level, kind (e.g. SELECT, DROP TABLE) and tables ("schema.name").
+   */
+  access?: string | undefined;
+  kind?: string | undefined;
+  objects: string[];
+  /** From CommandComplete, e.g. "SELECT 42": command SELECT, rows 42. */
+  command?: string | undefined;
+  rows?: number | undefined;
+  duration:
+    | Duration
+    | undefined;
+  /** Set when the statement failed: an upstream error or Warden's refusal. */
+  error: StatementError | undefined;
+}
+
+export interface SessionEnd {
+  duration:
+    | Duration
+    | undefined;
+  /** Bytes from and to the client. */
+  bytesIn: number;
+  bytesOut: number;
+  statements: number;
+  /** e.g. "client disconnected". */
+  reason: string;
+}
+
+/** A connection refused before a session began (no valid token, no grant). */
+export interface AuthFailure {
+  /** host:port of the client. */
+  clientAddress: string;
+  sqlstate: string;
+  message: string;
+}
+
+/**
+ * IngestAudit's request. A JetStream message holds one too (its events only),
+ * and so does each record of a gateway's outbox (one event).
+ */
 export interface AuditBatch {
   gatewayId: string;
-  /** One AuditEvent as JSON per entry, in the gateway's order. */
-  eventsJson: string[];
+  /** In the gateway's order. */
+  events: AuditEvent[];
 }
 
 export interface IngestAck {
   /** Newly stored events; the rest were already stored (a re-send). */
   stored: number;
   duplicates: number;
-  /** Entries that were not valid events: logged by the control plane and skipped. */
+  /**
+   * Events that were not valid (no id, time or type): logged by the control
+   * plane and skipped.
+   */
   invalid: number;
 }
 
@@ -259,8 +459,8 @@ export interface SessionDetail {
   session:
     | AuditSession
     | undefined;
-  /** The session's events as JSON, by seq. */
-  eventsJson: string[];
+  /** The session's events, by seq. */
+  events: AuditEvent[];
 }
 
 export interface AuditQuery {
@@ -281,7 +481,7 @@ export interface AuditQuery {
 }
 
 export interface AuditEventList {
-  eventsJson: string[];
+  events: AuditEvent[];
 }
 
 export interface AuditProblem {
@@ -2503,8 +2703,1148 @@ export const PolicyHistory: MessageFns<PolicyHistory> = {
   },
 };
 
+function createBaseAuditEvent(): AuditEvent {
+  return {
+    id: "",
+    time: undefined,
+    gateway: "",
+    sessionId: "",
+    seq: 0,
+    identity: "",
+    resource: "",
+    agent: "",
+    event: undefined,
+  };
+}
+
+export const AuditEvent: MessageFns<AuditEvent> = {
+  encode(message: AuditEvent, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    if (message.time !== undefined) {
+      Timestamp.encode(message.time, writer.uint32(18).fork()).join();
+    }
+    if (message.gateway !== "") {
+      writer.uint32(26).string(message.gateway);
+    }
+    if (message.sessionId !== "") {
+      writer.uint32(34).string(message.sessionId);
+    }
+    if (message.seq !== 0) {
+      writer.uint32(40).uint64(message.seq);
+    }
+    if (message.identity !== "") {
+      writer.uint32(50).string(message.identity);
+    }
+    if (message.resource !== "") {
+      writer.uint32(58).string(message.resource);
+    }
+    if (message.agent !== "") {
+      writer.uint32(66).string(message.agent);
+    }
+    switch (message.event?.$case) {
+      case "sessionStart":
+        SessionStart.encode(message.event.value, writer.uint32(74).fork()).join();
+        break;
+      case "statement":
+        Statement.encode(message.event.value, writer.uint32(82).fork()).join();
+        break;
+      case "sessionEnd":
+        SessionEnd.encode(message.event.value, writer.uint32(90).fork()).join();
+        break;
+      case "authFailure":
+        AuthFailure.encode(message.event.value, writer.uint32(98).fork()).join();
+        break;
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AuditEvent {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAuditEvent();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.time = Timestamp.decode(reader, reader.uint32());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.gateway = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.sessionId = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.seq = longToNumber(reader.uint64());
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.identity = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.resource = reader.string();
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.agent = reader.string();
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.event = { $case: "sessionStart", value: SessionStart.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.event = { $case: "statement", value: Statement.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.event = { $case: "sessionEnd", value: SessionEnd.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.event = { $case: "authFailure", value: AuthFailure.decode(reader, reader.uint32()) };
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AuditEvent {
+    return {
+      id: isSet(object.id) ? globalThis.String(object.id) : "",
+      time: isSet(object.time) ? fromJsonTimestamp(object.time) : undefined,
+      gateway: isSet(object.gateway) ? globalThis.String(object.gateway) : "",
+      sessionId: isSet(object.sessionId)
+        ? globalThis.String(object.sessionId)
+        : isSet(object.session_id)
+        ? globalThis.String(object.session_id)
+        : "",
+      seq: isSet(object.seq) ? globalThis.Number(object.seq) : 0,
+      identity: isSet(object.identity) ? globalThis.String(object.identity) : "",
+      resource: isSet(object.resource) ? globalThis.String(object.resource) : "",
+      agent: isSet(object.agent) ? globalThis.String(object.agent) : "",
+      event: isSet(object.sessionStart)
+        ? { $case: "sessionStart", value: SessionStart.fromJSON(object.sessionStart) }
+        : isSet(object.session_start)
+        ? { $case: "sessionStart", value: SessionStart.fromJSON(object.session_start) }
+        : isSet(object.statement)
+        ? { $case: "statement", value: Statement.fromJSON(object.statement) }
+        : isSet(object.sessionEnd)
+        ? { $case: "sessionEnd", value: SessionEnd.fromJSON(object.sessionEnd) }
+        : isSet(object.session_end)
+        ? { $case: "sessionEnd", value: SessionEnd.fromJSON(object.session_end) }
+        : isSet(object.authFailure)
+        ? { $case: "authFailure", value: AuthFailure.fromJSON(object.authFailure) }
+        : isSet(object.auth_failure)
+        ? { $case: "authFailure", value: AuthFailure.fromJSON(object.auth_failure) }
+        : undefined,
+    };
+  },
+
+  toJSON(message: AuditEvent): unknown {
+    const obj: any = {};
+    if (message.id !== "") {
+      obj.id = message.id;
+    }
+    if (message.time !== undefined) {
+      obj.time = fromTimestamp(message.time).toISOString();
+    }
+    if (message.gateway !== "") {
+      obj.gateway = message.gateway;
+    }
+    if (message.sessionId !== "") {
+      obj.sessionId = message.sessionId;
+    }
+    if (message.seq !== 0) {
+      obj.seq = Math.round(message.seq);
+    }
+    if (message.identity !== "") {
+      obj.identity = message.identity;
+    }
+    if (message.resource !== "") {
+      obj.resource = message.resource;
+    }
+    if (message.agent !== "") {
+      obj.agent = message.agent;
+    }
+    if (message.event?.$case === "sessionStart") {
+      obj.sessionStart = SessionStart.toJSON(message.event.value);
+    } else if (message.event?.$case === "statement") {
+      obj.statement = Statement.toJSON(message.event.value);
+    } else if (message.event?.$case === "sessionEnd") {
+      obj.sessionEnd = SessionEnd.toJSON(message.event.value);
+    } else if (message.event?.$case === "authFailure") {
+      obj.authFailure = AuthFailure.toJSON(message.event.value);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<AuditEvent>, I>>(base?: I): AuditEvent {
+    return AuditEvent.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<AuditEvent>, I>>(object: I): AuditEvent {
+    const message = createBaseAuditEvent();
+    message.id = object.id ?? "";
+    message.time = (object.time !== undefined && object.time !== null) ? Timestamp.fromPartial(object.time) : undefined;
+    message.gateway = object.gateway ?? "";
+    message.sessionId = object.sessionId ?? "";
+    message.seq = object.seq ?? 0;
+    message.identity = object.identity ?? "";
+    message.resource = object.resource ?? "";
+    message.agent = object.agent ?? "";
+    switch (object.event?.$case) {
+      case "sessionStart": {
+        if (object.event?.value !== undefined && object.event?.value !== null) {
+          message.event = { $case: "sessionStart", value: SessionStart.fromPartial(object.event.value) };
+        }
+        break;
+      }
+      case "statement": {
+        if (object.event?.value !== undefined && object.event?.value !== null) {
+          message.event = { $case: "statement", value: Statement.fromPartial(object.event.value) };
+        }
+        break;
+      }
+      case "sessionEnd": {
+        if (object.event?.value !== undefined && object.event?.value !== null) {
+          message.event = { $case: "sessionEnd", value: SessionEnd.fromPartial(object.event.value) };
+        }
+        break;
+      }
+      case "authFailure": {
+        if (object.event?.value !== undefined && object.event?.value !== null) {
+          message.event = { $case: "authFailure", value: AuthFailure.fromPartial(object.event.value) };
+        }
+        break;
+      }
+    }
+    return message;
+  },
+};
+
+function createBaseSessionStart(): SessionStart {
+  return {
+    claims: undefined,
+    groups: [],
+    clientAddress: "",
+    applicationName: undefined,
+    user: undefined,
+    access: undefined,
+    readOnly: false,
+  };
+}
+
+export const SessionStart: MessageFns<SessionStart> = {
+  encode(message: SessionStart, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.claims !== undefined) {
+      Struct.encode(Struct.wrap(message.claims), writer.uint32(10).fork()).join();
+    }
+    for (const v of message.groups) {
+      writer.uint32(18).string(v!);
+    }
+    if (message.clientAddress !== "") {
+      writer.uint32(26).string(message.clientAddress);
+    }
+    if (message.applicationName !== undefined) {
+      writer.uint32(34).string(message.applicationName);
+    }
+    if (message.user !== undefined) {
+      writer.uint32(42).string(message.user);
+    }
+    if (message.access !== undefined) {
+      writer.uint32(50).string(message.access);
+    }
+    if (message.readOnly !== false) {
+      writer.uint32(56).bool(message.readOnly);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SessionStart {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSessionStart();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.claims = Struct.unwrap(Struct.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.groups.push(reader.string());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.clientAddress = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.applicationName = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.user = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.access = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.readOnly = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SessionStart {
+    return {
+      claims: isObject(object.claims) ? object.claims : undefined,
+      groups: globalThis.Array.isArray(object?.groups) ? object.groups.map((e: any) => globalThis.String(e)) : [],
+      clientAddress: isSet(object.clientAddress)
+        ? globalThis.String(object.clientAddress)
+        : isSet(object.client_address)
+        ? globalThis.String(object.client_address)
+        : "",
+      applicationName: isSet(object.applicationName)
+        ? globalThis.String(object.applicationName)
+        : isSet(object.application_name)
+        ? globalThis.String(object.application_name)
+        : undefined,
+      user: isSet(object.user) ? globalThis.String(object.user) : undefined,
+      access: isSet(object.access) ? globalThis.String(object.access) : undefined,
+      readOnly: isSet(object.readOnly)
+        ? globalThis.Boolean(object.readOnly)
+        : isSet(object.read_only)
+        ? globalThis.Boolean(object.read_only)
+        : false,
+    };
+  },
+
+  toJSON(message: SessionStart): unknown {
+    const obj: any = {};
+    if (message.claims !== undefined) {
+      obj.claims = message.claims;
+    }
+    if (message.groups?.length) {
+      obj.groups = message.groups;
+    }
+    if (message.clientAddress !== "") {
+      obj.clientAddress = message.clientAddress;
+    }
+    if (message.applicationName !== undefined) {
+      obj.applicationName = message.applicationName;
+    }
+    if (message.user !== undefined) {
+      obj.user = message.user;
+    }
+    if (message.access !== undefined) {
+      obj.access = message.access;
+    }
+    if (message.readOnly !== false) {
+      obj.readOnly = message.readOnly;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SessionStart>, I>>(base?: I): SessionStart {
+    return SessionStart.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SessionStart>, I>>(object: I): SessionStart {
+    const message = createBaseSessionStart();
+    message.claims = object.claims ?? undefined;
+    message.groups = object.groups?.map((e) => e) || [];
+    message.clientAddress = object.clientAddress ?? "";
+    message.applicationName = object.applicationName ?? undefined;
+    message.user = object.user ?? undefined;
+    message.access = object.access ?? undefined;
+    message.readOnly = object.readOnly ?? false;
+    return message;
+  },
+};
+
+function createBaseStatementParameter(): StatementParameter {
+  return { value: undefined };
+}
+
+export const StatementParameter: MessageFns<StatementParameter> = {
+  encode(message: StatementParameter, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.value !== undefined) {
+      writer.uint32(10).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): StatementParameter {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseStatementParameter();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): StatementParameter {
+    return { value: isSet(object.value) ? globalThis.String(object.value) : undefined };
+  },
+
+  toJSON(message: StatementParameter): unknown {
+    const obj: any = {};
+    if (message.value !== undefined) {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<StatementParameter>, I>>(base?: I): StatementParameter {
+    return StatementParameter.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<StatementParameter>, I>>(object: I): StatementParameter {
+    const message = createBaseStatementParameter();
+    message.value = object.value ?? undefined;
+    return message;
+  },
+};
+
+function createBaseStatementError(): StatementError {
+  return { sqlstate: "", message: "" };
+}
+
+export const StatementError: MessageFns<StatementError> = {
+  encode(message: StatementError, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.sqlstate !== "") {
+      writer.uint32(10).string(message.sqlstate);
+    }
+    if (message.message !== "") {
+      writer.uint32(18).string(message.message);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): StatementError {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseStatementError();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.sqlstate = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.message = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): StatementError {
+    return {
+      sqlstate: isSet(object.sqlstate) ? globalThis.String(object.sqlstate) : "",
+      message: isSet(object.message) ? globalThis.String(object.message) : "",
+    };
+  },
+
+  toJSON(message: StatementError): unknown {
+    const obj: any = {};
+    if (message.sqlstate !== "") {
+      obj.sqlstate = message.sqlstate;
+    }
+    if (message.message !== "") {
+      obj.message = message.message;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<StatementError>, I>>(base?: I): StatementError {
+    return StatementError.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<StatementError>, I>>(object: I): StatementError {
+    const message = createBaseStatementError();
+    message.sqlstate = object.sqlstate ?? "";
+    message.message = object.message ?? "";
+    return message;
+  },
+};
+
+function createBaseStatement(): Statement {
+  return {
+    sql: "",
+    parameters: [],
+    protocol: 0,
+    decision: 0,
+    rule: undefined,
+    access: undefined,
+    kind: undefined,
+    objects: [],
+    command: undefined,
+    rows: undefined,
+    duration: undefined,
+    error: undefined,
+  };
+}
+
+export const Statement: MessageFns<Statement> = {
+  encode(message: Statement, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.sql !== "") {
+      writer.uint32(10).string(message.sql);
+    }
+    for (const v of message.parameters) {
+      StatementParameter.encode(v!, writer.uint32(18).fork()).join();
+    }
+    if (message.protocol !== 0) {
+      writer.uint32(24).int32(message.protocol);
+    }
+    if (message.decision !== 0) {
+      writer.uint32(32).int32(message.decision);
+    }
+    if (message.rule !== undefined) {
+      writer.uint32(42).string(message.rule);
+    }
+    if (message.access !== undefined) {
+      writer.uint32(50).string(message.access);
+    }
+    if (message.kind !== undefined) {
+      writer.uint32(58).string(message.kind);
+    }
+    for (const v of message.objects) {
+      writer.uint32(66).string(v!);
+    }
+    if (message.command !== undefined) {
+      writer.uint32(74).string(message.command);
+    }
+    if (message.rows !== undefined) {
+      writer.uint32(80).uint64(message.rows);
+    }
+    if (message.duration !== undefined) {
+      Duration.encode(message.duration, writer.uint32(90).fork()).join();
+    }
+    if (message.error !== undefined) {
+      StatementError.encode(message.error, writer.uint32(98).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Statement {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseStatement();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.sql = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.parameters.push(StatementParameter.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.protocol = reader.int32() as any;
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.decision = reader.int32() as any;
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.rule = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.access = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.kind = reader.string();
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.objects.push(reader.string());
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.command = reader.string();
+            continue;
+          }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.rows = longToNumber(reader.uint64());
+            continue;
+          }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.duration = Duration.decode(reader, reader.uint32());
+            continue;
+          }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.error = StatementError.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Statement {
+    return {
+      sql: isSet(object.sql) ? globalThis.String(object.sql) : "",
+      parameters: globalThis.Array.isArray(object?.parameters)
+        ? object.parameters.map((e: any) => StatementParameter.fromJSON(e))
+        : [],
+      protocol: isSet(object.protocol) ? statementProtocolFromJSON(object.protocol) : 0,
+      decision: isSet(object.decision) ? statementDecisionFromJSON(object.decision) : 0,
+      rule: isSet(object.rule) ? globalThis.String(object.rule) : undefined,
+      access: isSet(object.access) ? globalThis.String(object.access) : undefined,
+      kind: isSet(object.kind) ? globalThis.String(object.kind) : undefined,
+      objects: globalThis.Array.isArray(object?.objects) ? object.objects.map((e: any) => globalThis.String(e)) : [],
+      command: isSet(object.command) ? globalThis.String(object.command) : undefined,
+      rows: isSet(object.rows) ? globalThis.Number(object.rows) : undefined,
+      duration: isSet(object.duration) ? Duration.fromJSON(object.duration) : undefined,
+      error: isSet(object.error) ? StatementError.fromJSON(object.error) : undefined,
+    };
+  },
+
+  toJSON(message: Statement): unknown {
+    const obj: any = {};
+    if (message.sql !== "") {
+      obj.sql = message.sql;
+    }
+    if (message.parameters?.length) {
+      obj.parameters = message.parameters.map((e) => StatementParameter.toJSON(e));
+    }
+    if (message.protocol !== 0) {
+      obj.protocol = statementProtocolToJSON(message.protocol);
+    }
+    if (message.decision !== 0) {
+      obj.decision = statementDecisionToJSON(message.decision);
+    }
+    if (message.rule !== undefined) {
+      obj.rule = message.rule;
+    }
+    if (message.access !== undefined) {
+      obj.access = message.access;
+    }
+    if (message.kind !== undefined) {
+      obj.kind = message.kind;
+    }
+    if (message.objects?.length) {
+      obj.objects = message.objects;
+    }
+    if (message.command !== undefined) {
+      obj.command = message.command;
+    }
+    if (message.rows !== undefined) {
+      obj.rows = Math.round(message.rows);
+    }
+    if (message.duration !== undefined) {
+      obj.duration = Duration.toJSON(message.duration);
+    }
+    if (message.error !== undefined) {
+      obj.error = StatementError.toJSON(message.error);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<Statement>, I>>(base?: I): Statement {
+    return Statement.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Statement>, I>>(object: I): Statement {
+    const message = createBaseStatement();
+    message.sql = object.sql ?? "";
+    message.parameters = object.parameters?.map((e) => StatementParameter.fromPartial(e)) || [];
+    message.protocol = object.protocol ?? 0;
+    message.decision = object.decision ?? 0;
+    message.rule = object.rule ?? undefined;
+    message.access = object.access ?? undefined;
+    message.kind = object.kind ?? undefined;
+    message.objects = object.objects?.map((e) => e) || [];
+    message.command = object.command ?? undefined;
+    message.rows = object.rows ?? undefined;
+    message.duration = (object.duration !== undefined && object.duration !== null)
+      ? Duration.fromPartial(object.duration)
+      : undefined;
+    message.error = (object.error !== undefined && object.error !== null)
+      ? StatementError.fromPartial(object.error)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseSessionEnd(): SessionEnd {
+  return { duration: undefined, bytesIn: 0, bytesOut: 0, statements: 0, reason: "" };
+}
+
+export const SessionEnd: MessageFns<SessionEnd> = {
+  encode(message: SessionEnd, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.duration !== undefined) {
+      Duration.encode(message.duration, writer.uint32(10).fork()).join();
+    }
+    if (message.bytesIn !== 0) {
+      writer.uint32(16).uint64(message.bytesIn);
+    }
+    if (message.bytesOut !== 0) {
+      writer.uint32(24).uint64(message.bytesOut);
+    }
+    if (message.statements !== 0) {
+      writer.uint32(32).uint64(message.statements);
+    }
+    if (message.reason !== "") {
+      writer.uint32(42).string(message.reason);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SessionEnd {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSessionEnd();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.duration = Duration.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.bytesIn = longToNumber(reader.uint64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.bytesOut = longToNumber(reader.uint64());
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.statements = longToNumber(reader.uint64());
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SessionEnd {
+    return {
+      duration: isSet(object.duration) ? Duration.fromJSON(object.duration) : undefined,
+      bytesIn: isSet(object.bytesIn)
+        ? globalThis.Number(object.bytesIn)
+        : isSet(object.bytes_in)
+        ? globalThis.Number(object.bytes_in)
+        : 0,
+      bytesOut: isSet(object.bytesOut)
+        ? globalThis.Number(object.bytesOut)
+        : isSet(object.bytes_out)
+        ? globalThis.Number(object.bytes_out)
+        : 0,
+      statements: isSet(object.statements) ? globalThis.Number(object.statements) : 0,
+      reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
+    };
+  },
+
+  toJSON(message: SessionEnd): unknown {
+    const obj: any = {};
+    if (message.duration !== undefined) {
+      obj.duration = Duration.toJSON(message.duration);
+    }
+    if (message.bytesIn !== 0) {
+      obj.bytesIn = Math.round(message.bytesIn);
+    }
+    if (message.bytesOut !== 0) {
+      obj.bytesOut = Math.round(message.bytesOut);
+    }
+    if (message.statements !== 0) {
+      obj.statements = Math.round(message.statements);
+    }
+    if (message.reason !== "") {
+      obj.reason = message.reason;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SessionEnd>, I>>(base?: I): SessionEnd {
+    return SessionEnd.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SessionEnd>, I>>(object: I): SessionEnd {
+    const message = createBaseSessionEnd();
+    message.duration = (object.duration !== undefined && object.duration !== null)
+      ? Duration.fromPartial(object.duration)
+      : undefined;
+    message.bytesIn = object.bytesIn ?? 0;
+    message.bytesOut = object.bytesOut ?? 0;
+    message.statements = object.statements ?? 0;
+    message.reason = object.reason ?? "";
+    return message;
+  },
+};
+
+function createBaseAuthFailure(): AuthFailure {
+  return { clientAddress: "", sqlstate: "", message: "" };
+}
+
+export const AuthFailure: MessageFns<AuthFailure> = {
+  encode(message: AuthFailure, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.clientAddress !== "") {
+      writer.uint32(10).string(message.clientAddress);
+    }
+    if (message.sqlstate !== "") {
+      writer.uint32(18).string(message.sqlstate);
+    }
+    if (message.message !== "") {
+      writer.uint32(26).string(message.message);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AuthFailure {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAuthFailure();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.clientAddress = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.sqlstate = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.message = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AuthFailure {
+    return {
+      clientAddress: isSet(object.clientAddress)
+        ? globalThis.String(object.clientAddress)
+        : isSet(object.client_address)
+        ? globalThis.String(object.client_address)
+        : "",
+      sqlstate: isSet(object.sqlstate) ? globalThis.String(object.sqlstate) : "",
+      message: isSet(object.message) ? globalThis.String(object.message) : "",
+    };
+  },
+
+  toJSON(message: AuthFailure): unknown {
+    const obj: any = {};
+    if (message.clientAddress !== "") {
+      obj.clientAddress = message.clientAddress;
+    }
+    if (message.sqlstate !== "") {
+      obj.sqlstate = message.sqlstate;
+    }
+    if (message.message !== "") {
+      obj.message = message.message;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<AuthFailure>, I>>(base?: I): AuthFailure {
+    return AuthFailure.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<AuthFailure>, I>>(object: I): AuthFailure {
+    const message = createBaseAuthFailure();
+    message.clientAddress = object.clientAddress ?? "";
+    message.sqlstate = object.sqlstate ?? "";
+    message.message = object.message ?? "";
+    return message;
+  },
+};
+
 function createBaseAuditBatch(): AuditBatch {
-  return { gatewayId: "", eventsJson: [] };
+  return { gatewayId: "", events: [] };
 }
 
 export const AuditBatch: MessageFns<AuditBatch> = {
@@ -2512,8 +3852,8 @@ export const AuditBatch: MessageFns<AuditBatch> = {
     if (message.gatewayId !== "") {
       writer.uint32(10).string(message.gatewayId);
     }
-    for (const v of message.eventsJson) {
-      writer.uint32(18).string(v!);
+    for (const v of message.events) {
+      AuditEvent.encode(v!, writer.uint32(26).fork()).join();
     }
     return writer;
   },
@@ -2539,12 +3879,12 @@ export const AuditBatch: MessageFns<AuditBatch> = {
             message.gatewayId = reader.string();
             continue;
           }
-          case 2: {
-            if (tag !== 18) {
+          case 3: {
+            if (tag !== 26) {
               break;
             }
 
-            message.eventsJson.push(reader.string());
+            message.events.push(AuditEvent.decode(reader, reader.uint32()));
             continue;
           }
         }
@@ -2566,11 +3906,7 @@ export const AuditBatch: MessageFns<AuditBatch> = {
         : isSet(object.gateway_id)
         ? globalThis.String(object.gateway_id)
         : "",
-      eventsJson: globalThis.Array.isArray(object?.eventsJson)
-        ? object.eventsJson.map((e: any) => globalThis.String(e))
-        : globalThis.Array.isArray(object?.events_json)
-        ? object.events_json.map((e: any) => globalThis.String(e))
-        : [],
+      events: globalThis.Array.isArray(object?.events) ? object.events.map((e: any) => AuditEvent.fromJSON(e)) : [],
     };
   },
 
@@ -2579,8 +3915,8 @@ export const AuditBatch: MessageFns<AuditBatch> = {
     if (message.gatewayId !== "") {
       obj.gatewayId = message.gatewayId;
     }
-    if (message.eventsJson?.length) {
-      obj.eventsJson = message.eventsJson;
+    if (message.events?.length) {
+      obj.events = message.events.map((e) => AuditEvent.toJSON(e));
     }
     return obj;
   },
@@ -2591,7 +3927,7 @@ export const AuditBatch: MessageFns<AuditBatch> = {
   fromPartial<I extends Exact<DeepPartial<AuditBatch>, I>>(object: I): AuditBatch {
     const message = createBaseAuditBatch();
     message.gatewayId = object.gatewayId ?? "";
-    message.eventsJson = object.eventsJson?.map((e) => e) || [];
+    message.events = object.events?.map((e) => AuditEvent.fromPartial(e)) || [];
     return message;
   },
 };
@@ -3345,7 +4681,7 @@ export const GetSessionRequest: MessageFns<GetSessionRequest> = {
 };
 
 function createBaseSessionDetail(): SessionDetail {
-  return { session: undefined, eventsJson: [] };
+  return { session: undefined, events: [] };
 }
 
 export const SessionDetail: MessageFns<SessionDetail> = {
@@ -3353,8 +4689,8 @@ export const SessionDetail: MessageFns<SessionDetail> = {
     if (message.session !== undefined) {
       AuditSession.encode(message.session, writer.uint32(10).fork()).join();
     }
-    for (const v of message.eventsJson) {
-      writer.uint32(18).string(v!);
+    for (const v of message.events) {
+      AuditEvent.encode(v!, writer.uint32(26).fork()).join();
     }
     return writer;
   },
@@ -3380,12 +4716,12 @@ export const SessionDetail: MessageFns<SessionDetail> = {
             message.session = AuditSession.decode(reader, reader.uint32());
             continue;
           }
-          case 2: {
-            if (tag !== 18) {
+          case 3: {
+            if (tag !== 26) {
               break;
             }
 
-            message.eventsJson.push(reader.string());
+            message.events.push(AuditEvent.decode(reader, reader.uint32()));
             continue;
           }
         }
@@ -3403,11 +4739,7 @@ export const SessionDetail: MessageFns<SessionDetail> = {
   fromJSON(object: any): SessionDetail {
     return {
       session: isSet(object.session) ? AuditSession.fromJSON(object.session) : undefined,
-      eventsJson: globalThis.Array.isArray(object?.eventsJson)
-        ? object.eventsJson.map((e: any) => globalThis.String(e))
-        : globalThis.Array.isArray(object?.events_json)
-        ? object.events_json.map((e: any) => globalThis.String(e))
-        : [],
+      events: globalThis.Array.isArray(object?.events) ? object.events.map((e: any) => AuditEvent.fromJSON(e)) : [],
     };
   },
 
@@ -3416,8 +4748,8 @@ export const SessionDetail: MessageFns<SessionDetail> = {
     if (message.session !== undefined) {
       obj.session = AuditSession.toJSON(message.session);
     }
-    if (message.eventsJson?.length) {
-      obj.eventsJson = message.eventsJson;
+    if (message.events?.length) {
+      obj.events = message.events.map((e) => AuditEvent.toJSON(e));
     }
     return obj;
   },
@@ -3430,7 +4762,7 @@ export const SessionDetail: MessageFns<SessionDetail> = {
     message.session = (object.session !== undefined && object.session !== null)
       ? AuditSession.fromPartial(object.session)
       : undefined;
-    message.eventsJson = object.eventsJson?.map((e) => e) || [];
+    message.events = object.events?.map((e) => AuditEvent.fromPartial(e)) || [];
     return message;
   },
 };
@@ -3664,13 +4996,13 @@ export const AuditQuery: MessageFns<AuditQuery> = {
 };
 
 function createBaseAuditEventList(): AuditEventList {
-  return { eventsJson: [] };
+  return { events: [] };
 }
 
 export const AuditEventList: MessageFns<AuditEventList> = {
   encode(message: AuditEventList, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    for (const v of message.eventsJson) {
-      writer.uint32(10).string(v!);
+    for (const v of message.events) {
+      AuditEvent.encode(v!, writer.uint32(18).fork()).join();
     }
     return writer;
   },
@@ -3688,12 +5020,12 @@ export const AuditEventList: MessageFns<AuditEventList> = {
       while (reader.pos < end) {
         const tag = reader.uint32();
         switch (tag >>> 3) {
-          case 1: {
-            if (tag !== 10) {
+          case 2: {
+            if (tag !== 18) {
               break;
             }
 
-            message.eventsJson.push(reader.string());
+            message.events.push(AuditEvent.decode(reader, reader.uint32()));
             continue;
           }
         }
@@ -3710,18 +5042,14 @@ export const AuditEventList: MessageFns<AuditEventList> = {
 
   fromJSON(object: any): AuditEventList {
     return {
-      eventsJson: globalThis.Array.isArray(object?.eventsJson)
-        ? object.eventsJson.map((e: any) => globalThis.String(e))
-        : globalThis.Array.isArray(object?.events_json)
-        ? object.events_json.map((e: any) => globalThis.String(e))
-        : [],
+      events: globalThis.Array.isArray(object?.events) ? object.events.map((e: any) => AuditEvent.fromJSON(e)) : [],
     };
   },
 
   toJSON(message: AuditEventList): unknown {
     const obj: any = {};
-    if (message.eventsJson?.length) {
-      obj.eventsJson = message.eventsJson;
+    if (message.events?.length) {
+      obj.events = message.events.map((e) => AuditEvent.toJSON(e));
     }
     return obj;
   },
@@ -3731,7 +5059,7 @@ export const AuditEventList: MessageFns<AuditEventList> = {
   },
   fromPartial<I extends Exact<DeepPartial<AuditEventList>, I>>(object: I): AuditEventList {
     const message = createBaseAuditEventList();
-    message.eventsJson = object.eventsJson?.map((e) => e) || [];
+    message.events = object.events?.map((e) => AuditEvent.fromPartial(e)) || [];
     return message;
   },
 };
@@ -5260,6 +6588,39 @@ export type DeepPartial<T> = T extends Builtin ? T
 type KeysOfUnion<T> = T extends T ? keyof T : never;
 export type Exact<P, I extends P> = P extends Builtin ? P
   : P & { [K in keyof P]: Exact<P[K], I[K]> } & { [K in Exclude<keyof I, KeysOfUnion<P>>]: never };
+
+function toTimestamp(date: Date): Timestamp {
+  const seconds = Math.trunc(date.getTime() / 1_000);
+  const nanos = (date.getTime() % 1_000) * 1_000_000;
+  return { seconds, nanos };
+}
+
+function fromTimestamp(t: Timestamp): Date {
+  let millis = (t.seconds || 0) * 1_000;
+  millis += (t.nanos || 0) / 1_000_000;
+  return new globalThis.Date(millis);
+}
+
+const timestampFractionRegex = /:\d{2}\.\d+/;
+
+function fromJsonTimestamp(o: any): Timestamp {
+  if (o instanceof globalThis.Date) {
+    return toTimestamp(o);
+  } else if (typeof o === "string") {
+    // Date only keeps milliseconds, and parses longer fractions in an engine-specific way,
+    // so parse the fractional seconds ourselves and give Date only the whole seconds
+    const fraction = timestampFractionRegex.exec(o);
+    if (fraction === null) {
+      return toTimestamp(new globalThis.Date(o));
+    }
+    const fractionNanos = Number(fraction[0].slice(4, 13).padEnd(9, "0"));
+    const wholeSeconds = new globalThis.Date(o.replace(fraction[0], fraction[0].slice(0, 3)));
+    const timestamp = toTimestamp(new globalThis.Date(wholeSeconds.getTime() + Math.trunc(fractionNanos / 1_000_000)));
+    return { ...timestamp, nanos: (timestamp.nanos ?? 0) + (fractionNanos % 1_000_000) };
+  } else {
+    return Timestamp.fromJSON(o);
+  }
+}
 
 function longToNumber(int64: { toString(): string }): number {
   const num = globalThis.Number(int64.toString());

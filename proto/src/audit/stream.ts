@@ -1,7 +1,7 @@
 // The JetStream stream that carries audit events from gateways to the control
 // plane. Both sides ensure it exists, so either may start first.
 import { DiscardPolicy, RetentionPolicy, StorageType, nanos, type JetStreamManager, type StreamConfig } from 'nats';
-import type { AuditEvent } from './events.js';
+import type { AuditEvent } from '../gen/warden/v1/warden.js';
 
 export const AUDIT_STREAM = 'WARDEN_AUDIT';
 export const AUDIT_SUBJECTS = 'warden.audit.>';
@@ -38,7 +38,7 @@ export function subjectToken(name: string | undefined): string {
 
 /** warden.audit.<resource>.<identity>; auth failures have no identity. */
 export function auditSubject(event: AuditEvent): string {
-  const identity = event.type === 'auth.failure' ? undefined : event.identity;
+  const identity = event.event?.$case === 'authFailure' ? undefined : event.identity;
   return `warden.audit.${subjectToken(event.resource)}.${subjectToken(identity)}`;
 }
 
