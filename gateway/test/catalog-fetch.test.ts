@@ -8,7 +8,7 @@ import net from 'node:net';
 import pg from 'pg';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type AgentContext, GatewayConnection, type RelaySession } from '../../agent/src/index.js';
+import { type AgentContext, GatewayConnection, type RelaySession } from '@warden/agent';
 import { CatalogFetchError, catalogQuery, fetchCatalog, parseCatalog, serverMajorVersion } from '../src/catalog/index.js';
 import { AgentHub } from '../src/tunnel/index.js';
 import type { Upstream, UpstreamHandlers } from '../src/tunnel/upstream.js';

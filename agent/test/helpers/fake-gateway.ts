@@ -14,7 +14,7 @@ import {
 } from '@warden/proto';
 import { MessageReader, parseDataRow, parseFields, query } from '@warden/proto/pgwire';
 import { pino } from 'pino';
-import { AgentHub, type AgentLinkInfo, TunnelError, type Upstream } from '../../../gateway/src/tunnel/index.js';
+import { AgentHub, type AgentLinkInfo, TunnelError, type Upstream } from '@warden/gateway';
 
 export async function waitFor<T>(fn: () => T | undefined | false, timeoutMs = 10_000, what = 'condition'): Promise<T> {
   const deadline = Date.now() + timeoutMs;
