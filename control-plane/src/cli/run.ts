@@ -124,14 +124,14 @@ export function program(done: (code: number) => void): CliCommand {
     }
     define(parent, spec, done);
   }
-  // The program's help lists every command with its argument, as they are typed.
+  // The program's help lists every command with its argument, as they are
+  // typed (the suggestions for a mistyped command still come from the groups).
   root.configureHelp({
-    visibleCommands(this: Help, cmd: Commander) {
-      const help = Help.prototype.visibleCommands.call(this, cmd).filter((c) => c.name() === 'help');
-      return [...leaves(cmd), ...help];
-    },
-    subcommandTerm(this: Help, cmd: Commander) {
-      return cmd.name() === 'help' ? Help.prototype.subcommandTerm.call(this, cmd) : leafTerm(cmd);
+    formatHelp(this: Help, cmd: Commander, helper: Help) {
+      const listing: Help = Object.create(helper);
+      listing.visibleCommands = (c) => [...leaves(c), ...helper.visibleCommands(c).filter((h) => h.name() === 'help')];
+      listing.subcommandTerm = (c) => (c.name() === 'help' ? helper.subcommandTerm(c) : leafTerm(c));
+      return Help.prototype.formatHelp.call(this, cmd, listing);
     },
   });
   return root;
