@@ -118,21 +118,21 @@ const DECISION_NAME: Partial<Record<StatementDecision, StatementRecord['decision
 export const protocolName = (p: StatementProtocol) => PROTOCOL_NAME[p];
 export const decisionName = (d: StatementDecision) => DECISION_NAME[d];
 
-/** The event's JSON form. Throws for an event without a type, which no store accepts. */
+/**
+ * The event's JSON form. Throws for an event without a type, which no store
+ * accepts. Fields are written out rather than spread: the control plane runs
+ * this for every event it stores.
+ */
 export function eventRecord(e: AuditEvent): AuditRecord {
-  const base = { id: e.id, time: isoOf(e.time), gateway: e.gateway };
-  if (!e.event) throw new Error(`audit event ${e.id} has no type`);
-  if (e.event.$case === 'authFailure') {
-    const f = e.event.value;
-    return { type: 'auth.failure', ...base, clientAddress: f.clientAddress, resource: e.resource || undefined, sqlstate: f.sqlstate, message: f.message };
-  }
-  const scoped = { ...base, sessionId: e.sessionId, seq: e.seq, identity: e.identity, resource: e.resource, agent: e.agent };
+  const { id, gateway, sessionId, seq, identity, resource, agent } = e;
+  const time = isoOf(e.time);
+  if (!e.event) throw new Error(`audit event ${id} has no type`);
   switch (e.event.$case) {
     case 'sessionStart': {
       const s = e.event.value;
       return {
         type: 'session.start',
-        ...scoped,
+        id, time, gateway, sessionId, seq, identity, resource, agent,
         claims: s.claims ?? {},
         groups: s.groups,
         clientAddress: s.clientAddress,
@@ -146,7 +146,7 @@ export function eventRecord(e: AuditEvent): AuditRecord {
       const s = e.event.value;
       return {
         type: 'statement',
-        ...scoped,
+        id, time, gateway, sessionId, seq, identity, resource, agent,
         sql: s.sql,
         parameters: s.parameters.length > 0 ? s.parameters.map((p) => p.value ?? null) : undefined,
         protocol: PROTOCOL_NAME[s.protocol] ?? 'simple',
@@ -165,13 +165,17 @@ export function eventRecord(e: AuditEvent): AuditRecord {
       const s = e.event.value;
       return {
         type: 'session.end',
-        ...scoped,
+        id, time, gateway, sessionId, seq, identity, resource, agent,
         durationMs: durationMs(s.duration),
         bytesIn: s.bytesIn,
         bytesOut: s.bytesOut,
         statements: s.statements,
         reason: s.reason,
       };
+    }
+    case 'authFailure': {
+      const f = e.event.value;
+      return { type: 'auth.failure', id, time, gateway, clientAddress: f.clientAddress, resource: resource || undefined, sqlstate: f.sqlstate, message: f.message };
     }
   }
 }
