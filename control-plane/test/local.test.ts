@@ -253,7 +253,8 @@ describe('warden start', () => {
 
   it('starts everything, answers SELECT through the gateway, and stops cleanly on SIGTERM', async () => {
     const readyFile = join(dir.path, 'ready.json');
-    const s = start(dir.path, ['--ready-file', readyFile]);
+    // Gateway settings in the caller's environment are for a deployed gateway, not this one.
+    const s = start(dir.path, ['--ready-file', readyFile], { WARDEN_CONTROL_PLANE_CA: join(dir.path, 'no-ca.pem'), WARDEN_GATEWAY_TOKEN_FILE: join(dir.path, 'no-token') });
     running.push(s);
     const info = await ready(s, readyFile);
 
