@@ -5,7 +5,6 @@
 // it ends.
 import {
   type BackoffOptions,
-  backoffDelay,
   DEFAULT_BACKOFF,
   decodeCancelKey,
   decodeWelcome,
@@ -20,6 +19,7 @@ import {
   LinkClosedError,
   LinkProtocolError,
   OpenSession,
+  RetryTimer,
   SessionFailed,
 } from '@warden/proto';
 import type { Logger } from 'pino';
@@ -49,12 +49,10 @@ export interface GatewayConnectionOptions {
 export class GatewayConnection implements LinkOwner {
   readonly address: string;
   private readonly log: Logger;
-  private readonly backoff: BackoffOptions;
   private readonly healthyAfterMs: number;
   private link: Link | undefined;
   private dialing = false;
-  private attempt = 0;
-  private retryTimer: NodeJS.Timeout | undefined;
+  private readonly retries: RetryTimer;
   private stopped = false;
   private connectedFlag = false;
   private linkStartedAt = 0;
@@ -68,7 +66,7 @@ export class GatewayConnection implements LinkOwner {
     private readonly opts: GatewayConnectionOptions,
   ) {
     this.address = opts.address;
-    this.backoff = opts.backoff ?? DEFAULT_BACKOFF;
+    this.retries = new RetryTimer(() => this.dial(), opts.backoff ?? DEFAULT_BACKOFF);
     this.healthyAfterMs = opts.healthyAfterMs ?? 10_000;
     this.log = ctx.log.child({ gateway: opts.address, ...(opts.id ? { gatewayId: opts.id } : {}) });
   }
@@ -79,7 +77,7 @@ export class GatewayConnection implements LinkOwner {
   }
 
   start(): void {
-    if (this.stopped || this.link || this.dialing || this.retryTimer) return;
+    if (this.stopped || this.link || this.dialing || this.retries.pending) return;
     this.dial();
   }
 
@@ -91,8 +89,7 @@ export class GatewayConnection implements LinkOwner {
    */
   async stop(opts: { closeSessions?: boolean } = {}): Promise<void> {
     this.stopped = true;
-    clearTimeout(this.retryTimer);
-    this.retryTimer = undefined;
+    this.retries.cancel();
     this.connectedFlag = false;
     const link = this.link;
     if (opts.closeSessions) {
@@ -106,7 +103,6 @@ export class GatewayConnection implements LinkOwner {
   }
 
   private dial(): void {
-    this.retryTimer = undefined;
     if (this.stopped) return;
     this.dials++;
     this.dialing = true;
@@ -137,8 +133,9 @@ export class GatewayConnection implements LinkOwner {
       },
       (err: unknown) => {
         this.dialing = false;
-        const level = this.attempt === 0 || this.attempt % 10 === 0 ? 'warn' : 'debug';
-        this.log[level]({ err: errorSummary(err), attempt: this.attempt }, 'could not reach the gateway');
+        const attempt = this.retries.attempt;
+        const level = attempt === 0 || attempt % 10 === 0 ? 'warn' : 'debug';
+        this.log[level]({ err: errorSummary(err), attempt }, 'could not reach the gateway');
         this.scheduleRetry();
       },
     );
@@ -146,10 +143,8 @@ export class GatewayConnection implements LinkOwner {
 
   private scheduleRetry(): void {
     if (this.stopped) return;
-    const delay = backoffDelay(this.attempt, this.backoff);
-    this.attempt++;
-    this.log.debug({ delayMs: delay, attempt: this.attempt }, 'redialling the gateway');
-    this.retryTimer = setTimeout(() => this.dial(), delay);
+    const delay = this.retries.schedule();
+    if (delay !== undefined) this.log.debug({ delayMs: delay, attempt: this.retries.attempt }, 'redialling the gateway');
   }
 
   // --- LinkOwner ----------------------------------------------------------
@@ -163,7 +158,7 @@ export class GatewayConnection implements LinkOwner {
         link.peerWindow = welcome.window;
         if (link === this.link && !this.connectedFlag && !this.stopped) {
           this.connectedFlag = true;
-          this.attempt = 0;
+          this.retries.reset();
           this.log.info('connected to gateway');
         }
         return;
@@ -211,13 +206,14 @@ export class GatewayConnection implements LinkOwner {
     this.connectedFlag = false;
     this.log.debug({ reason: error?.message, ...link.stats }, 'link closed');
     if (this.stopped) return;
-    if (wasConnected || Date.now() - this.linkStartedAt >= this.healthyAfterMs) this.attempt = 0;
+    if (wasConnected || Date.now() - this.linkStartedAt >= this.healthyAfterMs) this.retries.reset();
     const peerReason = error instanceof LinkClosedError ? error.peerReason : undefined;
     if (peerReason && !wasConnected) {
       this.log.error({ reason: peerReason }, 'the gateway rejected this agent (check the enrollment token and the agent name)');
     } else if (error) {
-      const level = wasConnected || this.attempt === 0 || this.attempt % 10 === 0 ? 'warn' : 'debug';
-      this.log[level]({ reason: error.message, attempt: this.attempt }, 'link to the gateway lost');
+      const attempt = this.retries.attempt;
+      const level = wasConnected || attempt === 0 || attempt % 10 === 0 ? 'warn' : 'debug';
+      this.log[level]({ reason: error.message, attempt }, 'link to the gateway lost');
     }
     this.scheduleRetry();
   }

@@ -10,7 +10,7 @@ import {
 import { bearer, ControlPlaneServiceClient, type Gateway, type GatewayList, keepaliveOptions, type LinkOptions } from '@warden/proto';
 import type { Logger } from 'pino';
 import { errorSummary } from '../session.js';
-import { type BackoffOptions, backoffDelay, DEFAULT_BACKOFF } from '@warden/proto';
+import { type BackoffOptions, DEFAULT_BACKOFF, RetryTimer } from '@warden/proto';
 import { type AgentContext, GatewayConnection } from './connection.js';
 
 export interface GatewayWatcherOptions {
@@ -32,8 +32,7 @@ export class GatewayWatcher {
   private readonly log: Logger;
   private readonly backoff: BackoffOptions;
   private call: ClientReadableStream<GatewayList> | undefined;
-  private attempt = 0;
-  private retryTimer: NodeJS.Timeout | undefined;
+  private readonly retries: RetryTimer;
   private stopped = false;
   /** Live gateway connections by tunnel address. */
   readonly gateways = new Map<string, GatewayConnection>();
@@ -45,6 +44,7 @@ export class GatewayWatcher {
     private readonly opts: GatewayWatcherOptions,
   ) {
     this.backoff = opts.backoff ?? DEFAULT_BACKOFF;
+    this.retries = new RetryTimer(() => this.watch(), this.backoff);
     this.log = ctx.log.child({ controlPlane: opts.address });
     this.client = new ControlPlaneServiceClient(opts.address, opts.credentials, {
       ...keepaliveOptions,
@@ -54,15 +54,14 @@ export class GatewayWatcher {
   }
 
   start(): void {
-    if (this.stopped || this.call || this.retryTimer) return;
+    if (this.stopped || this.call || this.retries.pending) return;
     this.watch();
   }
 
   /** Stops watching and stops every gateway connection, ending their sessions. */
   async stop(): Promise<void> {
     this.stopped = true;
-    clearTimeout(this.retryTimer);
-    this.retryTimer = undefined;
+    this.retries.cancel();
     const call = this.call;
     this.call = undefined;
     call?.cancel();
@@ -108,7 +107,6 @@ export class GatewayWatcher {
   }
 
   private watch(): void {
-    this.retryTimer = undefined;
     if (this.stopped) return;
     const startedAt = Date.now();
     let heard = false;
@@ -138,7 +136,7 @@ export class GatewayWatcher {
       if (this.call !== call) return;
       this.call = undefined;
       if (this.stopped) return;
-      if (heard || Date.now() - startedAt >= (this.opts.healthyAfterMs ?? 10_000)) this.attempt = 0;
+      if (heard || Date.now() - startedAt >= (this.opts.healthyAfterMs ?? 10_000)) this.retries.reset();
       if (err?.code === GrpcStatus.UNAUTHENTICATED || err?.code === GrpcStatus.PERMISSION_DENIED) {
         this.log.error(
           { code: err.code, details: err.details },
@@ -146,9 +144,10 @@ export class GatewayWatcher {
         );
       } else {
         // Say it loudly the first time and now and then, not at every retry.
-        const level = this.attempt === 0 || this.attempt % 10 === 0 ? 'warn' : 'debug';
+        const attempt = this.retries.attempt;
+        const level = attempt === 0 || attempt % 10 === 0 ? 'warn' : 'debug';
         this.log[level](
-          { code: err?.code, details: err?.details, gateways: this.gateways.size, attempt: this.attempt },
+          { code: err?.code, details: err?.details, gateways: this.gateways.size, attempt },
           'gateway watch ended; keeping the current gateways and retrying',
         );
       }
@@ -163,8 +162,6 @@ export class GatewayWatcher {
 
   private scheduleRetry(): void {
     if (this.stopped) return;
-    const delay = backoffDelay(this.attempt, this.backoff);
-    this.attempt++;
-    this.retryTimer = setTimeout(() => this.watch(), delay);
+    this.retries.schedule();
   }
 }

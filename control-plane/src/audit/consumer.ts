@@ -6,7 +6,7 @@
 // the connection closed) restarts the whole setup after a backoff.
 import { setTimeout as sleep } from 'node:timers/promises';
 import { AckPolicy, ConsumerEvents, DeliverPolicy, connect, nanos, type JsMsg, type NatsConnection } from 'nats';
-import { AuditBatch, backoffDelay, type AuditEvent } from '@warden/proto';
+import { AuditBatch, Backoff, type AuditEvent } from '@warden/proto';
 import { AUDIT_CONSUMER, AUDIT_STREAM, AUDIT_SUBJECTS, ensureAuditStream, eventFromRecord } from '@warden/proto/audit';
 import type { Logger } from 'pino';
 import type { IngestResult } from './ingest.js';
@@ -73,16 +73,16 @@ export class AuditConsumer {
 
   private async loop(): Promise<void> {
     const { log } = this.opts;
-    let failures = 0;
+    const backoff = new Backoff({ baseMs: 250, capMs: 5_000 });
     while (!this.abort.signal.aborted) {
       try {
-        await this.session(() => (failures = 0));
+        await this.session(() => backoff.reset());
       } catch (err) {
         if (this.abort.signal.aborted) break;
-        if (failures === 0) log.warn({ err: (err as Error).message, url: this.opts.url }, 'audit consumer interrupted; reconnecting');
+        if (backoff.attempt === 0) log.warn({ err: (err as Error).message, url: this.opts.url }, 'audit consumer interrupted; reconnecting');
       }
       if (this.abort.signal.aborted) break;
-      await sleep(backoffDelay(failures++, { baseMs: 250, capMs: 5_000 }), undefined, { signal: this.abort.signal }).catch(() => {});
+      await backoff.wait(this.abort.signal);
     }
   }
 

@@ -3,7 +3,7 @@
 // it; otherwise the same batch is tried again after a backoff, for as long as
 // it takes. Re-sent events are dropped downstream by their id.
 import { setTimeout as sleep } from 'node:timers/promises';
-import { backoffDelay, type BackoffOptions } from '@warden/proto';
+import { Backoff, type BackoffOptions } from '@warden/proto';
 import type { Logger } from 'pino';
 import type { Outbox, OutboxEntry } from './outbox.js';
 
@@ -30,14 +30,16 @@ export class Pump {
   private readonly abort = new AbortController();
   private running?: Promise<void>;
   private flushWaiters: (() => void)[] = [];
-  private failures = 0;
+  private readonly backoff: Backoff;
 
   constructor(
     private readonly outbox: Outbox,
     private readonly transport: Transport,
     private readonly log: Logger,
     private readonly opts: PumpOptions = {},
-  ) {}
+  ) {
+    this.backoff = new Backoff(opts.backoff ?? { baseMs: 200, capMs: 5_000 });
+  }
 
   start(): void {
     this.running ??= this.loop();
@@ -78,18 +80,17 @@ export class Pump {
         await this.transport.send(batch);
       } catch (err) {
         if (signal.aborted) break;
-        if (this.failures === 0) {
+        if (this.backoff.attempt === 0) {
           this.log.warn({ err: (err as Error).message, transport: this.transport.name, pendingBytes: this.outbox.pendingBytes() },
             'cannot deliver audit events; keeping them in the outbox and retrying');
         }
-        const delay = backoffDelay(this.failures++, this.opts.backoff ?? { baseMs: 200, capMs: 5_000 });
-        await sleep(delay, undefined, { signal }).catch(() => {});
+        await this.backoff.wait(signal);
         continue;
       }
       this.outbox.ack(batch[batch.length - 1]!.end);
-      if (this.failures > 0) {
-        this.log.info({ transport: this.transport.name, failedAttempts: this.failures }, 'audit events are being delivered again');
-        this.failures = 0;
+      if (this.backoff.attempt > 0) {
+        this.log.info({ transport: this.transport.name, failedAttempts: this.backoff.attempt }, 'audit events are being delivered again');
+        this.backoff.reset();
       }
       if (batch.length < batchSize && this.outbox.pendingBytes() > 0) {
         await sleep(this.opts.lingerMs ?? 20, undefined, { signal }).catch(() => {});

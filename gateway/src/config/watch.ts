@@ -2,19 +2,15 @@
 // serves from the last snapshot it received, so a control plane outage stops
 // changes from arriving but never stops traffic.
 import { status, type ClientReadableStream } from '@grpc/grpc-js';
-import { backoffDelay, bearer, type ControlPlaneServiceClient, type Snapshot, type WatchConfigRequest } from '@warden/proto';
+import { bearer, RetryTimer, type ControlPlaneServiceClient, type Snapshot, type WatchConfigRequest } from '@warden/proto';
 import type { Logger } from 'pino';
 
 export class ConfigWatch {
   private current: Snapshot | null = null;
   private call: ClientReadableStream<Snapshot> | null = null;
-  private timer: NodeJS.Timeout | null = null;
+  private readonly retries = new RetryTimer(() => this.start());
   private stopped = false;
-  private attempt = 0;
   private readonly listeners: Array<(s: Snapshot) => void> = [];
-  private firstResolve!: () => void;
-  /** Resolves when the first snapshot has arrived. */
-  readonly ready = new Promise<void>((resolve) => (this.firstResolve = resolve));
 
   constructor(
     private readonly client: ControlPlaneServiceClient,
@@ -32,16 +28,14 @@ export class ConfigWatch {
   }
 
   start(): void {
-    this.timer = null;
     if (this.stopped) return;
     const call = this.client.watchConfig(this.request, bearer(this.token));
     this.call = call;
     call.on('data', (snapshot: Snapshot) => {
-      this.attempt = 0;
+      this.retries.reset();
       this.current = snapshot;
       this.log.info({ version: snapshot.version }, 'configuration received');
       for (const l of this.listeners) l(snapshot);
-      this.firstResolve();
     });
     call.on('error', (err: Error & { code?: number }) => {
       if (this.stopped && err.code === status.CANCELLED) return;
@@ -51,15 +45,14 @@ export class ConfigWatch {
   }
 
   private retry(reason: string): void {
-    if (this.stopped || this.timer) return;
-    const delay = backoffDelay(this.attempt++);
-    this.log.warn({ reason, retryInMs: delay }, 'control plane unreachable; serving the last configuration');
-    this.timer = setTimeout(() => this.start(), delay);
+    if (this.stopped) return;
+    const delay = this.retries.schedule();
+    if (delay !== undefined) this.log.warn({ reason, retryInMs: delay }, 'control plane unreachable; serving the last configuration');
   }
 
   stop(): void {
     this.stopped = true;
-    if (this.timer) clearTimeout(this.timer);
+    this.retries.cancel();
     this.call?.cancel();
   }
 }
