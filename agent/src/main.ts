@@ -1,7 +1,7 @@
 // warden-agent --config FILE (or WARDEN_AGENT_CONFIG): JSON logs on stdout,
 // SIGTERM/SIGINT close every session and exit 0.
 import { CliCommand, makeOption, parseCommandLine, withConventions } from '@warden/proto/cli';
-import { pino } from 'pino';
+import { createLogger, type Logger } from '@warden/proto/log';
 import { Agent } from './agent.js';
 import { ConfigError, loadConfig } from './config.js';
 import { VERSION } from './version.js';
@@ -9,11 +9,6 @@ import { VERSION } from './version.js';
 const STOP_TIMEOUT_MS = 10_000;
 
 async function main(): Promise<void> {
-  const log = pino({
-    level: process.env.WARDEN_LOG_LEVEL ?? process.env.LOG_LEVEL ?? 'info',
-    base: { service: 'warden-agent' },
-  });
-
   const program = new CliCommand('warden-agent')
     .description('The Warden agent: runs next to the database, dials out to the gateways, logs in upstream and relays sessions.')
     .usage('--config FILE')
@@ -22,6 +17,14 @@ async function main(): Promise<void> {
   const stop = await parseCommandLine(program, process.argv.slice(2), 2);
   if (stop !== undefined) {
     process.exitCode = stop;
+    return;
+  }
+  let log: Logger;
+  try {
+    log = createLogger({ name: 'warden-agent' });
+  } catch (err) {
+    console.error(`error: ${(err as Error).message}`);
+    process.exitCode = 2;
     return;
   }
   const file = program.opts<{ config?: string }>().config;

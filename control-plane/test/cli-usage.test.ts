@@ -22,10 +22,21 @@ const versionOf = (pkg: string) => (JSON.parse(readFileSync(join(ROOT, pkg, 'pac
 
 function run(bin: Program, args: string[], env: NodeJS.ProcessEnv = cleanEnv()): Promise<CliResult> {
   return new Promise((resolve) => {
-    execFile(process.execPath, [BINS[bin], ...args], { env, timeout: 30_000 }, (err, stdout, stderr) => {
+    execFile(process.execPath, [BINS[bin], ...args], { env }, (err, stdout, stderr) => {
       resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr });
     });
   });
+}
+
+/** Runs warden once per argument list, a few processes at a time. */
+async function runAll(argLists: string[][]): Promise<CliResult[]> {
+  const results: CliResult[] = [];
+  let next = 0;
+  const worker = async () => {
+    for (let i = next++; i < argLists.length; i = next++) results[i] = await run('warden', argLists[i]!);
+  };
+  await Promise.all(Array.from({ length: 4 }, worker));
+  return results;
 }
 
 /** Every command that runs something, with the words that name it: ['issuers', 'add'], ['token']. */
@@ -52,9 +63,9 @@ describe('--version', () => {
   it('prints it on every warden command and group', async () => {
     const version = `${versionOf('control-plane')}\n`;
     const paths = [...COMMANDS.map((c) => c.path), ...GROUPS.map((g) => [g])];
-    const results = await Promise.all(paths.map((path) => run('warden', [...path, '--version'])));
+    const results = await runAll(paths.map((path) => [...path, '--version']));
     results.forEach((r, i) => expect(r, paths[i]!.join(' ')).toEqual({ code: 0, stdout: version, stderr: '' }));
-  });
+  }, 300_000);
 });
 
 describe('--help', () => {
@@ -70,7 +81,7 @@ describe('--help', () => {
   });
 
   it('names every option of every warden command, each with a description', async () => {
-    const results = await Promise.all(COMMANDS.map(({ path }) => run('warden', [...path, '--help'])));
+    const results = await runAll(COMMANDS.map(({ path }) => [...path, '--help']));
     COMMANDS.forEach(({ path, cmd }, i) => {
       const { code, stdout } = results[i]!;
       const what = path.join(' ');
@@ -78,7 +89,7 @@ describe('--help', () => {
       expect(stdout, what).toMatch(new RegExp(`^Usage: warden ${what} `));
       for (const long of [...cmd.options.map((o) => o.long!), '--help']) expect(optionLine(stdout, long), `${what} ${long}`).toBeDefined();
     });
-  });
+  }, 300_000);
 
   it('shows the options that were missing from grants add, and the environment variables', async () => {
     const { stdout } = await run('warden', ['grants', 'add', '--help']);
@@ -180,6 +191,24 @@ describe('options from the environment', () => {
     const none = await run('warden-agent', []);
     expect(none.code).toBe(2);
     expect(JSON.parse(none.stdout.trim()).msg).toBe('no config file given: pass --config FILE or set WARDEN_AGENT_CONFIG');
+  });
+
+  it('reads WARDEN_LOG_LEVEL in all three programs', async () => {
+    const bad = 'loud';
+    const message = `error: WARDEN_LOG_LEVEL takes one of fatal, error, warn, info, debug, trace, silent, not '${bad}'\n`;
+    const token = join(dir.path, 'gateway-token');
+    writeFileSync(token, 'not-a-real-token');
+    const runs = {
+      warden: await run('warden', ['control-plane', '--data-dir', join(dir.path, 'cp')], cleanEnv({ WARDEN_LOG_LEVEL: bad })),
+      'warden-gateway': await run('warden-gateway', ['--data-dir', dir.path, '--gateway-token-file', token], cleanEnv({ WARDEN_LOG_LEVEL: bad })),
+      'warden-agent': await run('warden-agent', [], cleanEnv({ WARDEN_LOG_LEVEL: bad })),
+    };
+    for (const [bin, r] of Object.entries(runs)) {
+      expect(r.stderr, bin).toContain(message);
+      expect(r.code, bin).not.toBe(0);
+    }
+    // A level above the line's drops it: the agent's complaint about its missing config is a fatal.
+    expect(await run('warden-agent', [], cleanEnv({ WARDEN_LOG_LEVEL: 'silent' }))).toEqual({ code: 2, stdout: '', stderr: '' });
   });
 
   it('stops warden-gateway with code 2 and a pointer to its help when it has no gateway token', async () => {

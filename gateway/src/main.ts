@@ -2,7 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { CliCommand, makeOption, packageVersion, parseCommandLine, withConventions } from '@warden/proto/cli';
-import { destination, pino } from 'pino';
+import { createLogger } from '@warden/proto/log';
 import { createAuditSink } from './audit/sink.js';
 import { startGateway } from './gateway.js';
 
@@ -54,9 +54,13 @@ const v = program.opts<{
 
 // Buffered: a line per statement must not cost a write() per statement. The
 // audit trail, not the log, is the durable record.
-const logDestination = destination({ dest: 1, sync: false, minLength: 8 * 1024 });
-const log = pino({ name: 'gateway', redact: ['token', 'password', '*.token', '*.password'] }, logDestination);
-setInterval(() => logDestination.flush(), 1000).unref();
+let log: ReturnType<typeof createLogger>;
+try {
+  log = createLogger({ name: 'gateway', buffered: true });
+} catch (err) {
+  console.error(`error: ${(err as Error).message}`);
+  process.exit(2);
+}
 const token = v.gatewayTokenFile ? readFileSync(v.gatewayTokenFile, 'utf8').trim() : process.env.WARDEN_GATEWAY_TOKEN;
 if (!token) {
   console.error('error: warden-gateway has no gateway token: set WARDEN_GATEWAY_TOKEN or pass --gateway-token-file (see warden-gateway --help)');
@@ -92,13 +96,11 @@ try {
     await gateway.close();
     // After the sessions' last events; what is not delivered in time stays in the outbox.
     await audit.close();
-    logDestination.flushSync();
-    process.exit(0);
+    process.exit(0); // the logger flushes at exit
   };
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
 } catch (err) {
   log.fatal({ err }, 'gateway failed to start');
-  logDestination.flushSync();
   process.exit(1);
 }

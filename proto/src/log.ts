@@ -1,0 +1,65 @@
+// The one logger setup of the three programs: pino JSON lines, the level from
+// WARDEN_LOG_LEVEL (default info), the same redaction everywhere. Secrets are
+// never passed to the logger; redaction is a second line of defence in case
+// an object carrying one slips through.
+import { closeSync, mkdirSync, openSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { destination as pinoDestination, pino, type Logger } from 'pino';
+
+export type { Logger };
+
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
+export const REDACTED_PATHS = ['token', 'password', 'authorization', '*.token', '*.password', '*.authorization'];
+
+export interface LoggerOptions {
+  /** The program, as the `name` of every line. */
+  name: string;
+  /** File to append to (created owner-only); stdout when absent. */
+  file?: string;
+  /** Overrides WARDEN_LOG_LEVEL. */
+  level?: string;
+  /**
+   * Buffer writes (8 KiB, flushed every second and at exit) instead of one
+   * write() a line: for the gateway, which logs per statement.
+   */
+  buffered?: boolean;
+  /** Where WARDEN_LOG_LEVEL is read from (tests); process.env by default. */
+  env?: NodeJS.ProcessEnv;
+}
+
+/** The level asked for: `level`, else WARDEN_LOG_LEVEL, else info. Throws on a level pino does not know. */
+export function logLevel(level: string | undefined, env: NodeJS.ProcessEnv = process.env): string {
+  const chosen = (level ?? env.WARDEN_LOG_LEVEL ?? '').trim().toLowerCase() || 'info';
+  if (!(LOG_LEVELS as readonly string[]).includes(chosen)) {
+    throw new Error(`WARDEN_LOG_LEVEL takes one of ${LOG_LEVELS.join(', ')}, not '${level ?? env.WARDEN_LOG_LEVEL}'`);
+  }
+  return chosen;
+}
+
+export function createLogger(opts: LoggerOptions): Logger {
+  const level = logLevel(opts.level, opts.env);
+  if (opts.file) {
+    // Create the file owner-only first; pino would use the umask.
+    mkdirSync(dirname(opts.file), { recursive: true, mode: 0o700 });
+    closeSync(openSync(opts.file, 'a', 0o600));
+  }
+  const dest = opts.file ?? 1;
+  const destination = opts.buffered
+    ? pinoDestination({ dest, append: true, sync: false, minLength: 8 * 1024 })
+    : pinoDestination({ dest, append: true, sync: true });
+  if (opts.buffered) {
+    setInterval(() => destination.flush(), 1_000).unref();
+    process.once('exit', () => {
+      try {
+        destination.flushSync();
+      } catch {
+        // Nothing more can be done at exit.
+      }
+    });
+  }
+  return pino({ name: opts.name, level, redact: { paths: REDACTED_PATHS, censor: '[redacted]' } }, destination);
+}
+
+/** A logger that drops everything (tests, library use). */
+export const silentLogger = (): Logger => pino({ level: 'silent' });
