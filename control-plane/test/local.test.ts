@@ -267,8 +267,9 @@ describe('warden start', () => {
       agent: { pid: expect.any(Number) },
       demoDatabase: { host: '127.0.0.1', port: expect.any(Number) },
     });
-    // The banner's command names the real port and resource.
-    expect(s.stdout()).toContain(`psql "host=127.0.0.1 port=${info.gateway.port} dbname=shop user=demo sslmode=disable password=ey`);
+    // The banner's command names the real port and resource; stdout is no terminal here, so it carries no token.
+    expect(s.stdout()).toContain(`psql "host=127.0.0.1 port=${info.gateway.port} dbname=shop user=demo sslmode=disable"`);
+    expect(s.stdout()).not.toMatch(/password=|eyJ/);
     expect(s.stdout()).toContain(`PGPASSWORD=$(npx warden token --sub demo --data-dir ${dir.path}) psql`);
 
     const client = new pg.Client({ host: '127.0.0.1', port: info.gateway.port, user: 'demo', database: 'shop', password: 'x' });

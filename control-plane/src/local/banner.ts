@@ -16,7 +16,11 @@ export interface BannerInfo {
   resource: string;
   demo?: { host: string; port: number };
   upstream?: UpstreamSettings;
-  token: string;
+  /**
+   * A one-hour token for a ready-to-paste command: only when the banner goes
+   * to a terminal, never into a file a log collector may keep.
+   */
+  token?: string;
   /** The seeded rules are in force (no policy file applied yet). */
   demoRules?: boolean;
   /** The agent's role mapping for the resource. */
@@ -70,10 +74,9 @@ export function banner(b: BannerInfo): string {
     ...(roleLine(b.nativeRoles) ? [`  native roles    ${roleLine(b.nativeRoles)} (SELECT current_user shows it)`] : []),
     `  logs            ${logs}/{control-plane,gateway,agent}.log`,
     '',
-    `Connect as identity 'demo' (this token is valid for 1 hour):`,
-    `  psql "${conn} password=${b.token}"`,
-    '',
-    'Or mint a fresh token each time:',
+    ...(b.token
+      ? [`Connect as identity 'demo' (this token is valid for 1 hour):`, `  psql "${conn} password=${b.token}"`, '', 'Or mint a fresh token each time:']
+      : [`Connect as identity 'demo', with a fresh token each time:`]),
     `  PGPASSWORD=$(${wardenCommand()} token --sub demo${dirFlag}) psql "${conn}"`,
     '',
   ];

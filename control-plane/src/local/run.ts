@@ -249,8 +249,10 @@ export async function runLocal(opts: LocalOptions): Promise<number> {
       ...(demo ? { demoDatabase: { host: demo.host, port: demo.port } } : {}),
     };
     if (opts.readyFile) writeReadyFile(opts.readyFile, info);
+    // A token only for a terminal: written to a file, it would outlive the screen it was meant for.
+    const token = process.stdout.isTTY ? await mint() : undefined;
     process.stdout.write(
-      `${banner({ ...info, storage: cp.storage, demo: info.demoDatabase, upstream, token: await mint(), demoRules: seeded.policyVersion === 0, nativeRoles: target })}\n`,
+      `${banner({ ...info, storage: cp.storage, demo: info.demoDatabase, upstream, token, demoRules: seeded.policyVersion === 0, nativeRoles: target })}\n`,
     );
   } catch (err) {
     if (!stopping) {

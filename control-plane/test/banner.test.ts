@@ -1,0 +1,23 @@
+import { describe, expect, it } from 'vitest';
+import { banner, type BannerInfo } from '../src/local/banner.js';
+
+const info: BannerInfo = {
+  dataDir: '.warden',
+  storage: { kind: 'pglite', location: '.warden/cp' },
+  controlPlane: '127.0.0.1:7070',
+  gateway: { host: '127.0.0.1', port: 15432, pid: 1 },
+  tunnel: '127.0.0.1:7443',
+  agent: { pid: 2 },
+  resource: 'shop',
+  demo: { host: '127.0.0.1', port: 5433 },
+};
+
+describe('warden start banner', () => {
+  it('shows a ready token only when given one (a terminal), and always the command that mints one', () => {
+    const withToken = banner({ ...info, token: 'eyJ.test.token' });
+    expect(withToken).toContain('dbname=shop user=demo sslmode=disable password=eyJ.test.token"');
+    const without = banner(info);
+    expect(without).not.toMatch(/password=|eyJ/);
+    for (const b of [withToken, without]) expect(b).toMatch(/PGPASSWORD=\$\(.*warden token --sub demo\) psql "host=127\.0\.0\.1 port=15432 dbname=shop user=demo sslmode=disable"/);
+  });
+});
