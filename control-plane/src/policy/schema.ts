@@ -3,7 +3,9 @@
 // errors into a person's words, each with the place (a path into the file's
 // data) to point at; validate.ts maps places to lines.
 import { readFileSync } from 'node:fs';
-import { Ajv2020, type ErrorObject, type SchemaObject, type ValidateFunction } from 'ajv/dist/2020.js';
+import { createRequire } from 'node:module';
+import type * as AjvModule from 'ajv/dist/2020.js';
+import type { ErrorObject, SchemaObject, ValidateFunction } from 'ajv/dist/2020.js';
 import { trustProblem } from '../storage/validate.js';
 
 type Schema = SchemaObject;
@@ -33,9 +35,13 @@ const spokenFor = new Set<unknown>();
 
 let compiled: ValidateFunction | undefined;
 function validator(): ValidateFunction {
+  if (compiled) return compiled;
+  // Loaded on first use: most CLI commands never read a policy file, and ajv takes a while to load.
+  const { Ajv2020 } = createRequire(import.meta.url)('ajv/dist/2020.js') as typeof AjvModule;
   // patternErrorMessage is what VS Code and the YAML language server show for a
   // pattern mismatch; here it is the same words.
-  compiled ??= new Ajv2020({ allErrors: true, verbose: true, allowUnionTypes: true, keywords: ['patternErrorMessage'] }).compile(POLICY_SCHEMA);
+  const ajv = new Ajv2020({ allErrors: true, verbose: true, allowUnionTypes: true, keywords: ['patternErrorMessage'] });
+  compiled = ajv.compile(POLICY_SCHEMA);
   return compiled;
 }
 
