@@ -12,8 +12,8 @@ import { CatalogStore, fetchCatalog } from './catalog/index.js';
 import { ConfigWatch } from './config/watch.js';
 import { ClassificationCache, StatementGate, rulesFor } from './policy/index.js';
 import type { AuditSink } from './audit/events.js';
-import { CancelKeys, Refusal, Session, type Admission, type ParameterRecording } from './session/index.js';
-import { AgentHub } from './tunnel/index.js';
+import { Refusal, Session, type Admission, type ParameterRecording } from './session/index.js';
+import { AgentHub, CancelKeys } from './tunnel/index.js';
 
 export interface GatewayOptions {
   id: string;

@@ -2,7 +2,7 @@
 // unknown keys it relays to the agents (an unauthenticated client must not
 // make the gateway flood them).
 import { describe, expect, it } from 'vitest';
-import { CancelKeys, secretBytes } from '../src/session/keys.js';
+import { CancelKeys, secretBytes } from '../src/tunnel/cancel-keys.js';
 
 function session() {
   return { cancels: 0, cancel() { this.cancels++; } };
@@ -30,7 +30,7 @@ describe('cancel keys', () => {
     expect(s.cancels).toBe(1);
     expect(relayed).toHaveLength(2);
 
-    keys.releaseFor(s);
+    keys.release(s);
     expect(keys.size).toBe(0);
     expect(keys.cancel(key.pid, key.secret, 'a')).toBe(false);
     expect(s.cancels).toBe(1);

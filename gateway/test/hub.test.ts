@@ -17,7 +17,7 @@ import {
   OpenSession,
   SessionFailed,
 } from '@warden/proto';
-import { secretBytes } from '../src/session/keys.js';
+import { secretBytes } from '../src/tunnel/cancel-keys.js';
 import { AgentHub, TunnelError, type Upstream } from '../src/tunnel/index.js';
 
 const log = pino({ level: process.env.WARDEN_TEST_LOG ?? 'silent' });

@@ -1,3 +1,2 @@
-export * from './keys.js';
 export * from './session.js';
 export type { ParameterRecording } from './recorder.js';

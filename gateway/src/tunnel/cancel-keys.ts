@@ -1,5 +1,8 @@
 // BackendKeyData handed to clients is the gateway's own (pid, secret) pair,
 // mapped to the session, so a client never learns the upstream backend's key.
+// The one registry of keys: an upstream session takes its key when it is
+// created and gives it back when it ends (LinkUpstream); the Postgres
+// listener's CancelRequests are matched here.
 // The agent learns it too (in OPEN): a CancelRequest that lands on another
 // gateway (a load balancer in front of several) is relayed to the agents as
 // CANCEL_KEY, and the agent holding the session cancels it.
@@ -54,17 +57,12 @@ export class CancelKeys {
     return key;
   }
 
-  release(pid: number): void {
-    const entry = this.byPid.get(pid);
-    if (!entry) return;
-    this.byPid.delete(pid);
-    this.bySession.delete(entry.session);
-  }
-
   /** Releases the session's key, if it has one. */
-  releaseFor(session: Cancellable): void {
+  release(session: Cancellable): void {
     const key = this.bySession.get(session);
-    if (key) this.release(key.pid);
+    if (!key) return;
+    this.byPid.delete(key.pid);
+    this.bySession.delete(session);
   }
 
   /**

@@ -20,7 +20,7 @@ import {
 } from '@warden/proto';
 import { PgError } from '@warden/proto/pgwire';
 import type { Logger } from 'pino';
-import { CancelKeys, secretBytes } from '../session/keys.js';
+import { CancelKeys, secretBytes } from './cancel-keys.js';
 import { LinkUpstream, type Upstream } from './upstream.js';
 
 /** A failure to reach the upstream, with the SQLSTATE the client should see. */
@@ -109,7 +109,7 @@ export class AgentHub implements LinkOwner {
   private server: LinkServer | undefined;
   private readonly openTimeoutMs: number;
   private readonly helloTimeoutMs: number;
-  /** The keys handed to clients; each session's is issued when its OPEN goes out. */
+  /** The keys handed to clients; each upstream holds one from its OPEN to its end. */
   readonly keys: CancelKeys;
 
   constructor(
@@ -177,7 +177,7 @@ export class AgentHub implements LinkOwner {
         );
       }, this.openTimeoutMs);
       // The agent learns the client's key so that a cancel reaching another gateway finds the session.
-      const key = this.keys.issue(upstream);
+      const key = upstream.cancelKey;
       const open: OpenSession = {
         sessionId,
         resource: request.resource,

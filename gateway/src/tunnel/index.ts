@@ -1,2 +1,3 @@
+export * from './cancel-keys.js';
 export * from './hub.js';
 export * from './upstream.js';

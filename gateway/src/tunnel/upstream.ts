@@ -1,7 +1,7 @@
 // One client session's path to its upstream database: a channel on an
 // agent's link. The session module sees only the small Upstream interface.
 import { type Channel, type ChannelHandler, FrameType, type Link, SessionFailed } from '@warden/proto';
-import type { CancelKeys } from '../session/keys.js';
+import type { CancelKey, CancelKeys } from './cancel-keys.js';
 
 export interface UpstreamHandlers {
   data(chunk: Buffer): void;
@@ -24,6 +24,8 @@ export interface Upstream {
   close(): void;
   /** Asks the agent to send a CancelRequest for this session's backend. */
   cancel(): void;
+  /** The key the client sees in BackendKeyData; valid until the upstream ends. */
+  readonly cancelKey: CancelKey;
 }
 
 /** How the hub hears about the agent's answer to OPEN. */
@@ -48,16 +50,19 @@ export class LinkUpstream implements Upstream, ChannelHandler {
   private held = 0;
   private ended = false;
   private endError: Error | undefined;
+  readonly cancelKey: CancelKey;
+  private keyHeld = true;
 
   constructor(
     readonly agent: string,
     readonly sessionId: string,
     link: Link,
     channelId: number,
-    /** Where this session's client key lives; released when the channel ends. */
+    /** Where this session's client key lives: taken here, given back when the channel ends. */
     private readonly keys: CancelKeys,
     outcome: OpenOutcome,
   ) {
+    this.cancelKey = keys.issue(this);
     this.opening = outcome;
     this.channel = link.openChannel(channelId, this);
     if (!this.channel.open) this.closed(new Error(`the link to agent ${agent} is closed`));
@@ -96,7 +101,7 @@ export class LinkUpstream implements Upstream, ChannelHandler {
   }
 
   close(): void {
-    this.keys.releaseFor(this);
+    this.releaseKey();
     if (this.ended) return;
     this.ended = true;
     this.handlers = null;
@@ -133,7 +138,7 @@ export class LinkUpstream implements Upstream, ChannelHandler {
 
   /** @internal */
   closed(error?: Error): void {
-    this.keys.releaseFor(this);
+    this.releaseKey();
     if (this.opening) {
       const outcome = this.opening;
       this.opening = null;
@@ -159,7 +164,7 @@ export class LinkUpstream implements Upstream, ChannelHandler {
       outcome.ready();
     } else {
       this.ended = true;
-      this.keys.releaseFor(this);
+      this.releaseKey();
       let failed: SessionFailed | undefined;
       try {
         failed = SessionFailed.decode(payload);
@@ -170,6 +175,13 @@ export class LinkUpstream implements Upstream, ChannelHandler {
       this.channel.forget();
       outcome.failed(failed?.sqlstate ?? '', failed?.message ?? '');
     }
+  }
+
+  /** Every way the channel ends comes here; the key goes back once. */
+  private releaseKey(): void {
+    if (!this.keyHeld) return;
+    this.keyHeld = false;
+    this.keys.release(this);
   }
 
   private deliver(chunk: Buffer): void {

@@ -1,0 +1,22 @@
+// What the handshake hands the relay, and the refusal either of them sends.
+import { PgError } from '@warden/proto/pgwire';
+import type { StatementGate } from '../policy/index.js';
+
+/** A refusal the client sees as a FATAL ErrorResponse. */
+export class Refusal extends PgError {
+  constructor(sqlstate: string, message: string, hint?: string) {
+    super(sqlstate, message, { hint });
+  }
+}
+
+export interface Admission {
+  identity: string;
+  groups: string[];
+  resource: string;
+  agent: string;
+  readOnly: boolean;
+  /** Decides each statement of this session. */
+  gate: StatementGate;
+  /** The token's claims (never the token itself), for the audit record. */
+  claims: Record<string, unknown>;
+}
