@@ -5,6 +5,7 @@ import { CliCommand, makeOption, packageVersion, parseCommandLine, withConventio
 import { createLogger } from '@warden/proto/log';
 import { createAuditSink } from './audit/sink.js';
 import { startGateway } from './gateway.js';
+import { PARAMETER_RECORDINGS, type ParameterRecording } from './session/recorder.js';
 
 const DEFAULT_DATA_DIR = './.warden-gateway';
 const program = new CliCommand('warden-gateway')
@@ -30,7 +31,16 @@ const program = new CliCommand('warden-gateway')
   .addOption(
     makeOption({ flags: '--nats <URL>', description: 'send audit events to NATS JetStream; without it they go to the control plane', env: 'WARDEN_NATS_URL' }),
   )
-  .addOption(makeOption({ flags: '--data-dir <DIR>', description: 'gateway state, e.g. the audit outbox', env: 'WARDEN_GATEWAY_DATA_DIR', default: DEFAULT_DATA_DIR }));
+  .addOption(makeOption({ flags: '--data-dir <DIR>', description: 'gateway state, e.g. the audit outbox', env: 'WARDEN_GATEWAY_DATA_DIR', default: DEFAULT_DATA_DIR }))
+  .addOption(
+    makeOption({
+      flags: '--record-parameters <MODE>',
+      description: "Bind parameters in the audit trail: full (their values), redacted (each one's format and length) or none",
+      env: 'WARDEN_GATEWAY_RECORD_PARAMETERS',
+      default: 'full',
+      choices: PARAMETER_RECORDINGS,
+    }),
+  );
 withConventions(program, packageVersion(new URL('../package.json', import.meta.url)));
 
 const stop = await parseCommandLine(program, process.argv.slice(2), 2);
@@ -50,6 +60,7 @@ const v = program.opts<{
   local?: boolean;
   nats?: string;
   dataDir: string;
+  recordParameters: ParameterRecording;
 }>();
 
 // Buffered: a line per statement must not cost a write() per statement. The
@@ -88,6 +99,7 @@ try {
     tls: pair(v.tlsCert, v.tlsKey),
     tunnelTls: pair(v.tunnelTlsCert, v.tunnelTlsKey),
     local: v.local === true,
+    parameterRecording: v.recordParameters,
     log,
     audit,
   });

@@ -27,12 +27,15 @@ export interface OptionSpec {
   defaultDescription?: string;
   /** May be given several times; the values collect in a list, in order (say so in the description). */
   repeatable?: boolean;
+  /** The only values it takes; any other is a usage error naming them. */
+  choices?: readonly string[];
 }
 
 export function makeOption(spec: OptionSpec): Option {
   const option = new Option(spec.flags, spec.description);
   if (spec.env) option.env(spec.env);
   if (spec.default !== undefined) option.default(spec.default, spec.defaultDescription);
+  if (spec.choices) option.choices(spec.choices);
   if (spec.repeatable) option.argParser((value: string, previous: string[] | undefined) => [...(previous ?? []), value]);
   return option;
 }

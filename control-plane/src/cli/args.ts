@@ -57,6 +57,11 @@ export const OPTIONS = {
   'tunnel-port': option('PORT', 'port the agent dials (default 7443; 0 picks a free port)'),
   'demo-port': option('PORT', 'port of the demo database (default 15433; 0 picks a free port)'),
   'ready-file': option('PATH', 'write the addresses here as JSON once everything runs'),
+  // No environment variable: warden start keeps the caller's gateway settings from its own gateway.
+  'record-parameters': option('MODE', "the gateway's Bind parameters in the audit trail: full (their values), redacted (each one's format and length) or none", {
+    default: 'full',
+    choices: ['full', 'redacted', 'none'],
+  }),
   // native roles (roles sql, start)
   'agent-user': option('NAME', 'the user the agent logs in as, granted the roles'),
   'rule-role': repeatable('RULE=ROLE', 'the role for the sessions of a rule'),
@@ -90,7 +95,7 @@ export function optionSpec(ref: OptionRef): OptionSpec {
   const [name, description] = typeof ref === 'string' ? [ref, undefined] : ref;
   const o: { value: string; description: string; short?: string } & Omit<OptionSpec, 'flags'> = OPTIONS[name];
   const flags = `${o.short ? `-${o.short}, ` : ''}--${name}${o.value ? ` <${o.value}>` : ''}`;
-  return { flags, description: description ?? o.description, env: o.env, default: o.default, repeatable: o.repeatable };
+  return { flags, description: description ?? o.description, env: o.env, default: o.default, repeatable: o.repeatable, choices: o.choices };
 }
 
 /** "30s", "15m", "1h", "2d" or a plain number of seconds. */

@@ -34,6 +34,8 @@ export interface LocalOptions {
   databaseUrl?: string;
   /** Audit events through NATS JetStream; straight to the control plane without it. */
   natsUrl?: string;
+  /** The gateway's --record-parameters (full, redacted or none). */
+  recordParameters?: string;
   /** The agent's upstream role per access level and per rule (--role, --rule-role). */
   roles?: Record<string, string>;
   ruleRoles?: Record<string, string>;
@@ -225,6 +227,7 @@ export async function runLocal(opts: LocalOptions): Promise<number> {
           '--local',
           '--data-dir', join(dataDir, 'gateway'),
           ...(opts.natsUrl ? ['--nats', opts.natsUrl] : []),
+          ...(opts.recordParameters ? ['--record-parameters', opts.recordParameters] : []),
         ],
         childEnv(env, { WARDEN_GATEWAY_TOKEN: cp.gatewayToken }),
         join(logDir, 'gateway.log'),

@@ -8,8 +8,13 @@ import type { StatementInfo } from '../policy/index.js';
 import { decodeParameters } from '@warden/proto/pgwire';
 import type { TrackedStatement } from './tracker.js';
 
-/** How Bind parameters appear in the audit record. */
-export type ParameterRecording = 'full' | 'redact' | 'none';
+/**
+ * How Bind parameters appear in the audit record: their values (full), each
+ * one's format and length only (redacted), or not at all (none).
+ */
+export type ParameterRecording = 'full' | 'redacted' | 'none';
+
+export const PARAMETER_RECORDINGS: readonly ParameterRecording[] = ['full', 'redacted', 'none'];
 
 export interface RecorderContext {
   gateway: string;
@@ -74,8 +79,8 @@ export class SessionRecorder {
 
   private decode(raw: Buffer): StatementParameter[] {
     try {
-      const values = decodeParameters(raw);
-      return values.map((v) => ({ value: v === null ? undefined : this.parameters === 'redact' ? '<redacted>' : v }));
+      const values = decodeParameters(raw, { redact: this.parameters === 'redacted' });
+      return values.map((v) => ({ value: v ?? undefined }));
     } catch {
       return []; // A malformed Bind fails upstream; the statement is still recorded.
     }

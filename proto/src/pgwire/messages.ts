@@ -150,9 +150,10 @@ const MAX_SHOWN = 1024;
  * The parameter values of a Bind message as text (binary ones as \x hex),
  * each cut at MAX_SHOWN bytes, for the audit record: only done for recorded
  * statements, never on the forwarding path. Takes the bytes after the portal
- * and statement names.
+ * and statement names. With `redact`, a value reads as its format and length
+ * only: "<redacted: text, 11 bytes>".
  */
-export function decodeParameters(bind: Buffer): Array<string | null> {
+export function decodeParameters(bind: Buffer, opts: { redact?: boolean } = {}): Array<string | null> {
   let pos = 0;
   const nFormats = bind.readInt16BE(pos);
   pos += 2;
@@ -169,6 +170,11 @@ export function decodeParameters(bind: Buffer): Array<string | null> {
       continue;
     }
     const binary = (nFormats === 1 ? formats[0] : formats[i]) === 1;
+    if (opts.redact) {
+      values.push(`<redacted: ${binary ? 'binary' : 'text'}, ${len} bytes>`);
+      pos += len;
+      continue;
+    }
     const shown = Math.min(len, MAX_SHOWN);
     const text = binary ? `\\x${bind.toString('hex', pos, pos + shown)}` : bind.toString('utf8', pos, pos + shown);
     values.push(len > MAX_SHOWN ? `${text}… (${len} bytes)` : text);

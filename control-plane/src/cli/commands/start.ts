@@ -12,7 +12,7 @@ export const startCommand: Command = {
   usage:
     '[--data-dir .warden] [--upstream URL] [--resource shop] [--gateway-port 15432]\n' +
     '                    [--control-plane-port 7070] [--tunnel-port 7443] [--demo-port 15433] [--ready-file PATH] [--nats URL]\n' +
-    '                    [--role LEVEL=ROLE ...] [--rule-role RULE=ROLE ...]',
+    '                    [--role LEVEL=ROLE ...] [--rule-role RULE=ROLE ...] [--record-parameters full|redacted|none]',
   options: [
     ['data-dir', "state: the control plane's database, keys, tokens and logs"],
     'upstream',
@@ -26,6 +26,7 @@ export const startCommand: Command = {
     ['nats', 'carry the audit events through NATS JetStream instead of straight to the control plane'],
     'role',
     'rule-role',
+    'record-parameters',
   ],
   async run(ctx) {
     const roles = parseNamePairs(ctx.many('role'), 'role', 'LEVEL');
@@ -45,6 +46,7 @@ export const startCommand: Command = {
       readyFile: ctx.opt('ready-file'),
       databaseUrl: ctx.opt('database-url') || undefined,
       natsUrl: ctx.opt('nats') || undefined,
+      recordParameters: ctx.opt('record-parameters') || undefined,
       roles,
       ruleRoles,
       env: ctx.env,
