@@ -18,7 +18,6 @@ export {
   type SslMode,
 } from './config.js';
 export { endsWithTerminate, errorSummary, RelaySession, type SessionContext, type SessionState } from './session.js';
-export { type BackoffOptions, backoffDelay, DEFAULT_BACKOFF } from '@warden/proto';
 export { type AgentContext, GatewayConnection, type GatewayConnectionOptions } from './tunnel/connection.js';
 export { GatewayWatcher, type GatewayWatcherOptions } from './tunnel/gateways.js';
 export { sendCancelRequest } from './upstream/cancel.js';

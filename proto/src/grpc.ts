@@ -38,11 +38,6 @@ export function readBearer(md: Metadata): string | undefined {
   return v.slice(7);
 }
 
-export function metadataValue(md: Metadata, key: string): string | undefined {
-  const v = md.get(key)[0];
-  return typeof v === 'string' ? v : undefined;
-}
-
 /** Keepalives so a dead peer is noticed in seconds, not at the next write. */
 export const keepaliveOptions = {
   'grpc.keepalive_time_ms': 10_000,

@@ -68,8 +68,6 @@ export const LINK_FEATURE_CANCEL_KEY = 'cancel-key';
 /** Longest cancel secret a CANCEL_KEY may carry (protocol 3.2 allows keys up to 256 bytes). */
 export const MAX_CANCEL_SECRET = 256;
 
-export type FrameTypeCode = (typeof FrameType)[keyof typeof FrameType];
-
 const NAMES: Record<number, string> = Object.fromEntries(Object.entries(FrameType).map(([k, v]) => [v, k]));
 
 export function frameTypeName(type: number): string {
