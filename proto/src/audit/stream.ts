@@ -1,6 +1,8 @@
 // The JetStream stream that carries audit events from gateways to the control
-// plane. Both sides ensure it exists, so either may start first.
-import { DiscardPolicy, RetentionPolicy, StorageType, nanos, type JetStreamManager, type StreamConfig } from 'nats';
+// plane. Both sides ensure it exists, so either may start first. The NATS
+// client is loaded only to ensure it: the `warden` CLI loads
+// @warden/proto/audit for its summaries, at every command's start.
+import type { JetStreamManager, StreamConfig } from 'nats';
 import type { AuditEvent } from '../gen/warden/v1/warden.js';
 
 export const AUDIT_STREAM = 'WARDEN_AUDIT';
@@ -46,6 +48,7 @@ const isNotFound = (err: unknown) => /not found/i.test((err as Error)?.message ?
 
 /** Creates the stream, or brings its subjects and limits up to date. */
 export async function ensureAuditStream(jsm: JetStreamManager, limits: AuditStreamLimits = DEFAULT_STREAM_LIMITS): Promise<void> {
+  const { DiscardPolicy, RetentionPolicy, StorageType, nanos } = await import('nats');
   const wanted: Partial<StreamConfig> = {
     subjects: [AUDIT_SUBJECTS],
     duplicate_window: nanos(limits.duplicateWindowMs),
