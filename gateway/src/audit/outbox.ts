@@ -1,8 +1,8 @@
 // The gateway's durable outbox of audit events: an append-only log of records
 // split into numbered segment files, plus a cursor file saying how far the
 // transport has confirmed delivery. Events appended in one turn of the event
-// loop are written together at its end, or earlier when a session waits for
-// them (afterWrite) before handing a result to its client; a write into the
+// loop are written together once the turn is done, and a session hands a
+// result to its client only after that write (afterWrite); a write into the
 // page cache survives the process being killed, and fsyncs are batched for
 // power loss. So whatever a client saw is sent after a crash or a transport
 // outage. Fully delivered segments are deleted.
@@ -163,10 +163,9 @@ export class Outbox {
 
   /**
    * Stores one event. Never throws: a full outbox or a failing disk drops the
-   * event with an error log. Events are written together by flush(), which
-   * the session calls before handing a result to the client (and, at the
-   * latest, at the end of the event-loop turn): a write per event was one of
-   * the gateway's largest costs.
+   * event with an error log. The events of a turn are written together by
+   * flush() once it is done (readers flush first, to see them): a write per
+   * event was one of the gateway's largest costs.
    */
   append(event: AuditEvent): boolean {
     if (this.closed) return this.drop('the outbox is closed');
