@@ -158,6 +158,11 @@ describe('usage errors', () => {
       stderr: 'error: warden-gateway: --listen <HOST:PORT> needs a value (see warden-gateway --help)\n',
     });
     expect(await run('warden-gateway', ['serve'])).toEqual({ code: 2, stdout: '', stderr: "error: warden-gateway takes no argument 'serve'\n" });
+    expect(await run('warden-gateway', ['--record-parameters', 'some'])).toEqual({
+      code: 2,
+      stdout: '',
+      stderr: "error: warden-gateway: --record-parameters takes full, redacted or none, not 'some' (see warden-gateway --help)\n",
+    });
     expect(await run('warden-agent', ['--conifg', 'x.json'])).toEqual({
       code: 2,
       stdout: '',

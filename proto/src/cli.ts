@@ -97,8 +97,11 @@ export class CliCommand extends Command {
       case 'commander.optionMissingArgument':
         return `${path}: ${quoted} needs a value ${seeHelp}`;
       case 'commander.invalidArgument': {
-        const choice = /value '([^']*)' is invalid for argument '([^']*)'\. Allowed choices are (.*)\.$/.exec(message);
-        if (choice) return `${path} takes ${choice[3]!.replace(/, ([^,]*)$/, ' or $1')} as ${choice[2]}, not '${choice[1]}'`;
+        const either = (choices: string) => choices.replace(/, ([^,]*)$/, ' or $1');
+        const argument = /value '([^']*)' is invalid for argument '([^']*)'\. Allowed choices are (.*)\.$/.exec(message);
+        if (argument) return `${path} takes ${either(argument[3]!)} as ${argument[2]}, not '${argument[1]}'`;
+        const option = /option '(-[^ ']+)[^']*' argument '([^']*)' is invalid\. Allowed choices are (.*)\.$/.exec(message);
+        if (option) return `${path}: ${option[1]} takes ${either(option[3]!)}, not '${option[2]}' ${seeHelp}`;
         return `${path}: ${message}`;
       }
       default:
