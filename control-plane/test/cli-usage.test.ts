@@ -266,6 +266,7 @@ describe('warden completion', () => {
     expect(complete('warden', 'grants', 'add', '--deny')).toEqual(['--deny-schema', '--deny-table']);
     expect(complete('warden', 'policy', 'apply', '-f', 'pol')).toEqual(['policy.yaml']);
     expect(complete('warden', 'grants', 'add', '--resource', '')).toEqual([]);
+    expect(complete('warden', 'start', '--record-parameters', 're')).toEqual(['redacted']);
     expect(complete('warden', 'completion', '')).toEqual(['bash', 'zsh', '--help', '--version']);
     expect(complete('warden', 'token', '--sub', 'x', '--t')).toEqual(['--ttl']);
     expect(complete('warden', 'help', 'to')).toEqual(['token']);
@@ -280,7 +281,7 @@ describe('warden completion', () => {
         'zsh',
         [
           '-fc',
-          'compdef() { :; }; _describe() { local n=${@[-1]}; print -rl -- ${(P)n}; }; _files() { print FILES; }; _message() { print MESSAGE; }; ' +
+          'compdef() { :; }; _describe() { local n=${@[-1]}; print -rl -- ${(P)n}; }; _files() { print FILES; }; _message() { print MESSAGE; }; _values() { shift; print -rl -- "$@"; }; ' +
             'source "$1"; shift; CURRENT=$1; shift; words=("$@"); _warden',
           'zsh',
           file,
@@ -300,5 +301,6 @@ describe('warden completion', () => {
     expect(offered(4, 'warden', 'grants', 'add', '')).toContainEqual('--deny-table:not table T (schema.table, or table for that name in any schema) (repeatable)');
     expect(offered(5, 'warden', 'policy', 'apply', '-f', '')).toEqual(['FILES']);
     expect(offered(5, 'warden', 'grants', 'add', '--resource', '')).toEqual(['MESSAGE']);
+    expect(offered(4, 'warden', 'start', '--record-parameters', '')).toEqual(['full', 'redacted', 'none']);
   });
 });

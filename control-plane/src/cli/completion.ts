@@ -54,16 +54,19 @@ function tree(commands: readonly Command[], groupSummaries: Readonly<Record<stri
   return t;
 }
 
-function valueOptions(): { paths: string[]; others: string[] } {
+/** The options that take a value: a path, one of a few choices, or anything else. */
+function valueOptions(): { paths: string[]; choices: { flags: string[]; values: string[] }[]; others: string[] } {
   const paths: string[] = [];
+  const choices: { flags: string[]; values: string[] }[] = [];
   const others: string[] = [];
   for (const name of Object.keys(OPTIONS) as OptionName[]) {
-    const o: { value: string; short?: string } = OPTIONS[name];
+    const o: { value: string; short?: string; choices?: readonly string[] } = OPTIONS[name];
     if (!o.value) continue;
     const flags = [...(o.short ? [`-${o.short}`] : []), `--${name}`];
-    (PATH_VALUES.has(o.value) ? paths : others).push(...flags);
+    if (o.choices) choices.push({ flags, values: [...o.choices] });
+    else (PATH_VALUES.has(o.value) ? paths : others).push(...flags);
   }
-  return { paths, others };
+  return { paths, choices, others };
 }
 
 /** Single-quoted for the shell. */
@@ -71,7 +74,7 @@ const q = (text: string) => `'${text.replace(/'/g, `'\\''`)}'`;
 const words = (list: Word[]) => q(list.map((w) => w.word).join(' '));
 
 function bash(t: Tree): string {
-  const { paths, others } = valueOptions();
+  const { paths, choices, others } = valueOptions();
   const groups = [...t.groups.keys()];
   const lines = [
     '# bash completion for warden. Load it with: source <(warden completion bash)',
@@ -98,6 +101,7 @@ function bash(t: Tree): string {
     '      compopt -o filenames 2>/dev/null',
     '      COMPREPLY=($(compgen -f -- "$cur"))',
     '      return ;;',
+    ...choices.flatMap((c) => [`    ${c.flags.join('|')})`, `      COMPREPLY=($(compgen -W ${q(c.values.join(' '))} -- "$cur"))`, '      return ;;']),
     `    ${others.join('|')})`,
     '      return ;;',
     '  esac',
@@ -116,7 +120,7 @@ function bash(t: Tree): string {
 const described = (list: Word[], indent: string) => list.map((w) => `${indent}${q(`${w.word.replace(/:/g, '\\:')}:${w.description}`)}`).join('\n');
 
 function zsh(t: Tree): string {
-  const { paths, others } = valueOptions();
+  const { paths, choices, others } = valueOptions();
   const groups = [...t.groups.keys()];
   const lines = [
     '#compdef warden',
@@ -147,6 +151,7 @@ function zsh(t: Tree): string {
     `    ${paths.join('|')})`,
     '      _files',
     '      return ;;',
+    ...choices.flatMap((c) => [`    ${c.flags.join('|')})`, `      _values 'value' ${c.values.map(q).join(' ')}`, '      return ;;']),
     `    ${others.join('|')})`,
     "      _message 'value'",
     '      return ;;',
