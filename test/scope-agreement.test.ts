@@ -30,7 +30,8 @@ beforeAll(async () => {
       }
     }),
   );
-});
+  // About 200 CLI processes: on a busy two-core machine they take longer than the default hook budget.
+}, 600_000);
 
 afterAll(async () => {
   await env?.stop();
