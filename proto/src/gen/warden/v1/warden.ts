@@ -191,6 +191,63 @@ export interface Grant {
   trust: string[];
 }
 
+/**
+ * How a masked value is replaced: fn is redact | partial | hash | email |
+ * null. keep and char belong to partial (keep is always set by the control
+ * plane, 4 unless the file says otherwise; empty char means '*'), text to
+ * redact (empty: a fixed value of the column's type).
+ */
+export interface MaskFunction {
+  fn: string;
+  keep: number;
+  text: string;
+  char: string;
+}
+
+/**
+ * A mask by column: pattern is "schema.table.column", each part a stored
+ * (lower-case) name or * for any.
+ */
+export interface MaskColumn {
+  pattern: string;
+  mask: MaskFunction | undefined;
+}
+
+/**
+ * A mask by content over text-like values: detector is card | email | phone
+ * | iban | ssn | regex; pattern is the regex detector's JavaScript regular
+ * expression (source, no flags), empty for the others.
+ */
+export interface MaskDetector {
+  detector: string;
+  pattern: string;
+  mask: MaskFunction | undefined;
+}
+
+/**
+ * A mask entry of the policy file: whose results are masked on a resource,
+ * and how. It applies to the identities and groups listed (everyone on the
+ * resource when both are empty), never to the exempt ones.
+ */
+export interface Mask {
+  name: string;
+  resource: string;
+  identities: string[];
+  groups: string[];
+  exemptIdentities: string[];
+  exemptGroups: string[];
+  /** In the file's order; the entries of a snapshot are in the file's order too. */
+  columns: MaskColumn[];
+  detectors: MaskDetector[];
+  /**
+   * Filters, joins, ORDER BY, GROUP BY over masked columns: refuse | allow
+   * (empty means refuse).
+   */
+  predicates: string;
+  /** When a mask cannot keep the column's type: null | refuse (empty means null). */
+  onInvalid: string;
+}
+
 /** An agent enrollment; the token itself is only ever shown once. */
 export interface Agent {
   name: string;
@@ -218,6 +275,12 @@ export interface Snapshot {
   grants: Grant[];
   agents: Agent[];
   gateways: Gateway[];
+  masks: Mask[];
+  /**
+   * The deployment's key for the hash mask function (32 bytes). Sent only on
+   * gateways' WatchConfig stream; empty everywhere else (GetSnapshot).
+   */
+  maskKey: Buffer;
 }
 
 export interface WatchConfigRequest {
@@ -1298,6 +1361,553 @@ export const Grant: MessageFns<Grant> = {
   },
 };
 
+function createBaseMaskFunction(): MaskFunction {
+  return { fn: "", keep: 0, text: "", char: "" };
+}
+
+export const MaskFunction: MessageFns<MaskFunction> = {
+  encode(message: MaskFunction, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.fn !== "") {
+      writer.uint32(10).string(message.fn);
+    }
+    if (message.keep !== 0) {
+      writer.uint32(16).uint32(message.keep);
+    }
+    if (message.text !== "") {
+      writer.uint32(26).string(message.text);
+    }
+    if (message.char !== "") {
+      writer.uint32(34).string(message.char);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): MaskFunction {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseMaskFunction();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.fn = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.keep = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.text = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.char = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): MaskFunction {
+    return {
+      fn: isSet(object.fn) ? globalThis.String(object.fn) : "",
+      keep: isSet(object.keep) ? globalThis.Number(object.keep) : 0,
+      text: isSet(object.text) ? globalThis.String(object.text) : "",
+      char: isSet(object.char) ? globalThis.String(object.char) : "",
+    };
+  },
+
+  toJSON(message: MaskFunction): unknown {
+    const obj: any = {};
+    if (message.fn !== "") {
+      obj.fn = message.fn;
+    }
+    if (message.keep !== 0) {
+      obj.keep = Math.round(message.keep);
+    }
+    if (message.text !== "") {
+      obj.text = message.text;
+    }
+    if (message.char !== "") {
+      obj.char = message.char;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<MaskFunction>, I>>(base?: I): MaskFunction {
+    return MaskFunction.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<MaskFunction>, I>>(object: I): MaskFunction {
+    const message = createBaseMaskFunction();
+    message.fn = object.fn ?? "";
+    message.keep = object.keep ?? 0;
+    message.text = object.text ?? "";
+    message.char = object.char ?? "";
+    return message;
+  },
+};
+
+function createBaseMaskColumn(): MaskColumn {
+  return { pattern: "", mask: undefined };
+}
+
+export const MaskColumn: MessageFns<MaskColumn> = {
+  encode(message: MaskColumn, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.pattern !== "") {
+      writer.uint32(10).string(message.pattern);
+    }
+    if (message.mask !== undefined) {
+      MaskFunction.encode(message.mask, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): MaskColumn {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseMaskColumn();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.pattern = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.mask = MaskFunction.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): MaskColumn {
+    return {
+      pattern: isSet(object.pattern) ? globalThis.String(object.pattern) : "",
+      mask: isSet(object.mask) ? MaskFunction.fromJSON(object.mask) : undefined,
+    };
+  },
+
+  toJSON(message: MaskColumn): unknown {
+    const obj: any = {};
+    if (message.pattern !== "") {
+      obj.pattern = message.pattern;
+    }
+    if (message.mask !== undefined) {
+      obj.mask = MaskFunction.toJSON(message.mask);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<MaskColumn>, I>>(base?: I): MaskColumn {
+    return MaskColumn.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<MaskColumn>, I>>(object: I): MaskColumn {
+    const message = createBaseMaskColumn();
+    message.pattern = object.pattern ?? "";
+    message.mask = (object.mask !== undefined && object.mask !== null)
+      ? MaskFunction.fromPartial(object.mask)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseMaskDetector(): MaskDetector {
+  return { detector: "", pattern: "", mask: undefined };
+}
+
+export const MaskDetector: MessageFns<MaskDetector> = {
+  encode(message: MaskDetector, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.detector !== "") {
+      writer.uint32(10).string(message.detector);
+    }
+    if (message.pattern !== "") {
+      writer.uint32(18).string(message.pattern);
+    }
+    if (message.mask !== undefined) {
+      MaskFunction.encode(message.mask, writer.uint32(26).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): MaskDetector {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseMaskDetector();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.detector = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.pattern = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.mask = MaskFunction.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): MaskDetector {
+    return {
+      detector: isSet(object.detector) ? globalThis.String(object.detector) : "",
+      pattern: isSet(object.pattern) ? globalThis.String(object.pattern) : "",
+      mask: isSet(object.mask) ? MaskFunction.fromJSON(object.mask) : undefined,
+    };
+  },
+
+  toJSON(message: MaskDetector): unknown {
+    const obj: any = {};
+    if (message.detector !== "") {
+      obj.detector = message.detector;
+    }
+    if (message.pattern !== "") {
+      obj.pattern = message.pattern;
+    }
+    if (message.mask !== undefined) {
+      obj.mask = MaskFunction.toJSON(message.mask);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<MaskDetector>, I>>(base?: I): MaskDetector {
+    return MaskDetector.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<MaskDetector>, I>>(object: I): MaskDetector {
+    const message = createBaseMaskDetector();
+    message.detector = object.detector ?? "";
+    message.pattern = object.pattern ?? "";
+    message.mask = (object.mask !== undefined && object.mask !== null)
+      ? MaskFunction.fromPartial(object.mask)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseMask(): Mask {
+  return {
+    name: "",
+    resource: "",
+    identities: [],
+    groups: [],
+    exemptIdentities: [],
+    exemptGroups: [],
+    columns: [],
+    detectors: [],
+    predicates: "",
+    onInvalid: "",
+  };
+}
+
+export const Mask: MessageFns<Mask> = {
+  encode(message: Mask, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.resource !== "") {
+      writer.uint32(18).string(message.resource);
+    }
+    for (const v of message.identities) {
+      writer.uint32(26).string(v!);
+    }
+    for (const v of message.groups) {
+      writer.uint32(34).string(v!);
+    }
+    for (const v of message.exemptIdentities) {
+      writer.uint32(42).string(v!);
+    }
+    for (const v of message.exemptGroups) {
+      writer.uint32(50).string(v!);
+    }
+    for (const v of message.columns) {
+      MaskColumn.encode(v!, writer.uint32(58).fork()).join();
+    }
+    for (const v of message.detectors) {
+      MaskDetector.encode(v!, writer.uint32(66).fork()).join();
+    }
+    if (message.predicates !== "") {
+      writer.uint32(74).string(message.predicates);
+    }
+    if (message.onInvalid !== "") {
+      writer.uint32(82).string(message.onInvalid);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Mask {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseMask();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.resource = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.identities.push(reader.string());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.groups.push(reader.string());
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.exemptIdentities.push(reader.string());
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.exemptGroups.push(reader.string());
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.columns.push(MaskColumn.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.detectors.push(MaskDetector.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.predicates = reader.string();
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.onInvalid = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Mask {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      resource: isSet(object.resource) ? globalThis.String(object.resource) : "",
+      identities: globalThis.Array.isArray(object?.identities)
+        ? object.identities.map((e: any) => globalThis.String(e))
+        : [],
+      groups: globalThis.Array.isArray(object?.groups) ? object.groups.map((e: any) => globalThis.String(e)) : [],
+      exemptIdentities: globalThis.Array.isArray(object?.exemptIdentities)
+        ? object.exemptIdentities.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.exempt_identities)
+        ? object.exempt_identities.map((e: any) => globalThis.String(e))
+        : [],
+      exemptGroups: globalThis.Array.isArray(object?.exemptGroups)
+        ? object.exemptGroups.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.exempt_groups)
+        ? object.exempt_groups.map((e: any) => globalThis.String(e))
+        : [],
+      columns: globalThis.Array.isArray(object?.columns) ? object.columns.map((e: any) => MaskColumn.fromJSON(e)) : [],
+      detectors: globalThis.Array.isArray(object?.detectors)
+        ? object.detectors.map((e: any) => MaskDetector.fromJSON(e))
+        : [],
+      predicates: isSet(object.predicates) ? globalThis.String(object.predicates) : "",
+      onInvalid: isSet(object.onInvalid)
+        ? globalThis.String(object.onInvalid)
+        : isSet(object.on_invalid)
+        ? globalThis.String(object.on_invalid)
+        : "",
+    };
+  },
+
+  toJSON(message: Mask): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.resource !== "") {
+      obj.resource = message.resource;
+    }
+    if (message.identities?.length) {
+      obj.identities = message.identities;
+    }
+    if (message.groups?.length) {
+      obj.groups = message.groups;
+    }
+    if (message.exemptIdentities?.length) {
+      obj.exemptIdentities = message.exemptIdentities;
+    }
+    if (message.exemptGroups?.length) {
+      obj.exemptGroups = message.exemptGroups;
+    }
+    if (message.columns?.length) {
+      obj.columns = message.columns.map((e) => MaskColumn.toJSON(e));
+    }
+    if (message.detectors?.length) {
+      obj.detectors = message.detectors.map((e) => MaskDetector.toJSON(e));
+    }
+    if (message.predicates !== "") {
+      obj.predicates = message.predicates;
+    }
+    if (message.onInvalid !== "") {
+      obj.onInvalid = message.onInvalid;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<Mask>, I>>(base?: I): Mask {
+    return Mask.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Mask>, I>>(object: I): Mask {
+    const message = createBaseMask();
+    message.name = object.name ?? "";
+    message.resource = object.resource ?? "";
+    message.identities = object.identities?.map((e) => e) || [];
+    message.groups = object.groups?.map((e) => e) || [];
+    message.exemptIdentities = object.exemptIdentities?.map((e) => e) || [];
+    message.exemptGroups = object.exemptGroups?.map((e) => e) || [];
+    message.columns = object.columns?.map((e) => MaskColumn.fromPartial(e)) || [];
+    message.detectors = object.detectors?.map((e) => MaskDetector.fromPartial(e)) || [];
+    message.predicates = object.predicates ?? "";
+    message.onInvalid = object.onInvalid ?? "";
+    return message;
+  },
+};
+
 function createBaseAgent(): Agent {
   return { name: "", tokenHash: "", revoked: false, createdAt: "" };
 }
@@ -1542,6 +2152,8 @@ function createBaseSnapshot(): Snapshot {
     grants: [],
     agents: [],
     gateways: [],
+    masks: [],
+    maskKey: Buffer.alloc(0),
   };
 }
 
@@ -1570,6 +2182,12 @@ export const Snapshot: MessageFns<Snapshot> = {
     }
     for (const v of message.gateways) {
       Gateway.encode(v!, writer.uint32(58).fork()).join();
+    }
+    for (const v of message.masks) {
+      Mask.encode(v!, writer.uint32(74).fork()).join();
+    }
+    if (message.maskKey.length !== 0) {
+      writer.uint32(82).bytes(message.maskKey);
     }
     return writer;
   },
@@ -1651,6 +2269,22 @@ export const Snapshot: MessageFns<Snapshot> = {
             message.gateways.push(Gateway.decode(reader, reader.uint32()));
             continue;
           }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.masks.push(Mask.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.maskKey = Buffer.from(reader.bytes());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1681,6 +2315,12 @@ export const Snapshot: MessageFns<Snapshot> = {
       grants: globalThis.Array.isArray(object?.grants) ? object.grants.map((e: any) => Grant.fromJSON(e)) : [],
       agents: globalThis.Array.isArray(object?.agents) ? object.agents.map((e: any) => Agent.fromJSON(e)) : [],
       gateways: globalThis.Array.isArray(object?.gateways) ? object.gateways.map((e: any) => Gateway.fromJSON(e)) : [],
+      masks: globalThis.Array.isArray(object?.masks) ? object.masks.map((e: any) => Mask.fromJSON(e)) : [],
+      maskKey: isSet(object.maskKey)
+        ? Buffer.from(bytesFromBase64(object.maskKey))
+        : isSet(object.mask_key)
+        ? Buffer.from(bytesFromBase64(object.mask_key))
+        : Buffer.alloc(0),
     };
   },
 
@@ -1710,6 +2350,12 @@ export const Snapshot: MessageFns<Snapshot> = {
     if (message.gateways?.length) {
       obj.gateways = message.gateways.map((e) => Gateway.toJSON(e));
     }
+    if (message.masks?.length) {
+      obj.masks = message.masks.map((e) => Mask.toJSON(e));
+    }
+    if (message.maskKey.length !== 0) {
+      obj.maskKey = base64FromBytes(message.maskKey);
+    }
     return obj;
   },
 
@@ -1726,6 +2372,8 @@ export const Snapshot: MessageFns<Snapshot> = {
     message.grants = object.grants?.map((e) => Grant.fromPartial(e)) || [];
     message.agents = object.agents?.map((e) => Agent.fromPartial(e)) || [];
     message.gateways = object.gateways?.map((e) => Gateway.fromPartial(e)) || [];
+    message.masks = object.masks?.map((e) => Mask.fromPartial(e)) || [];
+    message.maskKey = object.maskKey ?? Buffer.alloc(0);
     return message;
   },
 };
