@@ -160,26 +160,7 @@ class Walker {
 
   /** A search_path value as the list of schemas the server searches, in order. */
   private searchList(path: string): string[] | null {
-    const listed = parseSearchPath(path);
-    if (listed === null) return null;
-    const catalog = this.ctx.catalog;
-    const out: string[] = [];
-    // pg_catalog is searched first unless the path places it; pg_temp holds only this session's own tables.
-    if (!listed.includes('pg_catalog')) out.push('pg_catalog');
-    for (const s of listed) {
-      if (s === 'pg_temp' || s.startsWith('pg_temp_')) continue;
-      if (s === '$user') {
-        if (catalog) {
-          if (catalog.schemas.includes(catalog.sessionUser)) out.push(catalog.sessionUser);
-        } else if (!this.ctx.assumeNoUserSchema) {
-          return null;
-        }
-        continue;
-      }
-      if (catalog && !catalog.schemas.includes(s)) continue;
-      out.push(s);
-    }
-    return out;
+    return searchSchemas(path, this.ctx.catalog, this.ctx.assumeNoUserSchema);
   }
 
   private isCatalogRelation(name: string): boolean {
@@ -379,6 +360,32 @@ class Walker {
       }
     }
   }
+}
+
+/**
+ * A search_path value as the list of schemas the server searches, in order;
+ * null when it cannot be told ("$user" without a catalog, unless assumed absent).
+ */
+export function searchSchemas(path: string, catalog: ResourceCatalog | undefined, assumeNoUserSchema?: boolean): string[] | null {
+  const listed = parseSearchPath(path);
+  if (listed === null) return null;
+  const out: string[] = [];
+  // pg_catalog is searched first unless the path places it; pg_temp holds only this session's own tables.
+  if (!listed.includes('pg_catalog')) out.push('pg_catalog');
+  for (const s of listed) {
+    if (s === 'pg_temp' || s.startsWith('pg_temp_')) continue;
+    if (s === '$user') {
+      if (catalog) {
+        if (catalog.schemas.includes(catalog.sessionUser)) out.push(catalog.sessionUser);
+      } else if (!assumeNoUserSchema) {
+        return null;
+      }
+      continue;
+    }
+    if (catalog && !catalog.schemas.includes(s)) continue;
+    out.push(s);
+  }
+  return out;
 }
 
 /** The change a foreign-key action makes to the referencing table. */
