@@ -1,0 +1,268 @@
+// Masks the CopyData messages of COPY … TO STDOUT. The server sends one
+// CopyData per row; in the binary format the file header comes in front of
+// the first row and the trailer (int16 -1) comes on its own. Text and csv
+// rows are split into fields by Postgres' own rules, masked values are
+// written back escaped (text) or quoted (csv), and the row is rebuilt.
+import { frame, ProtocolError } from '@warden/proto/pgwire';
+import { type Detectors, textOffset } from './detectors.js';
+import { actOn, type ColumnAction, columnCountError, int32Buffer, Splice } from './rows.js';
+import type { CopyFormat, MaskPlan, MaskSet } from './types.js';
+import { planMasker } from './values.js';
+
+export const COPY_DATA = 0x64; // 'd'
+const SIGNATURE = Buffer.from('PGCOPY\n\xff\r\n\0', 'latin1');
+const BACKSLASH = 0x5c;
+
+/** COPY's defaults for a format, as the server applies them. */
+export function defaultCopyFormat(format: CopyFormat['format']): CopyFormat {
+  return format === 'csv'
+    ? { format, delimiter: ',', null: '', quote: '"', escape: '"', header: false }
+    : { format, delimiter: '\t', null: '\\N', quote: '"', escape: '"', header: false };
+}
+
+// Text format: the escapes COPY reads (\b \f \n \r \t \v, octal, \x hex, any other byte as itself).
+const UNESCAPE: Record<number, number> = { 0x62: 8, 0x66: 12, 0x6e: 10, 0x72: 13, 0x74: 9, 0x76: 11 };
+const ESCAPE: Record<number, number> = { 8: 0x62, 12: 0x66, 10: 0x6e, 13: 0x72, 9: 0x74, 11: 0x76, [BACKSLASH]: BACKSLASH };
+const isOctal = (c: number | undefined) => c !== undefined && c >= 0x30 && c <= 0x37;
+const hexValue = (c: number | undefined) =>
+  c === undefined ? -1 : c >= 0x30 && c <= 0x39 ? c - 0x30 : (c | 0x20) >= 0x61 && (c | 0x20) <= 0x66 ? (c | 0x20) - 0x57 : -1;
+
+function unescapeText(raw: Buffer): Buffer {
+  if (!raw.includes(BACKSLASH)) return raw;
+  const out = Buffer.allocUnsafe(raw.length);
+  let n = 0;
+  for (let i = 0; i < raw.length; i++) {
+    const c = raw[i]!;
+    if (c !== BACKSLASH || i + 1 === raw.length) {
+      out[n++] = c;
+      continue;
+    }
+    const e = raw[++i]!;
+    if (isOctal(e)) {
+      let v = e - 0x30;
+      for (let k = 0; k < 2 && isOctal(raw[i + 1]); k++) v = v * 8 + raw[++i]! - 0x30;
+      out[n++] = v & 0xff;
+    } else if (e === 0x78 && hexValue(raw[i + 1]) >= 0) {
+      let v = hexValue(raw[++i]);
+      if (hexValue(raw[i + 1]) >= 0) v = v * 16 + hexValue(raw[++i]);
+      out[n++] = v;
+    } else {
+      out[n++] = UNESCAPE[e] ?? e;
+    }
+  }
+  return out.subarray(0, n);
+}
+
+function escapeText(value: Buffer, delimiter: number): Buffer {
+  let extra = 0;
+  for (const c of value) if (ESCAPE[c] !== undefined || c === delimiter) extra++;
+  if (extra === 0) return value;
+  const out = Buffer.allocUnsafe(value.length + extra);
+  let n = 0;
+  for (const c of value) {
+    const e = ESCAPE[c] ?? (c === delimiter ? c : undefined);
+    if (e !== undefined) out[n++] = BACKSLASH;
+    out[n++] = e ?? c;
+  }
+  return out;
+}
+
+/** A csv value always quoted, so it is never read as NULL and may hold anything. */
+function quoteCsv(value: Buffer, quote: number, escape: number): Buffer {
+  let extra = 2;
+  for (const c of value) if (c === quote || c === escape) extra++;
+  const out = Buffer.allocUnsafe(value.length + extra);
+  let n = 0;
+  out[n++] = quote;
+  for (const c of value) {
+    if (c === quote || c === escape) out[n++] = escape;
+    out[n++] = c;
+  }
+  out[n++] = quote;
+  return out;
+}
+
+const oneByte = (s: string, what: string): number => {
+  const b = Buffer.from(s);
+  if (b.length !== 1) throw new Error(`COPY ${what} must be one byte, not ${JSON.stringify(s)}`);
+  return b[0]!;
+};
+
+export class CopyMasker {
+  private readonly format: CopyFormat;
+  private readonly delimiter: number;
+  private readonly quote: number;
+  private readonly escape: number;
+  private readonly nullBytes: Buffer;
+  private readonly actions: ColumnAction[];
+  private readonly idle: boolean;
+  /** The text/csv header row, or the binary file header, is still to come. */
+  private headerPending: boolean;
+
+  /**
+   * `overallFormat`: CopyOutResponse's (0 text or csv, 1 binary). `types`:
+   * the columns' type oids where known; in the binary format only columns
+   * with a text-like type go through the detectors.
+   */
+  constructor(
+    private readonly plan: MaskPlan,
+    set: MaskSet,
+    private readonly detectors: Detectors | undefined,
+    overallFormat: number,
+    private readonly types?: number[],
+  ) {
+    const binary = overallFormat === 1;
+    this.format = plan.copy ?? defaultCopyFormat(binary ? 'binary' : 'text');
+    if ((this.format.format === 'binary') !== binary) {
+      throw new Error(`COPY ${this.format.format} announced as ${binary ? 'binary' : 'text'} data: the rows cannot be masked`);
+    }
+    this.delimiter = oneByte(this.format.delimiter, 'DELIMITER');
+    this.quote = oneByte(this.format.quote || '"', 'QUOTE');
+    this.escape = oneByte(this.format.escape || this.format.quote || '"', 'ESCAPE');
+    this.nullBytes = Buffer.from(this.format.null);
+    this.headerPending = binary || this.format.header;
+    this.actions = plan.columns.map((col, i) => (col ? { mask: planMasker(col, set, binary) } : this.detectAction(i)));
+    this.idle = plan.columns.every((c) => c === null) && !(plan.detect && detectors);
+  }
+
+  private detectAction(i: number): ColumnAction {
+    if (!this.plan.detect || !this.detectors) return null;
+    const skip = this.format.format === 'binary' ? textOffset(this.types?.[i]) : 0;
+    return skip < 0 ? null : { detect: this.detectors, skip };
+  }
+
+  private actionFor(i: number): ColumnAction {
+    while (this.actions.length <= i) this.actions.push(this.detectAction(this.actions.length));
+    return this.actions[i]!;
+  }
+
+  /** One whole CopyData message masked, or null when unchanged. Throws when a row does not fit the plan. */
+  data(msg: Buffer): Buffer | null {
+    if (msg[0] !== COPY_DATA) throw new ProtocolError('not a CopyData');
+    if (this.idle) return null;
+    const body = msg.subarray(5, 1 + msg.readInt32BE(1));
+    if (this.format.format === 'binary') {
+      const out = this.binaryRows(body);
+      return out && frame(COPY_DATA, out);
+    }
+    if (this.headerPending) {
+      this.headerPending = false;
+      return null;
+    }
+    const out = this.format.format === 'csv' ? this.csvRow(body) : this.textRow(body);
+    return out && frame(COPY_DATA, out);
+  }
+
+  private checkCount(count: number): void {
+    const planned = this.plan.columns.length;
+    if (planned > 0 && count !== planned) throw columnCountError(count, planned);
+  }
+
+  /** Where the row's fields end: before its "\n" or "\r\n". */
+  private static lineEnd(body: Buffer): number {
+    let end = body.length;
+    if (body[end - 1] === 10) end--;
+    if (body[end - 1] === 13) end--;
+    return end;
+  }
+
+  private textRow(body: Buffer): Buffer | null {
+    const end = CopyMasker.lineEnd(body);
+    const out = new Splice(body);
+    let field = 0;
+    let start = 0;
+    for (let i = 0; ; i++) {
+      if (i < end && body[i] !== this.delimiter) {
+        if (body[i] === BACKSLASH) i++;
+        continue;
+      }
+      const action = this.actionFor(field);
+      if (action) {
+        const raw = body.subarray(start, Math.min(i, end));
+        const value = actOn(action, raw.equals(this.nullBytes) ? null : unescapeText(raw));
+        if (value !== undefined) out.replace(start, start + raw.length, value === null ? this.nullBytes : escapeText(value, this.delimiter));
+      }
+      field++;
+      if (i >= end) break;
+      start = i + 1;
+    }
+    this.checkCount(field);
+    return out.finish();
+  }
+
+  private csvRow(body: Buffer): Buffer | null {
+    const end = CopyMasker.lineEnd(body);
+    const { delimiter, quote, escape } = this;
+    const out = new Splice(body);
+    let field = 0;
+    let start = 0;
+    for (;;) {
+      // Postgres' reading rules: a quote opens or closes a quoted stretch
+      // anywhere; inside one, ESCAPE before QUOTE or ESCAPE takes it literally.
+      const action = this.actionFor(field);
+      const bytes: number[] | null = action ? [] : null;
+      let quoted = false;
+      let sawQuote = false;
+      let i = start;
+      for (; i < end; i++) {
+        const c = body[i]!;
+        if (quoted) {
+          if (c === escape && (body[i + 1] === escape || body[i + 1] === quote) && i + 1 < end) {
+            bytes?.push(body[++i]!);
+          } else if (c === quote) {
+            quoted = false;
+          } else {
+            bytes?.push(c);
+          }
+        } else if (c === delimiter) {
+          break;
+        } else if (c === quote) {
+          quoted = sawQuote = true;
+        } else {
+          bytes?.push(c);
+        }
+      }
+      if (quoted) throw new ProtocolError('unterminated quoted csv field in COPY data');
+      if (bytes) {
+        const raw = body.subarray(start, i);
+        const isNull = !sawQuote && raw.equals(this.nullBytes);
+        const value = actOn(action, isNull ? null : Buffer.from(bytes));
+        if (value !== undefined) out.replace(start, i, value === null ? this.nullBytes : quoteCsv(value, quote, escape));
+      }
+      field++;
+      if (i >= end) break;
+      start = i + 1;
+    }
+    this.checkCount(field);
+    return out.finish();
+  }
+
+  private binaryRows(body: Buffer): Buffer | null {
+    let pos = 0;
+    if (this.headerPending) {
+      if (body.length < 19 || !body.subarray(0, 11).equals(SIGNATURE)) throw new ProtocolError('binary COPY data without its header');
+      pos = 19 + body.readInt32BE(15);
+      this.headerPending = false;
+    }
+    const out = new Splice(body);
+    while (pos + 2 <= body.length) {
+      const count = body.readInt16BE(pos);
+      pos += 2;
+      if (count === -1) break; // the trailer
+      this.checkCount(count);
+      for (let i = 0; i < count; i++) {
+        if (pos + 4 > body.length) throw new ProtocolError('truncated binary COPY row');
+        const len = body.readInt32BE(pos);
+        const end = pos + 4 + Math.max(len, 0);
+        if (end > body.length) throw new ProtocolError('truncated binary COPY row');
+        const value = actOn(this.actionFor(i), len < 0 ? null : body.subarray(pos + 4, end));
+        if (value !== undefined) {
+          if (value === null) out.replace(pos, end, int32Buffer(-1));
+          else out.replace(pos, end, int32Buffer(value.length), value);
+        }
+        pos = end;
+      }
+    }
+    return out.finish();
+  }
+}
