@@ -11,6 +11,7 @@ import { createBenchDatabase, createScratchDatabase, serverInfo } from './lib/db
 import { descriptorsNeeded, openFilesLimit, sessionsAllowed } from './lib/limits.js';
 import { natsServerBin } from './lib/nats.js';
 import { startOwnPostgres } from './lib/own-postgres.js';
+import { measureMasking } from './lib/masking.js';
 import { directPath } from './lib/paths.js';
 import { startNodePipe } from './lib/node-pipe.js';
 import { percentile, runPgbench } from './lib/pgbench.js';
@@ -116,6 +117,7 @@ async function main() {
     streaming: [],
     idleMemory: [],
     idleMemoryNote: null,
+    masking: null,
     targets: [],
   };
 
@@ -123,7 +125,9 @@ async function main() {
   results.postgres = { version: info.version, maxConnections: info.max_connections, superuserReserved: info.reserved };
   log(`PostgreSQL ${info.version}, max_connections=${info.max_connections}; ${os.cpus().length} cores`);
 
-  const dbConn = await createBenchDatabase(SERVER, opts.scale, log);
+  // --only masking: no pgbench runs, so no pgbench tables either.
+  const maskingOnly = opts.only === 'masking';
+  const dbConn = maskingOnly ? await createScratchDatabase(SERVER, 'warden_bench_') : await createBenchDatabase(SERVER, opts.scale, log);
   results.database = dbConn.database;
   const logDir = await tempDir('warden-bench-logs-');
 
@@ -154,8 +158,8 @@ async function main() {
     const started = [directPath(target)];
     /** @type {any[]} */
     const entries = [{ id: 'direct', kind: 'direct', note: started[0].note }];
-    if (!opts.pgbouncer) {
-      entries.push({ id: 'pgbouncer', kind: 'pgbouncer', skipped: 'left out (--no-pgbouncer)' });
+    if (!opts.pgbouncer || maskingOnly) {
+      entries.push({ id: 'pgbouncer', kind: 'pgbouncer', skipped: maskingOnly ? 'left out (--only masking)' : 'left out (--no-pgbouncer)' });
     } else {
       stopIfInterrupted();
       try {
@@ -174,7 +178,7 @@ async function main() {
         entries.push({ id: 'pgbouncer', kind: 'pgbouncer', error: msg });
       }
     }
-    if (opts.pipe) {
+    if (opts.pipe && !maskingOnly) {
       stopIfInterrupted();
       try {
         const np = await startNodePipe(target, (m) => log(`${tag}node-pipe: ${m}`));
@@ -241,7 +245,7 @@ async function main() {
   const machineFit = Math.max(1, machine.max_connections - machine.in_use - CONNECTION_MARGIN);
   /** @type {import('./lib/own-postgres.js').OwnPostgres | null} */
   let own = null;
-  if (machineFit < sessions && (opts.warden || opts.pgbouncer)) {
+  if (machineFit < sessions && (opts.warden || opts.pgbouncer) && !maskingOnly) {
     log(`the machine's Postgres has room for ${machineFit} sessions (max_connections=${machine.max_connections}, ` +
       `${machine.in_use} in use); starting a Postgres of the bench's own for ${sessions} ...`);
     stopIfInterrupted();
@@ -268,6 +272,10 @@ async function main() {
     log('sessions: stopping the session paths and the Postgres of the bench\'s own ...');
     for (const p of set.paths) await p.stop();
     await own.stop();
+    const main = await startPaths(dbConn, SERVER, 0, '');
+    results.paths = main.entries;
+    paths = main.paths;
+  } else if (maskingOnly) {
     const main = await startPaths(dbConn, SERVER, 0, '');
     results.paths = main.entries;
     paths = main.paths;
@@ -359,7 +367,7 @@ async function main() {
   }
 
   // ------------------------------------------------------------ pgbench
-  if (opts.warmup > 0) {
+  if (opts.warmup > 0 && !maskingOnly) {
     for (const p of paths) {
       log(`warm-up ${p.id}: pgbench -S -c 8 -j 2 -T ${opts.warmup}`);
       try {
@@ -375,7 +383,7 @@ async function main() {
 
   const total = opts.rounds * CONFIGS.length * paths.length;
   let n = 0;
-  for (let round = 0; round < opts.rounds; round++) {
+  for (let round = 0; round < (maskingOnly ? 0 : opts.rounds); round++) {
     for (const [ci, cfg] of CONFIGS.entries()) {
       for (const p of rotate(paths, round * CONFIGS.length + ci)) {
         n++;
@@ -416,7 +424,7 @@ async function main() {
       }
     }
   }
-  results.rows = aggregate(results.runs, paths, failedPaths);
+  results.rows = maskingOnly ? [] : aggregate(results.runs, paths, failedPaths);
   for (const r of results.runs) delete r._latencies;
 
   const live = paths.filter((p) => !failedPaths.has(p.id));
@@ -435,11 +443,31 @@ async function main() {
       results.streaming.push({ path: p.id, error: err instanceof Error ? err.message : String(err), peakRssBytes: {} });
     }
   };
-  for (const p of live) if (p.kind !== 'warden') await stream(p);
+  if (!maskingOnly) for (const p of live) if (p.kind !== 'warden') await stream(p);
   for (const p of paths) if (p.kind === 'pgbouncer' || p.kind === 'pipe') await p.stop();
 
-  for (const p of live) if (p.kind === 'warden') await stream(p);
+  if (!maskingOnly) for (const p of live) if (p.kind === 'warden') await stream(p);
   await recordAuditEvents(paths, results.paths);
+
+  // ------------------------------------------------------------ masking
+  // Last: it replaces the Warden chains' policy (demo keeps its rule).
+  const maskChains = live.filter((p) => p.kind === 'warden');
+  if (opts.masking && maskChains.length) {
+    stopIfInterrupted();
+    try {
+      results.masking = await measureMasking({
+        direct: /** @type {BenchPath} */ (paths.find((p) => p.id === 'direct')), chains: maskChains,
+        rows: opts.maskingRows, reps: opts.maskingReps, log, stopIfInterrupted,
+      });
+    } catch (err) {
+      if (interrupted) throw err;
+      const msg = err instanceof Error ? err.message : String(err);
+      log(`masking measurement failed: ${msg}`);
+      results.masking = { error: msg, rows: opts.maskingRows, reps: opts.maskingReps, chains: maskChains.map((p) => ({ path: p.id, error: msg })), figures: [], overhead: [] };
+    }
+  } else if (opts.masking) {
+    results.masking = { error: 'no Warden row ran', rows: opts.maskingRows, reps: opts.maskingReps, chains: [], figures: [], overhead: [] };
+  }
 
   for (const [id, msg] of failedPaths) {
     const entry = results.paths.find((x) => x.id === id);

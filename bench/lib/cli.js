@@ -26,6 +26,12 @@ export const USAGE = `Usage: npm run bench -- [options]
   --no-warden            leave out the Warden rows
   --no-embedded          leave out the "warden+embedded" row (local mode's
                          defaults: PGlite store, audit over IngestAudit)
+  --no-masking           leave out the masking measurement
+  --only masking         only the masking measurement: no PgBouncer, no
+                         node-pipe, no session, pgbench or streaming runs
+  --masking-reps N       timed queries per path and kind in the masking
+                         measurement (default 15; --quick: 5)
+  --masking-rows N       rows of the masking table (default 100000)
   --nats URL             send the production rows' audit events to this NATS
                          server instead of a nats-server of each chain's own
                          (the stream WARDEN_AUDIT and the consumer
@@ -56,6 +62,10 @@ export const USAGE = `Usage: npm run bench -- [options]
  * @property {boolean} pipe
  * @property {boolean} warden
  * @property {boolean} embedded
+ * @property {boolean} masking
+ * @property {'masking' | null} only
+ * @property {number} maskingReps
+ * @property {number} maskingRows
  * @property {string | null} nats
  * @property {string[]} wardenArgs
  * @property {{ name: string, args: string[] }[]} wardenVariants
@@ -77,6 +87,7 @@ export function parseArgs(argv, env = process.env) {
   let pipe = true;
   let warden = true;
   let embedded = true;
+  let masking = true;
   for (let i = 0; i < argv.length; i++) {
     let arg = argv[i];
     let value = null;
@@ -96,10 +107,12 @@ export function parseArgs(argv, env = process.env) {
       case '--no-pipe': pipe = false; break;
       case '--no-warden': warden = false; break;
       case '--no-embedded': embedded = false; break;
+      case '--no-masking': masking = false; break;
       case '-h': case '--help': help = true; break;
       case '--warden-variant': variants.push(parseVariant(take())); break;
       case '--json': case '--duration': case '--rounds': case '--warmup': case '--scale':
       case '--sessions': case '--setup-conns': case '--stream-rows': case '--warden-args': case '--nats':
+      case '--only': case '--masking-reps': case '--masking-rows':
         given[arg.slice(2)] = take();
         break;
       default:
@@ -115,6 +128,9 @@ export function parseArgs(argv, env = process.env) {
     if (!Number.isFinite(n) || n < min) throw new Error(`--${name} must be a number >= ${min}`);
     return n;
   };
+  const only = given.only ?? null;
+  if (only !== null && only !== 'masking') throw new Error(`--only takes masking, not ${only}`);
+  if (only === 'masking' && !masking) throw new Error('--only masking and --no-masking contradict each other');
   const names = new Set([EMBEDDED_VARIANT]);
   for (const v of variants) {
     if (v.name === EMBEDDED_VARIANT) throw new Error(`warden variant name "${EMBEDDED_VARIANT}" is the bench's own row (leave it out with --no-embedded)`);
@@ -135,6 +151,10 @@ export function parseArgs(argv, env = process.env) {
     pipe,
     warden,
     embedded,
+    masking,
+    only: /** @type {'masking' | null} */ (only),
+    maskingReps: Math.round(num('masking-reps', quick ? 5 : 15, 1)),
+    maskingRows: Math.round(num('masking-rows', 100_000, 1)),
     nats: given.nats ?? null,
     wardenArgs: splitArgs(given['warden-args'] ?? env.WARDEN_BENCH_ARGS ?? ''),
     wardenVariants: variants,

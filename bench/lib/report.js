@@ -5,6 +5,7 @@ export const TARGETS = {
   tpsRatio8: 0.4, // TPS at 8 clients relative to direct (at least)
   idleKiB: 64, // KiB per idle session, gateway + agent together (at most)
   peakRssMB: 200, // peak RSS per process while streaming 1 GB, MB (below)
+  maskingPct: 30, // masking overhead on the masking query's time through Warden, % (at most)
 };
 
 const MB = 1e6;
@@ -17,7 +18,7 @@ export function computeTargets(results) {
   const out = [];
   // Every Warden row that was started; figures it could not produce are n/a.
   const wardenIds = results.paths.filter((p) => p.kind === 'warden' && !p.skipped && !(p.error && p.notStarted)).map((p) => p.id);
-  for (const id of wardenIds) {
+  for (const id of results.options.only === 'masking' ? [] : wardenIds) {
     for (const mode of ['simple', 'prepared']) {
       const r1 = results.rows.find((r) => r.path === id && r.mode === mode && r.clients === 1);
       const v = r1?.addedP50Us ?? null;
@@ -44,6 +45,35 @@ export function computeTargets(results) {
         value: b === null ? null : b / MB, display: b === null ? 'n/a' : `${(b / MB).toFixed(1)} MB`, target: `< ${TARGETS.peakRssMB} MB`,
         pass: b === null ? null : b / MB < TARGETS.peakRssMB,
       });
+    }
+  }
+  out.push(...maskingTargets(results.masking));
+  return out;
+}
+
+/**
+ * Masking overhead per chain and query kind. A chain whose masked run
+ * returned clear values (or whose unmasked run did not) is a MISS whatever
+ * the timing: it measured some other path than masking.
+ * @param {any} m  results.masking
+ */
+function maskingTargets(m) {
+  if (!m) return [];
+  const out = [];
+  const kinds = { select: 'SELECT *, node-postgres', copy: 'COPY TO STDOUT' };
+  for (const c of m.chains ?? []) {
+    for (const [kind, what] of Object.entries(kinds)) {
+      const o = m.overhead.find((x) => x.path === c.path && x.kind === kind);
+      const v = o?.overheadPct ?? null;
+      const name = `masking overhead, ${what}, ${m.rows.toLocaleString('en-US')} rows`;
+      if (c.error || v === null) {
+        out.push({ path: c.path, name, value: null, display: 'n/a', target: `≤ ${TARGETS.maskingPct} %`, pass: null });
+      } else {
+        out.push({
+          path: c.path, name, value: v, display: `${sign(v)} %${c.masked ? '' : ' (NOT MASKED)'}`, target: `≤ ${TARGETS.maskingPct} %`,
+          pass: c.masked && v <= TARGETS.maskingPct,
+        });
+      }
     }
   }
   return out;
@@ -80,7 +110,9 @@ export function formatReport(results) {
   const lines = [];
   lines.push('');
   lines.push(`Warden benchmark — ${results.timestamp}, node ${results.node}, ${results.machine.cores} cores, git ${results.git.commit?.slice(0, 12) ?? 'unknown'}${results.git.dirty ? ' (dirty)' : ''}`);
-  lines.push(`PostgreSQL ${results.postgres.version} on 127.0.0.1:5432, pgbench -S -s ${o.scale}, -T ${o.duration} s, ${o.rounds} round(s), warm-up ${o.warmup} s per path`);
+  lines.push(o.only === 'masking'
+    ? `PostgreSQL ${results.postgres.version} on 127.0.0.1:5432, the masking measurement only (--only masking)`
+    : `PostgreSQL ${results.postgres.version} on 127.0.0.1:5432, pgbench -S -s ${o.scale}, -T ${o.duration} s, ${o.rounds} round(s), warm-up ${o.warmup} s per path`);
   // The load at the start is others' work (the bench has done nothing yet).
   const load = results.machine.loadavgStart?.[0];
   if (load > results.machine.cores * 0.5) {
@@ -101,6 +133,31 @@ export function formatReport(results) {
       `max_connections=${ss.maxConnections}, because ${ss.reason}; every path started against it:`);
     listPaths(results.sessionPaths);
   }
+  if (o.only !== 'masking') lines.push(...measuredSections(results));
+  lines.push(...maskingSection(results.masking));
+
+  lines.push('');
+  lines.push('Targets (Warden full chain)');
+  if (!results.targets.length) {
+    const why = results.paths.filter((p) => p.kind === 'warden').map((p) => `${p.id}: ${(p.skipped ?? p.error ?? '').split('\n')[0]}`).join('; ');
+    lines.push(`  n/a: no Warden row ran${why ? ` (${why})` : ''}`);
+  }
+  else {
+    lines.push(table(['path', 'figure', 'value', 'target', 'result'], results.targets.map((t) => [
+      t.path, t.name, t.display, t.target, t.pass === null ? 'n/a' : t.pass ? 'PASS' : 'MISS',
+    ]), 2));
+  }
+  return lines.join('\n');
+}
+
+/**
+ * The pgbench, session setup, streaming and idle-memory sections.
+ * @param {any} results
+ */
+function measuredSections(results) {
+  const o = results.options;
+  const ownServer = results.sessionServer?.kind === 'own';
+  const lines = [];
   lines.push('');
   lines.push('pgbench -S (TPS without initial connection time; latency from the per-transaction log, 1 client only)');
   const header = ['path', 'mode', 'clients', 'TPS', '×direct', 'p50 µs', 'p99 µs', '+p50 µs', '+p99 µs', 'proxy CPU', 'agent CPU'];
@@ -157,17 +214,44 @@ export function formatReport(results) {
     for (const m of results.idleMemory.filter((x) => x.error)) lines.push(`  ${m.path}: stopped early at ${m.opened}: ${m.error}`);
   }
   if (results.idleMemoryNote) lines.push(`  note: ${results.idleMemoryNote}`);
+  return lines;
+}
 
-  lines.push('');
-  lines.push('Targets (Warden full chain)');
-  if (!results.targets.length) {
-    const why = results.paths.filter((p) => p.kind === 'warden').map((p) => `${p.id}: ${(p.skipped ?? p.error ?? '').split('\n')[0]}`).join('; ');
-    lines.push(`  n/a: no Warden row ran${why ? ` (${why})` : ''}`);
+/**
+ * The masking section: median time per query, overhead, CPU per query.
+ * @param {any} m  results.masking
+ */
+function maskingSection(m) {
+  if (!m) return [];
+  const lines = [''];
+  const size = m.bytesPerRow ? `, ${m.bytesPerRow.toFixed(0)} bytes/row as COPY text` : '';
+  lines.push(`Masking: ${m.rows?.toLocaleString('en-US')} rows of ${m.table ?? 'bench_pii'}${size}; ` +
+    (m.columns ? `mask on ${m.columns.map((c) => `${c.column.split('.').pop()} (${c.mask})`).join(' and ')}; ` : '') +
+    `median of ${m.reps} queries each, order rotated`);
+  if (m.error) {
+    lines.push(`  not measured: ${m.error.split('\n')[0]}`);
+    return lines;
   }
-  else {
-    lines.push(table(['path', 'figure', 'value', 'target', 'result'], results.targets.map((t) => [
-      t.path, t.name, t.display, t.target, t.pass === null ? 'n/a' : t.pass ? 'PASS' : 'MISS',
-    ]), 2));
+  const what = { select: 'SELECT *', copy: 'COPY' };
+  const rows = [];
+  for (const kind of ['select', 'copy']) {
+    const d = m.figures.find((x) => x.path === 'direct' && x.kind === kind);
+    if (d) rows.push(['direct', what[kind], f(d.medianMs, 1), '-', '-', '-']);
+    for (const o of m.overhead.filter((x) => x.kind === kind)) {
+      rows.push([`${o.path} unmasked`, what[kind], f(o.unmaskedMs, 1), '-', f(o.gatewayCpuMs.unmasked, 1), f(o.agentCpuMs.unmasked, 1)]);
+      rows.push([`${o.path} masked`, what[kind], f(o.maskedMs, 1), `${sign(o.overheadPct)} %`, f(o.gatewayCpuMs.masked, 1), f(o.agentCpuMs.masked, 1)]);
+    }
   }
-  return lines.join('\n');
+  lines.push(table(['path', 'query', 'median ms', 'masking', 'gateway CPU ms', 'agent CPU ms'], rows, 2));
+  lines.push('masking: masked vs unmasked median, in % of unmasked. CPU: mean CPU ms per query of the process.');
+  for (const c of m.chains) {
+    if (c.error) { lines.push(`  ${c.path}: not measured: ${c.error.split('\n')[0]}`); continue; }
+    const mc = c.maskedCheck;
+    const uc = c.unmaskedCheck;
+    const seen = mc?.sample?.[0] ? `; masked row: ${mc.sample[0].card_number}, ${mc.sample[0].email}` : '';
+    lines.push(`  ${c.path}: ${c.masked ? 'masking checked' : 'NOT MASKED'}: masked identity got ${mc?.cardClear ?? '?'} clear card numbers, ` +
+      `${mc?.emailClear ?? '?'} clear e-mails, ${mc?.copyClearCards ?? '?'} clear card numbers in COPY; unmasked identity ${uc?.cardClear ?? '?'} clear card numbers${seen}`);
+    if (c.masksRejected) lines.push(`    the control plane refused the policy's masks: ${c.masksRejected}`);
+  }
+  return lines;
 }
