@@ -9,11 +9,11 @@ import pg from 'pg';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type AgentContext, GatewayConnection, type RelaySession } from '@warden/agent';
-import { CatalogFetchError, catalogQuery, fetchCatalog, parseCatalog, serverMajorVersion } from '../src/catalog/index.js';
+import { CATALOG_PREAMBLE, CatalogFetchError, catalogQuery, fetchCatalog, parseCatalog, serverMajorVersion } from '../src/catalog/index.js';
 import { AgentHub } from '../src/tunnel/index.js';
 import type { Upstream, UpstreamHandlers } from '../src/tunnel/upstream.js';
 import { MessageReader, query, startupMessage, terminate } from '@warden/proto/pgwire';
-import { EXPECTED, FIXTURE, rest, scratchDatabase } from './catalog-fixture.js';
+import { expected, FIXTURE, rest, scratchDatabase } from './catalog-fixture.js';
 
 const TERMINATE = terminate();
 
@@ -148,10 +148,10 @@ describe('fetchCatalog on the demo database (PGlite over pglite-socket)', () => 
       const port = Number(server.getServerConn().split(':').pop());
       const up = await SocketUpstream.open('postgres', { port });
       const catalog = await fetchCatalog(up, 10_000);
-      expect(rest(catalog)).toEqual(EXPECTED);
+      const major = serverMajorVersion((await pglite.query<{ server_version: string }>('show server_version')).rows[0]!.server_version)!;
+      expect(rest(catalog)).toEqual(expected(major));
       // Its server_version ParameterStatus chose the query.
-      const version = (await pglite.query<{ server_version: string }>('show server_version')).rows[0]!.server_version;
-      expect(up.written[0]).toEqual(query(catalogQuery(serverMajorVersion(version))));
+      expect(up.written[0]).toEqual(query(CATALOG_PREAMBLE + catalogQuery(major)));
     } finally {
       await server.stop();
       await pglite.close();
@@ -171,6 +171,7 @@ describe('fetchCatalog', () => {
     try {
       await c.query(FIXTURE);
       major = serverMajorVersion((await c.query<{ server_version: string }>('show server_version')).rows[0]!.server_version)!;
+      await c.query('set jit = off');
       direct = parseCatalog((await c.query<{ catalog: string }>(catalogQuery(major))).rows[0]!.catalog, 0);
     } finally {
       await c.end();
@@ -190,14 +191,30 @@ describe('fetchCatalog', () => {
       expect(catalog.fetchedAt).toBeLessThanOrEqual(Date.now());
       expect(catalog.sessionUser).toBe('postgres');
       expect(catalog.searchPath).toBe('"$user", public');
-      expect(rest(catalog)).toEqual(EXPECTED);
+      expect(rest(catalog)).toEqual(expected(major));
       expect({ ...catalog, fetchedAt: 0 }).toEqual(direct);
       // The query for the server's version (from its ParameterStatus), then Terminate, then the channel closed.
-      expect(up.written).toEqual([query(catalogQuery(major)), TERMINATE]);
+      expect(up.written).toEqual([query(CATALOG_PREAMBLE + catalogQuery(major)), TERMINATE]);
       expect(up.closed).toBe(true);
       await up.socketClosed;
     });
   }
+
+  it('turns JIT off for the catalog query only, without a warning', async () => {
+    const c = new pg.Client({ connectionString: db.url });
+    const notices: string[] = [];
+    c.on('notice', (n) => notices.push(n.message ?? ''));
+    await c.connect();
+    try {
+      // One simple Query, as fetchCatalog sends it: SET LOCAL holds for its implicit transaction.
+      const r = (await c.query(`${CATALOG_PREAMBLE}select pg_catalog.current_setting('jit') as jit`)) as unknown as pg.QueryResult[];
+      expect(r.at(-1)!.rows).toEqual([{ jit: 'off' }]);
+      expect((await c.query('show jit')).rows[0].jit).not.toBe('off');
+      expect(notices).toEqual([]);
+    } finally {
+      await c.end();
+    }
+  });
 
   it('reads the catalog through the real agent link, read-only, leaving no backend behind', async () => {
     const log = pino({ level: process.env.WARDEN_TEST_LOG ?? 'silent' });

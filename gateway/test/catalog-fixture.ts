@@ -3,7 +3,8 @@
 // scratch database to put it in.
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
-import type { CatalogFunction, ResourceCatalog } from '../src/catalog/index.js';
+import { expect } from 'vitest';
+import type { CatalogColumn, CatalogFunction, ResourceCatalog } from '../src/catalog/index.js';
 
 export const PG_URL = process.env.WARDEN_TEST_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 
@@ -78,7 +79,40 @@ create function priv.agg_step(int, int) returns int language sql immutable as 's
 create function public.agg_final(int) returns int language sql immutable as 'select $1';
 create aggregate public.mysum(int) (sfunc = priv.agg_step, stype = int, finalfunc = public.agg_final, initcond = '0');
 create aggregate public.plainsum(int) (sfunc = pg_catalog.int4pl, stype = int);
+-- What masking reads: columns through domains, a dropped column, quoted mixed-case names.
+create domain public.email as text;
+create domain public.email2 as public.email;
+create table public."Contacts" ("Id" int, gone text, "E-Mail" public.email2, nick varchar(20), tags text[]);
+alter table public."Contacts" drop column gone;
+create view public."Contact View" as
+  select "Id", "E-Mail", nick::public.email as alias, public.ret1("Id") as next from public."Contacts" where "Id" operator(public.===) 1;
 `;
+
+// Column types: built-in oids are the same on every server.
+const INT4 = 23;
+const INT8 = 20;
+const TEXT = 25;
+const VARCHAR = 1043;
+const TEXT_ARRAY = 1009;
+const DATE = 1082;
+const TIMESTAMPTZ = 1184;
+/** A type the fixture creates: rest() puts 0 for its oid, which differs between servers; OWN_TYPES says which. */
+const OWN = 0;
+
+/** Columns numbered from 1: [name, type, textLike]. */
+const cols = (...cs: Array<[string, number, boolean?]>): CatalogColumn[] =>
+  cs.map(([name, type, textLike = false], i) => ({ name, attnum: i + 1, type, textLike }));
+
+/** "relation.column" → the type created by the fixture that the column has (a regtype). */
+export const OWN_TYPES: Record<string, string> = {
+  'public.boxed.vals': 'public.positive[]',
+  'public.guarded.n': 'public.positive2',
+  'public.wrap.v': 'public.positive',
+  'public.wrapped.w': 'public.wrap',
+  'public.Contacts.E-Mail': 'public.email2',
+  'public.Contact View.E-Mail': 'public.email2',
+  'public.Contact View.alias': 'public.email',
+};
 
 type Defaulted = 'kind' | 'securityDefiner' | 'owner';
 const fn = (f: Omit<CatalogFunction, Defaulted> & Partial<Pick<CatalogFunction, Defaulted>>): CatalogFunction => ({
@@ -92,7 +126,7 @@ const sqlFn = (schema: string, name: string, volatility: CatalogFunction['volati
   fn({ schema, name, volatility, language: 'sql', body });
 
 /** What the fixture looks like in the catalog, apart from the server-specific fields. */
-export const EXPECTED: Omit<ResourceCatalog, 'fetchedAt' | 'sessionUser' | 'searchPath' | 'schemas' | 'catalogRelations'> = {
+export const EXPECTED: Omit<ResourceCatalog, ServerSpecific> = {
   relations: Object.fromEntries(
     (
       [
@@ -104,6 +138,8 @@ export const EXPECTED: Omit<ResourceCatalog, 'fetchedAt' | 'sessionUser' | 'sear
         ['p', 'order_counts', 'm'],
         ['p', 'sums', 'v'],
         ['priv', 'secret', 'r'],
+        ['public', 'Contact View', 'v'],
+        ['public', 'Contacts', 'r'],
         ['public', 'base', 'r'],
         ['public', 'boxed', 'r'],
         ['public', 'customer_names', 'v'],
@@ -119,12 +155,14 @@ export const EXPECTED: Omit<ResourceCatalog, 'fetchedAt' | 'sessionUser' | 'sear
     ).map(([schema, name, kind]) => [`${schema}.${name}`, { schema, name, kind }]),
   ),
   viewReads: {
+    'public.Contact View': ['public.Contacts'],
     'p.order_counts': ['public.orders'],
     'p.sums': ['p.accounts'],
     'public.customer_names': ['public.customers'],
     'public.customer_names2': ['public.customer_names', 'public.orders'],
   },
   viewCalls: {
+    'public.Contact View': ['priv.f_eq', 'public.ret1'],
     'p.order_counts': [],
     'p.sums': ['priv.add_cents'],
     'public.customer_names': ['priv.mask'],
@@ -243,14 +281,128 @@ export const EXPECTED: Omit<ResourceCatalog, 'fetchedAt' | 'sessionUser' | 'sear
     'public.wrapped': ['priv.f_domain'],
   },
   tableReadCalls: { 'public.guarded': ['priv.f_policy'] },
+  columns: {
+    'p.accounts': cols(['id', INT4], ['owner', INT4]),
+    'p.derived': cols(['id', INT4], ['extra', TEXT, true]),
+    'p.events_2025': cols(['id', INT4], ['at', DATE]),
+    'p.log': cols(['at', TIMESTAMPTZ], ['what', TEXT, true]),
+    'p.notes': cols(['id', INT4], ['account_owner', INT4]),
+    'p.order_counts': cols(['customer_id', INT4], ['count', INT8]),
+    'p.sums': cols(['x', INT4]),
+    'priv.secret': cols(['id', INT4], ['customer_id', INT4], ['s', TEXT, true]),
+    'public.base': cols(['id', INT4]),
+    // An array of a domain over int: neither is text.
+    'public.boxed': cols(['vals', OWN]),
+    // A domain over a domain over text is text-like; a text array is not.
+    'public.Contact View': cols(['Id', INT4], ['E-Mail', OWN, true], ['alias', OWN, true], ['next', INT4]),
+    // The dropped column's number (2) is skipped.
+    'public.Contacts': [
+      { name: 'Id', attnum: 1, type: INT4, textLike: false },
+      { name: 'E-Mail', attnum: 3, type: OWN, textLike: true },
+      { name: 'nick', attnum: 4, type: VARCHAR, textLike: true },
+      { name: 'tags', attnum: 5, type: TEXT_ARRAY, textLike: false },
+    ],
+    'public.customer_names': cols(['id', INT4], ['name', TEXT, true]),
+    'public.customer_names2': cols(['name', TEXT, true], ['id', INT4]),
+    'public.customers': cols(['id', INT4], ['name', TEXT, true]),
+    'public.events': cols(['id', INT4], ['at', DATE]),
+    'public.events_2024': cols(['id', INT4], ['at', DATE]),
+    'public.guarded': cols(['id', INT4], ['g', INT4], ['n', OWN], ['s', TEXT, true]),
+    'public.orders': cols(['id', INT4], ['customer_id', INT4], ['note', TEXT, true]),
+    // Composite types too.
+    'public.pair': cols(['a', INT4], ['b', INT4]),
+    'public.wrap': cols(['v', OWN]),
+    'public.wrapped': cols(['w', OWN]),
+  },
+  // Every user object schema-qualified, those in public too, whatever the
+  // session's search_path. As PostgreSQL 15 and earlier deparse them: see expected().
+  viewDefinitions: {
+    'p.order_counts': ' SELECT orders.customer_id,\n    count(*) AS count\n   FROM public.orders\n  GROUP BY orders.customer_id;',
+    'p.sums': ' SELECT (accounts.id OPERATOR(priv.<+>) 1) AS x\n   FROM p.accounts;',
+    'public.Contact View':
+      ' SELECT "Contacts"."Id",\n    "Contacts"."E-Mail",\n    ("Contacts".nick)::public.email AS alias,\n    public.ret1("Contacts"."Id") AS next\n' +
+      '   FROM public."Contacts"\n  WHERE ("Contacts"."Id" OPERATOR(public.===) 1);',
+    'public.customer_names': ' SELECT customers.id,\n    priv.mask(customers.name) AS name\n   FROM public.customers;',
+    'public.customer_names2':
+      ' SELECT upper(c.name) AS name,\n    o.id\n   FROM (public.customer_names c\n     JOIN public.orders o ON ((o.customer_id = c.id)));',
+  },
+  parents: {
+    'p.derived': ['public.base'],
+    'p.events_2025': ['public.events'],
+    'public.events_2024': ['public.events'],
+  },
 };
+
+/**
+ * EXPECTED for a server of the given major version: from PostgreSQL 16 on,
+ * view definitions leave a column unqualified when one relation is read.
+ */
+export function expected(major: number): Omit<ResourceCatalog, ServerSpecific> {
+  if (major < 16) return EXPECTED;
+  return {
+    ...EXPECTED,
+    viewDefinitions: {
+      ...EXPECTED.viewDefinitions,
+      'p.order_counts': ' SELECT customer_id,\n    count(*) AS count\n   FROM public.orders\n  GROUP BY customer_id;',
+      'p.sums': ' SELECT (id OPERATOR(priv.<+>) 1) AS x\n   FROM p.accounts;',
+      'public.Contact View':
+        ' SELECT "Id",\n    "E-Mail",\n    (nick)::public.email AS alias,\n    public.ret1("Id") AS next\n' +
+        '   FROM public."Contacts"\n  WHERE ("Id" OPERATOR(public.===) 1);',
+      'public.customer_names': ' SELECT id,\n    priv.mask(name) AS name\n   FROM public.customers;',
+    },
+  };
+}
 
 export const SCHEMAS = ['information_schema', 'p', 'pg_catalog', 'pg_toast', 'priv', 'public'];
 
-/** The catalog without the fields that depend on the server rather than the fixture. */
-export function rest(c: ResourceCatalog) {
-  const { fetchedAt: _f, sessionUser: _u, searchPath: _s, schemas: _n, catalogRelations: _c, ...others } = c;
-  return others;
+/** Fields that depend on the server rather than on the fixture. */
+type ServerSpecific = 'fetchedAt' | 'sessionUser' | 'searchPath' | 'schemas' | 'catalogRelations' | 'relationOids';
+
+/** Types and relations created after initdb have oids from here on (FirstNormalObjectId). */
+const FIRST_NORMAL_OID = 16384;
+
+/** The catalog without the server-specific fields, with 0 for the oids of the fixture's own column types. */
+export function rest(c: ResourceCatalog): Omit<ResourceCatalog, ServerSpecific> {
+  const { fetchedAt: _f, sessionUser: _u, searchPath: _s, schemas: _n, catalogRelations: _c, relationOids: _o, ...others } = c;
+  const columns = Object.fromEntries(
+    Object.entries(c.columns).map(([k, list]) => [k, list.map((col) => (col.type >= FIRST_NORMAL_OID ? { ...col, type: OWN } : col))]),
+  );
+  return { ...others, columns };
+}
+
+/** Anything that runs SQL with $n parameters: pg.Client and PGlite. */
+interface Queryable {
+  query(sql: string, params?: unknown[]): Promise<{ rows: unknown[] }>;
+}
+
+/**
+ * Checks the oids rest() leaves out against the server: relationOids is
+ * exactly the relations of `columns`, each oid being 'schema.name'::regclass,
+ * and the columns of OWN_TYPES have those types' oids.
+ */
+export async function checkOids(c: ResourceCatalog, db: Queryable): Promise<void> {
+  const oidOf = async (sql: string, params: unknown[]): Promise<number> => {
+    const r = await db.query(sql, params);
+    return Number((r.rows[0] as { oid: unknown }).oid);
+  };
+  const keys = Object.values(c.relationOids);
+  expect(new Set(keys).size).toBe(keys.length);
+  expect(keys.sort()).toEqual(Object.keys(c.columns).sort());
+  const regclass: Record<number, string> = {};
+  for (const key of keys) {
+    const dot = key.indexOf('.');
+    const oid = await oidOf(`select pg_catalog.format('%I.%I', $1::text, $2::text)::regclass::oid::int8 as oid`, [key.slice(0, dot), key.slice(dot + 1)]);
+    regclass[oid] = key;
+  }
+  expect(c.relationOids).toEqual(regclass);
+  const types: Record<string, number | undefined> = {};
+  const expected: Record<string, number> = {};
+  for (const [where, type] of Object.entries(OWN_TYPES)) {
+    const dot = where.lastIndexOf('.');
+    types[where] = c.columns[where.slice(0, dot)]?.find((x) => x.name === where.slice(dot + 1))?.type;
+    expected[where] = await oidOf(`select $1::text::regtype::oid::int8 as oid`, [type]);
+  }
+  expect(types).toEqual(expected);
 }
 
 /** A fresh database (random name) on the test server; dropped by the returned function. */

@@ -7,7 +7,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CatalogShapeError, catalogQuery, parseCatalog, serverMajorVersion } from '../src/catalog/index.js';
 import type { ResourceCatalog } from '../src/catalog/index.js';
-import { EXPECTED, FIXTURE, rest, SCHEMAS, scratchDatabase } from './catalog-fixture.js';
+import { checkOids, expected, FIXTURE, rest, SCHEMAS, scratchDatabase } from './catalog-fixture.js';
 
 function checkCatalogRelations(names: string[]): void {
   for (const n of ['pg_class', 'pg_stats', 'pg_statistic', 'pg_settings', 'pg_proc', 'pg_roles', 'pg_matviews']) {
@@ -20,6 +20,8 @@ function checkCatalogRelations(names: string[]): void {
 }
 
 async function readCatalog(client: pg.Client, major?: number): Promise<ResourceCatalog> {
+  // Without JIT, as fetchCatalog reads it: compiling would take seconds.
+  await client.query('set jit = off');
   const r = await client.query<{ catalog: string }>(catalogQuery(major));
   expect(r.rows).toHaveLength(1);
   expect(typeof r.rows[0]!.catalog).toBe('string');
@@ -63,7 +65,8 @@ describe('catalog query on PostgreSQL', () => {
       expect(catalog.schemas.filter((s) => !/^pg_(toast_)?temp_/.test(s))).toEqual(SCHEMAS);
       expect(catalog.schemas.some((s) => /^pg_temp_\d+$/.test(s))).toBe(true);
       checkCatalogRelations(catalog.catalogRelations);
-      expect(rest(catalog)).toEqual(EXPECTED);
+      expect(rest(catalog)).toEqual(expected(major));
+      await checkOids(catalog, c);
     } finally {
       await other.end();
       await c.end();
@@ -76,8 +79,8 @@ describe('catalog query on PostgreSQL', () => {
     try {
       const catalog = await readCatalog(c, major);
       expect(catalog.searchPath).toBe('priv,p');
-      expect(rest(catalog)).toEqual(EXPECTED);
-      // The query restores the path it clears while deparsing SQL-standard bodies.
+      expect(rest(catalog)).toEqual(expected(major));
+      // The query restores the path it clears while deparsing SQL-standard bodies and views.
       expect((await c.query('show search_path')).rows[0].search_path).toBe('priv,p');
     } finally {
       await c.end();
@@ -91,13 +94,52 @@ describe('catalog query on PostgreSQL', () => {
       const catalog = await readCatalog(c, 13);
       expect(catalogQuery(13)).not.toContain('prosqlbody');
       // Run on a newer server, the variant sees prosrc, which such functions leave empty.
-      const blank = (name: string) => EXPECTED.functions[name]!.map((f) => ({ ...f, body: '' }));
+      const blank = (name: string) => expected(major).functions[name]!.map((f) => ({ ...f, body: '' }));
       expect(rest(catalog)).toEqual({
-        ...EXPECTED,
-        functions: { ...EXPECTED.functions, 'public.ret1': blank('public.ret1'), 'public.total': blank('public.total') },
+        ...expected(major),
+        functions: { ...expected(major).functions, 'public.ret1': blank('public.ret1'), 'public.total': blank('public.total') },
       });
     } finally {
       await c.end();
+    }
+  });
+
+  it('stays small and quick with 2,000 columns', async () => {
+    const wide = await scratchDatabase();
+    try {
+      const c = new pg.Client({ connectionString: wide.url });
+      await c.connect();
+      try {
+        // 100 tables of 20 columns (half text), a view over every tenth, and 20 partitions of one of them.
+        const columns = Array.from({ length: 20 }, (_, i) => `c${i} ${i % 2 ? 'text' : 'int'}`).join(', ');
+        let ddl = 'create schema w;';
+        for (let t = 0; t < 100; t++) {
+          ddl += `create table w.t${t} (${columns})${t === 0 ? ' partition by list (c0)' : ''};`;
+          if (t % 10 === 0) ddl += `create view w.v${t} as select * from w.t${t};`;
+        }
+        for (let p = 0; p < 20; p++) ddl += `create table w.t0_${p} partition of w.t0 for values in (${p});`;
+        await c.query(ddl);
+        await c.query('set jit = off');
+        const started = Date.now();
+        const text = (await c.query<{ catalog: string }>(catalogQuery(major))).rows[0]!.catalog;
+        const took = Date.now() - started;
+        const catalog = parseCatalog(text);
+        const count = Object.values(catalog.columns).reduce((n, list) => n + list.length, 0);
+        expect(count).toBe(130 * 20);
+        expect(catalog.columns['w.t0_7']!.map((col) => [col.name, col.textLike])).toEqual(
+          Array.from({ length: 20 }, (_, i) => [`c${i}`, i % 2 === 1]),
+        );
+        expect(catalog.parents['w.t0_7']).toEqual(['w.t0']);
+        expect(Object.keys(catalog.viewDefinitions)).toHaveLength(10);
+        expect(Object.keys(catalog.relationOids)).toHaveLength(130);
+        // About 30 bytes a column on the wire; generous bounds for a busy machine.
+        expect(text.length).toBeLessThan(count * 60);
+        expect(took).toBeLessThan(5_000);
+      } finally {
+        await c.end();
+      }
+    } finally {
+      await wide.drop();
     }
   });
 
@@ -138,6 +180,15 @@ describe('catalog query on PostgreSQL', () => {
           create aggregate public.agg(int) (sfunc = int4pl, stype = int, finalfunc = public.g);`);
         const catalog = await readCatalog(c);
         expect(catalog.viewReads).toEqual({ 'public.v': ['public.t'] });
+        // PostgreSQL 16 and later leave the column unqualified.
+        expect(catalog.viewDefinitions).toEqual({ 'public.v': ` SELECT ${major >= 16 ? '' : 't.'}a\n   FROM public.t;` });
+        expect(catalog.columns).toEqual({
+          'public.t': [
+            { name: 'a', attnum: 1, type: 23, textLike: false },
+            { name: 'b', attnum: 2, type: catalog.columns['public.t']![1]!.type, textLike: false },
+          ],
+          'public.v': [{ name: 'a', attnum: 1, type: 23, textLike: false }],
+        });
         expect(Object.keys(catalog.relations)).toEqual(['public.t', 'public.v']);
         expect(catalog.tableCalls).toEqual({ 'public.t': ['public.g', 'public.ok'] });
         expect(catalog.tableReadCalls).toEqual({ 'public.t': ['public.ok'] });
@@ -168,7 +219,8 @@ describe('catalog query on PGlite (the demo database)', () => {
       expect(catalog.sessionUser).toBe('postgres');
       expect(catalog.schemas).toEqual(SCHEMAS);
       checkCatalogRelations(catalog.catalogRelations);
-      expect(rest(catalog)).toEqual(EXPECTED);
+      expect(rest(catalog)).toEqual(expected(major));
+      await checkOids(catalog, db);
     } finally {
       await db.close();
     }
@@ -195,6 +247,8 @@ describe('parseCatalog', () => {
     operators: [['public.<<<', ['public.f']]],
     tableCalls: [['public.t', ['public.f']]],
     tableReadCalls: null,
+    relationColumns: null,
+    viewDefinitions: null,
   });
 
   it('builds empty lists from json_agg nulls, decodes trigger bits, omits absent body, path and calls', () => {
@@ -223,9 +277,45 @@ describe('parseCatalog', () => {
       operators: { 'public.<<<': ['public.f'] },
       tableCalls: { 'public.t': ['public.f'] },
       tableReadCalls: {},
+      columns: {},
+      relationOids: {},
+      viewDefinitions: {},
+      parents: {},
     });
     expect('body' in c.functions['public.f']![0]!).toBe(false);
     expect('calls' in c.functions['public.f']![0]!).toBe(false);
+  });
+
+  it('reads columns, relation oids and view definitions, and inverts children into parents', () => {
+    const c = parseCatalog({
+      ...good(),
+      relationColumns: [
+        ['public.t', 16400, [['a', 1, 23, false], ['B c', 3, 16500, true]]],
+        // No columns: json_agg over no rows.
+        ['public.empty', 4294967295, null],
+        ['public.v', 16402, [['a', 1, 23, false]]],
+      ],
+      // A view dropped while it was read: pg_get_viewdef gives null.
+      viewDefinitions: [
+        ['public.v', ' SELECT t.a\n   FROM public.t;'],
+        ['public.gone', null],
+      ],
+      children: [
+        ['public.a', ['public.c', 'public.d']],
+        ['public.b', ['public.c']],
+      ],
+    });
+    expect(c.columns).toEqual({
+      'public.t': [
+        { name: 'a', attnum: 1, type: 23, textLike: false },
+        { name: 'B c', attnum: 3, type: 16500, textLike: true },
+      ],
+      'public.empty': [],
+      'public.v': [{ name: 'a', attnum: 1, type: 23, textLike: false }],
+    });
+    expect(c.relationOids).toEqual({ 16400: 'public.t', 4294967295: 'public.empty', 16402: 'public.v' });
+    expect(c.viewDefinitions).toEqual({ 'public.v': ' SELECT t.a\n   FROM public.t;' });
+    expect(c.parents).toEqual({ 'public.c': ['public.a', 'public.b'], 'public.d': ['public.a'] });
   });
 
   it('throws a clear error naming the bad field', () => {
@@ -252,5 +342,17 @@ describe('parseCatalog', () => {
     expect(bad({ triggers: [['public.t', 'public.f', '4']] })).toThrow(/triggers\[0\]\[2\] should be an integer/);
     expect(bad({ foreignKeys: [['a.b', 'c.d', 'c', 'z']] })).toThrow(/foreignKeys\[0\]\[3\]/);
     expect(bad({ viewReads: [['public.v', [1]]] })).toThrow(/viewReads\[0\]\[1\]\[0\] should be a string/);
+    const columns = (cols: unknown, oid: unknown = 16400) => bad({ relationColumns: [['public.t', oid, cols]] });
+    expect(bad({ relationColumns: {} })).toThrow(/relationColumns should be an array/);
+    expect(bad({ relationColumns: [['public.t', 1]] })).toThrow(/relationColumns\[0\] should be an array of 3/);
+    expect(columns([], '16400')).toThrow(/relationColumns\[0\]\[1\] should be an oid, got "16400"/);
+    expect(columns([], 2 ** 32)).toThrow(/relationColumns\[0\]\[1\] should be an oid/);
+    expect(columns([['a', 1, 23]])).toThrow(/relationColumns\[0\]\[2\]\[0\] should be an array of 4/);
+    expect(columns([['a', 0, 23, false]])).toThrow(/relationColumns\[0\]\[2\]\[0\]\[1\] should be a positive integer/);
+    expect(columns([['a', 1, -1, false]])).toThrow(/relationColumns\[0\]\[2\]\[0\]\[2\] should be an oid/);
+    expect(columns([['a', 1, 23, 'f']])).toThrow(/relationColumns\[0\]\[2\]\[0\]\[3\] should be a boolean/);
+    expect(columns([[null, 1, 23, false]])).toThrow(/relationColumns\[0\]\[2\]\[0\]\[0\] should be a string/);
+    expect(bad({ viewDefinitions: [['public.v', 7]] })).toThrow(/viewDefinitions\[0\]\[1\] should be a string/);
+    expect(bad({ viewDefinitions: [[null, 'SELECT 1']] })).toThrow(/viewDefinitions\[0\]\[0\] should be a string/);
   });
 });

@@ -24,6 +24,10 @@ function catalog(tag: string): ResourceCatalog {
     operators: {},
     tableCalls: {},
     tableReadCalls: {},
+    columns: {},
+    relationOids: {},
+    viewDefinitions: {},
+    parents: {},
   };
 }
 

@@ -4,7 +4,7 @@
 // On a fresh channel the agent first relays what the server sent after
 // AuthenticationOk: ParameterStatus messages (server_version among them),
 // BackendKeyData, then ReadyForQuery. We wait for that ReadyForQuery, send
-// the one catalog query, take its DataRow, wait for the next ReadyForQuery,
+// the one catalog query (after a SET LOCAL), take its DataRow, wait for the next ReadyForQuery,
 // then say Terminate and close the channel.
 import type { Upstream } from '../tunnel/upstream.js';
 import {
@@ -25,6 +25,14 @@ import type { ResourceCatalog } from './types.js';
 
 /** Default budget for the whole exchange. */
 export const CATALOG_FETCH_TIMEOUT_MS = 30_000;
+
+/**
+ * Sent ahead of the catalog query, in the same Query message (one implicit
+ * transaction, which SET LOCAL lasts for). The planner's estimates for the
+ * query's recursive CTEs pass jit_above_cost, and compiling it takes seconds
+ * (about 5 s against 0.1 s without, on PostgreSQL 15): on every refresh.
+ */
+export const CATALOG_PREAMBLE = 'set local jit = off;\n';
 
 /** A catalog big enough to pass this is refused rather than buffered. */
 const MAX_MESSAGE = 512 * 1024 * 1024;
@@ -110,7 +118,7 @@ export function fetchCatalog(upstream: Upstream, timeoutMs: number = CATALOG_FET
         } else if (m.type === READY_FOR_QUERY) {
           phase = 'query';
           startedAt = Date.now();
-          upstream.write(query(catalogQuery(serverMajorVersion(serverVersion))));
+          upstream.write(query(CATALOG_PREAMBLE + catalogQuery(serverMajorVersion(serverVersion))));
         }
         // BackendKeyData, notices: nothing to do.
         return;

@@ -8,6 +8,7 @@
 // pg_get_function_sqlbody() do not exist on 13, and a reference to either
 // fails at parse time, so the text is chosen by the server's major version.
 import type {
+  CatalogColumn,
   CatalogForeignKey,
   CatalogFunction,
   CatalogRelation,
@@ -71,6 +72,12 @@ export function catalogQuery(major = SQL_BODY_SINCE): string {
         else p.prosrc end`
       : 'p.prosrc';
   return `with recursive
+-- Text-like types: base types of the string category, and the domains over
+-- them however many domains deep (a domain counts as its base type).
+text_types (typ) as (
+  select t.oid from pg_catalog.pg_type t where t.typcategory = 'S' and t.typtype <> 'd'
+  union
+  select t.oid from text_types x join pg_catalog.pg_type t on t.typbasetype = x.typ and t.typtype = 'd'),
 -- Dependencies on functions outside pg_catalog, directly or through an
 -- operator (which runs its function): what stored expressions call.
 calls (classid, objid, f) as (
@@ -144,6 +151,16 @@ select pg_catalog.json_build_object(
       order by n.nspname ${C}, c.relname ${C})
     from pg_catalog.pg_class c join pg_catalog.pg_namespace n on n.oid = c.relnamespace
     where c.relkind in ('r', 'p', 'v', 'm', 'f', 'S') and ${OWN_SCHEMAS('n')}),
+  -- Relations whose columns a result may carry: [key, oid, columns].
+  'relationColumns', (
+    select pg_catalog.json_agg(pg_catalog.json_build_array(${key('n', 'c.relname')}, c.oid::pg_catalog.int8, (
+        select pg_catalog.json_agg(pg_catalog.json_build_array(a.attname::pg_catalog.text, a.attnum, a.atttypid::pg_catalog.int8,
+            a.atttypid in (select tt.typ from text_types tt)) order by a.attnum)
+        from pg_catalog.pg_attribute a
+        where a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped))
+      order by n.nspname ${C}, c.relname ${C})
+    from pg_catalog.pg_class c join pg_catalog.pg_namespace n on n.oid = c.relnamespace
+    where c.relkind in ('r', 'p', 'v', 'm', 'f', 'c') and ${OWN_SCHEMAS('n')}),
   'catalogRelations', (
     select pg_catalog.json_agg(c.relname::pg_catalog.text order by c.relname ${C})
     from pg_catalog.pg_class c
@@ -179,6 +196,23 @@ select pg_catalog.json_build_object(
       join pg_catalog.pg_namespace fn on fn.oid = f.pronamespace
       where v.relkind in ('v', 'm') and ${OWN_SCHEMAS('vn')} and fn.nspname <> 'pg_catalog'
       group by 1) x),
+  -- Like SQL-standard bodies below, view definitions are deparsed under an
+  -- empty search_path, restored right after, so that every user object in
+  -- them carries its schema. All at once: one save and restore. The inner
+  -- subquery names s0.x so that it runs per row of s0, after the clearing.
+  'viewDefinitions', (
+    select case when pg_catalog.set_config('search_path', s1.o, true) is not null then s1.defs end
+    from (
+      select s0.o, (
+          select pg_catalog.json_agg(pg_catalog.json_build_array(${key('vn', 'v.relname')}, pg_catalog.pg_get_viewdef(v.oid))
+            order by vn.nspname ${C}, v.relname ${C})
+          from pg_catalog.pg_class v
+          join pg_catalog.pg_namespace vn on vn.oid = v.relnamespace
+          where v.relkind in ('v', 'm') and ${OWN_SCHEMAS('vn')} and s0.x is not null) as defs
+      from (
+        select pg_catalog.current_setting('search_path') as o, pg_catalog.set_config('search_path', '', true) as x
+        offset 0) s0
+      offset 0) s1),
   'children', (
     select pg_catalog.json_agg(pg_catalog.json_build_array(x.parent, x.children) order by x.parent ${C})
     from (
@@ -353,6 +387,31 @@ function keyedLists(v: unknown, where: string): Record<string, string[]> {
   return out;
 }
 
+/** An object id: a JSON number that fits pg's unsigned 32-bit oid. */
+function oid(v: unknown, where: string): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > 0xffffffff) throw new CatalogShapeError(where, `should be an oid, got ${JSON.stringify(v)}`);
+  return v;
+}
+
+function columnsOf(v: unknown, where: string): CatalogColumn[] {
+  // A relation without columns: json_agg over no rows gives null.
+  return rows(v, where, 4).map((r, i) => {
+    const w = (j: number) => `${where}[${i}][${j}]`;
+    const attnum = r[1];
+    if (typeof attnum !== 'number' || !Number.isInteger(attnum) || attnum < 1) throw new CatalogShapeError(w(1), 'should be a positive integer');
+    if (typeof r[3] !== 'boolean') throw new CatalogShapeError(w(3), 'should be a boolean');
+    return { name: str(r[0], w(0)), attnum, type: oid(r[2], w(2)), textLike: r[3] };
+  });
+}
+
+/** Child → sorted direct parents, from parent → children. */
+function invert(children: Record<string, string[]>): Record<string, string[]> {
+  const parents: Record<string, string[]> = {};
+  for (const [parent, kids] of Object.entries(children)) for (const kid of kids) (parents[kid] ??= []).push(parent);
+  for (const list of Object.values(parents)) list.sort();
+  return parents;
+}
+
 /**
  * Checks the catalog query's JSON (text, or already parsed) and builds the
  * typed catalog. Throws a CatalogShapeError naming the first bad field.
@@ -383,6 +442,23 @@ export function parseCatalog(json: unknown, fetchedAt: number = Date.now()): Res
     viewReads[k] ??= [];
     viewCalls[k] ??= [];
   }
+
+  const columns: Record<string, CatalogColumn[]> = {};
+  const relationOids: Record<number, string> = {};
+  rows(doc.relationColumns, 'relationColumns', 3).forEach((r, i) => {
+    const k = str(r[0], `relationColumns[${i}][0]`);
+    columns[k] = columnsOf(r[2], `relationColumns[${i}][2]`);
+    relationOids[oid(r[1], `relationColumns[${i}][1]`)] = k;
+  });
+
+  // pg_get_viewdef gives null for a view dropped meanwhile: left out.
+  const viewDefinitions: Record<string, string> = {};
+  rows(doc.viewDefinitions, 'viewDefinitions', 2).forEach((r, i) => {
+    const def = optStr(r[1], `viewDefinitions[${i}][1]`);
+    if (def !== undefined) viewDefinitions[str(r[0], `viewDefinitions[${i}][0]`)] = def;
+  });
+
+  const children = keyedLists(doc.children, 'children');
 
   const foreignKeys: CatalogForeignKey[] = rows(doc.foreignKeys, 'foreignKeys', 4).map((r, i) => ({
     table: str(r[0], `foreignKeys[${i}][0]`),
@@ -447,7 +523,7 @@ export function parseCatalog(json: unknown, fetchedAt: number = Date.now()): Res
     catalogRelations: list(doc.catalogRelations, 'catalogRelations'),
     viewReads,
     viewCalls,
-    children: keyedLists(doc.children, 'children'),
+    children,
     foreignKeys,
     triggers,
     rules,
@@ -455,5 +531,9 @@ export function parseCatalog(json: unknown, fetchedAt: number = Date.now()): Res
     operators,
     tableCalls: keyedLists(doc.tableCalls, 'tableCalls'),
     tableReadCalls: keyedLists(doc.tableReadCalls, 'tableReadCalls'),
+    columns,
+    relationOids,
+    viewDefinitions,
+    parents: invert(children),
   };
 }

@@ -64,6 +64,17 @@ export interface CatalogRule {
   relations: string[];
 }
 
+/** A column of a table, view, materialized view, foreign table or composite type. */
+export interface CatalogColumn {
+  name: string;
+  /** pg_attribute.attnum: 1-based; numbers of dropped columns are skipped, not reused. */
+  attnum: number;
+  /** pg_attribute.atttypid: the declared type, a domain's own oid for a domain column. */
+  type: number;
+  /** The type, or a domain's base type however many domains deep, is of the string category (pg_type.typcategory 'S'): text, varchar, char, name… */
+  textLike: boolean;
+}
+
 export interface ResourceCatalog {
   /** Date.now() when it was read. */
   fetchedAt: number;
@@ -105,4 +116,20 @@ export interface ResourceCatalog {
   tableCalls: Record<string, string[]>;
   /** Table → the functions of tableCalls that reading it runs too: those of its SELECT and ALL policies. */
   tableReadCalls: Record<string, string[]>;
+  /**
+   * Tables, partitioned tables, views, materialized views, foreign tables and
+   * composite types → their columns that are not dropped, in attnum order.
+   * Every such relation of `relations` has an entry (empty without columns).
+   */
+  columns: Record<string, CatalogColumn[]>;
+  /** pg_class oid → "schema.name", for the relations of `columns`: RowDescription names a result column's table by oid. */
+  relationOids: Record<number, string>;
+  /**
+   * Views and materialized views → pg_get_viewdef() text, a SELECT read with
+   * an empty search_path so that every object outside pg_catalog is
+   * schema-qualified. A view dropped while the catalog was read has none.
+   */
+  viewDefinitions: Record<string, string>;
+  /** Child → its direct parents (inheritance, partition of): the inverse of `children`. */
+  parents: Record<string, string[]>;
 }
