@@ -11,7 +11,7 @@ import { createBenchDatabase, createScratchDatabase, serverInfo } from './lib/db
 import { descriptorsNeeded, openFilesLimit, sessionsAllowed } from './lib/limits.js';
 import { natsServerBin } from './lib/nats.js';
 import { startOwnPostgres } from './lib/own-postgres.js';
-import { measureMasking } from './lib/masking.js';
+import { createMaskingTable, measureMasking, MASK_TABLE } from './lib/masking.js';
 import { directPath } from './lib/paths.js';
 import { startNodePipe } from './lib/node-pipe.js';
 import { percentile, runPgbench } from './lib/pgbench.js';
@@ -129,6 +129,11 @@ async function main() {
   const maskingOnly = opts.only === 'masking';
   const dbConn = maskingOnly ? await createScratchDatabase(SERVER, 'warden_bench_') : await createBenchDatabase(SERVER, opts.scale, log);
   results.database = dbConn.database;
+  // Before the Warden chains start, so their gateways' catalogs have it.
+  if (opts.masking && opts.warden) {
+    log(`creating ${MASK_TABLE} (${opts.maskingRows} rows) for the masking measurement ...`);
+    await createMaskingTable(dbConn, opts.maskingRows);
+  }
   const logDir = await tempDir('warden-bench-logs-');
 
   /** Paths that failed a step, left out of the later ones. */

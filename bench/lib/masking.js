@@ -29,7 +29,7 @@ export const MASK_COLUMNS = [
 const CARD_PREFIX = '4539';
 const CLEAR_CARD = new RegExp(`${CARD_PREFIX}\\d{12}`, 'g');
 const TOKEN_TTL = '2h';
-const SNAPSHOT_WAIT_MS = 20_000;
+const SNAPSHOT_WAIT_MS = 30_000;
 const QUERY_TIMEOUT_MS = 5 * 60 * 1000;
 const SELECT_SQL = `SELECT * FROM ${MASK_TABLE}`;
 const COPY_SQL = `COPY ${MASK_TABLE} TO STDOUT`;
@@ -44,7 +44,8 @@ const WARDEN_CLI = process.env.WARDEN_BENCH_CLI
 /**
  * The masking table: id, name, email, card_number (16 digits), city,
  * country, amount, created_at, note; about 135 bytes of text per row.
- * Created straight on Postgres as the bench's own user.
+ * Created straight on Postgres as the bench's own user, before the chains
+ * start, so their gateways' catalogs have it.
  * @param {Conn} conn  the bench database
  * @param {number} rows
  */
@@ -173,10 +174,12 @@ export async function prepareChain(p, log) {
   const clear = { ...base, user: CLEAR_SUBJECT, password: await token(CLEAR_SUBJECT) };
   // The new snapshot reaches the gateway shortly after the apply.
   const deadline = Date.now() + SNAPSHOT_WAIT_MS;
+  // A catalog read before the table existed is read again on a name it
+  // lacks, so the masked identity's query may need a second try.
   for (const conn of [clear, masked]) {
     for (;;) {
       try {
-        await query(conn, `SELECT id FROM ${MASK_TABLE} LIMIT 1`);
+        await query(conn, `SELECT * FROM ${MASK_TABLE} LIMIT 1`);
         break;
       } catch (err) {
         if (Date.now() > deadline) throw new Error(`${p.id}: ${conn.user} cannot read ${MASK_TABLE} ${SNAPSHOT_WAIT_MS / 1000} s after the policy apply: ${err instanceof Error ? err.message : err}`);
@@ -300,7 +303,9 @@ async function verify(variants, rows, log) {
 }
 
 /**
- * The masking measurement on every given chain.
+ * The masking measurement on every given chain; the table must exist
+ * (createMaskingTable) before the chains start, as a deployment's tables
+ * exist before its gateway reads the catalog.
  * @param {object} o
  * @param {BenchPath} o.direct
  * @param {BenchPath[]} o.chains  Warden chains (their policy is replaced)
@@ -318,8 +323,6 @@ export async function measureMasking({ direct, chains, rows, reps, log, stopIfIn
     /** @type {any[]} */ overhead: [],
   };
   const directConn = await direct.conn();
-  log(`masking: creating ${MASK_TABLE} with ${rows} rows ...`);
-  await createMaskingTable(directConn, rows);
 
   /** @type {{ id: string, path: string, variant: 'direct' | 'unmasked' | 'masked', client: pg.Client, pids: Record<string, number> }[]} */
   const variants = [];
