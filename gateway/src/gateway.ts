@@ -10,6 +10,8 @@ import type { Logger } from 'pino';
 import { TokenVerifier, authorize, compileAuthConfig, mapIdentity, type AuthConfig } from './auth/index.js';
 import { CatalogStore, fetchCatalog } from './catalog/index.js';
 import { ConfigWatch } from './config/watch.js';
+import { masksFor } from './masking/config.js';
+import { ColumnMasks } from './masking/plan.js';
 import { ClassificationCache, StatementGate, rulesFor } from './policy/index.js';
 import type { AuditSink } from './audit/events.js';
 import { Refusal, Session, type Admission, type ParameterRecording } from './session/index.js';
@@ -48,6 +50,7 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
   const verifier = new TokenVerifier();
   let auth: AuthConfig | null = null;
   let grants: Snapshot['grants'] = [];
+  let masks: { list: Snapshot['masks']; key: Uint8Array } = { list: [], key: new Uint8Array() };
   const classifications = new ClassificationCache();
   const sessions = new Set<Session>();
   let agentHashes = new Map<string, Buffer>();
@@ -69,9 +72,10 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
     );
     hub.revokeUnless((name) => agentHashes.has(name));
     grants = snapshot.grants;
+    masks = { list: snapshot.masks, key: snapshot.maskKey };
     for (const s of sessions) {
       const a = s.admission;
-      if (a) s.setRules(rulesFor(grants, a.resource, a.identity, a.groups));
+      if (a) s.setPolicy(rulesFor(grants, a.resource, a.identity, a.groups), masksFor(masks.list, masks.key, a.resource, a.identity, a.groups));
     }
   };
 
@@ -105,8 +109,11 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
     const rules = rulesFor(grants, resource, who.identity, who.groups);
     // The first session of a resource waits for its catalog; a failed read leaves the gate judging without it.
     await catalogs.ensure(resource);
+    const maskSet = masksFor(masks.list, masks.key, resource, who.identity, who.groups);
+    const catalog = () => catalogs.get(resource);
+    const columnMasks = maskSet ? new ColumnMasks(maskSet, catalog) : undefined;
     const gate = new StatementGate(
-      { identity: who.identity, resource, rules, catalog: () => catalogs.get(resource), catalogChanged: () => catalogs.invalidate(resource) },
+      { identity: who.identity, resource, rules, catalog, catalogChanged: () => catalogs.invalidate(resource), masks: columnMasks },
       classifications,
     );
     return {
@@ -116,6 +123,7 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
       agent: target.agent,
       readOnly: gate.ceiling === 'read',
       gate,
+      masks: columnMasks,
       claims: verified.claims,
     };
   };

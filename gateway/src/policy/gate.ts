@@ -9,6 +9,9 @@
 // until something it may depend on changes (the search_path values the
 // server may be using, the resource's catalog, the rules).
 import type { ResourceCatalog } from '../catalog/types.js';
+import { lineage } from '../masking/lineage.js';
+import { planMasks, type ColumnMasks } from '../masking/plan.js';
+import type { Lineage, MaskPlan } from '../masking/types.js';
 import type { ClassificationCache } from './cache.js';
 import { reach, type Reach } from './reach.js';
 import type { Decision, Refusal, Rule } from './rules.js';
@@ -24,6 +27,8 @@ export interface GateContext {
   catalog?: () => ResourceCatalog | undefined;
   /** The database may have changed (DDL ran, or a name was not in the catalog): read it again. */
   catalogChanged?: () => void;
+  /** The masks the session's results are under, if any. */
+  masks?: ColumnMasks;
   /** `policy check` without a database: assume no schema is named after the login role. */
   assumeNoUserSchema?: boolean;
 }
@@ -38,6 +43,8 @@ interface Prepared {
   classification: Classification;
   /** search_path values executing it would set. */
   targets: Array<string | null>;
+  /** A protocol prepared statement under masks: how its results were planned to be masked when it was parsed. */
+  mask?: MaskPlan;
 }
 
 export class StatementGate {
@@ -50,17 +57,20 @@ export class StatementGate {
   private readonly prepared = new Map<string, Prepared>();
   private catalogSeen: ResourceCatalog | undefined;
   private startupPath: string | undefined;
+  /** SQL cursors declared in the session: a FETCH returns the DECLARE's columns, masked the same way. */
+  private readonly cursors = new Map<string, MaskPlan>();
 
   constructor(
     private readonly ctx: GateContext,
     private readonly cache: ClassificationCache,
   ) {
-    this.setRules(ctx.rules);
+    this.setRules(ctx.rules, ctx.masks);
   }
 
   /** A new policy version takes effect on the next statement of open sessions. */
-  setRules(rules: Rule[]): void {
+  setRules(rules: Rule[], masks: ColumnMasks | undefined): void {
     this.ctx.rules = rules;
+    this.ctx.masks = masks;
     this.top = [...rules].sort((a, b) => accessRank(b.access) - accessRank(a.access))[0];
     this.decisions = new WeakMap();
   }
@@ -188,7 +198,7 @@ export class StatementGate {
     }
     if (parse) {
       const targets = c.statements.length === 1 ? targetsOf(c.statements[0]!, this.machine?.initial ?? null) : [];
-      this.prepared.set(`P${parse.name}`, { classification: c, targets });
+      this.prepared.set(`P${parse.name}`, { classification: c, targets, mask: decision.masks?.[0] });
       added.push(...targets);
     }
     const grown = added.filter((v) => !this.possible.includes(v));
@@ -213,6 +223,7 @@ export class StatementGate {
     const effects: PathEffect[][] = [];
     let cacheable = true;
     let decidingRule: string | undefined;
+    let masks: Array<MaskPlan | undefined> | undefined;
     // Statements of one text run in order, each only if the ones before it succeeded.
     const sim = this.machine ? this.machine.clone() : undefined;
     // With nothing unanswered the simulation starts from the server's own state and is exact.
@@ -243,6 +254,16 @@ export class StatementGate {
       const verdict = this.statement(target, paths);
       if (verdict.refusal) return { classification: c, effects, cacheable, rule: decidingRule, refusal: { ...this.refusal(i, verdict.refusal, s), reach: verdict.reach } };
       decidingRule ??= verdict.rule;
+      if (this.ctx.masks) {
+        if (MASK_STATEFUL.has(s.kind)) cacheable = false;
+        const text = target !== s && s.kind === 'EXECUTE' ? preparedText(s, local, this.prepared) : s.text;
+        const m = this.maskPlan(s, text, verdict, paths);
+        if ('refusal' in m) {
+          const r = this.refusal(i, m.refusal, s);
+          return { classification: c, effects, cacheable, rule: decidingRule, refusal: { ...r, rule: verdict.rule, message: `warden: ${this.ctx.identity} on ${this.ctx.resource} may not ${m.refusal}`, reach: verdict.reach } };
+        }
+        (masks ??= [])[i] = m.plan;
+      }
       const fx = s.kind === 'PREPARE' ? [] : pathEffects(s.kind, s.text, s.pathChanges, isDefinite(s));
       if (s.kind === 'EXECUTE' && target !== s) fx.push(...pathEffects(target.kind, target.text, target.pathChanges, false));
       if (verdict.reach?.losesPath) fx.push({ op: 'set', value: null, local: false, maybe: true });
@@ -264,7 +285,63 @@ export class StatementGate {
         paths = next;
       }
     }
-    return { refusal: null, classification: c, rule: decidingRule, effects, cacheable };
+    return { refusal: null, classification: c, rule: decidingRule, effects, cacheable, masks };
+  }
+
+  /**
+   * How an allowed statement's results are masked, or why it is refused:
+   * the statement's own text says where masked columns flow; code that runs
+   * unseen (functions, triggers, policies) and the statistics catalogs must
+   * not reach them at all.
+   */
+  private maskPlan(s: StatementInfo, text: string, verdict: { rule?: string; reach?: Reach }, paths: ReadonlyArray<string | null>): { plan?: MaskPlan } | { refusal: string } {
+    const masks = this.ctx.masks!;
+    const r = verdict.reach;
+    const catalog = this.catalogSeen;
+    const reaches = !masks.empty && r !== undefined && r.tables.some((t) => masks.hasMaskedColumns(t.schema, t.name));
+    const cursorKind = s.kind === 'FETCH' || s.kind === 'DECLARE CURSOR';
+    // Without the catalog, views and `*` cannot be followed: masking would be guesswork.
+    if (this.ctx.catalog && !catalog && !masks.empty && s.objects.some((o) => o.type === 'table' || o.type === 'function')) {
+      return { refusal: `${describe(s)} while the resource's catalog cannot be read: masking needs it to know which columns a statement returns; retry shortly` };
+    }
+    // Statistics and activity catalogs show values of every table (most common values, query texts).
+    if (!masks.empty && r?.dataCatalogs.length) return { refusal: `read ${r.dataCatalogs[0]}: it may show masked values` };
+    if (!reaches && !cursorKind && !(masks.set.detectors.length && s.kind.startsWith('COPY'))) return { plan: masks.plain };
+    if (reaches && r) {
+      const trust = this.ctx.rules.find((x) => x.name === verdict.rule)?.trust ?? [];
+      for (const f of r.functions) {
+        const key = `${f.schema}.${f.name}`;
+        if (trust.includes(key)) continue;
+        const table = masks.tableReadBy(key, paths, (info) => reach(info, { catalog, paths, assumeNoUserSchema: this.ctx.assumeNoUserSchema }));
+        if (table) return { refusal: `call ${key}${f.via ? ` (through ${f.via})` : ''}, which reads masked columns of ${table} out of Warden's sight` };
+      }
+    }
+    let l: Lineage;
+    try {
+      l = lineage(text, { catalog, paths, isMasked: (ref) => masks.find(ref) !== undefined, maskedTable: (schema, table) => masks.hasMaskedColumns(schema, table) });
+    } catch (err) {
+      // Fail closed: a statement whose flow cannot be followed is not run under masks.
+      return { refusal: `${describe(s)}: Warden could not follow where its masked columns flow (${(err as Error).message})` };
+    }
+    if (l.fetch) {
+      if (!l.fetch.returnsRows) return {};
+      const plan = this.cursors.get(l.fetch.name);
+      if (plan) return { plan };
+      if (masks.empty) return { plan: masks.plain };
+      return { refusal: `FETCH from cursor "${l.fetch.name}", which Warden has not seen declared, so it cannot tell which of its columns are masked` };
+    }
+    if (masks.set.detectors.length && l.copy?.format === 'binary') {
+      return { refusal: `COPY in the binary format while detectors mask what they find in text: use the text or csv format` };
+    }
+    const result = planMasks(l, masks, reaches);
+    // PREPARE returns no rows (EXECUTE is planned when it runs), but what it would refuse is refused now.
+    if ('plan' in result && s.kind === 'PREPARE') return { plan: { ...masks.plain, scrubMessages: reaches } };
+    // COPY TO a file or a program writes the rows where masking cannot reach them.
+    if ('plan' in result && result.plan.masked.length && (s.kind === 'COPY TO FILE' || s.kind === 'COPY TO PROGRAM')) {
+      return { refusal: `${s.kind} with masked column ${result.plan.masked[0]}: only COPY TO STDOUT can be masked` };
+    }
+    if ('plan' in result && l.cursor) this.cursors.set(l.cursor.name, result.plan);
+    return result;
   }
 
   /** One statement against the rules, under the given search_path values. */
@@ -296,6 +373,13 @@ export class StatementGate {
       for (const s of p.classification.statements) {
         const v = this.statement(s, paths);
         if (v.refusal) return { name: key.slice(1) || '(unnamed)', what: v.refusal.replace(/^\S+ /, '') };
+        // Its rows are masked as planned at Parse: the new path must not move its names onto other columns.
+        if (p.mask && this.ctx.masks) {
+          const m = this.maskPlan(s, s.text, v, paths);
+          if ('refusal' in m || JSON.stringify(m.plan?.columns) !== JSON.stringify(p.mask.columns)) {
+            return { name: key.slice(1) || '(unnamed)', what: 'other columns than it was masked for' };
+          }
+        }
       }
     }
     return undefined;
@@ -314,6 +398,16 @@ export class StatementGate {
       message: `warden: ${identity} (${access}) may not ${what} on ${resource}${why}${rule ? ` (rule: ${rule})` : ''}`,
     };
   }
+}
+
+/** Statements whose masking depends on cursors declared earlier in the session. */
+const MASK_STATEFUL = new Set(['DECLARE CURSOR', 'FETCH']);
+
+/** The PREPARE text an EXECUTE runs, for lineage (its reach was checked already). */
+function preparedText(exec: StatementInfo, local: ReadonlyMap<string, Prepared | null>, prepared: ReadonlyMap<string, Prepared>): string {
+  const key = `S${exec.preparedName}`;
+  const p = local.has(key) ? local.get(key) : prepared.get(key);
+  return p?.classification.ok ? p.classification.statements[0]!.text : exec.text;
 }
 
 /** EXECUTE of a SQL prepared statement: its own parameters, and the prepared statement's reach. */

@@ -1,6 +1,7 @@
 // The rules an identity has on a resource, from the control plane's grants,
 // and the shape of a decision (made by StatementGate in gate.ts).
 import type { Grant } from '@warden/proto';
+import type { MaskPlan } from '../masking/types.js';
 import type { Reach } from './reach.js';
 import type { PathEffect } from './search-path.js';
 import type { Access, Classification, StatementInfo } from './types.js';
@@ -59,6 +60,8 @@ export interface Decision {
   rule?: string;
   /** Per allowed statement: what it does to search_path and the transaction once it has run. */
   effects: PathEffect[][];
+  /** Per allowed statement, in a session under masks: how its results are masked. */
+  masks?: Array<MaskPlan | undefined>;
   /** The decision depends only on the session state the gate keys its cache by. */
   cacheable: boolean;
 }

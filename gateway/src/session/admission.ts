@@ -1,5 +1,6 @@
 // What the handshake hands the relay, and the refusal either of them sends.
 import { PgError } from '@warden/proto/pgwire';
+import type { ColumnMasks } from '../masking/plan.js';
 import type { StatementGate } from '../policy/index.js';
 
 /** A refusal the client sees as a FATAL ErrorResponse. */
@@ -17,6 +18,8 @@ export interface Admission {
   readOnly: boolean;
   /** Decides each statement of this session. */
   gate: StatementGate;
+  /** The masks its results are under, if any (the gate has them too). */
+  masks?: ColumnMasks;
   /** The token's claims (never the token itself), for the audit record. */
   claims: Record<string, unknown>;
 }

@@ -36,7 +36,7 @@ export function clientMessages(gate: StatementGate, tracker: ResponseTracker): M
         const statements = decide(gate, sql, name);
         const refusal = statements.find((s) => s.refusal)?.refusal;
         const only = statements.length === 1 ? statements[0]! : undefined;
-        tracker.parse(name, { sql, info: only?.info, rule: statements[0]!.rule, refusal, effects: only?.effects });
+        tracker.parse(name, { sql, info: only?.info, rule: statements[0]!.rule, refusal, effects: only?.effects, mask: only?.mask });
         if (!refusal) {
           refused.delete(name);
           return null;
@@ -92,7 +92,7 @@ function decide(gate: StatementGate, sql: string, parseName?: string): Statement
     const info = c.statements[i]!;
     // A classification found by shape carries the text it was made from, so one statement is recorded as sent.
     const text = c.statements.length === 1 ? withoutTerminator(sql) : info.text;
-    out.push(r && i === r.index ? { sql: text, info, rule: r.rule, refusal: r } : { sql: text, info, rule: decision.rule, effects: decision.effects[i] });
+    out.push(r && i === r.index ? { sql: text, info, rule: r.rule, refusal: r } : { sql: text, info, rule: decision.rule, effects: decision.effects[i], mask: decision.masks?.[i] });
   }
   // An empty query string still gets one (empty) answer.
   return out.length ? out : [{ sql, rule: decision.rule }];

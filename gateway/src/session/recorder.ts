@@ -67,6 +67,7 @@ export class SessionRecorder {
           // To the microsecond: finer is noise.
           duration: durationOf(Math.round((now - s.startedAt) * 1000) / 1000),
           error: s.refusal ? { sqlstate: s.refusal.sqlstate, message: s.refusal.message } : s.error,
+          maskedColumns: s.mask?.masked ?? [],
         },
       }),
     );

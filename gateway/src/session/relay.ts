@@ -8,6 +8,7 @@ import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import { SqlState, authenticationOk, errorResponse } from '@warden/proto/pgwire';
 import type { AuditSink } from '../audit/events.js';
+import { ResultMasking, UnmaskableResult } from '../masking/results.js';
 import type { Upstream } from '../tunnel/index.js';
 import { Refusal, type Admission } from './admission.js';
 import { clientMessages } from './client-messages.js';
@@ -71,7 +72,8 @@ export class Relay {
       (status, idle) => gate.ready(status, idle),
     );
     this.fromClient = clientMessages(gate, tracker);
-    this.fromServer = serverMessages(upstream.cancelKey, tracker);
+    const masking = admission.masks ? new ResultMasking(admission.masks, () => tracker.head()) : undefined;
+    this.fromServer = serverMessages(upstream.cancelKey, tracker, masking);
   }
 
   /** Tells the client it is in, then relays: `early` is what it sent after the password. */
@@ -106,6 +108,10 @@ export class Relay {
     try {
       out = this.fromServer.filter(chunk);
     } catch (err) {
+      if (err instanceof UnmaskableResult) {
+        this.host.log.error({ err: err.message }, 'result could not be masked');
+        return this.host.refuse(new Refusal(SqlState.insufficientPrivilege, `warden: a result could not be masked with certainty (${err.message}); the session was ended rather than show it`));
+      }
       this.host.log.error({ err }, 'invalid message from upstream');
       return this.host.refuse(new Refusal(SqlState.protocolViolation, 'the upstream server sent an invalid message'));
     }

@@ -1,37 +1,52 @@
 // The server → client half of the relay: swaps the upstream's BackendKeyData
 // for the gateway's own key, and tells the tracker how each statement ended.
-// Result rows pass through untouched. A notification the session sent itself
+// Result rows pass through untouched, unless the session is under masks: then
+// rows, COPY data, notices and errors go through its ResultMasking. A notification the session sent itself
 // carries the gateway's pid too, so a client can still tell its own
 // notifications by comparing with its backend PID, as Postgres' NOTIFY
 // documentation tells it to.
 import {
   BACKEND_KEY_DATA,
   COMMAND_COMPLETE,
+  COPY_DATA,
+  COPY_OUT_RESPONSE,
+  DATA_ROW,
   EMPTY_QUERY_RESPONSE,
   ERROR_RESPONSE,
+  NOTICE_RESPONSE,
   NOTIFICATION_RESPONSE,
   PORTAL_SUSPENDED,
   READY_FOR_QUERY,
+  ROW_DESCRIPTION,
   backendKeyData,
   parseErrorResponse,
 } from '@warden/proto/pgwire';
 import { MessageFilter, messageTypes } from './filter.js';
 
-const INSPECTED = messageTypes(
-  COMMAND_COMPLETE,
-  ERROR_RESPONSE,
-  READY_FOR_QUERY,
-  EMPTY_QUERY_RESPONSE,
-  PORTAL_SUSPENDED,
-  BACKEND_KEY_DATA,
-  NOTIFICATION_RESPONSE,
-);
+/** What every session inspects: how statements end, and the backend's key and pid. */
+const ALWAYS = [COMMAND_COMPLETE, ERROR_RESPONSE, READY_FOR_QUERY, EMPTY_QUERY_RESPONSE, PORTAL_SUSPENDED, BACKEND_KEY_DATA, NOTIFICATION_RESPONSE];
+const INSPECTED = messageTypes(...ALWAYS);
+/** Under masks, rows and what may echo them are inspected too. */
+const MASKED_INSPECTED = messageTypes(...ALWAYS, ROW_DESCRIPTION, DATA_ROW, COPY_OUT_RESPONSE, COPY_DATA, NOTICE_RESPONSE);
+import type { ResultMasking } from '../masking/results.js';
 import type { ResponseTracker } from './tracker.js';
 
-export function serverMessages(key: { pid: number; secret: number }, tracker: ResponseTracker): MessageFilter {
+export function serverMessages(key: { pid: number; secret: number }, tracker: ResponseTracker, masking?: ResultMasking): MessageFilter {
   let upstreamPid: number | undefined;
   const inspect = (type: number, msg: Buffer): Buffer | null => {
     switch (type) {
+      case DATA_ROW:
+        return masking!.dataRow(msg);
+      case COPY_DATA:
+        return masking!.copyData(msg);
+      case ROW_DESCRIPTION:
+        masking!.rowDescription(msg);
+        return null;
+      case COPY_OUT_RESPONSE:
+        masking!.copyOut(msg);
+        return null;
+      case NOTICE_RESPONSE:
+        return masking!.message(msg);
       case COMMAND_COMPLETE:
         tracker.complete(msg.toString('utf8', 5, msg.length - 1));
         return null;
@@ -42,9 +57,11 @@ export function serverMessages(key: { pid: number; secret: number }, tracker: Re
         tracker.complete('SUSPENDED');
         return null;
       case ERROR_RESPONSE: {
-        const { code = '', message = '' } = parseErrorResponse(msg.subarray(5));
+        // Scrubbed before the tracker reads it, so the audit trail keeps no value the client may not see.
+        const scrubbed = masking?.message(msg) ?? null;
+        const { code = '', message = '' } = parseErrorResponse((scrubbed ?? msg).subarray(5));
         tracker.error(code, message);
-        return null;
+        return scrubbed;
       }
       case READY_FOR_QUERY:
         tracker.ready(String.fromCharCode(msg[5]!));
@@ -62,8 +79,5 @@ export function serverMessages(key: { pid: number; secret: number }, tracker: Re
         return null;
     }
   };
-  return new MessageFilter(
-    INSPECTED,
-    inspect,
-  );
+  return new MessageFilter(masking ? MASKED_INSPECTED : INSPECTED, inspect);
 }

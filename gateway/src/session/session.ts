@@ -6,6 +6,8 @@ import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
 import { type PgError, SqlState, errorResponse } from '@warden/proto/pgwire';
+import { sameMasks } from '../masking/plan.js';
+import type { MaskSet } from '../masking/types.js';
 import type { Rule } from '../policy/index.js';
 import type { Upstream } from '../tunnel/index.js';
 import { Refusal, type Admission } from './admission.js';
@@ -89,14 +91,21 @@ export class Session {
 
   // --- both ------------------------------------------------------------------
 
-  /** A new policy version: the session continues under the new rules, or ends if none is left. */
-  setRules(rules: Rule[]): void {
+  /**
+   * A new policy version: the session continues under the new rules, or
+   * ends if none is left, or if the masks on its results changed (rows
+   * already in flight were masked the old way; a new session starts clean).
+   */
+  setPolicy(rules: Rule[], masks: MaskSet | undefined): void {
     if (!this.admission || this.closed) return;
+    const { identity, resource } = this.admission;
     if (rules.length === 0) {
-      const { identity, resource } = this.admission;
       return this.refuse(new Refusal(SqlState.insufficientPrivilege, `warden: ${identity} no longer has a grant on ${resource}; the session was ended`));
     }
-    this.admission.gate.setRules(rules);
+    if (!sameMasks(masks, this.admission.masks?.set)) {
+      return this.refuse(new Refusal(SqlState.insufficientPrivilege, `warden: the masks on ${identity}'s results on ${resource} changed; the session was ended, so reconnect to continue under them`));
+    }
+    this.admission.gate.setRules(rules, this.admission.masks);
   }
 
   /** Sends a FATAL error and closes the connection; before the relay, the refusal is audited as an auth failure. */

@@ -4,6 +4,7 @@
 // PortalSuspended, ErrorResponse) per statement or Execute, and one
 // ReadyForQuery per Query, FunctionCall or Sync. After an error the server
 // skips the rest of the Query string, or everything up to Sync.
+import type { MaskPlan } from '../masking/types.js';
 import type { PathEffect, PolicyRefusal, StatementInfo } from '../policy/index.js';
 
 /** What policy said about one statement. */
@@ -16,6 +17,8 @@ export interface StatementDecision {
   refusal?: PolicyRefusal;
   /** What it does to search_path and the transaction once it has run. */
   effects?: PathEffect[];
+  /** How its results are masked (sessions under masks only). */
+  mask?: MaskPlan;
 }
 
 export interface TrackedStatement extends StatementDecision {
@@ -28,6 +31,8 @@ export interface TrackedStatement extends StatementDecision {
   error?: { sqlstate: string; message: string };
   /** True when the server skipped it after an earlier error. */
   skipped?: boolean;
+  /** The result's masker, made by the relay on its first row. */
+  masker?: unknown;
 }
 
 /** Marks the end of a Query, FunctionCall or Sync: answered by ReadyForQuery. */
@@ -117,7 +122,8 @@ export class ResponseTracker {
     this.portals.delete(name);
   }
 
-  private head(): TrackedStatement | undefined {
+  /** The statement whose answer the server is sending now. */
+  head(): TrackedStatement | undefined {
     const h = this.queue[0];
     return h ?? undefined;
   }

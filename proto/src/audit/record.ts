@@ -49,6 +49,8 @@ export interface StatementRecord extends SessionScoped {
   rows?: number;
   durationMs: number;
   error?: { sqlstate: string; message: string };
+  /** Columns ("schema.table.column") masked in its results; absent when none. */
+  maskedColumns?: string[];
 }
 
 export interface SessionEndRecord extends SessionScoped {
@@ -159,6 +161,7 @@ export function eventRecord(e: AuditEvent): AuditRecord {
         rows: s.rows,
         durationMs: durationMs(s.duration),
         error: s.error ? { sqlstate: s.error.sqlstate, message: s.error.message } : undefined,
+        maskedColumns: s.maskedColumns.length > 0 ? s.maskedColumns : undefined,
       };
     }
     case 'sessionEnd': {
@@ -240,6 +243,7 @@ export function eventFromRecord(value: unknown): AuditEvent | undefined {
           rows: Number.isSafeInteger(r.rows) ? (r.rows as number) : undefined,
           duration: durationOf(ms(r.durationMs)),
           error: error ? { sqlstate: str(error.sqlstate), message: str(error.message) } : undefined,
+          maskedColumns: strings(r.maskedColumns),
         },
       };
       break;

@@ -38,6 +38,9 @@ export const PORTAL_SUSPENDED = 0x73; // 's'
 export const ERROR_RESPONSE = 0x45; // 'E'
 export const NOTICE_RESPONSE = 0x4e; // 'N'
 export const NOTIFICATION_RESPONSE = 0x41; // 'A'
+export const ROW_DESCRIPTION = 0x54; // 'T'
+export const COPY_OUT_RESPONSE = 0x48; // 'H'
+export const COPY_DATA = 0x64; // 'd', both ways
 export const NEGOTIATE_PROTOCOL_VERSION = 0x76; // 'v'
 
 /** The int32 that starts the body of an Authentication ('R') message. */

@@ -32,6 +32,7 @@ export function transcriptLines(e: AuditEvent, start: number): string[] {
   if (s.parameters.length) lines.push(`${INDENT}parameters: ${s.parameters.map((p) => (p.value === undefined ? 'NULL' : JSON.stringify(p.value))).join(', ')}`);
   if (refused) lines.push(`${INDENT}REFUSED${rule}: ${s.error?.message ?? 'no reason recorded'}`);
   else lines.push(`${INDENT}allowed${rule} -> ${statementResult(s)}`);
+  if (s.maskedColumns.length) lines.push(`${INDENT}masked: ${s.maskedColumns.join(', ')}`);
   return lines;
 }
 

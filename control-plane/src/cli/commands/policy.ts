@@ -2,7 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import { status } from '@grpc/grpc-js';
-import type { Grant, Identity, Resource } from '@warden/proto';
+import type { Grant, Identity, Mask, Resource } from '@warden/proto';
 import { DEV_ISSUER_NAME } from '../../local/dev-issuer.js';
 import { formatProblem, parseProblem, type PolicyProblem } from '../../policy/model.js';
 import { grantsOfRule } from '../../policy/state.js';
@@ -73,6 +73,8 @@ interface CheckLine {
   ruleAccess?: string;
   sqlstate?: string;
   message: string;
+  /** Output columns whose values would be masked, by position (1-based). */
+  masked?: Array<{ position: number; column: string; mask: string; rule: string }>;
 }
 
 export const policyCommands: Command[] = [
@@ -144,7 +146,8 @@ export const policyCommands: Command[] = [
     details:
       'The statements are decided in order, in one session. Rules come from the control plane\'s current\n' +
       'configuration, or from FILE without applying it. Views and functions are judged by their names only:\n' +
-      'the gateway also follows what they reach in the database.',
+      'the gateway also follows what they reach in the database. Output columns that would be masked are\n' +
+      'listed under the statement; SELECT * needs the database to expand, so name the columns to see them.',
     argument: {
       name: 'SQL',
       description: 'the SQL script, quoted as one argument',
@@ -169,6 +172,7 @@ export const policyCommands: Command[] = [
       let identities: Identity[];
       let resources: Resource[];
       let grants: Grant[];
+      let masks: Mask[];
       let source: string;
       const file = ctx.opt('file');
       if (file) {
@@ -176,10 +180,11 @@ export const policyCommands: Command[] = [
         if (!checked.ok) return printProblems(ctx, file, checked.problems);
         ({ identities, resources } = checked.policy);
         grants = checked.policy.rules.flatMap(grantsOfRule);
+        masks = checked.policy.masks;
         source = file;
       } else {
         const snap = await ctx.withAdmin((c) => c.call((x) => x.getSnapshot, {}));
-        ({ identities, resources, grants } = snap);
+        ({ identities, resources, grants, masks } = snap);
         source = snap.policyVersion ? `policy version ${snap.policyVersion}` : `configuration version ${snap.version}`;
       }
       const identity = identities.find((i) => i.name === as);
@@ -197,8 +202,12 @@ export const policyCommands: Command[] = [
       // session: what a statement changes (search_path, a transaction, a
       // prepared statement) counts for the ones after it.
       const { ClassificationCache, StatementGate, classify, rulesFor } = await import('@warden/gateway/policy');
+      const { ColumnMasks, masksFor } = await import('@warden/gateway/masking');
       const rules = rulesFor(grants, resourceName, identity.name, groups);
-      const gate = new StatementGate({ identity: identity.name, resource: resourceName, rules, assumeNoUserSchema: true }, new ClassificationCache());
+      // Without the database, masking is judged from the statement's text and the masks' column names alone.
+      const maskSet = masksFor(masks, new Uint8Array(32), resourceName, identity.name, groups);
+      const columnMasks = maskSet ? new ColumnMasks(maskSet, () => undefined) : undefined;
+      const gate = new StatementGate({ identity: identity.name, resource: resourceName, rules, assumeNoUserSchema: true, masks: columnMasks }, new ClassificationCache());
       const accessOf = (rule?: string) => rules.find((r) => r.name === rule)?.access;
       const parameters: Record<string, string> = {};
       for (const kv of ctx.many('set')) {
@@ -237,7 +246,9 @@ export const policyCommands: Command[] = [
               lines.push({ ...base, decision: 'refused', rule: d.refusal.rule, sqlstate: d.refusal.sqlstate, message: d.refusal.message });
             } else {
               const on = objects.length ? ` on ${objects.join(', ')}` : '';
-              lines.push({ ...base, decision: 'allowed', rule: d.rule, ruleAccess: accessOf(d.rule), message: `${s.kind} (${s.access})${on}` });
+              const plan = d.masks?.[i];
+              const masked = plan?.columns.flatMap((c, p) => (c ? [{ position: p + 1, column: c.column, mask: maskName(c.mask), rule: c.rule }] : []));
+              lines.push({ ...base, decision: 'allowed', rule: d.rule, ruleAccess: accessOf(d.rule), message: `${s.kind} (${s.access})${on}`, ...(masked?.length ? { masked } : {}) });
             }
           }
           from += upTo + 1;
@@ -249,6 +260,7 @@ export const policyCommands: Command[] = [
       }
       for (const l of lines) {
         ctx.print(l.decision === 'refused' ? `refused: ${l.message}` : `allowed: ${l.message} — rule ${l.rule} (${l.ruleAccess})`);
+        for (const m of l.masked ?? []) ctx.print(`  masked: column ${m.position} (${m.column}) with ${m.mask} — mask ${m.rule}`);
       }
       if (firstRefused >= 0 && firstRefused < lines.length - 1) {
         ctx.note(
@@ -258,3 +270,8 @@ export const policyCommands: Command[] = [
     },
   },
 ];
+
+/** "partial (keep 4)", "email", "redact" */
+function maskName(m: { fn: string; keep?: number }): string {
+  return m.fn === 'partial' ? `partial (keep ${m.keep})` : m.fn;
+}

@@ -85,7 +85,16 @@ function hasInto(n: Obj): boolean {
   return isObj(n.larg) ? hasInto(n.larg) : false;
 }
 
+/** ORDER BY 2, GROUP BY 2 and DISTINCT ON (2) name an output column by position. */
+function hasPositionalReference(n: Obj): boolean {
+  const position = (e: unknown) => isObj(e) && isObj(e.A_Const) && isObj(e.A_Const.ival);
+  for (const s of list(n.sortClause)) if (isObj(s) && isObj(s.SortBy) && position(s.SortBy.node)) return true;
+  return [...list(n.groupClause), ...list(n.distinctClause)].some(position);
+}
+
 export const selectHandler: Handler = (n, w, top) => {
+  // Which column a position names decides what masking allows: texts that differ there must not share a decision.
+  if (hasPositionalReference(n)) w.shared.numbersRead++;
   // SELECT INTO creates a table, exactly like CREATE TABLE AS: ddl.
   if (n.intoClause) w.raise('ddl', 'SELECT INTO creates a table');
   const lock = lockName(n);

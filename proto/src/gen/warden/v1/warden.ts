@@ -433,7 +433,11 @@ export interface Statement {
     | Duration
     | undefined;
   /** Set when the statement failed: an upstream error or Warden's refusal. */
-  error: StatementError | undefined;
+  error:
+    | StatementError
+    | undefined;
+  /** Columns ("schema.table.column") whose values in its results were masked. */
+  maskedColumns: string[];
 }
 
 export interface SessionEnd {
@@ -3993,6 +3997,7 @@ function createBaseStatement(): Statement {
     rows: undefined,
     duration: undefined,
     error: undefined,
+    maskedColumns: [],
   };
 }
 
@@ -4033,6 +4038,9 @@ export const Statement: MessageFns<Statement> = {
     }
     if (message.error !== undefined) {
       StatementError.encode(message.error, writer.uint32(98).fork()).join();
+    }
+    for (const v of message.maskedColumns) {
+      writer.uint32(106).string(v!);
     }
     return writer;
   },
@@ -4146,6 +4154,14 @@ export const Statement: MessageFns<Statement> = {
             message.error = StatementError.decode(reader, reader.uint32());
             continue;
           }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            message.maskedColumns.push(reader.string());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4174,6 +4190,11 @@ export const Statement: MessageFns<Statement> = {
       rows: isSet(object.rows) ? globalThis.Number(object.rows) : undefined,
       duration: isSet(object.duration) ? Duration.fromJSON(object.duration) : undefined,
       error: isSet(object.error) ? StatementError.fromJSON(object.error) : undefined,
+      maskedColumns: globalThis.Array.isArray(object?.maskedColumns)
+        ? object.maskedColumns.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.masked_columns)
+        ? object.masked_columns.map((e: any) => globalThis.String(e))
+        : [],
     };
   },
 
@@ -4215,6 +4236,9 @@ export const Statement: MessageFns<Statement> = {
     if (message.error !== undefined) {
       obj.error = StatementError.toJSON(message.error);
     }
+    if (message.maskedColumns?.length) {
+      obj.maskedColumns = message.maskedColumns;
+    }
     return obj;
   },
 
@@ -4239,6 +4263,7 @@ export const Statement: MessageFns<Statement> = {
     message.error = (object.error !== undefined && object.error !== null)
       ? StatementError.fromPartial(object.error)
       : undefined;
+    message.maskedColumns = object.maskedColumns?.map((e) => e) || [];
     return message;
   },
 };
