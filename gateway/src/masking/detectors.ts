@@ -278,9 +278,14 @@ export function detectValue(detectors: Detectors, value: Buffer, skip = 0): Buff
   return skip === 0 ? Buffer.from(masked) : Buffer.concat([value.subarray(0, skip), Buffer.from(masked)]);
 }
 
-/** Bytes a binary value of this type skips before its text, or -1 when its binary form is not text. */
+/**
+ * Bytes a binary value of this type skips before its text, or -1 when its
+ * binary form is not text. A type not known (no RowDescription for the
+ * statement) is read as text: its bytes may be text, and a non-text value
+ * only changes if it happens to hold a match.
+ */
 export function textOffset(type: number | undefined): number {
-  if (type === undefined) return -1;
+  if (type === undefined) return 0;
   if (TEXT_OIDS.has(type) || type === 114) return 0;
   return type === 3802 ? 1 : -1;
 }

@@ -24,8 +24,8 @@ export class UnmaskableResult extends Error {}
 
 export class ResultMasking {
   private readonly detectors: ReturnType<typeof compileDetectors> | undefined;
-  /** Simple protocol: the last RowDescription, for the rows that follow it. */
-  private described: { formats: number[]; types: number[]; plan: MaskPlan | undefined } | undefined;
+  /** The last RowDescription, and the statement being answered when it came. */
+  private described: { formats: number[]; types: number[]; plan: MaskPlan | undefined; for: AnsweredStatement | undefined } | undefined;
 
   constructor(
     private readonly masks: ColumnMasks,
@@ -43,8 +43,12 @@ export class ResultMasking {
     const s = this.current();
     const info = rowDescriptionInfo(msg);
     const plan = this.withDescribedMasks(s?.mask, info.tableOids, info.attnums, info.types);
-    this.described = { formats: info.formats, types: info.types, plan };
-    if (s && s.protocol === 'simple') s.masker = undefined;
+    this.described = { formats: info.formats, types: info.types, plan, for: s };
+    if (s && s.protocol === 'simple') {
+      s.masker = undefined;
+      // So the audit event lists what the RowDescription added.
+      if (plan) s.mask = plan;
+    }
   }
 
   dataRow(msg: Buffer): Buffer | null {
@@ -52,10 +56,12 @@ export class ResultMasking {
     if (!s) return null;
     let masker = s.masker as RowMasker | null | undefined;
     if (masker === undefined) {
+      // A RowDescription that came while this statement was answered describes its rows (simple protocol, or Describe before Execute).
+      const described = this.described?.for === s ? this.described : undefined;
       const simple = s.protocol === 'simple';
-      const plan = simple ? (this.described?.plan ?? s.mask) : s.mask;
+      const plan = simple ? (described?.plan ?? s.mask) : s.mask;
       masker = s.masker = needsWork(plan)
-        ? new RowMasker(plan!, this.masks.set, this.detectors, simple ? (this.described?.formats ?? []) : resultFormats(s.parameters), simple ? this.described?.types : undefined)
+        ? new RowMasker(plan!, this.masks.set, this.detectors, simple ? (described?.formats ?? []) : resultFormats(s.parameters), described?.types)
         : null;
     }
     if (masker === null) return null;
