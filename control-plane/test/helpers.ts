@@ -8,6 +8,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ClientReadableStream, ServiceError } from '@grpc/grpc-js';
 import pg from 'pg';
+import { ConfigError } from '../src/storage/errors.js';
+import { openStorage, type Storage } from '../src/storage/open.js';
 
 export const WARDEN_BIN = fileURLToPath(new URL('../bin/warden.js', import.meta.url));
 export const FIXTURES = fileURLToPath(new URL('./fixtures/', import.meta.url));
@@ -119,4 +121,27 @@ export function runWarden(args: string[], env: NodeJS.ProcessEnv = cleanEnv(), c
       resolve({ code, stdout, stderr });
     });
   });
+}
+
+/** The ConfigError a call rejects with; fails the test when it rejects otherwise or not at all. */
+export async function configError(p: Promise<unknown>): Promise<ConfigError> {
+  try {
+    await p;
+  } catch (err) {
+    if (err instanceof ConfigError) return err;
+    throw err;
+  }
+  throw new Error('expected a ConfigError');
+}
+
+/** Storage on one backend: PGlite in a temp directory, or a throwaway Postgres database. */
+export async function openTestStorage(kind: 'pglite' | 'postgres'): Promise<{ storage: Storage; options: { dataDir?: string; databaseUrl?: string }; cleanup(): Promise<void> }> {
+  if (kind === 'pglite') {
+    const dir = tempDir();
+    const options = { dataDir: dir.path };
+    return { storage: await openStorage(options), options, cleanup: async () => dir.remove() };
+  }
+  const db = await createTestDatabase();
+  const options = { databaseUrl: db.url };
+  return { storage: await openStorage(options), options, cleanup: () => db.drop() };
 }

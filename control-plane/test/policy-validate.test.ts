@@ -6,6 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { ACCESS_LEVELS, ALGORITHMS, formatProblem, parseProblem } from '../src/policy/model.js';
 import { diffStates, grantsOfRule, stateFromPolicy, stateFromStore, summarize } from '../src/policy/state.js';
 import { PolicyInvalidError, parsePolicy, validatePolicy } from '../src/policy/validate.js';
+import { DETECTORS, MASK_COLUMN, MASK_FUNCTIONS, MASK_ON_INVALID, MASK_PREDICATES, MAX_KEEP, MAX_REDACT_TEXT, MAX_REGEX } from '../src/storage/validate-mask.js';
 import { NAME, SCHEMA_ENTRY, TABLE_ENTRY, TRUST_ENTRY } from '../src/storage/validate.js';
 
 const root = (path: string) => fileURLToPath(new URL(`../../${path}`, import.meta.url));
@@ -135,7 +136,7 @@ describe('policy validation', () => {
     ]);
     expect(problems('version: 1\nversion: 1\n')).toEqual(['policy.yaml:2:1: YAML: Map keys must be unique']);
     expect(problems('')).toEqual(['policy.yaml:1:1: the policy file is empty; it needs at least version: 1']);
-    expect(problems('- a\n- b\n')).toEqual(['policy.yaml:1:1: the policy file must be a mapping of version, issuers, identities, resources, rules']);
+    expect(problems('- a\n- b\n')).toEqual(['policy.yaml:1:1: the policy file must be a mapping of version, issuers, identities, resources, rules, masks']);
   });
 
   it('reports every shape mistake at the offending node', () => {
@@ -164,7 +165,7 @@ rules:
 `;
     expect(problems(text)).toEqual([
       'policy.yaml:1:1: version must be 1',
-      'policy.yaml:2:1: colour is not a known field; use version, issuers, identities, resources, rules',
+      'policy.yaml:2:1: colour is not a known field; use version, issuers, identities, resources, rules, masks',
       'policy.yaml:6:5: issuers[0].audiences must be a list (write [warden])',
       'policy.yaml:7:18: issuers[0].algorithms[0] \'HS256\' is not supported; use one of RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, ES512, EdDSA',
       "policy.yaml:9:5: identities[0].name 'CI' is invalid: use 1-63 lowercase letters, digits, '-' or '_'",
@@ -292,7 +293,7 @@ describe('policy.schema.json', () => {
 
   it('has the fields and required fields docs/policy.md lists, and no others', () => {
     const defs = SCHEMA.$defs;
-    const parts: [string, Record<string, any>][] = [['issuers', defs.issuer], ['identities', defs.identity], ['resources', defs.resource], ['rules', defs.rule]];
+    const parts: [string, Record<string, any>][] = [['issuers', defs.issuer], ['identities', defs.identity], ['resources', defs.resource], ['rules', defs.rule], ['masks', defs.mask]];
     for (const [part, schema] of parts) {
       const table = doc.split(`### \`${part}\``)[1]!.split('\n\n').find((chunk) => chunk.startsWith('| field'))!;
       const rows = [...table.matchAll(/^\| `(\w+)` \| ([^|]+) \|/gm)].map((m) => [m[1]!, m[2]!.trim()]);
@@ -303,7 +304,12 @@ describe('policy.schema.json', () => {
     // "one of these two" is the rule's anyOf.
     expect(defs.rule.anyOf.map((b: any) => b.required)).toEqual([['identities'], ['groups']]);
     for (const scope of [defs.schemaScope, defs.tableScope]) expect([keys(scope.properties), scope.additionalProperties]).toEqual([['allow', 'deny'], false]);
-    expect([keys(SCHEMA.properties), SCHEMA.required, SCHEMA.additionalProperties]).toEqual([['version', 'issuers', 'identities', 'resources', 'rules'], ['version'], false]);
+    expect(defs.mask.anyOf.map((b: any) => b.required)).toEqual([['columns'], ['detectors']]);
+    // A mask's columns and detectors: the fields the docs' example and text name.
+    expect([keys(defs.maskColumn.properties), defs.maskColumn.required]).toEqual([['column', 'mask', 'keep', 'char', 'text'], ['column', 'mask']]);
+    expect([keys(defs.maskDetector.properties), defs.maskDetector.required]).toEqual([['detector', 'pattern', 'mask', 'keep', 'char', 'text'], ['detector', 'mask']]);
+    expect(keys(defs.mask.properties.exempt.properties)).toEqual(['identities', 'groups']);
+    expect([keys(SCHEMA.properties), SCHEMA.required, SCHEMA.additionalProperties]).toEqual([['version', 'issuers', 'identities', 'resources', 'rules', 'masks'], ['version'], false]);
   });
 
   it('allows the same values as the store\'s checks of grants made by hand', () => {
@@ -316,6 +322,13 @@ describe('policy.schema.json', () => {
     expect(defs.trustEntry.pattern).toBe(TRUST_ENTRY.source);
     expect(defs.rule.properties.trust.items).toEqual({ $ref: '#/$defs/trustEntry' });
     expect(SCHEMA.properties.version.const).toBe(1);
+    // YAML's bare null counts as 'null' where that is a value.
+    expect(defs.maskFunction.enum).toEqual([...MASK_FUNCTIONS, null]);
+    expect(defs.maskDetector.properties.detector.enum).toEqual([...DETECTORS]);
+    expect(defs.mask.properties.predicates.enum).toEqual([...MASK_PREDICATES]);
+    expect(defs.mask.properties.on_invalid.enum).toEqual([...MASK_ON_INVALID, null]);
+    expect(defs.maskColumnEntry.pattern).toBe(MASK_COLUMN.source);
+    expect([defs.maskColumn.properties.keep.maximum, defs.maskColumn.properties.text.maxLength, defs.maskDetector.properties.pattern.maxLength]).toEqual([MAX_KEEP, MAX_REDACT_TEXT, MAX_REGEX]);
   });
 
   it('says every pattern in words, so nobody is shown a regular expression', () => {

@@ -205,6 +205,27 @@ describe('watch streams', () => {
     stream.cancel();
   });
 
+  it('WatchConfig carries the deployment\'s masking key and the masks; GetSnapshot never carries the key', async () => {
+    const stream = reader(client.watchConfig({ gatewayId: 'gw-key', tunnelAddress: '10.1.2.4:7443' }, bearer(cp.gatewayToken)));
+    const first: Snapshot = await stream.next();
+    expect(first.maskKey).toHaveLength(32);
+    expect(first.maskKey).toEqual(await cp.repo.maskKey());
+    const admin1 = await rpc.snapshot();
+    expect(admin1.maskKey).toHaveLength(0);
+
+    await rpc.putResource('cards');
+    const column = { pattern: 'public.cards.number', mask: { fn: 'partial', keep: 4, text: '', char: '' } };
+    await cp.repo.putMask({ name: 'cards', resource: 'cards', identities: [], groups: ['ci'], exemptIdentities: [], exemptGroups: [], columns: [column], detectors: [], predicates: 'refuse', onInvalid: 'null' });
+    const later = await stream.until((s) => s.masks.some((m) => m.name === 'cards'));
+    expect(later.masks.find((m) => m.name === 'cards')!.columns).toEqual([column]);
+    expect(later.maskKey).toEqual(first.maskKey);
+    const admin2 = await rpc.snapshot();
+    expect(admin2.masks.map((m) => m.name)).toContain('cards');
+    expect(admin2.maskKey).toHaveLength(0);
+    stream.cancel();
+    await cp.repo.deleteMask('cards');
+  });
+
   it('WatchGateways lists gateways now and after a gateway registers, and ends when the agent is revoked', async () => {
     const { token } = await rpc.enroll('eu-4');
     const agentStream = reader(client.watchGateways({ agentName: 'eu-4' }, bearer(token)));
@@ -227,6 +248,7 @@ describe('watch streams', () => {
 describe('restart', () => {
   it('keeps tokens, configuration and registered gateways', async () => {
     const before = await rpc.snapshot();
+    const keyBefore = await cp.repo.maskKey();
     client.close();
     await cp.close();
     cp = await startControlPlane({ listen: '127.0.0.1:0', dataDir: dir.path, pollIntervalMs: 0 });
@@ -235,6 +257,10 @@ describe('restart', () => {
     expect(after.version).toBe(before.version);
     expect(after.gateways.map((g) => [g.id, g.tunnelAddress])).toEqual(before.gateways.map((g) => [g.id, g.tunnelAddress]));
     expect(after.grants).toEqual(before.grants);
+    // The masking key lives in the database: gateways get the same one after a restart.
+    const watch = reader(client.watchConfig({ gatewayId: 'gw-key', tunnelAddress: '10.1.2.4:7443' }, bearer(cp.gatewayToken)));
+    expect((await watch.next()).maskKey).toEqual(keyBefore);
+    watch.cancel();
     expect(bearer(cp.adminToken).get('authorization')).toEqual(admin.get('authorization'));
   }, 30_000);
 });

@@ -2,8 +2,7 @@
 // embedded PGlite in a temp directory.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openStorage, type Storage } from '../src/storage/open.js';
-import { ConfigError } from '../src/storage/errors.js';
-import { createTestDatabase, tempDir } from './helpers.js';
+import { configError, createTestDatabase, tempDir } from './helpers.js';
 
 const issuer = (name: string, extra: Record<string, unknown> = {}) => ({
   name,
@@ -15,15 +14,6 @@ const issuer = (name: string, extra: Record<string, unknown> = {}) => ({
   ...extra,
 });
 
-async function configError(p: Promise<unknown>): Promise<ConfigError> {
-  try {
-    await p;
-  } catch (err) {
-    if (err instanceof ConfigError) return err;
-    throw err;
-  }
-  throw new Error('expected a ConfigError');
-}
 
 describe.each(['pglite', 'postgres'] as const)('storage on %s', (kind) => {
   let storage: Storage;

@@ -1,6 +1,6 @@
 // The policy file's model: what a validated file turns into. The file's
 // shape is control-plane/policy.schema.json (checked by schema.ts).
-import type { Issuer, Identity, Resource } from '@warden/proto';
+import type { Issuer, Identity, Mask, Resource } from '@warden/proto';
 import { ACCESS_LEVELS, ALGORITHMS, type AccessLevel } from '../storage/validate.js';
 
 export { ACCESS_LEVELS, ALGORITHMS, type AccessLevel };
@@ -29,6 +29,8 @@ export interface Policy {
   identities: Identity[];
   resources: Resource[];
   rules: PolicyRule[];
+  /** In the file's order, with defaults filled in (see storage/validate-mask.ts). */
+  masks: Mask[];
 }
 
 /** One mistake in a policy file; line and column are 1-based. */

@@ -6,6 +6,7 @@ import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import type * as AjvModule from 'ajv/dist/2020.js';
 import type { ErrorObject, SchemaObject, ValidateFunction } from 'ajv/dist/2020.js';
+import { maskColumnProblem } from '../storage/validate-mask.js';
 import { trustProblem } from '../storage/validate.js';
 
 type Schema = SchemaObject;
@@ -23,6 +24,7 @@ const SAYS = new Map<Schema, Record<string, string>>([
     minProperties: 'needs at least one claim (without one, every token of the issuer would match)',
   }],
   [defs.issuer!.properties.audiences as Schema, { minItems: 'needs at least one audience' }],
+  ...[defs.maskColumn!, defs.maskDetector!].map((m): [Schema, Record<string, string>] => [m.properties.char as Schema, { maxLength: 'must be one character' }]),
 ]);
 
 /** Schemas whose failures another error already speaks for: anyOf branches, propertyNames. */
@@ -140,7 +142,8 @@ function describe(e: ErrorObject, at: Segments, data: unknown, all: ErrorObject[
       return { at, message: `${what} must be ${types.includes('string') ? 'a string' : types.join(' or ')}${hint}` };
     }
     case 'enum': {
-      const allowed = (p.allowedValues as unknown[]).join(', ');
+      // YAML's bare null stands for the value 'null' where both are allowed: name it once.
+      const allowed = [...new Set((p.allowedValues as unknown[]).map(String))].join(', ');
       // A list item's path is only an index, so name the value.
       if (inList(data, at) && typeof value !== 'object') return { at, message: `${what} '${value}' is not supported; use one of ${allowed}` };
       return { at, message: `${what} must be one of ${allowed}` };
@@ -149,11 +152,15 @@ function describe(e: ErrorObject, at: Segments, data: unknown, all: ErrorObject[
       return { at, message: `${what} must be ${JSON.stringify(p.allowedValue)}` };
     case 'pattern':
       if (parent === defs.trustEntry) return { at, message: `${what} ${trustProblem(String(value))}` };
+      if (parent === defs.maskColumnEntry) return { at, message: `${what} ${maskColumnProblem(String(value))}` };
       return { at, message: `${what} '${value}' is invalid: ${parent.patternErrorMessage ?? `it must match ${p.pattern}`}` };
     case 'minLength':
       return { at, message: `${what} ${p.limit === 1 ? 'must not be empty' : `must be at least ${p.limit} characters`}` };
     case 'maxLength':
-      return { at, message: `${what} is longer than ${p.limit} characters` };
+      return { at, message: `${what} ${said ?? `is longer than ${p.limit} characters`}` };
+    case 'minimum':
+    case 'maximum':
+      return { at, message: `${what} must be from ${parent.minimum} to ${parent.maximum}` };
     case 'minItems':
     case 'minProperties':
       return { at, message: `${what} ${said ?? `needs at least ${plural(p.limit)}`}` };

@@ -3,8 +3,9 @@
 //   + identity ci-deploy
 //   - resource old
 //   ~ rule ci-read-only: access read -> write
+//   ~ mask pii: columns [public.customers.email: email] -> [...]
 import { createHash } from 'node:crypto';
-import type { Grant, Identity, Issuer, Resource } from '@warden/proto';
+import type { Grant, Identity, Issuer, Mask, MaskFunction, Resource } from '@warden/proto';
 import type { AccessLevel } from '../storage/validate.js';
 import type { Policy, PolicyRule } from './model.js';
 
@@ -14,6 +15,8 @@ export interface ConfigState {
   identities: Identity[];
   resources: Resource[];
   rules: PolicyRule[];
+  /** In the file's order, which is the order the gateway merges them in. */
+  masks: Mask[];
   /** Grants not made by a rule (`warden grants add`); a policy file has none. */
   loose: Grant[];
 }
@@ -23,6 +26,7 @@ export const stateFromPolicy = (p: Policy): ConfigState => ({
   identities: p.identities,
   resources: p.resources,
   rules: p.rules,
+  masks: p.masks,
   loose: [],
 });
 
@@ -32,7 +36,7 @@ export const stateFromPolicy = (p: Policy): ConfigState => ({
  * file's to change.
  */
 export function stateFromStore(
-  s: { issuers: Issuer[]; identities: Identity[]; resources: Resource[]; grants: Grant[] },
+  s: { issuers: Issuer[]; identities: Identity[]; resources: Resource[]; grants: Grant[]; masks: Mask[] },
   keep: readonly string[] = [],
 ): ConfigState {
   const rules = new Map<string, PolicyRule>();
@@ -66,6 +70,7 @@ export function stateFromStore(
     identities: s.identities,
     resources: s.resources,
     rules: [...rules.values()],
+    masks: s.masks,
     loose,
   };
 }
@@ -127,6 +132,34 @@ const ruleFields = (r: PolicyRule): Fields => ({
   trust: showList(sorted(r.trust)),
 });
 
+/** "partial(4)", "partial(4, '#')", "redact(\"XXX\")", "hash". */
+function showFunction(f: MaskFunction | undefined): string {
+  if (!f) return '?';
+  if (f.fn === 'partial') return `partial(${f.keep}${f.char ? `, ${JSON.stringify(f.char)}` : ''})`;
+  if (f.fn === 'redact' && f.text) return `redact(${JSON.stringify(f.text)})`;
+  return f.fn;
+}
+// Entries stay in the file's order: it is the order they apply in.
+const maskFields = (m: Mask): Fields => ({
+  resource: m.resource,
+  identities: showList(sorted(m.identities)),
+  groups: showList(sorted(m.groups)),
+  'exempt.identities': showList(sorted(m.exemptIdentities)),
+  'exempt.groups': showList(sorted(m.exemptGroups)),
+  columns: showList(m.columns.map((c) => `${c.pattern}: ${showFunction(c.mask)}`)),
+  detectors: showList(m.detectors.map((d) => `${d.detector}${d.pattern ? ` ${JSON.stringify(d.pattern)}` : ''}: ${showFunction(d.mask)}`)),
+  predicates: m.predicates,
+  on_invalid: m.onInvalid,
+});
+
+/** A line when the masks both sides have come in another order (the order they merge in). */
+function maskOrder(from: Mask[], to: Mask[]): string[] {
+  const both = (xs: Mask[], ys: Mask[]) => xs.map((m) => m.name).filter((n) => ys.some((y) => y.name === n));
+  const a = both(from, to);
+  const b = both(to, from);
+  return a.join('\0') === b.join('\0') ? [] : [`~ masks: order ${showList(a)} -> ${showList(b)}`];
+}
+
 function diffKind<T extends { name: string }>(kind: string, from: T[], to: T[], fields: (x: T) => Fields): string[] {
   const before = new Map(from.map((x) => [x.name, x]));
   const after = new Map(to.map((x) => [x.name, x]));
@@ -158,6 +191,8 @@ export function diffStates(from: ConfigState, to: ConfigState): string[] {
     ...diffKind('identity', from.identities, to.identities, identityFields),
     ...diffKind('resource', from.resources, to.resources, resourceFields),
     ...diffKind('rule', from.rules, to.rules, ruleFields),
+    ...diffKind('mask', from.masks, to.masks, maskFields),
+    ...maskOrder(from.masks, to.masks),
     // A policy file has no loose grants: applying it removes them.
     ...from.loose.filter((g) => !to.loose.some((x) => x.id === g.id)).map(describeLoose),
   ];

@@ -5,8 +5,9 @@
 // between parts. The CLI runs it for quick feedback; the control plane runs
 // it again before applying, and only its verdict counts.
 import { LineCounter, isAlias, isMap, isScalar, isSeq, parseDocument, type Document, type Node } from 'yaml';
-import type { Identity, Issuer, Resource } from '@warden/proto';
+import type { Identity, Issuer, Mask, Resource } from '@warden/proto';
 import { ConfigError } from '../storage/errors.js';
+import { maskFunctionOf, maskRegexProblem, maskSettingsProblems, validateMask, type MaskSettings } from '../storage/validate-mask.js';
 import { validateIdentity, validateIssuer, validateResource } from '../storage/validate.js';
 import { POLICY_FORMAT_VERSION, type AccessLevel, type Policy, type PolicyProblem, type PolicyRule } from './model.js';
 import { label, shapeProblems, type Segments } from './schema.js';
@@ -161,7 +162,7 @@ export function validatePolicy(text: string, opts: ValidateOptions = {}): Valida
   );
 
   // Names are unique within their kind; a second use is reported where it is.
-  for (const [key, kind] of [['issuers', 'issuer'], ['identities', 'identity'], ['resources', 'resource'], ['rules', 'rule']] as const) {
+  for (const [key, kind] of [['issuers', 'issuer'], ['identities', 'identity'], ['resources', 'resource'], ['rules', 'rule'], ['masks', 'mask']] as const) {
     const first = new Map<string, Part>();
     for (const p of named(key)) {
       const earlier = first.get(p.v.name);
@@ -193,6 +194,16 @@ export function validatePolicy(text: string, opts: ValidateOptions = {}): Valida
     });
   }
 
+  const masks = checkMasks(parts('masks'), {
+    resourceNames,
+    identityNames,
+    fail,
+    fieldOk,
+    sound,
+    storeCheck,
+    label: (at) => label(data, at),
+  });
+
   if (problems.length > 0) {
     const unique = problems.filter((p, i) => problems.findIndex((q) => q.line === p.line && q.col === p.col && q.message === p.message) === i);
     return { ok: false, problems: unique.sort((a, b) => a.line - b.line || a.col - b.col) };
@@ -216,8 +227,87 @@ export function validatePolicy(text: string, opts: ValidateOptions = {}): Valida
         denyTables: uniq(v.tables?.deny),
         trust: uniq(v.trust),
       })),
+      masks: masks as Mask[],
     },
   };
+}
+
+/** A column's or detector's function as written; a bare `mask: null` is YAML's null, meaning the function null. */
+const settings = (e: Raw): MaskSettings => ({ mask: e.mask ?? 'null', keep: e.keep, text: e.text, char: e.char });
+
+interface MaskChecks {
+  resourceNames: Set<unknown>;
+  identityNames: Set<unknown>;
+  fail: (at: Segments, message: string) => void;
+  fieldOk: (part: Part, ...field: string[]) => boolean;
+  sound: (at: Segments) => boolean;
+  storeCheck: <T>(part: Part, fn: () => T) => T | undefined;
+  /** How the file's data shows a place: masks[0].columns[1].keep. */
+  label: (at: Segments) => string;
+}
+
+/**
+ * The masks' references and what the schema cannot say (which settings
+ * belong to which function, regular expressions), each at its node; then
+ * the store's own check of every entry found sound, which also fills in the
+ * defaults.
+ */
+function checkMasks(masks: Part[], c: MaskChecks): (Mask | undefined)[] {
+  return masks.map((p) => {
+    let clean = true;
+    const fail = (field: string[], message: string) => {
+      clean = false;
+      c.fail([...p.at, ...field], message);
+    };
+    const at = (...field: string[]) => c.label([...p.at, ...field]);
+    if (typeof p.v.resource === 'string' && c.fieldOk(p, 'resource') && !c.resourceNames.has(p.v.resource)) {
+      fail(['resource'], `${at('resource')} '${p.v.resource}' is not a resource in this file`);
+    }
+    for (const field of [['identities'], ['exempt', 'identities']]) {
+      const list = field.reduce((v: any, k) => (isObject(v) ? v[k] : undefined), p.v);
+      const seen = new Set<string>();
+      (Array.isArray(list) ? (list as unknown[]) : []).forEach((name, i) => {
+        if (typeof name !== 'string' || seen.has(name) || !c.fieldOk(p, ...field, String(i))) return;
+        seen.add(name);
+        if (!c.identityNames.has(name)) fail([...field, String(i)], `${at(...field)}: '${name}' is not an identity in this file`);
+      });
+    }
+    for (const list of ['columns', 'detectors']) {
+      (Array.isArray(p.v[list]) ? (p.v[list] as unknown[]) : []).forEach((e, i) => {
+        // Each check needs only its own fields sound: a bad column name does not hide a misplaced keep.
+        const ok = (...fields: string[]) => fields.every((f) => c.fieldOk(p, list, String(i), f));
+        if (!isObject(e) || !c.fieldOk(p, list, String(i), 'mask')) return;
+        for (const [field, message] of maskSettingsProblems(settings(e))) {
+          if (ok(field)) fail([list, String(i), field], `${at(list, String(i), field)} ${message}`);
+        }
+        if (list !== 'detectors' || !ok('detector', 'pattern')) return;
+        if (e.detector === 'regex' && e.pattern === undefined) fail([list, String(i), 'detector'], `${at(list, String(i))} needs a pattern for detector regex`);
+        else if (e.detector !== 'regex' && e.pattern !== undefined) {
+          fail([list, String(i), 'pattern'], `${at(list, String(i), 'pattern')} is only for detector regex, not ${e.detector}`);
+        } else if (typeof e.pattern === 'string') {
+          const problem = maskRegexProblem(e.pattern);
+          if (problem) fail([list, String(i), 'pattern'], `${at(list, String(i), 'pattern')} ${problem}`);
+        }
+      });
+    }
+    if (!clean || !c.sound(p.at)) return undefined;
+    const v = p.v;
+    return c.storeCheck(p, () =>
+      validateMask({
+        name: v.name,
+        resource: v.resource,
+        identities: uniq(v.identities),
+        groups: uniq(v.groups),
+        exemptIdentities: uniq(v.exempt?.identities),
+        exemptGroups: uniq(v.exempt?.groups),
+        columns: ((v.columns ?? []) as Raw[]).map((e) => ({ pattern: e.column, mask: maskFunctionOf(settings(e)) })),
+        detectors: ((v.detectors ?? []) as Raw[]).map((e) => ({ detector: e.detector, pattern: e.pattern ?? '', mask: maskFunctionOf(settings(e)) })),
+        predicates: v.predicates ?? 'refuse',
+        // `null` written bare is YAML's null: the value 'null' here.
+        onInvalid: v.on_invalid ?? 'null',
+      }),
+    );
+  });
 }
 
 /** Like validatePolicy, but throws PolicyInvalidError. */

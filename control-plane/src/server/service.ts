@@ -154,9 +154,11 @@ export class ControlPlaneService {
   private async watchConfig(call: ServerWritableStream<WatchConfigRequest, Snapshot>): Promise<void> {
     const { repo, hub, auth, log } = this.deps;
     const { gatewayId, tunnelAddress } = call.request;
+    let maskKey: Buffer;
     try {
       auth.gateway(call.metadata);
       await repo.registerGateway(gatewayId, tunnelAddress);
+      maskKey = await repo.maskKey();
     } catch (err) {
       return this.refuse(call, 'WatchConfig', err);
     }
@@ -168,7 +170,8 @@ export class ControlPlaneService {
     const send = (snapshot: Snapshot) => {
       if (snapshot.version <= sent) return;
       sent = snapshot.version;
-      call.write(snapshot);
+      // The masking key goes to gateways only: snapshots themselves (GetSnapshot) never carry it.
+      call.write({ ...snapshot, maskKey });
     };
     const unsubscribe = hub.subscribe(send);
     const stream = this.open(call, (byClient) => {

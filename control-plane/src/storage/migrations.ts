@@ -105,6 +105,27 @@ export const migrations: Record<string, Migration> = {
         .execute();
     },
   },
+  // Masks of the policy file, in the file's order (the order the gateway
+  // merges them in); an entry's lists and functions are its spec, stored as
+  // the wire's Mask in JSON. And the deployment's masking key, made once by
+  // whichever replica asks first, so that every gateway hashes alike.
+  '0005_masks': {
+    async up(db: Kysely<any>) {
+      await db.schema
+        .createTable('masks')
+        .addColumn('name', 'text', (c) => c.primaryKey())
+        .addColumn('resource', 'text', (c) => c.notNull().references('resources.name'))
+        .addColumn('position', 'integer', (c) => c.notNull())
+        .addColumn('spec', 'jsonb', (c) => c.notNull())
+        .execute();
+      await db.schema
+        .createTable('deployment_keys')
+        .addColumn('name', 'text', (c) => c.primaryKey())
+        .addColumn('secret', 'bytea', (c) => c.notNull())
+        .addColumn('created_at', 'timestamptz', (c) => c.notNull().defaultTo(sql`now()`))
+        .execute();
+    },
+  },
 };
 
 const provider: MigrationProvider = { getMigrations: async () => migrations };

@@ -3,12 +3,13 @@
 // watch streams can push a fresh snapshot.
 import { randomBytes } from 'node:crypto';
 import { sql, type Kysely, type Selectable, type Transaction } from 'kysely';
-import type { Agent, Gateway, Grant, Identity, Issuer, PolicyVersion, Resource, Snapshot } from '@warden/proto';
+import type { Agent, Gateway, Grant, Identity, Issuer, Mask, PolicyVersion, Resource, Snapshot } from '@warden/proto';
 import { DEV_ISSUER_NAME } from '../local/dev-issuer.js';
 import { diffStates, grantsOfRule, stateFromPolicy, stateFromStore, summarize } from '../policy/state.js';
 import { PolicyInvalidError, validatePolicy } from '../policy/validate.js';
 import { ConfigError, alreadyExists, inUse, invalid, notFound } from './errors.js';
-import type { AgentsTable, Database } from './schema.js';
+import type { AgentsTable, Database, MaskSpec } from './schema.js';
+import { validateMask } from './validate-mask.js';
 import {
   checkName,
   validateGatewayRegistration,
@@ -66,6 +67,14 @@ const grantRow = (g: Grant) => ({
   trust: json(g.trust ?? []),
 });
 
+const maskRow = (m: Mask, position: number) => {
+  const { name, resource, ...spec } = m;
+  return { name, resource, position, spec: json(spec satisfies MaskSpec) };
+};
+
+/** Bytes of the deployment's masking key. */
+export const MASK_KEY_BYTES = 32;
+
 /**
  * A policy file replaces every issuer (but the managed ones it does not
  * declare), identity, resource and grant; what it leaves alone (managed
@@ -79,6 +88,7 @@ function checkOutsideReferences(
   policy: { issuers: Issuer[]; identities: Identity[]; resources: Resource[] },
   grants: Grant[],
   kept: readonly string[],
+  masks: Mask[],
 ): void {
   const issuers = new Set([...policy.issuers.map((i) => i.name), ...kept]);
   const removedIssuers = new Set(current.issuers.map((i) => i.name).filter((n) => !issuers.has(n)));
@@ -95,6 +105,11 @@ function checkOutsideReferences(
     if (g.identity && !identities.has(g.identity)) {
       throw inUse(`rule '${g.rule}' would refer to identity '${g.identity}', which would not exist`);
     }
+  }
+  for (const m of masks) {
+    if (!resources.has(m.resource)) throw inUse(`mask '${m.name}' would refer to resource '${m.resource}', which would not exist`);
+    const missing = [...m.identities, ...m.exemptIdentities].find((i) => !identities.has(i));
+    if (missing) throw inUse(`mask '${m.name}' would refer to identity '${missing}', which would not exist`);
   }
 }
 
@@ -128,6 +143,7 @@ export interface ApplyPolicyOutcome {
 
 export class Repository {
   private readonly listeners = new Set<ChangeListener>();
+  private maskKeyRead?: Promise<Buffer>;
 
   constructor(private readonly db: Kysely<Database>) {}
 
@@ -171,7 +187,40 @@ export class Repository {
         grants: await this.grants(trx),
         agents: await this.agents(trx),
         gateways: await this.gateways(trx),
+        masks: await this.masks(trx),
+        // Only gateways get the key, on their watch stream (server/service.ts).
+        maskKey: Buffer.alloc(0),
       }));
+  }
+
+  /** Mask entries in the order the policy file gave them. */
+  private async masks(db: Db): Promise<Mask[]> {
+    const rows = await db.selectFrom('masks').selectAll().orderBy('position').orderBy('name').execute();
+    return rows.map((r) => ({ name: r.name, resource: r.resource, ...parse(r.spec) }));
+  }
+
+  /**
+   * The deployment's HMAC key for the hash mask function: made on first use
+   * and kept in the database, so every replica (and every restart) hands
+   * gateways the same key. Never logged or printed.
+   */
+  maskKey(): Promise<Buffer> {
+    this.maskKeyRead ??= this.readMaskKey().catch((err) => {
+      this.maskKeyRead = undefined;
+      throw err;
+    });
+    return this.maskKeyRead;
+  }
+
+  private async readMaskKey(): Promise<Buffer> {
+    // Replicas starting together race here; the first insert wins and all read it.
+    await this.db
+      .insertInto('deployment_keys')
+      .values({ name: 'mask', secret: randomBytes(MASK_KEY_BYTES) })
+      .onConflict((oc) => oc.column('name').doNothing())
+      .execute();
+    const row = await this.db.selectFrom('deployment_keys').select('secret').where('name', '=', 'mask').executeTakeFirstOrThrow();
+    return Buffer.from(row.secret);
   }
 
   private async issuers(db: Db): Promise<Issuer[]> {
@@ -293,6 +342,8 @@ export class Repository {
       if (grants.length > 0) {
         throw inUse(`identity '${name}' still has grants ${list(grants.map((g) => g.id))}; remove them first`);
       }
+      const masks = (await this.masks(trx)).filter((m) => m.identities.includes(name) || m.exemptIdentities.includes(name));
+      if (masks.length > 0) throw inUse(`identity '${name}' is named by masks ${list(masks.map((m) => m.name))}; remove it there first`);
       const res = await trx.deleteFrom('identities').where('name', '=', name).executeTakeFirst();
       if (res.numDeletedRows === 0n) throw notFound(`identity '${name}' does not exist`);
     });
@@ -323,6 +374,8 @@ export class Repository {
       if (grants.length > 0) {
         throw inUse(`resource '${name}' still has grants ${list(grants.map((g) => g.id))}; remove them first`);
       }
+      const masks = await trx.selectFrom('masks').select('name').where('resource', '=', name).orderBy('name').execute();
+      if (masks.length > 0) throw inUse(`resource '${name}' still has masks ${list(masks.map((m) => m.name))}; remove them first`);
       const res = await trx.deleteFrom('resources').where('name', '=', name).executeTakeFirst();
       if (res.numDeletedRows === 0n) throw notFound(`resource '${name}' does not exist`);
     });
@@ -360,12 +413,50 @@ export class Repository {
     });
   }
 
+  // ---- masks --------------------------------------------------------------
+
+  /**
+   * Creates or replaces a mask entry; its resource and the identities it
+   * names must exist. A new entry goes after the others, a replaced one keeps
+   * its place.
+   */
+  async putMask(input: Mask): Promise<Mask> {
+    const m = validateMask(input);
+    await this.change(async (trx) => {
+      const resource = await trx.selectFrom('resources').select('name').where('name', '=', m.resource).executeTakeFirst();
+      if (!resource) throw notFound(`resource '${m.resource}' does not exist`);
+      const named = [...new Set([...m.identities, ...m.exemptIdentities])];
+      if (named.length > 0) {
+        const found = new Set((await trx.selectFrom('identities').select('name').where('name', 'in', named).execute()).map((r) => r.name));
+        const missing = named.find((n) => !found.has(n));
+        if (missing) throw notFound(`identity '${missing}' does not exist`);
+      }
+      const current = await trx.selectFrom('masks').select('position').where('name', '=', m.name).executeTakeFirst();
+      const last = await trx.selectFrom('masks').select((eb) => eb.fn.max('position').as('p')).executeTakeFirst();
+      const row = maskRow(m, current?.position ?? Number(last?.p ?? -1) + 1);
+      await trx
+        .insertInto('masks')
+        .values(row)
+        .onConflict((oc) => oc.column('name').doUpdateSet({ resource: row.resource, spec: row.spec }))
+        .execute();
+    });
+    return m;
+  }
+
+  async deleteMask(name: string): Promise<void> {
+    checkName('mask', name);
+    await this.change(async (trx) => {
+      const res = await trx.deleteFrom('masks').where('name', '=', name).executeTakeFirst();
+      if (res.numDeletedRows === 0n) throw notFound(`mask '${name}' does not exist`);
+    });
+  }
+
   // ---- policy files -------------------------------------------------------
 
   /**
    * Validates a policy file against the store and, unless it is a dry run or
    * changes nothing, replaces issuers (but the managed ones the file does not
-   * declare), identities, resources and grants with its contents in one
+   * declare), identities, resources, grants and masks with its contents in one
    * transaction, records the new policy version and bumps the config version.
    */
   async applyPolicy(input: ApplyPolicyInput): Promise<ApplyPolicyOutcome> {
@@ -388,6 +479,7 @@ export class Repository {
           identities: await this.identities(trx),
           resources: await trx.selectFrom('resources').selectAll().orderBy('name').execute(),
           grants: await this.grants(trx),
+          masks: await this.masks(trx),
         };
         const managed = current.issuers.map((i) => i.name).filter((n) => MANAGED_ISSUERS.includes(n));
         const checked = validatePolicy(input.yaml, { externalIssuers: managed });
@@ -400,7 +492,8 @@ export class Repository {
         if (input.dryRun || (lines.length === 0 && inForce > 0)) return { version: inForce, lines, applied: false };
 
         const grants = policy.rules.flatMap(grantsOfRule);
-        checkOutsideReferences(current, policy, grants, kept);
+        checkOutsideReferences(current, policy, grants, kept, policy.masks);
+        await trx.deleteFrom('masks').execute();
         await trx.deleteFrom('grants').execute();
         await trx.deleteFrom('identities').execute();
         await trx.deleteFrom('resources').execute();
@@ -425,6 +518,7 @@ export class Repository {
         }
         for (const r of policy.resources) await trx.insertInto('resources').values(r).execute();
         for (const g of grants) await trx.insertInto('grants').values(grantRow(g)).execute();
+        for (const [i, m] of policy.masks.entries()) await trx.insertInto('masks').values(maskRow(m, i)).execute();
         const version = inForce + 1;
         await trx
           .insertInto('policy_versions')

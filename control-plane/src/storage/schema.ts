@@ -1,5 +1,6 @@
 // Row types of the control-plane tables, as kysely sees them.
 import type { ColumnType, Generated } from 'kysely';
+import type { Mask } from '@warden/proto';
 
 /** JSON columns: written as JSON text (see jsonValue), read back parsed or as text depending on the driver. */
 type Json<T> = ColumnType<T | string, string, string>;
@@ -45,6 +46,24 @@ export interface GrantsTable {
   created_at: Timestamp;
 }
 
+/** What a mask entry stores beyond its name and resource: the wire's Mask fields. */
+export type MaskSpec = Omit<Mask, 'name' | 'resource'>;
+
+export interface MasksTable {
+  name: string;
+  resource: string;
+  /** The entry's place in the policy file (the order masks merge in). */
+  position: number;
+  spec: Json<MaskSpec>;
+}
+
+/** Secrets made once per deployment; `mask` is the HMAC key of the hash mask function. */
+export interface DeploymentKeysTable {
+  name: string;
+  secret: Uint8Array;
+  created_at: Timestamp;
+}
+
 export interface AgentsTable {
   name: string;
   token_hash: string;
@@ -78,6 +97,8 @@ export interface Database {
   identities: IdentitiesTable;
   resources: ResourcesTable;
   grants: GrantsTable;
+  masks: MasksTable;
+  deployment_keys: DeploymentKeysTable;
   agents: AgentsTable;
   gateways: GatewaysTable;
   config_version: ConfigVersionTable;
