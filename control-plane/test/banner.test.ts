@@ -20,4 +20,12 @@ describe('warden start banner', () => {
     expect(without).not.toMatch(/password=|eyJ/);
     for (const b of [withToken, without]) expect(b).toMatch(/PGPASSWORD=\$\(.*warden token --sub demo\) psql "host=127\.0\.0\.1 port=15432 dbname=shop user=demo sslmode=disable"/);
   });
+
+  it('says, with the seeded rules, that demo sees card numbers and e-mails masked and demo-admin sees them in clear', () => {
+    const seeded = banner({ ...info, demoRules: true });
+    expect(seeded).toContain("'demo' sees card numbers and e-mails masked (mask demo-pii on public.customers); 'demo-admin' is exempt and sees them in clear:");
+    expect(seeded).toContain('  SELECT name, email, card_number FROM customers LIMIT 3;');
+    // Once a policy file is in force, the file says what is masked.
+    expect(banner(info)).not.toContain('masked');
+  });
 });

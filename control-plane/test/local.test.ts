@@ -114,6 +114,9 @@ describe('local config seeding', () => {
     expect(second.version).toBe(edited);
     expect(second.identities[0]!.groups).toEqual(['analysts']);
     expect(second.grants).toEqual(first.grants);
+    // The demo mask is made once too: demo is under it, demo-admin exempt.
+    expect(first.masks.map((m) => [m.name, m.identities, m.exemptIdentities])).toEqual([['demo-pii', ['demo'], ['demo-admin']]]);
+    expect(second.masks).toEqual(first.masks);
   });
 
   it('keeps a matching agent token and replaces a lost one', async () => {

@@ -6,23 +6,13 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureDevKey, publicJwks } from '../src/local/dev-issuer.js';
 import { seedLocalConfig } from '../src/local/seed-config.js';
 import { PolicyInvalidError } from '../src/policy/validate.js';
-import { ConfigError } from '../src/storage/errors.js';
 import { migrate, migrations } from '../src/storage/migrations.js';
 import { openStorage, type Storage } from '../src/storage/open.js';
 import { PGliteDialect } from '../src/storage/pglite-dialect.js';
 import { Repository } from '../src/storage/repository.js';
-import { createTestDatabase, tempDir } from './helpers.js';
+import { configError, createTestDatabase, tempDir } from './helpers.js';
 import { POLICY_A, POLICY_B } from './policy-fixtures.js';
 
-async function configError(p: Promise<unknown>): Promise<ConfigError> {
-  try {
-    await p;
-  } catch (err) {
-    if (err instanceof ConfigError) return err;
-    throw err;
-  }
-  throw new Error('expected a ConfigError');
-}
 
 describe.each(['pglite', 'postgres'] as const)('policy files on %s', (kind) => {
   let storage: Storage;
@@ -59,7 +49,7 @@ describe.each(['pglite', 'postgres'] as const)('policy files on %s', (kind) => {
     for (const fn of cleanups.reverse()) await fn();
   });
 
-  it('seeds local mode with a read-only and an admin demo identity', async () => {
+  it('seeds local mode with a read-only and an admin demo identity, and a mask only the first is under', async () => {
     const snap = await repo.snapshot();
     expect(snap.policyVersion).toBe(0);
     expect(snap.identities.map((i) => [i.name, i.match])).toEqual([
@@ -69,6 +59,15 @@ describe.each(['pglite', 'postgres'] as const)('policy files on %s', (kind) => {
     expect(snap.grants.filter((g) => g.rule).map((g) => [g.identity, g.rule, g.access])).toEqual([
       ['demo', 'demo-read-only', 'read'],
       ['demo-admin', 'demo-admin', 'admin'],
+    ]);
+    const partial = { fn: 'partial', keep: 4, text: '', char: '' };
+    const email = { fn: 'email', keep: 0, text: '', char: '' };
+    expect(snap.masks).toEqual([
+      {
+        name: 'demo-pii', resource: 'shop', identities: ['demo'], groups: [], exemptIdentities: ['demo-admin'], exemptGroups: [],
+        columns: [{ pattern: 'public.customers.card_number', mask: partial }, { pattern: 'public.customers.email', mask: email }],
+        detectors: [], predicates: 'refuse', onInvalid: 'null',
+      },
     ]);
   });
 
@@ -88,6 +87,7 @@ describe.each(['pglite', 'postgres'] as const)('policy files on %s', (kind) => {
       '+ rule ci-read-only',
       '- rule demo-admin',
       '+ rule deploys',
+      '- mask demo-pii',
       `- grant ${g.id}: group ops on shop (write, made outside a policy file)`,
     ]);
     expect(await repo.snapshot()).toEqual(before);
@@ -99,7 +99,7 @@ describe.each(['pglite', 'postgres'] as const)('policy files on %s', (kind) => {
     const before = await repo.snapshot();
     const res = await repo.applyPolicy({ yaml: POLICY_A, author: 'alice', dryRun: false });
     expect(res).toMatchObject({ applied: true, version: 1 });
-    expect(res.lines).toHaveLength(10);
+    expect(res.lines).toHaveLength(11);
     expect(changes).toBe(1);
 
     const snap = await repo.snapshot();
@@ -161,7 +161,7 @@ describe.each(['pglite', 'postgres'] as const)('policy files on %s', (kind) => {
     const history = await repo.policyHistory();
     expect(history.map((v) => [v.version, v.author, v.summary])).toEqual([
       [2, 'bob', 'added resource reports; changed rule ci-read-only; removed identity ci-deploy'],
-      [1, 'alice', expect.stringMatching(/^added issuer github, identity ci-deploy, .*; changed resource shop; removed identity demo-admin, rule demo-admin, grant g_/)],
+      [1, 'alice', expect.stringMatching(/^added issuer github, identity ci-deploy, .*; changed resource shop; removed identity demo-admin, rule demo-admin, mask demo-pii, g/)],
     ]);
     expect(history[0]!.yaml).toBe(POLICY_B);
     expect(history[1]!.yaml).toBe(POLICY_A);
@@ -385,6 +385,7 @@ rules:
         '- identity demo-admin',
         '~ resource shop: description demo -> ""',
         '- rule demo-admin',
+        '- mask demo-pii',
       ]);
       const applied = await repo.snapshot();
       expect(await seedLocalConfig(repo, cfg)).toEqual({ policyVersion: 1 });

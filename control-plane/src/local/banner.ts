@@ -21,7 +21,7 @@ export interface BannerInfo {
    * to a terminal, never into a file a log collector may keep.
    */
   token?: string;
-  /** The seeded rules are in force (no policy file applied yet). */
+  /** The seeded rules and mask are in force (no policy file applied yet). */
   demoRules?: boolean;
   /** The agent's role mapping for the resource. */
   nativeRoles?: Pick<UpstreamSettings, 'roles' | 'ruleRoles'>;
@@ -87,6 +87,8 @@ export function banner(b: BannerInfo): string {
       `'demo' may only read (rule demo-read-only): ${b.demo ? 'DELETE FROM orders' : 'a DELETE'} as demo is refused.`,
       `'demo-admin' has admin access (rule demo-admin) and can do it:`,
       `  PGPASSWORD=$(${wardenCommand()} token --sub demo-admin${dirFlag}) psql "${adminConn}"`,
+      `'demo' sees card numbers and e-mails masked (mask demo-pii on public.customers); 'demo-admin' is exempt and sees them in clear:`,
+      `  SELECT name, email, card_number FROM customers LIMIT 3;`,
       'Explain a decision without running anything:',
       `  ${wardenCommand()} policy check --as demo --resource ${b.resource}${dirFlag}${b.controlPlane === '127.0.0.1:7070' ? '' : ` --control-plane ${b.controlPlane}`} "DELETE FROM orders"`,
       '',
