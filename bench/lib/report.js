@@ -70,7 +70,7 @@ function maskingTargets(m) {
         out.push({ path: c.path, name, value: null, display: 'n/a', target: `≤ ${TARGETS.maskingPct} %`, pass: null });
       } else {
         out.push({
-          path: c.path, name, value: v, display: `${sign(v)} %${c.masked ? '' : ' (NOT MASKED)'}`, target: `≤ ${TARGETS.maskingPct} %`,
+          path: c.path, name, value: v, display: `${sign(v)} %${c.masked ? '' : ' (check failed)'}`, target: `≤ ${TARGETS.maskingPct} %`,
           pass: c.masked && v <= TARGETS.maskingPct,
         });
       }
@@ -249,8 +249,9 @@ function maskingSection(m) {
     const mc = c.maskedCheck;
     const uc = c.unmaskedCheck;
     const seen = mc?.sample?.[0] ? `; masked row: ${mc.sample[0].card_number}, ${mc.sample[0].email}` : '';
-    lines.push(`  ${c.path}: ${c.masked ? 'masking checked' : 'NOT MASKED'}: masked identity got ${mc?.cardClear ?? '?'} clear card numbers, ` +
-      `${mc?.emailClear ?? '?'} clear e-mails, ${mc?.copyClearCards ?? '?'} clear card numbers in COPY; unmasked identity ${uc?.cardClear ?? '?'} clear card numbers${seen}`);
+    const n = (/** @type {any} */ ch) => `SELECT ${ch?.select?.emailClear ?? '?'} / ${ch?.select?.cardClear ?? '?'}, COPY ${ch?.copy?.emailClear ?? '?'} / ${ch?.copy?.cardClear ?? '?'}`;
+    lines.push(`  ${c.path}: ${c.masked ? 'masking checked' : 'CHECK FAILED'}: clear e-mails / card numbers of ${m.rows}, masked identity: ${n(mc)}; ` +
+      `unmasked identity: ${n(uc)}${seen}`);
     if (c.masksRejected) lines.push(`    the control plane refused the policy's masks: ${c.masksRejected}`);
   }
   return lines;
