@@ -33,7 +33,9 @@ function withFunctions(): ResourceCatalog {
   c.functions = {
     'public.first_card': [fn('first_card', 'select card_number from public.customers limit 1')],
     'public.order_count': [fn('order_count', 'select count(*) from public.accounts')],
+    'public.py_card': [{ ...fn('py_card', 'return plpy.execute("select card_number from customers")[0]'), language: 'plpython3u' }],
   };
+  c.rules = [{ table: 'public.accounts', event: 'insert', relations: ['public.customers'] }];
   return c;
 }
 
@@ -107,7 +109,7 @@ describe('refusals name the column', () => {
   it('copying masked values into a table is refused', () => {
     const ddl = { ...RULE, access: 'ddl' as const };
     expect(refused(gate(masks(), { rule: ddl }), 'create table t as select card_number from customers')).toMatch(/copy the values of masked column public\.customers\.card_number \(mask pii\) into t/);
-    expect(refused(gate(masks(), { rule: ddl }), 'insert into accounts (iban) select email from customers')).toMatch(/masked column public\.customers\.email .*into public\.accounts/);
+    expect(refused(gate(masks(), { rule: ddl }), 'insert into orders (note) select email from customers')).toMatch(/masked column public\.customers\.email .*into public\.orders/);
   });
 
   it('a function that reads no masked column is allowed', () => {
@@ -138,6 +140,36 @@ describe('refusals name the column', () => {
   it('without the resource catalog, statements over tables are refused rather than guessed', () => {
     const text = refused(gate(masks(), { catalog: () => undefined }), 'select id from orders');
     expect(text).toMatch(/catalog cannot be read/);
+  });
+});
+
+describe('code and stored queries that would carry masked values out of sight', () => {
+  const ddl = { ...RULE, access: 'admin' as const };
+  it.each([
+    ['do $$ begin raise notice $n$%$n$, (select card_number from public.customers limit 1); end $$', /run a DO block whose code reads masked columns of public\.customers/],
+    ["do $$ begin execute 'select 1'; end $$", /run a DO block under masks: it runs SQL built at run time/],
+    ['create function pg_temp.f() returns text language sql as $$ select email from public.customers $$', /create function .*whose code reads masked columns of public\.customers/],
+    ['create function f() returns text language plpython3u as $$ return 1 $$', /written in plpython3u, which Warden cannot read/],
+    ['create view v as select card_number from customers', /create view over masked columns of public\.customers/],
+    ['create temp view v as select id from customers', /create view over masked columns/],
+    ['select public.py_card()', /call public\.py_card, which may read masked columns out of Warden's sight: function public\.py_card is written in plpython3u/],
+    ['insert into public.accounts (id) values (1)', /a rule on public\.accounts reads masked columns of public\.customers/],
+    ['select * from public.made_elsewhere', /public\.made_elsewhere, which is not in the resource's catalog yet/],
+  ])('%s', (sql, message) => {
+    expect(refused(gate(masks(), { rule: ddl }), sql)).toMatch(message);
+  });
+
+  it('code that reads no masked column may be defined and run', () => {
+    const g = gate(masks(), { rule: ddl });
+    expect(masked(g, 'do $$ begin perform count(*) from public.accounts; end $$')).toEqual([[]]);
+    expect(masked(g, 'create function pg_temp.n() returns bigint language sql as $$ select count(*) from public.accounts $$')).toEqual([[]]);
+    expect(masked(g, 'create view v as select id, iban from public.accounts')).toEqual([[]]);
+  });
+
+  it('a table the session made is not in the catalog, and may be used', () => {
+    const g = gate(masks(), { rule: ddl });
+    expect(masked(g, 'create temp table scratch (a int)')).toEqual([[]]);
+    expect(masked(g, 'insert into scratch values (1); select * from scratch')).toEqual([[], []]);
   });
 });
 

@@ -46,11 +46,12 @@ export class ColumnMasks {
   }
 
   /**
-   * The masked table a user function's code reads (its body, and what that
-   * calls), found with `reachOf`; null when none. A function's result is
-   * not traced column by column, so one that reads masked data is refused.
+   * Why a user function's code (its body, and what that calls) may carry
+   * masked values, found with `reachOf`; null when it reads none. A
+   * function's result is not traced column by column, so one that reads
+   * masked data, or whose code Warden cannot read, is refused.
    */
-  tableReadBy(fn: string, paths: ReadonlyArray<string | null>, reachOf: (info: StatementInfo) => Reach): string | null {
+  codeReach(fn: string, paths: ReadonlyArray<string | null>, reachOf: (info: StatementInfo) => Reach): string | null {
     const catalog = this.catalog();
     if (!catalog) return null;
     let memo = this.functionReads.get(catalog);
@@ -62,7 +63,7 @@ export class ColumnMasks {
       const dot = fn.indexOf('.');
       const r = reachOf({ access: 'read', kind: 'SELECT', text: '', objects: [{ type: 'function', schema: fn.slice(0, dot), name: fn.slice(dot + 1) }] });
       const t = r.tables.find((x) => this.hasMaskedColumns(x.schema, x.name));
-      found = t ? `${t.schema}.${t.name}` : null;
+      found = t ? `reads masked columns of ${t.schema}.${t.name} out of Warden's sight` : r.unscoped[0] ? `may read masked columns out of Warden's sight: ${r.unscoped[0]}` : null;
       memo.set(key, found);
     }
     return found;

@@ -9,10 +9,12 @@
 // until something it may depend on changes (the search_path values the
 // server may be using, the resource's catalog, the rules).
 import type { ResourceCatalog } from '../catalog/types.js';
+import { createdRelation, definedCode } from '../masking/code.js';
 import { lineage } from '../masking/lineage.js';
 import { planMasks, type ColumnMasks } from '../masking/plan.js';
 import type { Lineage, MaskPlan } from '../masking/types.js';
 import type { ClassificationCache } from './cache.js';
+import { classify } from './classify.js';
 import { reach, type Reach } from './reach.js';
 import type { Decision, Refusal, Rule } from './rules.js';
 import { PathMachine, pathEffects, type PathEffect } from './search-path.js';
@@ -57,6 +59,8 @@ export class StatementGate {
   private readonly prepared = new Map<string, Prepared>();
   private catalogSeen: ResourceCatalog | undefined;
   private startupPath: string | undefined;
+  /** Relations the session created: not in the catalog yet, and holding only what the session put there. */
+  private readonly created = new Set<string>();
   /** SQL cursors declared in the session: a FETCH returns the DECLARE's columns, masked the same way. */
   private readonly cursors = new Map<string, MaskPlan>();
 
@@ -299,23 +303,12 @@ export class StatementGate {
     const r = verdict.reach;
     const catalog = this.catalogSeen;
     const reaches = !masks.empty && r !== undefined && r.tables.some((t) => masks.hasMaskedColumns(t.schema, t.name));
+    if (!masks.empty) {
+      const refusal = this.unseenRoute(s, text, r, reaches, paths, verdict.rule);
+      if (refusal) return { refusal };
+    }
     const cursorKind = s.kind === 'FETCH' || s.kind === 'DECLARE CURSOR';
-    // Without the catalog, views and `*` cannot be followed: masking would be guesswork.
-    if (this.ctx.catalog && !catalog && !masks.empty && s.objects.some((o) => o.type === 'table' || o.type === 'function')) {
-      return { refusal: `${describe(s)} while the resource's catalog cannot be read: masking needs it to know which columns a statement returns; retry shortly` };
-    }
-    // Statistics and activity catalogs show values of every table (most common values, query texts).
-    if (!masks.empty && r?.dataCatalogs.length) return { refusal: `read ${r.dataCatalogs[0]}: it may show masked values` };
     if (!reaches && !cursorKind && !(masks.set.detectors.length && s.kind.startsWith('COPY'))) return { plan: masks.plain };
-    if (reaches && r) {
-      const trust = this.ctx.rules.find((x) => x.name === verdict.rule)?.trust ?? [];
-      for (const f of r.functions) {
-        const key = `${f.schema}.${f.name}`;
-        if (trust.includes(key)) continue;
-        const table = masks.tableReadBy(key, paths, (info) => reach(info, { catalog, paths, assumeNoUserSchema: this.ctx.assumeNoUserSchema }));
-        if (table) return { refusal: `call ${key}${f.via ? ` (through ${f.via})` : ''}, which reads masked columns of ${table} out of Warden's sight` };
-      }
-    }
     let l: Lineage;
     try {
       l = lineage(text, { catalog, paths, isMasked: (ref) => masks.find(ref) !== undefined, maskedTable: (schema, table) => masks.hasMaskedColumns(schema, table) });
@@ -342,6 +335,63 @@ export class StatementGate {
     }
     if ('plan' in result && l.cursor) this.cursors.set(l.cursor.name, result.plan);
     return result;
+  }
+
+  /**
+   * Routes by which masked values could leave without passing through a
+   * statement's result columns: code Warden cannot follow column by
+   * column (functions, DO blocks, rules), stored queries a masked identity
+   * defines, catalogs with values of every table, and relations the
+   * catalog does not know yet (a view made a moment ago may read anything).
+   */
+  private unseenRoute(s: StatementInfo, text: string, r: Reach | undefined, reaches: boolean, paths: ReadonlyArray<string | null>, rule: string | undefined): string | undefined {
+    const masks = this.ctx.masks!;
+    const catalog = this.catalogSeen;
+    if (this.ctx.catalog && !catalog && s.objects.some((o) => o.type === 'table' || o.type === 'function')) {
+      return `${describe(s)} while the resource's catalog cannot be read: masking needs it to know which columns a statement returns; retry shortly`;
+    }
+    if (r?.dataCatalogs.length) return `read ${r.dataCatalogs[0]}: it may show masked values`;
+    const reachOf = (info: StatementInfo) => reach(info, { catalog, paths, assumeNoUserSchema: this.ctx.assumeNoUserSchema });
+    const code = definedCode(text);
+    if (code) {
+      const what = s.kind === 'DO' ? 'run a DO block' : `${s.kind.toLowerCase()} ${describe(s).slice(s.kind.length + 1)}`;
+      if ('unreadable' in code) return `${what} under masks: ${code.unreadable}, so Warden cannot tell whether it reads masked columns`;
+      for (const body of code.texts) {
+        const c = classify(body);
+        if (!c.ok) return `${what} under masks: its code does not parse`;
+        const t = c.statements.flatMap((x) => reachOf(x).tables).find((x) => masks.hasMaskedColumns(x.schema, x.name));
+        if (t) return `${what} whose code reads masked columns of ${t.schema}.${t.name}, out of Warden's sight`;
+      }
+    }
+    // What a CREATE makes is new, and holds only what the session puts there.
+    if (s.kind.startsWith('CREATE ') || s.kind === 'SELECT INTO') {
+      const made = createdRelation(text);
+      if (made) this.created.add(made);
+    }
+    if (catalog && r) {
+      for (const t of r.tables) {
+        const key = `${t.schema}.${t.name}`;
+        if (catalog.relations[key] || this.created.has(t.name)) continue;
+        if (Date.now() - catalog.fetchedAt > 1000) this.ctx.catalogChanged?.();
+        return `read ${key}, which is not in the resource's catalog yet, so masking cannot tell what it returns; retry in a moment`;
+      }
+    }
+    if (!r) return undefined;
+    const trust = this.ctx.rules.find((x) => x.name === rule)?.trust ?? [];
+    for (const f of r.functions) {
+      const key = `${f.schema}.${f.name}`;
+      if (trust.includes(key)) continue;
+      const why = masks.codeReach(key, paths, reachOf);
+      if (why) return `call ${key}${f.via ? ` (through ${f.via})` : ''}, which ${why}`;
+    }
+    if (!reaches) return undefined;
+    if (STORED_QUERIES.has(s.kind)) {
+      const t = r.tables.find((x) => masks.hasMaskedColumns(x.schema, x.name))!;
+      return `${s.kind.toLowerCase()} over masked columns of ${t.schema}.${t.name}: what it stores would run out of Warden's sight`;
+    }
+    const ruled = r.tables.find((t) => t.via?.startsWith('a rule on') && masks.hasMaskedColumns(t.schema, t.name));
+    if (ruled) return `${describe(s)}: ${ruled.via} reads masked columns of ${ruled.schema}.${ruled.name}, out of Warden's sight`;
+    return undefined;
   }
 
   /** One statement against the rules, under the given search_path values. */
@@ -399,6 +449,9 @@ export class StatementGate {
     };
   }
 }
+
+/** Statements that store a query the server runs later, where masking cannot follow it. */
+const STORED_QUERIES = new Set(['CREATE VIEW', 'CREATE RULE', 'CREATE POLICY', 'ALTER POLICY']);
 
 /** Statements whose masking depends on cursors declared earlier in the session. */
 const MASK_STATEFUL = new Set(['DECLARE CURSOR', 'FETCH']);
