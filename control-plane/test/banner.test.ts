@@ -25,7 +25,8 @@ describe('warden start banner', () => {
     const seeded = banner({ ...info, demoRules: true });
     expect(seeded).toContain("'demo' sees card numbers and e-mails masked (mask demo-pii on public.customers); 'demo-admin' is exempt and sees them in clear:");
     expect(seeded).toContain('  SELECT name, email, card_number FROM customers LIMIT 3;');
-    // Once a policy file is in force, the file says what is masked.
+    // Once a policy file is in force, the file says what is masked; a database of the user's own has no demo mask.
     expect(banner(info)).not.toContain('masked');
+    expect(banner({ ...info, demo: undefined, upstream: { host: 'db', port: 5432, database: 'app', user: 'app', sslmode: 'require' }, demoRules: true })).not.toContain('masked');
   });
 });

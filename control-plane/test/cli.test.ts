@@ -170,7 +170,7 @@ describe('warden admin commands', () => {
 describe('warden token', () => {
   it('signs an ES256 JWT that verifies with the JWKS stored for issuer local-dev', async () => {
     const key = await ensureDevKey(dir.path);
-    await seedLocalConfig(cp.repo, { resource: 'shop', jwksJson: publicJwks(key), description: 'demo' });
+    await seedLocalConfig(cp.repo, { resource: 'shop', jwksJson: publicJwks(key), description: 'demo', demo: true });
     const stored = (await cp.repo.snapshot()).issuers.find((i) => i.name === 'local-dev');
     expect(stored).toMatchObject({ issuerUrl: 'urn:warden:local-dev', audiences: ['warden'], algorithms: ['ES256'] });
 

@@ -89,7 +89,7 @@ describe('local config seeding', () => {
     const key = await ensureDevKey(dir.path);
     expect(statSync(join(dir.path, 'dev-issuer.jwk')).mode & 0o777).toBe(0o600);
     expect(await ensureDevKey(dir.path)).toEqual(key);
-    const cfg = { resource: 'shop', jwksJson: publicJwks(key), description: 'demo' };
+    const cfg = { resource: 'shop', jwksJson: publicJwks(key), description: 'demo', demo: true };
     await seedLocalConfig(storage.repo, cfg);
     const first = await storage.repo.snapshot();
     expect(first.issuers).toEqual([

@@ -34,7 +34,7 @@ describe.each(['pglite', 'postgres'] as const)('policy files on %s', (kind) => {
     // What local mode leaves: local-dev, demo, demo-admin, shop and their rules;
     // plus a grant made with the CLI, an enrolled agent and a gateway.
     const key = await ensureDevKey(dir.path);
-    await seedLocalConfig(repo, { resource: 'shop', jwksJson: publicJwks(key), description: 'demo' });
+    await seedLocalConfig(repo, { resource: 'shop', jwksJson: publicJwks(key), description: 'demo', demo: true });
     await repo.createGrant({
       id: '', resource: 'shop', identity: '', group: 'ops', access: 'write', rule: '',
       allowSchemas: [], denySchemas: [], allowTables: ['public.orders'], denyTables: [],
@@ -350,7 +350,7 @@ describe('local mode seeding and policy files', () => {
     try {
       const repo = storage.repo;
       const key = await ensureDevKey(dir.path);
-      const cfg = { resource: 'shop', jwksJson: publicJwks(key), description: 'demo' };
+      const cfg = { resource: 'shop', jwksJson: publicJwks(key), description: 'demo', demo: true };
       // What `warden start` created before rules existed.
       await repo.putIssuer({ name: 'local-dev', issuerUrl: 'urn:warden:local-dev', audiences: ['warden'], jwksUri: '', jwksJson: cfg.jwksJson, algorithms: ['ES256'] });
       await repo.putIdentity({ name: 'demo', issuer: 'local-dev', match: [{ claim: 'sub', value: 'demo' }], groups: [] });

@@ -87,8 +87,12 @@ export function banner(b: BannerInfo): string {
       `'demo' may only read (rule demo-read-only): ${b.demo ? 'DELETE FROM orders' : 'a DELETE'} as demo is refused.`,
       `'demo-admin' has admin access (rule demo-admin) and can do it:`,
       `  PGPASSWORD=$(${wardenCommand()} token --sub demo-admin${dirFlag}) psql "${adminConn}"`,
-      `'demo' sees card numbers and e-mails masked (mask demo-pii on public.customers); 'demo-admin' is exempt and sees them in clear:`,
-      `  SELECT name, email, card_number FROM customers LIMIT 3;`,
+      ...(b.demo
+        ? [
+            `'demo' sees card numbers and e-mails masked (mask demo-pii on public.customers); 'demo-admin' is exempt and sees them in clear:`,
+            `  SELECT name, email, card_number FROM customers LIMIT 3;`,
+          ]
+        : []),
       'Explain a decision without running anything:',
       `  ${wardenCommand()} policy check --as demo --resource ${b.resource}${dirFlag}${b.controlPlane === '127.0.0.1:7070' ? '' : ` --control-plane ${b.controlPlane}`} "DELETE FROM orders"`,
       '',

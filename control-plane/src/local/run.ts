@@ -167,6 +167,7 @@ export async function runLocal(opts: LocalOptions): Promise<number> {
       resource: opts.resource,
       jwksJson: publicJwks(key),
       description: demo ? 'demo shop (PGlite, local mode)' : `${target.host}:${target.port}/${target.database}`,
+      demo: !!demo,
     });
     if (seeded.warning) say(`warning: ${seeded.warning}`);
     // The demo database backs the gateway with native roles made from the

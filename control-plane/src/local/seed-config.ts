@@ -19,6 +19,8 @@ export interface LocalConfig {
   /** Public JWKS (JSON text) of the development issuer. */
   jwksJson: string;
   description: string;
+  /** The demo database is the resource (not --upstream). */
+  demo: boolean;
 }
 
 export interface SeedOutcome {
@@ -97,7 +99,8 @@ export async function seedLocalConfig(repo: Repository, cfg: LocalConfig): Promi
   if (!has(DEMO_ADMIN_IDENTITY, DEMO_ADMIN_RULE)) {
     await repo.createGrant(grant(cfg.resource, DEMO_ADMIN_IDENTITY, DEMO_ADMIN_RULE, 'admin'));
   }
-  if (!snap.masks.some((m) => m.name === DEMO_MASK)) {
+  // The demo database's customers only: a database of the user's own has no such table to mask.
+  if (cfg.demo && !snap.masks.some((m) => m.name === DEMO_MASK)) {
     await repo.putMask({
       name: DEMO_MASK,
       resource: cfg.resource,
