@@ -50,6 +50,9 @@ export function columnCountError(got: number, planned: number): Error {
 
 export class RowMasker {
   private readonly actions: ColumnAction[] = [];
+  /** Per row, reused: where each field starts, and its new value (undefined: unchanged). */
+  private readonly starts: number[] = [];
+  private readonly values: Array<Buffer | null | undefined> = [];
   private readonly idle: boolean;
 
   /**
@@ -92,25 +95,44 @@ export class RowMasker {
     const count = msg.readInt16BE(5);
     const planned = this.plan.columns.length;
     if (planned > 0 && count !== planned) throw columnCountError(count, planned);
-    const out = new Splice(msg);
+    // First pass: the new values and the length they make; the row is copied once, only if one changed.
+    const { starts, values } = this;
     let pos = 7;
+    let size = msg.length;
+    let changed = false;
     for (let i = 0; i < count; i++) {
       if (pos + 4 > msg.length) throw new ProtocolError('truncated DataRow');
       const len = msg.readInt32BE(pos);
       const end = pos + 4 + Math.max(len, 0);
       if (end > msg.length) throw new ProtocolError('truncated DataRow');
       while (this.actions.length <= i) this.actions.push(this.action(this.actions.length));
-      const action = this.actions[i]!;
-      const value = actOn(action, len < 0 ? null : msg.subarray(pos + 4, end));
+      const value = actOn(this.actions[i]!, len < 0 ? null : msg.subarray(pos + 4, end));
+      starts[i] = pos;
+      values[i] = value;
       if (value !== undefined) {
-        if (value === null) out.replace(pos, end, int32Buffer(-1));
-        else out.replace(pos, end, int32Buffer(value.length), value);
+        changed = true;
+        size += (value === null ? 0 : value.length) - Math.max(len, 0);
       }
       pos = end;
     }
-    const row = out.finish(pos);
-    if (row) row.writeInt32BE(row.length - 1, 1);
-    return row;
+    starts[count] = pos;
+    if (!changed) return null;
+    size -= msg.length - pos;
+    const out = Buffer.allocUnsafe(size);
+    msg.copy(out, 0, 0, 7);
+    out.writeInt32BE(size - 1, 1);
+    let at = 7;
+    for (let i = 0; i < count; i++) {
+      const value = values[i];
+      if (value === undefined) at += msg.copy(out, at, starts[i], starts[i + 1]);
+      else if (value === null) at = out.writeInt32BE(-1, at);
+      else {
+        at = out.writeInt32BE(value.length, at);
+        at += value.copy(out, at);
+      }
+      values[i] = undefined;
+    }
+    return out;
   }
 }
 
