@@ -5,7 +5,7 @@
 import { DATA_ROW, ProtocolError } from '@warden/proto/pgwire';
 import { type Detectors, detectValue, textOffset } from './detectors.js';
 import type { MaskPlan, MaskSet } from './types.js';
-import { planMasker, type ValueMasker } from './values.js';
+import { planMasker, type ByteMasker, type ValueMasker } from './values.js';
 
 /** What is done to one column's values: masked, run through the detectors (after `skip` bytes), or passed. */
 export type ColumnAction = { mask: ValueMasker } | { detect: Detectors; skip: number } | null;
@@ -52,7 +52,7 @@ export class RowMasker {
   private readonly actions: ColumnAction[] = [];
   /** Per row, reused: where each field starts, and its new value (undefined: unchanged). */
   private readonly starts: number[] = [];
-  private readonly values: Array<Buffer | null | undefined> = [];
+  private readonly values: Array<Buffer | ByteMasker | null | undefined> = [];
   private readonly idle: boolean;
 
   /**
@@ -106,13 +106,19 @@ export class RowMasker {
       const end = pos + 4 + Math.max(len, 0);
       if (end > msg.length) throw new ProtocolError('truncated DataRow');
       while (this.actions.length <= i) this.actions.push(this.action(this.actions.length));
-      const value = actOn(this.actions[i]!, len < 0 ? null : msg.subarray(pos + 4, end));
+      const action = this.actions[i]!;
       starts[i] = pos;
-      values[i] = value;
-      if (value !== undefined) {
-        changed = true;
-        size += (value === null ? 0 : value.length) - Math.max(len, 0);
+      let value: Buffer | ByteMasker | null | undefined;
+      if (action === null || len < 0) value = undefined;
+      else if ('mask' in action && action.mask.bytes) {
+        value = action.mask.bytes;
+        size += value.size(msg, pos + 4, end) - len;
+      } else {
+        value = actOn(action, msg.subarray(pos + 4, end));
+        if (value !== undefined) size += (value === null ? 0 : value.length) - len;
       }
+      values[i] = value;
+      if (value !== undefined) changed = true;
       pos = end;
     }
     starts[count] = pos;
@@ -122,16 +128,25 @@ export class RowMasker {
     msg.copy(out, 0, 0, 7);
     out.writeInt32BE(size - 1, 1);
     let at = 7;
+    // Unchanged fields are copied in runs: one copy per run rather than per field.
+    let run = 7;
     for (let i = 0; i < count; i++) {
       const value = values[i];
-      if (value === undefined) at += msg.copy(out, at, starts[i], starts[i + 1]);
-      else if (value === null) at = out.writeInt32BE(-1, at);
-      else {
+      if (value === undefined) continue;
+      at += msg.copy(out, at, run, starts[i]);
+      run = starts[i + 1]!;
+      if (value === null) at = out.writeInt32BE(-1, at);
+      else if (Buffer.isBuffer(value)) {
         at = out.writeInt32BE(value.length, at);
         at += value.copy(out, at);
+      } else {
+        const from = at + 4;
+        at = (value as ByteMasker).write(msg, starts[i]! + 4, run, out, from);
+        out.writeInt32BE(at - from, from - 4);
       }
       values[i] = undefined;
     }
+    msg.copy(out, at, run, pos);
     return out;
   }
 }
