@@ -53,16 +53,21 @@ function unescapeText(raw: Buffer): Buffer {
   return out.subarray(0, n);
 }
 
+/** The letter after a backslash for each byte COPY's text format escapes (0: none); the delimiter is escaped as itself. */
+const ESCAPE_TABLE = new Uint8Array(256);
+for (const [c, e] of Object.entries(ESCAPE)) ESCAPE_TABLE[Number(c)] = e;
+
 function escapeText(value: Buffer, delimiter: number): Buffer {
   let extra = 0;
-  for (const c of value) if (ESCAPE[c] !== undefined || c === delimiter) extra++;
+  for (let i = 0; i < value.length; i++) if (ESCAPE_TABLE[value[i]!] || value[i] === delimiter) extra++;
   if (extra === 0) return value;
   const out = Buffer.allocUnsafe(value.length + extra);
   let n = 0;
-  for (const c of value) {
-    const e = ESCAPE[c] ?? (c === delimiter ? c : undefined);
-    if (e !== undefined) out[n++] = BACKSLASH;
-    out[n++] = e ?? c;
+  for (let i = 0; i < value.length; i++) {
+    const c = value[i]!;
+    const e = ESCAPE_TABLE[c] || (c === delimiter ? c : 0);
+    if (e) out[n++] = BACKSLASH;
+    out[n++] = e || c;
   }
   return out;
 }
@@ -70,11 +75,12 @@ function escapeText(value: Buffer, delimiter: number): Buffer {
 /** A csv value always quoted, so it is never read as NULL and may hold anything. */
 function quoteCsv(value: Buffer, quote: number, escape: number): Buffer {
   let extra = 2;
-  for (const c of value) if (c === quote || c === escape) extra++;
+  for (let i = 0; i < value.length; i++) if (value[i] === quote || value[i] === escape) extra++;
   const out = Buffer.allocUnsafe(value.length + extra);
   let n = 0;
   out[n++] = quote;
-  for (const c of value) {
+  for (let i = 0; i < value.length; i++) {
+    const c = value[i]!;
     if (c === quote || c === escape) out[n++] = escape;
     out[n++] = c;
   }
