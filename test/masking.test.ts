@@ -513,7 +513,8 @@ const READS: Route[] = [
   { name: 'UNION ALL', sql: ['select id, card_number from customers where id <= 2 union all select id, card_number from customers where id >= 4 order by id'], out: ['-', 'card'] },
   { name: 'a cast to text', sql: ['select card_number::text, email::text from customers order by id'], out: ['card', 'email'] },
   { name: 'a cast to varchar', sql: ['select card_number::varchar, cast(email as varchar) from customers order by id'], out: ['card', 'email'] },
-  { name: 'a cast to varchar(n)', sql: ['select email::varchar(64) from customers order by id'], out: ['email'] },
+  // varchar(n) truncates before the mask applies: 'keep the last 4' would keep characters of a cut value, so it is refused.
+  { name: 'a cast to varchar(n)', sql: ['select email::varchar(64) from customers order by id'], refuse: 'public.customers.email' },
   { name: 'a parameter', sql: ['select id, card_number, birth_date from customers where id = $1'], params: [1], out: ['-', 'card', 'date'], protocols: ['extended', 'binary'] },
   { name: 'no masked column', sql: ['select tier, count(*) from customers group by tier order by tier'], out: ['-', '-'] },
   { name: 'a card in free text (detector)', sql: ['select id, notes from tickets order by id'], out: ['-', 'notes'] },
@@ -670,7 +671,7 @@ const DDL: Route[] = [
   {
     name: 'a generated column over a masked column',
     sql: ['alter table customers add column shout text generated always as (upper(email)) stored', 'select shout from customers'],
-    refuse: /public\.customers\.(email|shout)/,
+    refuse: /masked column public\.customers\.\w+/,
   },
 ];
 

@@ -155,6 +155,9 @@ describe('code and stored queries that would carry masked values out of sight', 
     ['select public.py_card()', /call public\.py_card, which may read masked columns out of Warden's sight: function public\.py_card is written in plpython3u/],
     ['insert into public.accounts (id) values (1)', /a rule on public\.accounts reads masked columns of public\.customers/],
     ['select * from public.made_elsewhere', /public\.made_elsewhere, which is not in the resource's catalog yet/],
+    ['alter table customers rename column email to contact', /alter table on public\.customers: a change there could move its masked column public\.customers\.email \(mask pii\) out from under the mask/],
+    ['alter table customers add column shout text generated always as (upper(email)) stored', /alter table on public\.customers: a change there could move its masked column public\.customers\.email \(mask pii\) out from under the mask/],
+    ['create index on customers (lower(email))', /create index on public\.customers: a change there could move its masked column public\.customers\.email/],
   ])('%s', (sql, message) => {
     expect(refused(gate(masks(), { rule: ddl }), sql)).toMatch(message);
   });

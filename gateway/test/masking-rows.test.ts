@@ -152,7 +152,9 @@ describe('scrubMessage', () => {
     withW.writeInt32BE(withW.length - 1, 1);
     const out = scrubMessage(withW, undefined, true)!;
     expect(out.readInt32BE(1)).toBe(out.length - 1);
-    expect(fields(out)).toEqual(['SERROR', 'VERROR', 'C23505', 'Mduplicate key value violates unique constraint "cards_number_key"', `D${WITHHELD}`, `W${WITHHELD}`, `q${WITHHELD}`]);
+    // With a context, the message was raised by code (a trigger, a function): its text is withheld too.
+    expect(fields(out)).toEqual(['SERROR', 'VERROR', 'C23505', `M${WITHHELD}`, `D${WITHHELD}`, `W${WITHHELD}`, `q${WITHHELD}`]);
+    expect(fields(scrubMessage(unique, undefined, true)!)).toEqual(['SERROR', 'VERROR', 'C23505', 'Mduplicate key value violates unique constraint "cards_number_key"', `D${WITHHELD}`]);
   });
 
   it('runs the detectors over M, D, H, W; null when nothing changes', () => {

@@ -69,6 +69,15 @@ export class ColumnMasks {
     return found;
   }
 
+  /** "schema.table.column (mask rule)" of the table's first masked column, for messages; the table when the catalog lists no column. */
+  describeMasked(schema: string, table: string): string {
+    for (const c of this.catalog()?.columns?.[`${schema}.${table}`] ?? []) {
+      const m = this.find({ schema, table, column: c.name });
+      if (m) return `column ${schema}.${table}.${c.name} (mask ${m.rule})`;
+    }
+    return `columns of ${schema}.${table}`;
+  }
+
   /** Whether any column of the table (or its family) may be masked. */
   hasMaskedColumns(schema: string, table: string): boolean {
     for (const t of this.family(`${schema}.${table}`)) {

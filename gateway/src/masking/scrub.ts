@@ -16,13 +16,16 @@ const H = 0x48; // hint
 
 /**
  * A whole NoticeResponse or ErrorResponse with D, W and q withheld and p
- * dropped (when `withhold`) and the detectors run over M, D, H and W; the
- * other fields are kept in their order. Null when nothing changed.
+ * dropped (when `withhold`; M and H too when code raised it) and the
+ * detectors run over M, D, H and W; the other fields are kept in their
+ * order. Null when nothing changed.
  */
 export function scrubMessage(msg: Buffer, detectors: Detectors | undefined, withhold: boolean): Buffer | null {
   const type = msg[0];
   if (type !== ERROR_RESPONSE && type !== NOTICE_RESPONSE) throw new ProtocolError('not an ErrorResponse or NoticeResponse');
   const end = Math.min(msg.length, 1 + msg.readInt32BE(1));
+  // A message raised by code (it has a context: a trigger, a policy's function…) says whatever the code put in it.
+  const fromCode = withhold && hasField(msg, W, end);
   const parts: Buffer[] = [];
   let changed = false;
   let pos = 5;
@@ -31,7 +34,7 @@ export function scrubMessage(msg: Buffer, detectors: Detectors | undefined, with
     const stop = msg.indexOf(0, pos + 1);
     if (stop < 0 || stop >= end) throw new ProtocolError('unterminated field in an ErrorResponse or NoticeResponse');
     let text: string | undefined;
-    if (withhold && (code === D || code === W || code === Q || code === P)) {
+    if (withhold && (code === D || code === W || code === Q || code === P || (fromCode && (code === M || code === H)))) {
       text = code === P ? '' : WITHHELD;
     } else if (detectors && (code === M || code === D || code === H || code === W)) {
       const value = msg.toString('utf8', pos + 1, stop);
@@ -49,4 +52,12 @@ export function scrubMessage(msg: Buffer, detectors: Detectors | undefined, with
   if (!changed) return null;
   parts.push(Buffer.from([0]));
   return frame(type, Buffer.concat(parts));
+}
+
+function hasField(msg: Buffer, field: number, end: number): boolean {
+  for (let pos = 5; pos < end && msg[pos] !== 0; pos = msg.indexOf(0, pos + 1) + 1) {
+    if (msg[pos] === field) return true;
+    if (msg.indexOf(0, pos + 1) < 0) return false;
+  }
+  return false;
 }

@@ -323,9 +323,6 @@ export class StatementGate {
       if (masks.empty) return { plan: masks.plain };
       return { refusal: `FETCH from cursor "${l.fetch.name}", which Warden has not seen declared, so it cannot tell which of its columns are masked` };
     }
-    if (masks.set.detectors.length && l.copy?.format === 'binary') {
-      return { refusal: `COPY in the binary format while detectors mask what they find in text: use the text or csv format` };
-    }
     const result = planMasks(l, masks, reaches);
     // PREPARE returns no rows (EXECUTE is planned when it runs), but what it would refuse is refused now.
     if ('plan' in result && s.kind === 'PREPARE') return { plan: { ...masks.plain, scrubMessages: reaches } };
@@ -385,6 +382,11 @@ export class StatementGate {
       if (why) return `call ${key}${f.via ? ` (through ${f.via})` : ''}, which ${why}`;
     }
     if (!reaches) return undefined;
+    // Changing a table with masked columns (renaming it or them, a generated column over one) would move values out from under their masks.
+    if (CHANGES_TABLE.test(s.kind)) {
+      const t = r.tables.find((x) => !x.via && masks.hasMaskedColumns(x.schema, x.name));
+      if (t) return `${s.kind.toLowerCase()} on ${t.schema}.${t.name}: a change there could move its masked ${masks.describeMasked(t.schema, t.name)} out from under the mask`;
+    }
     if (STORED_QUERIES.has(s.kind)) {
       const t = r.tables.find((x) => masks.hasMaskedColumns(x.schema, x.name))!;
       return `${s.kind.toLowerCase()} over masked columns of ${t.schema}.${t.name}: what it stores would run out of Warden's sight`;
@@ -449,6 +451,9 @@ export class StatementGate {
     };
   }
 }
+
+/** DDL that changes a table's names, columns or the code run on its rows. */
+const CHANGES_TABLE = /^(ALTER |CREATE (UNIQUE )?INDEX|CREATE TRIGGER|CREATE STATISTICS)/;
 
 /** Statements that store a query the server runs later, where masking cannot follow it. */
 const STORED_QUERIES = new Set(['CREATE VIEW', 'CREATE RULE', 'CREATE POLICY', 'ALTER POLICY']);
