@@ -16,6 +16,8 @@ export interface LineageContext {
   isMasked(ref: ColumnRef): boolean;
   /** Tables that have any masked column, to skip work: "schema.table" → true. */
   maskedTable(schema: string, table: string): boolean;
+  /** `policy check` without a database: no schema is named after the login role (as the gate assumes). */
+  assumeNoUserSchema?: boolean;
 }
 
 /** How deep views over views are followed. */
@@ -593,7 +595,7 @@ class Analyzer {
     const catalog = this.catalog;
     const out = new Set<string>();
     for (const path of this.ctx.paths) {
-      const schemas = path === null ? null : searchSchemas(path, catalog);
+      const schemas = path === null ? null : searchSchemas(path, catalog, this.ctx.assumeNoUserSchema);
       if (schemas === null) {
         // The path cannot be known: any schema holding a relation of that name may be the one.
         for (const s of catalog?.schemas ?? []) if (catalog?.relations[`${s}.${name}`]) out.add(s);

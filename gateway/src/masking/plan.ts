@@ -129,12 +129,14 @@ export type PlanResult = { plan: MaskPlan } | { refusal: string };
  * How a statement's results are masked. `scrub`: the statement reaches a
  * table with masked columns, so server messages may echo their values.
  */
-export function planMasks(l: Lineage, masks: ColumnMasks, scrub: boolean): PlanResult {
+export function planMasks(l: Lineage, masks: ColumnMasks, scrub: boolean, withoutCatalog = false): PlanResult {
   const col = (c: ColumnRef) => {
     const m = masks.find(c);
     return `masked column ${name(c)}${m ? ` (mask ${m.rule})` : ''}`;
   };
-  for (const o of l.opaque) return { refusal: `follow ${o.why}: it reaches ${col(o.column)}` };
+  // Without the database (policy check), `*` cannot be expanded; the gateway, which has the catalog, masks what it finds.
+  const unknown = withoutCatalog ? l.opaque.filter((o) => o.why.startsWith('cannot expand * ')) : [];
+  for (const o of l.opaque) if (!unknown.includes(o)) return { refusal: `follow ${o.why}: it reaches ${col(o.column)}` };
   for (const w of l.written) return { refusal: `copy the values of ${col(w.column)} into ${w.into}` };
   if (masks.set.predicates === 'refuse') {
     for (const p of l.predicates) return { refusal: `use ${col(p.column)} in ${p.where}, which would tell its values; the mask entry may allow it with predicates: allow` };
@@ -170,6 +172,7 @@ export function planMasks(l: Lineage, masks: ColumnMasks, scrub: boolean): PlanR
     scrubMessages: scrub,
     masked: [...new Set(masked)],
   };
+  if (unknown.length) plan.unknown = [...new Set(unknown.map((o) => `${o.column.schema}.${o.column.table}`))];
   if (l.copy) plan.copy = l.copy;
   if (l.cursor?.binary) plan.binary = true;
   return { plan };

@@ -122,4 +122,6 @@ export interface MaskPlan {
   scrubMessages: boolean;
   /** "schema.table.column" of every masked output, for the audit event. */
   masked: string[];
+  /** `policy check` without the database: tables with masked columns whose `*` it cannot expand (the gateway, with the catalog, masks them all the same). */
+  unknown?: string[];
 }

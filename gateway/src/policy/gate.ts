@@ -311,7 +311,13 @@ export class StatementGate {
     if (!reaches && !cursorKind && !(masks.set.detectors.length && s.kind.startsWith('COPY'))) return { plan: masks.plain };
     let l: Lineage;
     try {
-      l = lineage(text, { catalog, paths, isMasked: (ref) => masks.find(ref) !== undefined, maskedTable: (schema, table) => masks.hasMaskedColumns(schema, table) });
+      l = lineage(text, {
+        catalog,
+        paths,
+        isMasked: (ref) => masks.find(ref) !== undefined,
+        maskedTable: (schema, table) => masks.hasMaskedColumns(schema, table),
+        assumeNoUserSchema: this.ctx.assumeNoUserSchema,
+      });
     } catch (err) {
       // Fail closed: a statement whose flow cannot be followed is not run under masks.
       return { refusal: `${describe(s)}: Warden could not follow where its masked columns flow (${(err as Error).message})` };
@@ -323,7 +329,7 @@ export class StatementGate {
       if (masks.empty) return { plan: masks.plain };
       return { refusal: `FETCH from cursor "${l.fetch.name}", which Warden has not seen declared, so it cannot tell which of its columns are masked` };
     }
-    const result = planMasks(l, masks, reaches);
+    const result = planMasks(l, masks, reaches, !this.ctx.catalog);
     // PREPARE returns no rows (EXECUTE is planned when it runs), but what it would refuse is refused now.
     if ('plan' in result && s.kind === 'PREPARE') return { plan: { ...masks.plain, scrubMessages: reaches } };
     // COPY TO a file or a program writes the rows where masking cannot reach them.

@@ -75,6 +75,8 @@ interface CheckLine {
   message: string;
   /** Output columns whose values would be masked, by position (1-based). */
   masked?: Array<{ position: number; column: string; mask: string; rule: string }>;
+  /** Tables whose masked columns `*` returns, which cannot be listed without the database. */
+  maskingUnknown?: string[];
 }
 
 export const policyCommands: Command[] = [
@@ -248,7 +250,15 @@ export const policyCommands: Command[] = [
               const on = objects.length ? ` on ${objects.join(', ')}` : '';
               const plan = d.masks?.[i];
               const masked = plan?.columns.flatMap((c, p) => (c ? [{ position: p + 1, column: c.column, mask: maskName(c.mask), rule: c.rule }] : []));
-              lines.push({ ...base, decision: 'allowed', rule: d.rule, ruleAccess: accessOf(d.rule), message: `${s.kind} (${s.access})${on}`, ...(masked?.length ? { masked } : {}) });
+              lines.push({
+                ...base,
+                decision: 'allowed',
+                rule: d.rule,
+                ruleAccess: accessOf(d.rule),
+                message: `${s.kind} (${s.access})${on}`,
+                ...(masked?.length ? { masked } : {}),
+                ...(plan?.unknown ? { maskingUnknown: plan.unknown } : {}),
+              });
             }
           }
           from += upTo + 1;
@@ -261,6 +271,7 @@ export const policyCommands: Command[] = [
       for (const l of lines) {
         ctx.print(l.decision === 'refused' ? `refused: ${l.message}` : `allowed: ${l.message} — rule ${l.rule} (${l.ruleAccess})`);
         for (const m of l.masked ?? []) ctx.print(`  masked: column ${m.position} (${m.column}) with ${m.mask} — mask ${m.rule}`);
+        for (const t of l.maskingUnknown ?? []) ctx.print(`  masked: the masked columns of ${t} that * returns (listing them needs the database)`);
       }
       if (firstRefused >= 0 && firstRefused < lines.length - 1) {
         ctx.note(
