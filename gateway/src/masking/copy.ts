@@ -155,8 +155,10 @@ export class CopyMasker {
       this.headerPending = false;
       return null;
     }
-    const out = this.format.format === 'csv' ? this.csvRow(body) : this.textRow(body);
-    return out && frame(COPY_DATA, out);
+    // The row's fields are spliced in the whole message, whose length is then set: one copy.
+    const out = this.format.format === 'csv' ? this.csvRow(body, new Splice(msg)) : this.textRow(body, new Splice(msg));
+    if (out) out.writeInt32BE(out.length - 1, 1);
+    return out;
   }
 
   private checkCount(count: number): void {
@@ -172,21 +174,31 @@ export class CopyMasker {
     return end;
   }
 
-  private textRow(body: Buffer): Buffer | null {
+  /** `out` splices the whole message: body offsets are 5 more there. */
+  private textRow(body: Buffer, out: Splice): Buffer | null {
     const end = CopyMasker.lineEnd(body);
-    const out = new Splice(body);
+    const delimiter = this.delimiter;
     let field = 0;
     let start = 0;
-    for (let i = 0; ; i++) {
-      if (i < end && body[i] !== this.delimiter) {
-        if (body[i] === BACKSLASH) i++;
-        continue;
+    for (;;) {
+      // The next delimiter that is not escaped (an odd run of backslashes before it escapes it).
+      let i = start;
+      for (;;) {
+        i = body.indexOf(delimiter, i);
+        if (i < 0 || i >= end) {
+          i = end;
+          break;
+        }
+        let slashes = 0;
+        while (i - slashes - 1 >= start && body[i - slashes - 1] === BACKSLASH) slashes++;
+        if (slashes % 2 === 0) break;
+        i++;
       }
       const action = this.actionFor(field);
       if (action) {
-        const raw = body.subarray(start, Math.min(i, end));
+        const raw = body.subarray(start, i);
         const value = actOn(action, raw.equals(this.nullBytes) ? null : unescapeText(raw));
-        if (value !== undefined) out.replace(start, start + raw.length, value === null ? this.nullBytes : escapeText(value, this.delimiter));
+        if (value !== undefined) out.replace(5 + start, 5 + i, value === null ? this.nullBytes : escapeText(value, delimiter));
       }
       field++;
       if (i >= end) break;
@@ -196,13 +208,29 @@ export class CopyMasker {
     return out.finish();
   }
 
-  private csvRow(body: Buffer): Buffer | null {
+  private csvRow(body: Buffer, out: Splice): Buffer | null {
     const end = CopyMasker.lineEnd(body);
     const { delimiter, quote, escape } = this;
-    const out = new Splice(body);
     let field = 0;
     let start = 0;
     for (;;) {
+      // A field that does not start with a quote holds neither quote nor delimiter (Postgres quotes those): it ends at the next delimiter.
+      if (body[start] !== quote) {
+        let i = body.indexOf(delimiter, start);
+        if (i < 0 || i > end) i = end;
+        const raw = body.subarray(start, i);
+        if (!raw.includes(quote)) {
+          const action = this.actionFor(field);
+          if (action) {
+            const value = actOn(action, raw.equals(this.nullBytes) ? null : raw);
+            if (value !== undefined) out.replace(5 + start, 5 + i, value === null ? this.nullBytes : quoteCsv(value, quote, escape));
+          }
+          field++;
+          if (i >= end) break;
+          start = i + 1;
+          continue;
+        }
+      }
       // Postgres' reading rules: a quote opens or closes a quoted stretch
       // anywhere; inside one, ESCAPE before QUOTE or ESCAPE takes it literally.
       const action = this.actionFor(field);
@@ -233,7 +261,7 @@ export class CopyMasker {
         const raw = body.subarray(start, i);
         const isNull = !sawQuote && raw.equals(this.nullBytes);
         const value = actOn(action, isNull ? null : Buffer.from(bytes));
-        if (value !== undefined) out.replace(start, i, value === null ? this.nullBytes : quoteCsv(value, quote, escape));
+        if (value !== undefined) out.replace(5 + start, 5 + i, value === null ? this.nullBytes : quoteCsv(value, quote, escape));
       }
       field++;
       if (i >= end) break;

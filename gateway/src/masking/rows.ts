@@ -5,7 +5,7 @@
 import { DATA_ROW, ProtocolError } from '@warden/proto/pgwire';
 import { type Detectors, detectValue, textOffset } from './detectors.js';
 import type { MaskPlan, MaskSet } from './types.js';
-import { planMasker, type ByteMasker, type ValueMasker } from './values.js';
+import { copyBytes, planMasker, type ByteMasker, type ValueMasker } from './values.js';
 
 /** What is done to one column's values: masked, run through the detectors (after `skip` bytes), or passed. */
 export type ColumnAction = { mask: ValueMasker } | { detect: Detectors; skip: number } | null;
@@ -125,7 +125,7 @@ export class RowMasker {
     if (!changed) return null;
     size -= msg.length - pos;
     const out = Buffer.allocUnsafe(size);
-    msg.copy(out, 0, 0, 7);
+    copyBytes(msg, 0, 7, out, 0);
     out.writeInt32BE(size - 1, 1);
     let at = 7;
     // Unchanged fields are copied in runs: one copy per run rather than per field.
@@ -133,12 +133,12 @@ export class RowMasker {
     for (let i = 0; i < count; i++) {
       const value = values[i];
       if (value === undefined) continue;
-      at += msg.copy(out, at, run, starts[i]);
+      at += copyBytes(msg, run, starts[i]!, out, at);
       run = starts[i + 1]!;
       if (value === null) at = out.writeInt32BE(-1, at);
       else if (Buffer.isBuffer(value)) {
         at = out.writeInt32BE(value.length, at);
-        at += value.copy(out, at);
+        at += copyBytes(value, 0, value.length, out, at);
       } else {
         const from = at + 4;
         at = (value as ByteMasker).write(msg, starts[i]! + 4, run, out, from);
@@ -146,7 +146,7 @@ export class RowMasker {
       }
       values[i] = undefined;
     }
-    msg.copy(out, at, run, pos);
+    copyBytes(msg, run, pos, out, at);
     return out;
   }
 }
