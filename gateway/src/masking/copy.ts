@@ -7,7 +7,7 @@ import { frame, ProtocolError } from '@warden/proto/pgwire';
 import { type Detectors, textOffset } from './detectors.js';
 import { actOn, type ColumnAction, columnCountError, int32Buffer, Splice } from './rows.js';
 import type { CopyFormat, MaskPlan, MaskSet } from './types.js';
-import { planMasker } from './values.js';
+import { copyBytes, planMasker, type ByteMasker } from './values.js';
 
 export const COPY_DATA = 0x64; // 'd'
 const SIGNATURE = Buffer.from('PGCOPY\n\xff\r\n\0', 'latin1');
@@ -102,6 +102,8 @@ export class CopyMasker {
   private readonly nullBytes: Buffer;
   private readonly actions: ColumnAction[];
   private readonly idle: boolean;
+  /** Per row, reused: start, end and replacement of each changed field. */
+  private readonly edits: Array<number | Buffer | ByteMasker> = [];
   /** The text/csv header row, or the binary file header, is still to come. */
   private headerPending: boolean;
 
@@ -155,8 +157,9 @@ export class CopyMasker {
       this.headerPending = false;
       return null;
     }
+    if (this.format.format === 'text') return this.textRow(msg);
     // The row's fields are spliced in the whole message, whose length is then set: one copy.
-    const out = this.format.format === 'csv' ? this.csvRow(body, new Splice(msg)) : this.textRow(body, new Splice(msg));
+    const out = this.csvRow(body, new Splice(msg));
     if (out) out.writeInt32BE(out.length - 1, 1);
     return out;
   }
@@ -174,38 +177,75 @@ export class CopyMasker {
     return end;
   }
 
-  /** `out` splices the whole message: body offsets are 5 more there. */
-  private textRow(body: Buffer, out: Splice): Buffer | null {
-    const end = CopyMasker.lineEnd(body);
+  /**
+   * A text-format row, on the whole message: fields are found with indexOf,
+   * the new length is added up first, and the row is written once. A masked
+   * field without escapes is masked straight from the message.
+   */
+  private textRow(msg: Buffer): Buffer | null {
+    let end = 1 + msg.readInt32BE(1);
+    if (msg[end - 1] === 10) end--;
+    if (msg[end - 1] === 13) end--;
     const delimiter = this.delimiter;
+    const { edits } = this;
+    edits.length = 0;
+    let size = 1 + msg.readInt32BE(1);
+    let backslash = msg.indexOf(BACKSLASH, 5);
     let field = 0;
-    let start = 0;
+    let start = 5;
     for (;;) {
       // The next delimiter that is not escaped (an odd run of backslashes before it escapes it).
       let i = start;
       for (;;) {
-        i = body.indexOf(delimiter, i);
+        i = msg.indexOf(delimiter, i);
         if (i < 0 || i >= end) {
           i = end;
           break;
         }
         let slashes = 0;
-        while (i - slashes - 1 >= start && body[i - slashes - 1] === BACKSLASH) slashes++;
+        while (i - slashes - 1 >= start && msg[i - slashes - 1] === BACKSLASH) slashes++;
         if (slashes % 2 === 0) break;
         i++;
       }
       const action = this.actionFor(field);
       if (action) {
-        const raw = body.subarray(start, i);
-        const value = actOn(action, raw.equals(this.nullBytes) ? null : unescapeText(raw));
-        if (value !== undefined) out.replace(5 + start, 5 + i, value === null ? this.nullBytes : escapeText(value, delimiter));
+        if (backslash >= 0 && backslash < start) backslash = msg.indexOf(BACKSLASH, start);
+        const plain = backslash < 0 || backslash >= i;
+        const isNull = i - start === this.nullBytes.length && msg.compare(this.nullBytes, 0, this.nullBytes.length, start, i) === 0;
+        if (plain && !isNull && 'mask' in action && action.mask.bytes) {
+          // No escapes in, none out: the mask's bytes are the field's (partial and e-mail keep a part of the value).
+          edits.push(start, i, action.mask.bytes);
+          size += action.mask.bytes.size(msg, start, i) - (i - start);
+        } else {
+          const raw = msg.subarray(start, i);
+          const value = actOn(action, isNull ? null : plain ? raw : unescapeText(raw));
+          if (value !== undefined) {
+            const text = value === null ? this.nullBytes : escapeText(value, delimiter);
+            edits.push(start, i, text);
+            size += text.length - (i - start);
+          }
+        }
       }
       field++;
       if (i >= end) break;
       start = i + 1;
     }
     this.checkCount(field);
-    return out.finish();
+    if (edits.length === 0) return null;
+    const out = Buffer.allocUnsafe(size);
+    let at = copyBytes(msg, 0, 5, out, 0);
+    let run = 5;
+    for (let k = 0; k < edits.length; k += 3) {
+      const from = edits[k] as number;
+      const to = edits[k + 1] as number;
+      const by = edits[k + 2] as Buffer | ByteMasker;
+      at += copyBytes(msg, run, from, out, at);
+      at = Buffer.isBuffer(by) ? at + copyBytes(by, 0, by.length, out, at) : (by as ByteMasker).write(msg, from, to, out, at);
+      run = to;
+    }
+    copyBytes(msg, run, msg.length, out, at);
+    out.writeInt32BE(size - 1, 1);
+    return out;
   }
 
   private csvRow(body: Buffer, out: Splice): Buffer | null {
