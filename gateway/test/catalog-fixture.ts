@@ -299,7 +299,7 @@ export const EXPECTED: Omit<ResourceCatalog, ServerSpecific> = {
     'public.Contacts': [
       { name: 'Id', attnum: 1, type: INT4, textLike: false },
       { name: 'E-Mail', attnum: 3, type: OWN, textLike: true },
-      { name: 'nick', attnum: 4, type: VARCHAR, textLike: true },
+      { name: 'nick', attnum: 4, type: VARCHAR, textLike: true, typmod: 24 },
       { name: 'tags', attnum: 5, type: TEXT_ARRAY, textLike: false },
     ],
     'public.customer_names': cols(['id', INT4], ['name', TEXT, true]),

@@ -290,10 +290,10 @@ describe('parseCatalog', () => {
     const c = parseCatalog({
       ...good(),
       relationColumns: [
-        ['public.t', 16400, [['a', 1, 23, false], ['B c', 3, 16500, true]]],
+        ['public.t', 16400, [['a', 1, 23, false, -1], ['B c', 3, 16500, true, 24]]],
         // No columns: json_agg over no rows.
         ['public.empty', 4294967295, null],
-        ['public.v', 16402, [['a', 1, 23, false]]],
+        ['public.v', 16402, [['a', 1, 23, false, -1]]],
       ],
       // A view dropped while it was read: pg_get_viewdef gives null.
       viewDefinitions: [
@@ -308,7 +308,7 @@ describe('parseCatalog', () => {
     expect(c.columns).toEqual({
       'public.t': [
         { name: 'a', attnum: 1, type: 23, textLike: false },
-        { name: 'B c', attnum: 3, type: 16500, textLike: true },
+        { name: 'B c', attnum: 3, type: 16500, textLike: true, typmod: 24 },
       ],
       'public.empty': [],
       'public.v': [{ name: 'a', attnum: 1, type: 23, textLike: false }],
@@ -347,11 +347,12 @@ describe('parseCatalog', () => {
     expect(bad({ relationColumns: [['public.t', 1]] })).toThrow(/relationColumns\[0\] should be an array of 3/);
     expect(columns([], '16400')).toThrow(/relationColumns\[0\]\[1\] should be an oid, got "16400"/);
     expect(columns([], 2 ** 32)).toThrow(/relationColumns\[0\]\[1\] should be an oid/);
-    expect(columns([['a', 1, 23]])).toThrow(/relationColumns\[0\]\[2\]\[0\] should be an array of 4/);
-    expect(columns([['a', 0, 23, false]])).toThrow(/relationColumns\[0\]\[2\]\[0\]\[1\] should be a positive integer/);
-    expect(columns([['a', 1, -1, false]])).toThrow(/relationColumns\[0\]\[2\]\[0\]\[2\] should be an oid/);
-    expect(columns([['a', 1, 23, 'f']])).toThrow(/relationColumns\[0\]\[2\]\[0\]\[3\] should be a boolean/);
-    expect(columns([[null, 1, 23, false]])).toThrow(/relationColumns\[0\]\[2\]\[0\]\[0\] should be a string/);
+    expect(columns([['a', 1, 23, false]])).toThrow(/relationColumns\[0\]\[2\]\[0\] should be an array of 5/);
+    expect(columns([['a', 0, 23, false, -1]])).toThrow(/relationColumns\[0\]\[2\]\[0\]\[1\] should be a positive integer/);
+    expect(columns([['a', 1, -1, false, -1]])).toThrow(/relationColumns\[0\]\[2\]\[0\]\[2\] should be an oid/);
+    expect(columns([['a', 1, 23, 'f', -1]])).toThrow(/relationColumns\[0\]\[2\]\[0\]\[3\] should be a boolean/);
+    expect(columns([['a', 1, 23, false, '-1']])).toThrow(/relationColumns\[0\]\[2\]\[0\]\[4\] should be an integer/);
+    expect(columns([[null, 1, 23, false, -1]])).toThrow(/relationColumns\[0\]\[2\]\[0\]\[0\] should be a string/);
     expect(bad({ viewDefinitions: [['public.v', 7]] })).toThrow(/viewDefinitions\[0\]\[1\] should be a string/);
     expect(bad({ viewDefinitions: [[null, 'SELECT 1']] })).toThrow(/viewDefinitions\[0\]\[0\] should be a string/);
   });

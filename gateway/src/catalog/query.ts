@@ -155,7 +155,7 @@ select pg_catalog.json_build_object(
   'relationColumns', (
     select pg_catalog.json_agg(pg_catalog.json_build_array(${key('n', 'c.relname')}, c.oid::pg_catalog.int8, (
         select pg_catalog.json_agg(pg_catalog.json_build_array(a.attname::pg_catalog.text, a.attnum, a.atttypid::pg_catalog.int8,
-            a.atttypid in (select tt.typ from text_types tt)) order by a.attnum)
+            a.atttypid in (select tt.typ from text_types tt), a.atttypmod) order by a.attnum)
         from pg_catalog.pg_attribute a
         where a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped))
       order by n.nspname ${C}, c.relname ${C})
@@ -395,12 +395,16 @@ function oid(v: unknown, where: string): number {
 
 function columnsOf(v: unknown, where: string): CatalogColumn[] {
   // A relation without columns: json_agg over no rows gives null.
-  return rows(v, where, 4).map((r, i) => {
+  return rows(v, where, 5).map((r, i) => {
     const w = (j: number) => `${where}[${i}][${j}]`;
     const attnum = r[1];
     if (typeof attnum !== 'number' || !Number.isInteger(attnum) || attnum < 1) throw new CatalogShapeError(w(1), 'should be a positive integer');
     if (typeof r[3] !== 'boolean') throw new CatalogShapeError(w(3), 'should be a boolean');
-    return { name: str(r[0], w(0)), attnum, type: oid(r[2], w(2)), textLike: r[3] };
+    const typmod = r[4];
+    if (typeof typmod !== 'number' || !Number.isInteger(typmod)) throw new CatalogShapeError(w(4), 'should be an integer');
+    const col: CatalogColumn = { name: str(r[0], w(0)), attnum, type: oid(r[2], w(2)), textLike: r[3] };
+    if (typmod >= 0) col.typmod = typmod;
+    return col;
   });
 }
 

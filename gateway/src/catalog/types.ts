@@ -73,6 +73,8 @@ export interface CatalogColumn {
   type: number;
   /** The type, or a domain's base type however many domains deep, is of the string category (pg_type.typcategory 'S'): text, varchar, char, name… */
   textLike: boolean;
+  /** pg_attribute.atttypmod when the type has one: varchar(n) and char(n) hold n + 4, numeric(p, s) holds (p << 16 | s) + 4. */
+  typmod?: number;
 }
 
 export interface ResourceCatalog {

@@ -40,9 +40,9 @@ export class ColumnMasks {
   }
 
   /** The stored column's type; text when the catalog does not say (masks then treat it as text). */
-  type(ref: ColumnRef): { type: number; textLike: boolean } {
+  type(ref: ColumnRef): { type: number; textLike: boolean; typmod?: number } {
     const col = this.catalog()?.columns?.[`${ref.schema}.${ref.table}`]?.find((c) => c.name === ref.column);
-    return col ? { type: col.type, textLike: col.textLike } : { type: 25, textLike: true };
+    return col ? { type: col.type, textLike: col.textLike, typmod: col.typmod } : { type: 25, textLike: true };
   }
 
   /**
@@ -163,7 +163,9 @@ export function planMasks(l: Lineage, masks: ColumnMasks, scrub: boolean, withou
       }
       fn = { fn: 'null' };
     }
-    columns.push({ mask: fn, type: type.type, textLike: type.textLike, column: name(best.ref), rule: best.mask.rule });
+    const plan: ColumnPlan = { mask: fn, type: type.type, textLike: type.textLike, column: name(best.ref), rule: best.mask.rule };
+    if (type.typmod !== undefined) plan.typmod = type.typmod;
+    columns.push(plan);
     masked.push(name(best.ref));
   }
   const plan: MaskPlan = {

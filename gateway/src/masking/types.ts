@@ -103,6 +103,8 @@ export interface ColumnPlan {
   type: number;
   /** The type is of Postgres' string category (text, varchar, char, name, citext, …): text masks apply to it in either format. */
   textLike: boolean;
+  /** The column's declared size (pg_attribute.atttypmod), when it has one: masked values are made to fit it. */
+  typmod?: number;
   /** "schema.table.column" (the first masked source), for audit and messages. */
   column: string;
   rule: string;

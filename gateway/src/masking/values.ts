@@ -360,11 +360,39 @@ export function maskBinary(value: Buffer, mask: MaskFunction, type: number, text
  * statement is refused).
  */
 export function planMasker(col: ColumnPlan, set: MaskSet, binary: boolean): ValueMasker {
-  if (maskable(col.mask, col.type, col.textLike, binary)) return compileMask(col.mask, col.type, col.textLike, binary, set.key);
+  if (maskable(col.mask, col.type, col.textLike, binary)) return fitTypmod(compileMask(col.mask, col.type, col.textLike, binary, set.key), col);
   if (set.onInvalid === 'null') return () => null;
   throw new MaskTypeError(
     col.mask.fn,
     col.type,
     `column ${col.column} cannot be masked by ${col.mask.fn} (mask rule ${col.rule}): its type (oid ${col.type}) has no such value in the ${binary ? 'binary' : 'text'} format`,
   );
+}
+
+/**
+ * A masker whose values also fit the column's declared size: varchar(n) and
+ * char(n) get at most n characters, numeric(p, s) a hash with at most p - s
+ * digits (a value the column could hold).
+ */
+function fitTypmod(m: ValueMasker, col: ColumnPlan): ValueMasker {
+  const typmod = col.typmod;
+  if (typmod === undefined || typmod < 4) return m;
+  if (col.type === NUMERIC_OID) {
+    if (col.mask.fn !== 'hash') return m;
+    const digits = ((typmod - 4) >> 16) - ((typmod - 4) & 0xffff);
+    const limit = 10n ** BigInt(Math.max(0, digits));
+    return (v) => {
+      const out = m(v);
+      return out && out.length ? Buffer.from(String(BigInt(out.toString('latin1')) % limit)) : out;
+    };
+  }
+  if (!isTextLike(col.type, col.textLike)) return m;
+  const n = typmod - 4;
+  return (v) => {
+    const out = m(v);
+    if (!out || out.length <= n) return out;
+    const text = out.toString('utf8');
+    const chars = [...text];
+    return chars.length <= n ? out : Buffer.from(chars.slice(0, n).join(''));
+  };
 }

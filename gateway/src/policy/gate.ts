@@ -239,7 +239,7 @@ export class StatementGate {
       const s = c.statements[i]!;
       if (s.escalation) {
         const r = this.refusal(i, s.kind, s);
-        return { classification: c, effects, cacheable, rule: decidingRule, refusal: { ...r, message: `${r.message}; changing the session's role is never allowed through Warden` } };
+        return { classification: c, effects, cacheable, masks, rule: decidingRule, refusal: { ...r, message: `${r.message}; changing the session's role is never allowed through Warden` } };
       }
       let target: StatementInfo = s;
       if (s.kind === 'EXECUTE' || s.kind === 'PREPARE' || s.kind === 'DEALLOCATE') cacheable = false;
@@ -256,7 +256,7 @@ export class StatementGate {
         else for (const k of [...this.prepared.keys(), ...local.keys()]) if (k.startsWith('S')) local.set(k, null);
       }
       const verdict = this.statement(target, paths);
-      if (verdict.refusal) return { classification: c, effects, cacheable, rule: decidingRule, refusal: { ...this.refusal(i, verdict.refusal, s), reach: verdict.reach } };
+      if (verdict.refusal) return { classification: c, effects, cacheable, masks, rule: decidingRule, refusal: { ...this.refusal(i, verdict.refusal, s), reach: verdict.reach } };
       decidingRule ??= verdict.rule;
       if (this.ctx.masks) {
         if (MASK_STATEFUL.has(s.kind)) cacheable = false;
@@ -264,7 +264,7 @@ export class StatementGate {
         const m = this.maskPlan(s, text, verdict, paths);
         if ('refusal' in m) {
           const r = this.refusal(i, m.refusal, s);
-          return { classification: c, effects, cacheable, rule: decidingRule, refusal: { ...r, rule: verdict.rule, message: `warden: ${this.ctx.identity} on ${this.ctx.resource} may not ${m.refusal}`, reach: verdict.reach } };
+          return { classification: c, effects, cacheable, masks, rule: decidingRule, refusal: { ...r, rule: verdict.rule, message: `warden: ${this.ctx.identity} on ${this.ctx.resource} may not ${m.refusal}`, reach: verdict.reach } };
         }
         (masks ??= [])[i] = m.plan;
       }
@@ -284,7 +284,7 @@ export class StatementGate {
         if (broken) {
           const r = this.refusal(i, 'change search_path', s);
           const why = `: prepared statement "${broken.name}" would then reach ${broken.what}; DEALLOCATE or close it first`;
-          return { classification: c, effects, cacheable, rule: decidingRule, refusal: { ...r, message: r.message.replace(/ \(rule: [^)]*\)$|$/, (m) => `${why}${m}`) } };
+          return { classification: c, effects, cacheable, masks, rule: decidingRule, refusal: { ...r, message: r.message.replace(/ \(rule: [^)]*\)$|$/, (m) => `${why}${m}`) } };
         }
         paths = next;
       }
