@@ -190,6 +190,7 @@ export class Repository {
         masks: await this.masks(trx),
         // Only gateways get the key, on their watch stream (server/service.ts).
         maskKey: Buffer.alloc(0),
+        approvalRules: [],
       }));
   }
 

@@ -51,6 +51,8 @@ export interface StatementRecord extends SessionScoped {
   error?: { sqlstate: string; message: string };
   /** Columns ("schema.table.column") masked in its results; absent when none. */
   maskedColumns?: string[];
+  /** The approval it ran under, when it was held. */
+  approvalId?: string;
 }
 
 export interface SessionEndRecord extends SessionScoped {
@@ -71,10 +73,23 @@ export interface AuthFailureRecord extends RecordBase {
   message: string;
 }
 
-export type AuditRecord = SessionStartRecord | StatementRecord | SessionEndRecord | AuthFailureRecord;
+/** A held statement's approval, as the session saw it. */
+export interface ApprovalRecord extends SessionScoped {
+  type: 'approval';
+  approvalId: string;
+  /** requested | approved | denied | expired | withdrawn */
+  state: string;
+  rule: string;
+  sql: string;
+  why: string;
+  /** Absent before anyone decided. */
+  decisions?: Array<{ approver: string; groups: string[]; approve: boolean; reason: string; at: string }>;
+}
+
+export type AuditRecord = SessionStartRecord | StatementRecord | SessionEndRecord | AuthFailureRecord | ApprovalRecord;
 export type AuditEventType = AuditRecord['type'];
 
-export const AUDIT_EVENT_TYPES: readonly AuditEventType[] = ['session.start', 'statement', 'session.end', 'auth.failure'];
+export const AUDIT_EVENT_TYPES: readonly AuditEventType[] = ['session.start', 'statement', 'session.end', 'auth.failure', 'approval'];
 
 type Case = NonNullable<AuditEvent['event']>['$case'];
 const TYPE_OF: Record<Case, AuditEventType> = {
@@ -82,6 +97,7 @@ const TYPE_OF: Record<Case, AuditEventType> = {
   statement: 'statement',
   sessionEnd: 'session.end',
   authFailure: 'auth.failure',
+  approval: 'approval',
 };
 
 /** session.start, statement, session.end or auth.failure; undefined for an event without one. */
@@ -162,6 +178,7 @@ export function eventRecord(e: AuditEvent): AuditRecord {
         durationMs: durationMs(s.duration),
         error: s.error ? { sqlstate: s.error.sqlstate, message: s.error.message } : undefined,
         maskedColumns: s.maskedColumns.length > 0 ? s.maskedColumns : undefined,
+        approvalId: s.approvalId,
       };
     }
     case 'sessionEnd': {
@@ -179,6 +196,19 @@ export function eventRecord(e: AuditEvent): AuditRecord {
     case 'authFailure': {
       const f = e.event.value;
       return { type: 'auth.failure', id, time, gateway, clientAddress: f.clientAddress, resource: resource || undefined, sqlstate: f.sqlstate, message: f.message };
+    }
+    case 'approval': {
+      const a = e.event.value;
+      return {
+        type: 'approval',
+        id, time, gateway, sessionId, seq, identity, resource, agent,
+        approvalId: a.approvalId,
+        state: a.state,
+        rule: a.rule,
+        sql: a.sql,
+        why: a.why,
+        decisions: a.decisions.length ? a.decisions.map((d) => ({ approver: d.approver, groups: d.groups, approve: d.approve, reason: d.reason, at: d.at })) : undefined,
+      };
     }
   }
 }
@@ -244,6 +274,7 @@ export function eventFromRecord(value: unknown): AuditEvent | undefined {
           duration: durationOf(ms(r.durationMs)),
           error: error ? { sqlstate: str(error.sqlstate), message: str(error.message) } : undefined,
           maskedColumns: strings(r.maskedColumns),
+          approvalId: optStr(r.approvalId),
         },
       };
       break;
@@ -263,6 +294,21 @@ export function eventFromRecord(value: unknown): AuditEvent | undefined {
     case 'auth.failure':
       e.event = { $case: 'authFailure', value: { clientAddress: str(r.clientAddress), sqlstate: str(r.sqlstate), message: str(r.message) } };
       break;
+    case 'approval': {
+      const decisions = Array.isArray(r.decisions) ? (r.decisions as Array<Record<string, unknown>>) : [];
+      e.event = {
+        $case: 'approval',
+        value: {
+          approvalId: str(r.approvalId),
+          state: str(r.state),
+          rule: str(r.rule),
+          sql: str(r.sql),
+          why: str(r.why),
+          decisions: decisions.map((d) => ({ approver: str(d.approver), groups: strings(d.groups), approve: d.approve === true, reason: str(d.reason), at: str(d.at) })),
+        },
+      };
+      break;
+    }
     default:
       return undefined;
   }

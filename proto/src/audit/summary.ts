@@ -68,6 +68,11 @@ export function summarize(e: AuditEvent): string {
       const f = e.event.value;
       return `authentication failed from ${f.clientAddress}${e.resource ? ` for ${e.resource}` : ''}: ${f.sqlstate} ${f.message}`;
     }
+    case 'approval': {
+      const a = e.event.value;
+      const by = a.decisions.map((d) => `${d.approve ? 'approved' : 'denied'} by ${d.approver}${d.reason ? ` (${d.reason})` : ''}`).join(', ');
+      return `${e.identity}'s ${a.why || 'statement'} on ${e.resource}: approval ${a.approvalId} ${a.state}${by ? `, ${by}` : ''}`;
+    }
     case undefined:
       return `event ${e.id} of no known type`;
   }

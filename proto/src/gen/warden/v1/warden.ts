@@ -276,6 +276,8 @@ export interface Snapshot {
   agents: Agent[];
   gateways: Gateway[];
   masks: Mask[];
+  /** Statements that need a person's approval before they run (policy file's `approvals`). */
+  approvalRules: ApprovalRule[];
   /**
    * The deployment's key for the hash mask function (32 bytes). Sent only on
    * gateways' WatchConfig stream; empty everywhere else (GetSnapshot).
@@ -346,6 +348,125 @@ export interface PolicyHistory {
   versions: PolicyVersion[];
 }
 
+/**
+ * A rule of the policy file's `approvals`: which statements of whom, on a
+ * resource, are held for approval, and who may approve them.
+ */
+export interface ApprovalRule {
+  name: string;
+  resource: string;
+  /** Whose statements; both empty: everyone on the resource. */
+  identities: string[];
+  groups: string[];
+  /**
+   * Statement kinds as the classifier names them ("ALTER TABLE", "DROP TABLE",
+   * "DELETE", "TRUNCATE"…); a statement matches when its kind starts with one.
+   */
+  kinds: string[];
+  /**
+   * Tables ("schema.table", or "table" in any schema) the statement must
+   * touch to match; empty: any.
+   */
+  objects: string[];
+  /** UPDATE or DELETE without a WHERE clause matches whatever `kinds` says. */
+  withoutWhere: boolean;
+  /**
+   * UPDATE, DELETE, INSERT … SELECT or MERGE that Postgres estimates (EXPLAIN,
+   * through the agent) will touch more than this many rows; 0: not used.
+   */
+  rowsOver: number;
+  /** Groups of people who may approve (from their token's groups claim). */
+  approvers: string[];
+  /** Distinct approvals needed (at least 1). */
+  quorum: number;
+  /** How long a request waits for decisions, and how long an approval stays valid. */
+  requestTtlSeconds: number;
+  approvalTtlSeconds: number;
+  /**
+   * "wait" (the client waits, up to wait_timeout_seconds) or "retry" (an error
+   * at once; once approved, the same statement may run once).
+   */
+  mode: string;
+  waitTimeoutSeconds: number;
+}
+
+export interface ApprovalDecision {
+  /** The approver's token subject, and the groups that made them an approver. */
+  approver: string;
+  groups: string[];
+  approve: boolean;
+  reason: string;
+  at: string;
+}
+
+export interface ApprovalRequest {
+  /** Set by the control plane ("apr_…"). */
+  id: string;
+  rule: string;
+  identity: string;
+  resource: string;
+  /**
+   * The statement as sent, and its parameters for the extended protocol
+   * (text; absent value = NULL).
+   */
+  sql: string;
+  parameters: StatementParameter[];
+  /**
+   * What binds an approval to exactly this statement: sha256 of identity,
+   * resource, normalized text and parameters (computed by the gateway).
+   */
+  fingerprint: string;
+  sessionId: string;
+  gatewayId: string;
+  /** Why, as the client said (application_name, or a startup option). */
+  reason: string;
+  createdAt: string;
+  /** When the request stops waiting for decisions. */
+  expiresAt: string;
+  /** pending | approved | denied | expired | withdrawn | executed */
+  state: string;
+  decisions: ApprovalDecision[];
+  /** From the rule, at the time of the request. */
+  approvers: string[];
+  quorum: number;
+  mode: string;
+  /** Once approved: until when it may run. */
+  approvalExpiresAt: string;
+  /** Why the statement was held, e.g. "DELETE without WHERE", "ALTER TABLE public.orders". */
+  why: string;
+}
+
+export interface ApprovalId {
+  id: string;
+}
+
+export interface WatchApprovalsRequest {
+  gatewayId: string;
+}
+
+export interface ConsumeApprovalRequest {
+  identity: string;
+  resource: string;
+  fingerprint: string;
+  sessionId: string;
+}
+
+export interface ApprovalFilter {
+  /** Empty: pending ones. */
+  state: string;
+  limit: number;
+}
+
+export interface ApprovalList {
+  approvals: ApprovalRequest[];
+}
+
+export interface ApprovalDecisionRequest {
+  id: string;
+  approve: boolean;
+  reason: string;
+}
+
 /** One thing that happened at a gateway. */
 export interface AuditEvent {
   /**
@@ -373,6 +494,7 @@ export interface AuditEvent {
     | { $case: "statement"; value: Statement }
     | { $case: "sessionEnd"; value: SessionEnd }
     | { $case: "authFailure"; value: AuthFailure }
+    | { $case: "approval"; value: ApprovalEvent }
     | undefined;
 }
 
@@ -438,6 +560,22 @@ export interface Statement {
     | undefined;
   /** Columns ("schema.table.column") whose values in its results were masked. */
   maskedColumns: string[];
+  /** The approval it ran under, when it was held. */
+  approvalId?: string | undefined;
+}
+
+/**
+ * A held statement's approval, as the session saw it: requested, then
+ * approved, denied, expired or withdrawn (with who decided).
+ */
+export interface ApprovalEvent {
+  approvalId: string;
+  /** requested | approved | denied | expired | withdrawn */
+  state: string;
+  rule: string;
+  sql: string;
+  why: string;
+  decisions: ApprovalDecision[];
 }
 
 export interface SessionEnd {
@@ -2157,6 +2295,7 @@ function createBaseSnapshot(): Snapshot {
     agents: [],
     gateways: [],
     masks: [],
+    approvalRules: [],
     maskKey: Buffer.alloc(0),
   };
 }
@@ -2189,6 +2328,9 @@ export const Snapshot: MessageFns<Snapshot> = {
     }
     for (const v of message.masks) {
       Mask.encode(v!, writer.uint32(74).fork()).join();
+    }
+    for (const v of message.approvalRules) {
+      ApprovalRule.encode(v!, writer.uint32(90).fork()).join();
     }
     if (message.maskKey.length !== 0) {
       writer.uint32(82).bytes(message.maskKey);
@@ -2281,6 +2423,14 @@ export const Snapshot: MessageFns<Snapshot> = {
             message.masks.push(Mask.decode(reader, reader.uint32()));
             continue;
           }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.approvalRules.push(ApprovalRule.decode(reader, reader.uint32()));
+            continue;
+          }
           case 10: {
             if (tag !== 82) {
               break;
@@ -2320,6 +2470,11 @@ export const Snapshot: MessageFns<Snapshot> = {
       agents: globalThis.Array.isArray(object?.agents) ? object.agents.map((e: any) => Agent.fromJSON(e)) : [],
       gateways: globalThis.Array.isArray(object?.gateways) ? object.gateways.map((e: any) => Gateway.fromJSON(e)) : [],
       masks: globalThis.Array.isArray(object?.masks) ? object.masks.map((e: any) => Mask.fromJSON(e)) : [],
+      approvalRules: globalThis.Array.isArray(object?.approvalRules)
+        ? object.approvalRules.map((e: any) => ApprovalRule.fromJSON(e))
+        : globalThis.Array.isArray(object?.approval_rules)
+        ? object.approval_rules.map((e: any) => ApprovalRule.fromJSON(e))
+        : [],
       maskKey: isSet(object.maskKey)
         ? Buffer.from(bytesFromBase64(object.maskKey))
         : isSet(object.mask_key)
@@ -2357,6 +2512,9 @@ export const Snapshot: MessageFns<Snapshot> = {
     if (message.masks?.length) {
       obj.masks = message.masks.map((e) => Mask.toJSON(e));
     }
+    if (message.approvalRules?.length) {
+      obj.approvalRules = message.approvalRules.map((e) => ApprovalRule.toJSON(e));
+    }
     if (message.maskKey.length !== 0) {
       obj.maskKey = base64FromBytes(message.maskKey);
     }
@@ -2377,6 +2535,7 @@ export const Snapshot: MessageFns<Snapshot> = {
     message.agents = object.agents?.map((e) => Agent.fromPartial(e)) || [];
     message.gateways = object.gateways?.map((e) => Gateway.fromPartial(e)) || [];
     message.masks = object.masks?.map((e) => Mask.fromPartial(e)) || [];
+    message.approvalRules = object.approvalRules?.map((e) => ApprovalRule.fromPartial(e)) || [];
     message.maskKey = object.maskKey ?? Buffer.alloc(0);
     return message;
   },
@@ -3355,6 +3514,1376 @@ export const PolicyHistory: MessageFns<PolicyHistory> = {
   },
 };
 
+function createBaseApprovalRule(): ApprovalRule {
+  return {
+    name: "",
+    resource: "",
+    identities: [],
+    groups: [],
+    kinds: [],
+    objects: [],
+    withoutWhere: false,
+    rowsOver: 0,
+    approvers: [],
+    quorum: 0,
+    requestTtlSeconds: 0,
+    approvalTtlSeconds: 0,
+    mode: "",
+    waitTimeoutSeconds: 0,
+  };
+}
+
+export const ApprovalRule: MessageFns<ApprovalRule> = {
+  encode(message: ApprovalRule, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.resource !== "") {
+      writer.uint32(18).string(message.resource);
+    }
+    for (const v of message.identities) {
+      writer.uint32(26).string(v!);
+    }
+    for (const v of message.groups) {
+      writer.uint32(34).string(v!);
+    }
+    for (const v of message.kinds) {
+      writer.uint32(42).string(v!);
+    }
+    for (const v of message.objects) {
+      writer.uint32(50).string(v!);
+    }
+    if (message.withoutWhere !== false) {
+      writer.uint32(56).bool(message.withoutWhere);
+    }
+    if (message.rowsOver !== 0) {
+      writer.uint32(64).uint64(message.rowsOver);
+    }
+    for (const v of message.approvers) {
+      writer.uint32(74).string(v!);
+    }
+    if (message.quorum !== 0) {
+      writer.uint32(80).uint32(message.quorum);
+    }
+    if (message.requestTtlSeconds !== 0) {
+      writer.uint32(88).uint32(message.requestTtlSeconds);
+    }
+    if (message.approvalTtlSeconds !== 0) {
+      writer.uint32(96).uint32(message.approvalTtlSeconds);
+    }
+    if (message.mode !== "") {
+      writer.uint32(106).string(message.mode);
+    }
+    if (message.waitTimeoutSeconds !== 0) {
+      writer.uint32(112).uint32(message.waitTimeoutSeconds);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ApprovalRule {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseApprovalRule();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.resource = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.identities.push(reader.string());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.groups.push(reader.string());
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.kinds.push(reader.string());
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.objects.push(reader.string());
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.withoutWhere = reader.bool();
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.rowsOver = longToNumber(reader.uint64());
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.approvers.push(reader.string());
+            continue;
+          }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.quorum = reader.uint32();
+            continue;
+          }
+          case 11: {
+            if (tag !== 88) {
+              break;
+            }
+
+            message.requestTtlSeconds = reader.uint32();
+            continue;
+          }
+          case 12: {
+            if (tag !== 96) {
+              break;
+            }
+
+            message.approvalTtlSeconds = reader.uint32();
+            continue;
+          }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            message.mode = reader.string();
+            continue;
+          }
+          case 14: {
+            if (tag !== 112) {
+              break;
+            }
+
+            message.waitTimeoutSeconds = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ApprovalRule {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      resource: isSet(object.resource) ? globalThis.String(object.resource) : "",
+      identities: globalThis.Array.isArray(object?.identities)
+        ? object.identities.map((e: any) => globalThis.String(e))
+        : [],
+      groups: globalThis.Array.isArray(object?.groups) ? object.groups.map((e: any) => globalThis.String(e)) : [],
+      kinds: globalThis.Array.isArray(object?.kinds) ? object.kinds.map((e: any) => globalThis.String(e)) : [],
+      objects: globalThis.Array.isArray(object?.objects) ? object.objects.map((e: any) => globalThis.String(e)) : [],
+      withoutWhere: isSet(object.withoutWhere)
+        ? globalThis.Boolean(object.withoutWhere)
+        : isSet(object.without_where)
+        ? globalThis.Boolean(object.without_where)
+        : false,
+      rowsOver: isSet(object.rowsOver)
+        ? globalThis.Number(object.rowsOver)
+        : isSet(object.rows_over)
+        ? globalThis.Number(object.rows_over)
+        : 0,
+      approvers: globalThis.Array.isArray(object?.approvers)
+        ? object.approvers.map((e: any) => globalThis.String(e))
+        : [],
+      quorum: isSet(object.quorum) ? globalThis.Number(object.quorum) : 0,
+      requestTtlSeconds: isSet(object.requestTtlSeconds)
+        ? globalThis.Number(object.requestTtlSeconds)
+        : isSet(object.request_ttl_seconds)
+        ? globalThis.Number(object.request_ttl_seconds)
+        : 0,
+      approvalTtlSeconds: isSet(object.approvalTtlSeconds)
+        ? globalThis.Number(object.approvalTtlSeconds)
+        : isSet(object.approval_ttl_seconds)
+        ? globalThis.Number(object.approval_ttl_seconds)
+        : 0,
+      mode: isSet(object.mode) ? globalThis.String(object.mode) : "",
+      waitTimeoutSeconds: isSet(object.waitTimeoutSeconds)
+        ? globalThis.Number(object.waitTimeoutSeconds)
+        : isSet(object.wait_timeout_seconds)
+        ? globalThis.Number(object.wait_timeout_seconds)
+        : 0,
+    };
+  },
+
+  toJSON(message: ApprovalRule): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.resource !== "") {
+      obj.resource = message.resource;
+    }
+    if (message.identities?.length) {
+      obj.identities = message.identities;
+    }
+    if (message.groups?.length) {
+      obj.groups = message.groups;
+    }
+    if (message.kinds?.length) {
+      obj.kinds = message.kinds;
+    }
+    if (message.objects?.length) {
+      obj.objects = message.objects;
+    }
+    if (message.withoutWhere !== false) {
+      obj.withoutWhere = message.withoutWhere;
+    }
+    if (message.rowsOver !== 0) {
+      obj.rowsOver = Math.round(message.rowsOver);
+    }
+    if (message.approvers?.length) {
+      obj.approvers = message.approvers;
+    }
+    if (message.quorum !== 0) {
+      obj.quorum = Math.round(message.quorum);
+    }
+    if (message.requestTtlSeconds !== 0) {
+      obj.requestTtlSeconds = Math.round(message.requestTtlSeconds);
+    }
+    if (message.approvalTtlSeconds !== 0) {
+      obj.approvalTtlSeconds = Math.round(message.approvalTtlSeconds);
+    }
+    if (message.mode !== "") {
+      obj.mode = message.mode;
+    }
+    if (message.waitTimeoutSeconds !== 0) {
+      obj.waitTimeoutSeconds = Math.round(message.waitTimeoutSeconds);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ApprovalRule>, I>>(base?: I): ApprovalRule {
+    return ApprovalRule.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ApprovalRule>, I>>(object: I): ApprovalRule {
+    const message = createBaseApprovalRule();
+    message.name = object.name ?? "";
+    message.resource = object.resource ?? "";
+    message.identities = object.identities?.map((e) => e) || [];
+    message.groups = object.groups?.map((e) => e) || [];
+    message.kinds = object.kinds?.map((e) => e) || [];
+    message.objects = object.objects?.map((e) => e) || [];
+    message.withoutWhere = object.withoutWhere ?? false;
+    message.rowsOver = object.rowsOver ?? 0;
+    message.approvers = object.approvers?.map((e) => e) || [];
+    message.quorum = object.quorum ?? 0;
+    message.requestTtlSeconds = object.requestTtlSeconds ?? 0;
+    message.approvalTtlSeconds = object.approvalTtlSeconds ?? 0;
+    message.mode = object.mode ?? "";
+    message.waitTimeoutSeconds = object.waitTimeoutSeconds ?? 0;
+    return message;
+  },
+};
+
+function createBaseApprovalDecision(): ApprovalDecision {
+  return { approver: "", groups: [], approve: false, reason: "", at: "" };
+}
+
+export const ApprovalDecision: MessageFns<ApprovalDecision> = {
+  encode(message: ApprovalDecision, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.approver !== "") {
+      writer.uint32(10).string(message.approver);
+    }
+    for (const v of message.groups) {
+      writer.uint32(18).string(v!);
+    }
+    if (message.approve !== false) {
+      writer.uint32(24).bool(message.approve);
+    }
+    if (message.reason !== "") {
+      writer.uint32(34).string(message.reason);
+    }
+    if (message.at !== "") {
+      writer.uint32(42).string(message.at);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ApprovalDecision {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseApprovalDecision();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.approver = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.groups.push(reader.string());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.approve = reader.bool();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.at = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ApprovalDecision {
+    return {
+      approver: isSet(object.approver) ? globalThis.String(object.approver) : "",
+      groups: globalThis.Array.isArray(object?.groups) ? object.groups.map((e: any) => globalThis.String(e)) : [],
+      approve: isSet(object.approve) ? globalThis.Boolean(object.approve) : false,
+      reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
+      at: isSet(object.at) ? globalThis.String(object.at) : "",
+    };
+  },
+
+  toJSON(message: ApprovalDecision): unknown {
+    const obj: any = {};
+    if (message.approver !== "") {
+      obj.approver = message.approver;
+    }
+    if (message.groups?.length) {
+      obj.groups = message.groups;
+    }
+    if (message.approve !== false) {
+      obj.approve = message.approve;
+    }
+    if (message.reason !== "") {
+      obj.reason = message.reason;
+    }
+    if (message.at !== "") {
+      obj.at = message.at;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ApprovalDecision>, I>>(base?: I): ApprovalDecision {
+    return ApprovalDecision.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ApprovalDecision>, I>>(object: I): ApprovalDecision {
+    const message = createBaseApprovalDecision();
+    message.approver = object.approver ?? "";
+    message.groups = object.groups?.map((e) => e) || [];
+    message.approve = object.approve ?? false;
+    message.reason = object.reason ?? "";
+    message.at = object.at ?? "";
+    return message;
+  },
+};
+
+function createBaseApprovalRequest(): ApprovalRequest {
+  return {
+    id: "",
+    rule: "",
+    identity: "",
+    resource: "",
+    sql: "",
+    parameters: [],
+    fingerprint: "",
+    sessionId: "",
+    gatewayId: "",
+    reason: "",
+    createdAt: "",
+    expiresAt: "",
+    state: "",
+    decisions: [],
+    approvers: [],
+    quorum: 0,
+    mode: "",
+    approvalExpiresAt: "",
+    why: "",
+  };
+}
+
+export const ApprovalRequest: MessageFns<ApprovalRequest> = {
+  encode(message: ApprovalRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    if (message.rule !== "") {
+      writer.uint32(18).string(message.rule);
+    }
+    if (message.identity !== "") {
+      writer.uint32(26).string(message.identity);
+    }
+    if (message.resource !== "") {
+      writer.uint32(34).string(message.resource);
+    }
+    if (message.sql !== "") {
+      writer.uint32(42).string(message.sql);
+    }
+    for (const v of message.parameters) {
+      StatementParameter.encode(v!, writer.uint32(50).fork()).join();
+    }
+    if (message.fingerprint !== "") {
+      writer.uint32(58).string(message.fingerprint);
+    }
+    if (message.sessionId !== "") {
+      writer.uint32(66).string(message.sessionId);
+    }
+    if (message.gatewayId !== "") {
+      writer.uint32(74).string(message.gatewayId);
+    }
+    if (message.reason !== "") {
+      writer.uint32(82).string(message.reason);
+    }
+    if (message.createdAt !== "") {
+      writer.uint32(90).string(message.createdAt);
+    }
+    if (message.expiresAt !== "") {
+      writer.uint32(98).string(message.expiresAt);
+    }
+    if (message.state !== "") {
+      writer.uint32(106).string(message.state);
+    }
+    for (const v of message.decisions) {
+      ApprovalDecision.encode(v!, writer.uint32(114).fork()).join();
+    }
+    for (const v of message.approvers) {
+      writer.uint32(122).string(v!);
+    }
+    if (message.quorum !== 0) {
+      writer.uint32(128).uint32(message.quorum);
+    }
+    if (message.mode !== "") {
+      writer.uint32(138).string(message.mode);
+    }
+    if (message.approvalExpiresAt !== "") {
+      writer.uint32(146).string(message.approvalExpiresAt);
+    }
+    if (message.why !== "") {
+      writer.uint32(154).string(message.why);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ApprovalRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseApprovalRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.rule = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.identity = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.resource = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.sql = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.parameters.push(StatementParameter.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.fingerprint = reader.string();
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.sessionId = reader.string();
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.gatewayId = reader.string();
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.createdAt = reader.string();
+            continue;
+          }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.expiresAt = reader.string();
+            continue;
+          }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            message.state = reader.string();
+            continue;
+          }
+          case 14: {
+            if (tag !== 114) {
+              break;
+            }
+
+            message.decisions.push(ApprovalDecision.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 15: {
+            if (tag !== 122) {
+              break;
+            }
+
+            message.approvers.push(reader.string());
+            continue;
+          }
+          case 16: {
+            if (tag !== 128) {
+              break;
+            }
+
+            message.quorum = reader.uint32();
+            continue;
+          }
+          case 17: {
+            if (tag !== 138) {
+              break;
+            }
+
+            message.mode = reader.string();
+            continue;
+          }
+          case 18: {
+            if (tag !== 146) {
+              break;
+            }
+
+            message.approvalExpiresAt = reader.string();
+            continue;
+          }
+          case 19: {
+            if (tag !== 154) {
+              break;
+            }
+
+            message.why = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ApprovalRequest {
+    return {
+      id: isSet(object.id) ? globalThis.String(object.id) : "",
+      rule: isSet(object.rule) ? globalThis.String(object.rule) : "",
+      identity: isSet(object.identity) ? globalThis.String(object.identity) : "",
+      resource: isSet(object.resource) ? globalThis.String(object.resource) : "",
+      sql: isSet(object.sql) ? globalThis.String(object.sql) : "",
+      parameters: globalThis.Array.isArray(object?.parameters)
+        ? object.parameters.map((e: any) => StatementParameter.fromJSON(e))
+        : [],
+      fingerprint: isSet(object.fingerprint) ? globalThis.String(object.fingerprint) : "",
+      sessionId: isSet(object.sessionId)
+        ? globalThis.String(object.sessionId)
+        : isSet(object.session_id)
+        ? globalThis.String(object.session_id)
+        : "",
+      gatewayId: isSet(object.gatewayId)
+        ? globalThis.String(object.gatewayId)
+        : isSet(object.gateway_id)
+        ? globalThis.String(object.gateway_id)
+        : "",
+      reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
+      createdAt: isSet(object.createdAt)
+        ? globalThis.String(object.createdAt)
+        : isSet(object.created_at)
+        ? globalThis.String(object.created_at)
+        : "",
+      expiresAt: isSet(object.expiresAt)
+        ? globalThis.String(object.expiresAt)
+        : isSet(object.expires_at)
+        ? globalThis.String(object.expires_at)
+        : "",
+      state: isSet(object.state) ? globalThis.String(object.state) : "",
+      decisions: globalThis.Array.isArray(object?.decisions)
+        ? object.decisions.map((e: any) => ApprovalDecision.fromJSON(e))
+        : [],
+      approvers: globalThis.Array.isArray(object?.approvers)
+        ? object.approvers.map((e: any) => globalThis.String(e))
+        : [],
+      quorum: isSet(object.quorum) ? globalThis.Number(object.quorum) : 0,
+      mode: isSet(object.mode) ? globalThis.String(object.mode) : "",
+      approvalExpiresAt: isSet(object.approvalExpiresAt)
+        ? globalThis.String(object.approvalExpiresAt)
+        : isSet(object.approval_expires_at)
+        ? globalThis.String(object.approval_expires_at)
+        : "",
+      why: isSet(object.why) ? globalThis.String(object.why) : "",
+    };
+  },
+
+  toJSON(message: ApprovalRequest): unknown {
+    const obj: any = {};
+    if (message.id !== "") {
+      obj.id = message.id;
+    }
+    if (message.rule !== "") {
+      obj.rule = message.rule;
+    }
+    if (message.identity !== "") {
+      obj.identity = message.identity;
+    }
+    if (message.resource !== "") {
+      obj.resource = message.resource;
+    }
+    if (message.sql !== "") {
+      obj.sql = message.sql;
+    }
+    if (message.parameters?.length) {
+      obj.parameters = message.parameters.map((e) => StatementParameter.toJSON(e));
+    }
+    if (message.fingerprint !== "") {
+      obj.fingerprint = message.fingerprint;
+    }
+    if (message.sessionId !== "") {
+      obj.sessionId = message.sessionId;
+    }
+    if (message.gatewayId !== "") {
+      obj.gatewayId = message.gatewayId;
+    }
+    if (message.reason !== "") {
+      obj.reason = message.reason;
+    }
+    if (message.createdAt !== "") {
+      obj.createdAt = message.createdAt;
+    }
+    if (message.expiresAt !== "") {
+      obj.expiresAt = message.expiresAt;
+    }
+    if (message.state !== "") {
+      obj.state = message.state;
+    }
+    if (message.decisions?.length) {
+      obj.decisions = message.decisions.map((e) => ApprovalDecision.toJSON(e));
+    }
+    if (message.approvers?.length) {
+      obj.approvers = message.approvers;
+    }
+    if (message.quorum !== 0) {
+      obj.quorum = Math.round(message.quorum);
+    }
+    if (message.mode !== "") {
+      obj.mode = message.mode;
+    }
+    if (message.approvalExpiresAt !== "") {
+      obj.approvalExpiresAt = message.approvalExpiresAt;
+    }
+    if (message.why !== "") {
+      obj.why = message.why;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ApprovalRequest>, I>>(base?: I): ApprovalRequest {
+    return ApprovalRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ApprovalRequest>, I>>(object: I): ApprovalRequest {
+    const message = createBaseApprovalRequest();
+    message.id = object.id ?? "";
+    message.rule = object.rule ?? "";
+    message.identity = object.identity ?? "";
+    message.resource = object.resource ?? "";
+    message.sql = object.sql ?? "";
+    message.parameters = object.parameters?.map((e) => StatementParameter.fromPartial(e)) || [];
+    message.fingerprint = object.fingerprint ?? "";
+    message.sessionId = object.sessionId ?? "";
+    message.gatewayId = object.gatewayId ?? "";
+    message.reason = object.reason ?? "";
+    message.createdAt = object.createdAt ?? "";
+    message.expiresAt = object.expiresAt ?? "";
+    message.state = object.state ?? "";
+    message.decisions = object.decisions?.map((e) => ApprovalDecision.fromPartial(e)) || [];
+    message.approvers = object.approvers?.map((e) => e) || [];
+    message.quorum = object.quorum ?? 0;
+    message.mode = object.mode ?? "";
+    message.approvalExpiresAt = object.approvalExpiresAt ?? "";
+    message.why = object.why ?? "";
+    return message;
+  },
+};
+
+function createBaseApprovalId(): ApprovalId {
+  return { id: "" };
+}
+
+export const ApprovalId: MessageFns<ApprovalId> = {
+  encode(message: ApprovalId, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ApprovalId {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseApprovalId();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ApprovalId {
+    return { id: isSet(object.id) ? globalThis.String(object.id) : "" };
+  },
+
+  toJSON(message: ApprovalId): unknown {
+    const obj: any = {};
+    if (message.id !== "") {
+      obj.id = message.id;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ApprovalId>, I>>(base?: I): ApprovalId {
+    return ApprovalId.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ApprovalId>, I>>(object: I): ApprovalId {
+    const message = createBaseApprovalId();
+    message.id = object.id ?? "";
+    return message;
+  },
+};
+
+function createBaseWatchApprovalsRequest(): WatchApprovalsRequest {
+  return { gatewayId: "" };
+}
+
+export const WatchApprovalsRequest: MessageFns<WatchApprovalsRequest> = {
+  encode(message: WatchApprovalsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.gatewayId !== "") {
+      writer.uint32(10).string(message.gatewayId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): WatchApprovalsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseWatchApprovalsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.gatewayId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): WatchApprovalsRequest {
+    return {
+      gatewayId: isSet(object.gatewayId)
+        ? globalThis.String(object.gatewayId)
+        : isSet(object.gateway_id)
+        ? globalThis.String(object.gateway_id)
+        : "",
+    };
+  },
+
+  toJSON(message: WatchApprovalsRequest): unknown {
+    const obj: any = {};
+    if (message.gatewayId !== "") {
+      obj.gatewayId = message.gatewayId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<WatchApprovalsRequest>, I>>(base?: I): WatchApprovalsRequest {
+    return WatchApprovalsRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<WatchApprovalsRequest>, I>>(object: I): WatchApprovalsRequest {
+    const message = createBaseWatchApprovalsRequest();
+    message.gatewayId = object.gatewayId ?? "";
+    return message;
+  },
+};
+
+function createBaseConsumeApprovalRequest(): ConsumeApprovalRequest {
+  return { identity: "", resource: "", fingerprint: "", sessionId: "" };
+}
+
+export const ConsumeApprovalRequest: MessageFns<ConsumeApprovalRequest> = {
+  encode(message: ConsumeApprovalRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.identity !== "") {
+      writer.uint32(10).string(message.identity);
+    }
+    if (message.resource !== "") {
+      writer.uint32(18).string(message.resource);
+    }
+    if (message.fingerprint !== "") {
+      writer.uint32(26).string(message.fingerprint);
+    }
+    if (message.sessionId !== "") {
+      writer.uint32(34).string(message.sessionId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ConsumeApprovalRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseConsumeApprovalRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.identity = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.resource = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.fingerprint = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.sessionId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ConsumeApprovalRequest {
+    return {
+      identity: isSet(object.identity) ? globalThis.String(object.identity) : "",
+      resource: isSet(object.resource) ? globalThis.String(object.resource) : "",
+      fingerprint: isSet(object.fingerprint) ? globalThis.String(object.fingerprint) : "",
+      sessionId: isSet(object.sessionId)
+        ? globalThis.String(object.sessionId)
+        : isSet(object.session_id)
+        ? globalThis.String(object.session_id)
+        : "",
+    };
+  },
+
+  toJSON(message: ConsumeApprovalRequest): unknown {
+    const obj: any = {};
+    if (message.identity !== "") {
+      obj.identity = message.identity;
+    }
+    if (message.resource !== "") {
+      obj.resource = message.resource;
+    }
+    if (message.fingerprint !== "") {
+      obj.fingerprint = message.fingerprint;
+    }
+    if (message.sessionId !== "") {
+      obj.sessionId = message.sessionId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ConsumeApprovalRequest>, I>>(base?: I): ConsumeApprovalRequest {
+    return ConsumeApprovalRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ConsumeApprovalRequest>, I>>(object: I): ConsumeApprovalRequest {
+    const message = createBaseConsumeApprovalRequest();
+    message.identity = object.identity ?? "";
+    message.resource = object.resource ?? "";
+    message.fingerprint = object.fingerprint ?? "";
+    message.sessionId = object.sessionId ?? "";
+    return message;
+  },
+};
+
+function createBaseApprovalFilter(): ApprovalFilter {
+  return { state: "", limit: 0 };
+}
+
+export const ApprovalFilter: MessageFns<ApprovalFilter> = {
+  encode(message: ApprovalFilter, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.state !== "") {
+      writer.uint32(10).string(message.state);
+    }
+    if (message.limit !== 0) {
+      writer.uint32(16).uint32(message.limit);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ApprovalFilter {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseApprovalFilter();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.state = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.limit = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ApprovalFilter {
+    return {
+      state: isSet(object.state) ? globalThis.String(object.state) : "",
+      limit: isSet(object.limit) ? globalThis.Number(object.limit) : 0,
+    };
+  },
+
+  toJSON(message: ApprovalFilter): unknown {
+    const obj: any = {};
+    if (message.state !== "") {
+      obj.state = message.state;
+    }
+    if (message.limit !== 0) {
+      obj.limit = Math.round(message.limit);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ApprovalFilter>, I>>(base?: I): ApprovalFilter {
+    return ApprovalFilter.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ApprovalFilter>, I>>(object: I): ApprovalFilter {
+    const message = createBaseApprovalFilter();
+    message.state = object.state ?? "";
+    message.limit = object.limit ?? 0;
+    return message;
+  },
+};
+
+function createBaseApprovalList(): ApprovalList {
+  return { approvals: [] };
+}
+
+export const ApprovalList: MessageFns<ApprovalList> = {
+  encode(message: ApprovalList, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.approvals) {
+      ApprovalRequest.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ApprovalList {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseApprovalList();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.approvals.push(ApprovalRequest.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ApprovalList {
+    return {
+      approvals: globalThis.Array.isArray(object?.approvals)
+        ? object.approvals.map((e: any) => ApprovalRequest.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: ApprovalList): unknown {
+    const obj: any = {};
+    if (message.approvals?.length) {
+      obj.approvals = message.approvals.map((e) => ApprovalRequest.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ApprovalList>, I>>(base?: I): ApprovalList {
+    return ApprovalList.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ApprovalList>, I>>(object: I): ApprovalList {
+    const message = createBaseApprovalList();
+    message.approvals = object.approvals?.map((e) => ApprovalRequest.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseApprovalDecisionRequest(): ApprovalDecisionRequest {
+  return { id: "", approve: false, reason: "" };
+}
+
+export const ApprovalDecisionRequest: MessageFns<ApprovalDecisionRequest> = {
+  encode(message: ApprovalDecisionRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    if (message.approve !== false) {
+      writer.uint32(16).bool(message.approve);
+    }
+    if (message.reason !== "") {
+      writer.uint32(26).string(message.reason);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ApprovalDecisionRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseApprovalDecisionRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.approve = reader.bool();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ApprovalDecisionRequest {
+    return {
+      id: isSet(object.id) ? globalThis.String(object.id) : "",
+      approve: isSet(object.approve) ? globalThis.Boolean(object.approve) : false,
+      reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
+    };
+  },
+
+  toJSON(message: ApprovalDecisionRequest): unknown {
+    const obj: any = {};
+    if (message.id !== "") {
+      obj.id = message.id;
+    }
+    if (message.approve !== false) {
+      obj.approve = message.approve;
+    }
+    if (message.reason !== "") {
+      obj.reason = message.reason;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ApprovalDecisionRequest>, I>>(base?: I): ApprovalDecisionRequest {
+    return ApprovalDecisionRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ApprovalDecisionRequest>, I>>(object: I): ApprovalDecisionRequest {
+    const message = createBaseApprovalDecisionRequest();
+    message.id = object.id ?? "";
+    message.approve = object.approve ?? false;
+    message.reason = object.reason ?? "";
+    return message;
+  },
+};
+
 function createBaseAuditEvent(): AuditEvent {
   return {
     id: "",
@@ -3407,6 +4936,9 @@ export const AuditEvent: MessageFns<AuditEvent> = {
         break;
       case "authFailure":
         AuthFailure.encode(message.event.value, writer.uint32(98).fork()).join();
+        break;
+      case "approval":
+        ApprovalEvent.encode(message.event.value, writer.uint32(106).fork()).join();
         break;
     }
     return writer;
@@ -3521,6 +5053,14 @@ export const AuditEvent: MessageFns<AuditEvent> = {
             message.event = { $case: "authFailure", value: AuthFailure.decode(reader, reader.uint32()) };
             continue;
           }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            message.event = { $case: "approval", value: ApprovalEvent.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3561,6 +5101,8 @@ export const AuditEvent: MessageFns<AuditEvent> = {
         ? { $case: "authFailure", value: AuthFailure.fromJSON(object.authFailure) }
         : isSet(object.auth_failure)
         ? { $case: "authFailure", value: AuthFailure.fromJSON(object.auth_failure) }
+        : isSet(object.approval)
+        ? { $case: "approval", value: ApprovalEvent.fromJSON(object.approval) }
         : undefined,
     };
   },
@@ -3599,6 +5141,8 @@ export const AuditEvent: MessageFns<AuditEvent> = {
       obj.sessionEnd = SessionEnd.toJSON(message.event.value);
     } else if (message.event?.$case === "authFailure") {
       obj.authFailure = AuthFailure.toJSON(message.event.value);
+    } else if (message.event?.$case === "approval") {
+      obj.approval = ApprovalEvent.toJSON(message.event.value);
     }
     return obj;
   },
@@ -3638,6 +5182,12 @@ export const AuditEvent: MessageFns<AuditEvent> = {
       case "authFailure": {
         if (object.event?.value !== undefined && object.event?.value !== null) {
           message.event = { $case: "authFailure", value: AuthFailure.fromPartial(object.event.value) };
+        }
+        break;
+      }
+      case "approval": {
+        if (object.event?.value !== undefined && object.event?.value !== null) {
+          message.event = { $case: "approval", value: ApprovalEvent.fromPartial(object.event.value) };
         }
         break;
       }
@@ -3998,6 +5548,7 @@ function createBaseStatement(): Statement {
     duration: undefined,
     error: undefined,
     maskedColumns: [],
+    approvalId: undefined,
   };
 }
 
@@ -4041,6 +5592,9 @@ export const Statement: MessageFns<Statement> = {
     }
     for (const v of message.maskedColumns) {
       writer.uint32(106).string(v!);
+    }
+    if (message.approvalId !== undefined) {
+      writer.uint32(114).string(message.approvalId);
     }
     return writer;
   },
@@ -4162,6 +5716,14 @@ export const Statement: MessageFns<Statement> = {
             message.maskedColumns.push(reader.string());
             continue;
           }
+          case 14: {
+            if (tag !== 114) {
+              break;
+            }
+
+            message.approvalId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4195,6 +5757,11 @@ export const Statement: MessageFns<Statement> = {
         : globalThis.Array.isArray(object?.masked_columns)
         ? object.masked_columns.map((e: any) => globalThis.String(e))
         : [],
+      approvalId: isSet(object.approvalId)
+        ? globalThis.String(object.approvalId)
+        : isSet(object.approval_id)
+        ? globalThis.String(object.approval_id)
+        : undefined,
     };
   },
 
@@ -4239,6 +5806,9 @@ export const Statement: MessageFns<Statement> = {
     if (message.maskedColumns?.length) {
       obj.maskedColumns = message.maskedColumns;
     }
+    if (message.approvalId !== undefined) {
+      obj.approvalId = message.approvalId;
+    }
     return obj;
   },
 
@@ -4264,6 +5834,162 @@ export const Statement: MessageFns<Statement> = {
       ? StatementError.fromPartial(object.error)
       : undefined;
     message.maskedColumns = object.maskedColumns?.map((e) => e) || [];
+    message.approvalId = object.approvalId ?? undefined;
+    return message;
+  },
+};
+
+function createBaseApprovalEvent(): ApprovalEvent {
+  return { approvalId: "", state: "", rule: "", sql: "", why: "", decisions: [] };
+}
+
+export const ApprovalEvent: MessageFns<ApprovalEvent> = {
+  encode(message: ApprovalEvent, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.approvalId !== "") {
+      writer.uint32(10).string(message.approvalId);
+    }
+    if (message.state !== "") {
+      writer.uint32(18).string(message.state);
+    }
+    if (message.rule !== "") {
+      writer.uint32(26).string(message.rule);
+    }
+    if (message.sql !== "") {
+      writer.uint32(34).string(message.sql);
+    }
+    if (message.why !== "") {
+      writer.uint32(42).string(message.why);
+    }
+    for (const v of message.decisions) {
+      ApprovalDecision.encode(v!, writer.uint32(50).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ApprovalEvent {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseApprovalEvent();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.approvalId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.state = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.rule = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.sql = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.why = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.decisions.push(ApprovalDecision.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ApprovalEvent {
+    return {
+      approvalId: isSet(object.approvalId)
+        ? globalThis.String(object.approvalId)
+        : isSet(object.approval_id)
+        ? globalThis.String(object.approval_id)
+        : "",
+      state: isSet(object.state) ? globalThis.String(object.state) : "",
+      rule: isSet(object.rule) ? globalThis.String(object.rule) : "",
+      sql: isSet(object.sql) ? globalThis.String(object.sql) : "",
+      why: isSet(object.why) ? globalThis.String(object.why) : "",
+      decisions: globalThis.Array.isArray(object?.decisions)
+        ? object.decisions.map((e: any) => ApprovalDecision.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: ApprovalEvent): unknown {
+    const obj: any = {};
+    if (message.approvalId !== "") {
+      obj.approvalId = message.approvalId;
+    }
+    if (message.state !== "") {
+      obj.state = message.state;
+    }
+    if (message.rule !== "") {
+      obj.rule = message.rule;
+    }
+    if (message.sql !== "") {
+      obj.sql = message.sql;
+    }
+    if (message.why !== "") {
+      obj.why = message.why;
+    }
+    if (message.decisions?.length) {
+      obj.decisions = message.decisions.map((e) => ApprovalDecision.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ApprovalEvent>, I>>(base?: I): ApprovalEvent {
+    return ApprovalEvent.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ApprovalEvent>, I>>(object: I): ApprovalEvent {
+    const message = createBaseApprovalEvent();
+    message.approvalId = object.approvalId ?? "";
+    message.state = object.state ?? "";
+    message.rule = object.rule ?? "";
+    message.sql = object.sql ?? "";
+    message.why = object.why ?? "";
+    message.decisions = object.decisions?.map((e) => ApprovalDecision.fromPartial(e)) || [];
     return message;
   },
 };
@@ -6892,6 +8618,78 @@ export const ControlPlaneServiceService = {
     responseSerialize: (value: RetentionSettings): Buffer => Buffer.from(RetentionSettings.encode(value).finish()),
     responseDeserialize: (value: Buffer): RetentionSettings => RetentionSettings.decode(value),
   },
+  /**
+   * Approvals. Gateways (gateway token) open requests for held statements,
+   * withdraw them, learn decisions on their stream, and in retry mode
+   * consume an approval once. Approvers (a token of a trusted issuer whose
+   * groups include an approver group of the request's rule) list and decide.
+   */
+  requestApproval: {
+    path: "/warden.v1.ControlPlaneService/RequestApproval" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ApprovalRequest): Buffer => Buffer.from(ApprovalRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ApprovalRequest => ApprovalRequest.decode(value),
+    responseSerialize: (value: ApprovalRequest): Buffer => Buffer.from(ApprovalRequest.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ApprovalRequest => ApprovalRequest.decode(value),
+  },
+  withdrawApproval: {
+    path: "/warden.v1.ControlPlaneService/WithdrawApproval" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ApprovalId): Buffer => Buffer.from(ApprovalId.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ApprovalId => ApprovalId.decode(value),
+    responseSerialize: (value: ApprovalRequest): Buffer => Buffer.from(ApprovalRequest.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ApprovalRequest => ApprovalRequest.decode(value),
+  },
+  watchApprovals: {
+    path: "/warden.v1.ControlPlaneService/WatchApprovals" as const,
+    requestStream: false as const,
+    responseStream: true as const,
+    requestSerialize: (value: WatchApprovalsRequest): Buffer =>
+      Buffer.from(WatchApprovalsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): WatchApprovalsRequest => WatchApprovalsRequest.decode(value),
+    responseSerialize: (value: ApprovalRequest): Buffer => Buffer.from(ApprovalRequest.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ApprovalRequest => ApprovalRequest.decode(value),
+  },
+  consumeApproval: {
+    path: "/warden.v1.ControlPlaneService/ConsumeApproval" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ConsumeApprovalRequest): Buffer =>
+      Buffer.from(ConsumeApprovalRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ConsumeApprovalRequest => ConsumeApprovalRequest.decode(value),
+    responseSerialize: (value: ApprovalRequest): Buffer => Buffer.from(ApprovalRequest.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ApprovalRequest => ApprovalRequest.decode(value),
+  },
+  listApprovals: {
+    path: "/warden.v1.ControlPlaneService/ListApprovals" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ApprovalFilter): Buffer => Buffer.from(ApprovalFilter.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ApprovalFilter => ApprovalFilter.decode(value),
+    responseSerialize: (value: ApprovalList): Buffer => Buffer.from(ApprovalList.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ApprovalList => ApprovalList.decode(value),
+  },
+  getApproval: {
+    path: "/warden.v1.ControlPlaneService/GetApproval" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ApprovalId): Buffer => Buffer.from(ApprovalId.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ApprovalId => ApprovalId.decode(value),
+    responseSerialize: (value: ApprovalRequest): Buffer => Buffer.from(ApprovalRequest.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ApprovalRequest => ApprovalRequest.decode(value),
+  },
+  decideApproval: {
+    path: "/warden.v1.ControlPlaneService/DecideApproval" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ApprovalDecisionRequest): Buffer =>
+      Buffer.from(ApprovalDecisionRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ApprovalDecisionRequest => ApprovalDecisionRequest.decode(value),
+    responseSerialize: (value: ApprovalRequest): Buffer => Buffer.from(ApprovalRequest.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ApprovalRequest => ApprovalRequest.decode(value),
+  },
 } as const;
 
 export interface ControlPlaneServiceServer extends UntypedServiceImplementation {
@@ -6928,6 +8726,19 @@ export interface ControlPlaneServiceServer extends UntypedServiceImplementation 
   verifyAudit: handleUnaryCall<Empty, VerifyReport>;
   getRetention: handleUnaryCall<Empty, RetentionSettings>;
   setRetention: handleUnaryCall<RetentionSettings, RetentionSettings>;
+  /**
+   * Approvals. Gateways (gateway token) open requests for held statements,
+   * withdraw them, learn decisions on their stream, and in retry mode
+   * consume an approval once. Approvers (a token of a trusted issuer whose
+   * groups include an approver group of the request's rule) list and decide.
+   */
+  requestApproval: handleUnaryCall<ApprovalRequest, ApprovalRequest>;
+  withdrawApproval: handleUnaryCall<ApprovalId, ApprovalRequest>;
+  watchApprovals: handleServerStreamingCall<WatchApprovalsRequest, ApprovalRequest>;
+  consumeApproval: handleUnaryCall<ConsumeApprovalRequest, ApprovalRequest>;
+  listApprovals: handleUnaryCall<ApprovalFilter, ApprovalList>;
+  getApproval: handleUnaryCall<ApprovalId, ApprovalRequest>;
+  decideApproval: handleUnaryCall<ApprovalDecisionRequest, ApprovalRequest>;
 }
 
 export interface ControlPlaneServiceClient extends Client {
@@ -7229,6 +9040,108 @@ export interface ControlPlaneServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: RetentionSettings) => void,
+  ): ClientUnaryCall;
+  /**
+   * Approvals. Gateways (gateway token) open requests for held statements,
+   * withdraw them, learn decisions on their stream, and in retry mode
+   * consume an approval once. Approvers (a token of a trusted issuer whose
+   * groups include an approver group of the request's rule) list and decide.
+   */
+  requestApproval(
+    request: ApprovalRequest,
+    callback: (error: ServiceError | null, response: ApprovalRequest) => void,
+  ): ClientUnaryCall;
+  requestApproval(
+    request: ApprovalRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ApprovalRequest) => void,
+  ): ClientUnaryCall;
+  requestApproval(
+    request: ApprovalRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ApprovalRequest) => void,
+  ): ClientUnaryCall;
+  withdrawApproval(
+    request: ApprovalId,
+    callback: (error: ServiceError | null, response: ApprovalRequest) => void,
+  ): ClientUnaryCall;
+  withdrawApproval(
+    request: ApprovalId,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ApprovalRequest) => void,
+  ): ClientUnaryCall;
+  withdrawApproval(
+    request: ApprovalId,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ApprovalRequest) => void,
+  ): ClientUnaryCall;
+  watchApprovals(request: WatchApprovalsRequest, options?: Partial<CallOptions>): ClientReadableStream<ApprovalRequest>;
+  watchApprovals(
+    request: WatchApprovalsRequest,
+    metadata?: Metadata,
+    options?: Partial<CallOptions>,
+  ): ClientReadableStream<ApprovalRequest>;
+  consumeApproval(
+    request: ConsumeApprovalRequest,
+    callback: (error: ServiceError | null, response: ApprovalRequest) => void,
+  ): ClientUnaryCall;
+  consumeApproval(
+    request: ConsumeApprovalRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ApprovalRequest) => void,
+  ): ClientUnaryCall;
+  consumeApproval(
+    request: ConsumeApprovalRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ApprovalRequest) => void,
+  ): ClientUnaryCall;
+  listApprovals(
+    request: ApprovalFilter,
+    callback: (error: ServiceError | null, response: ApprovalList) => void,
+  ): ClientUnaryCall;
+  listApprovals(
+    request: ApprovalFilter,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ApprovalList) => void,
+  ): ClientUnaryCall;
+  listApprovals(
+    request: ApprovalFilter,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ApprovalList) => void,
+  ): ClientUnaryCall;
+  getApproval(
+    request: ApprovalId,
+    callback: (error: ServiceError | null, response: ApprovalRequest) => void,
+  ): ClientUnaryCall;
+  getApproval(
+    request: ApprovalId,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ApprovalRequest) => void,
+  ): ClientUnaryCall;
+  getApproval(
+    request: ApprovalId,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ApprovalRequest) => void,
+  ): ClientUnaryCall;
+  decideApproval(
+    request: ApprovalDecisionRequest,
+    callback: (error: ServiceError | null, response: ApprovalRequest) => void,
+  ): ClientUnaryCall;
+  decideApproval(
+    request: ApprovalDecisionRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ApprovalRequest) => void,
+  ): ClientUnaryCall;
+  decideApproval(
+    request: ApprovalDecisionRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ApprovalRequest) => void,
   ): ClientUnaryCall;
 }
 
