@@ -8,6 +8,7 @@
 // The hot path stays a lookup: a statement's decision is cached per session
 // until something it may depend on changes (the search_path values the
 // server may be using, the resource's catalog, the rules).
+import type { ApprovalMatcher, Hold } from '../approvals/rules.js';
 import type { ResourceCatalog } from '../catalog/types.js';
 import { createdRelation, definedCode } from '../masking/code.js';
 import { lineage } from '../masking/lineage.js';
@@ -31,6 +32,8 @@ export interface GateContext {
   catalogChanged?: () => void;
   /** The masks the session's results are under, if any. */
   masks?: ColumnMasks;
+  /** The approval rules that apply to the session, if any: which allowed statements wait for a human. */
+  approvals?: ApprovalMatcher;
   /** `policy check` without a database: assume no schema is named after the login role. */
   assumeNoUserSchema?: boolean;
 }
@@ -76,6 +79,12 @@ export class StatementGate {
     this.ctx.rules = rules;
     this.ctx.masks = masks;
     this.top = [...rules].sort((a, b) => accessRank(b.access) - accessRank(a.access))[0];
+    this.decisions = new WeakMap();
+  }
+
+  /** New approval rules (a policy change) take effect on the next statement, like new rules. */
+  setApprovals(matcher: ApprovalMatcher | undefined): void {
+    this.ctx.approvals = matcher;
     this.decisions = new WeakMap();
   }
 
@@ -228,6 +237,9 @@ export class StatementGate {
     let cacheable = true;
     let decidingRule: string | undefined;
     let masks: Array<MaskPlan | undefined> | undefined;
+    let holds: Array<Hold | undefined> | undefined;
+    // Without rules nothing is held, and the matcher is not asked.
+    const approvals = this.ctx.approvals && !this.ctx.approvals.empty ? this.ctx.approvals : undefined;
     // Statements of one text run in order, each only if the ones before it succeeded.
     const sim = this.machine ? this.machine.clone() : undefined;
     // With nothing unanswered the simulation starts from the server's own state and is exact.
@@ -239,7 +251,7 @@ export class StatementGate {
       const s = c.statements[i]!;
       if (s.escalation) {
         const r = this.refusal(i, s.kind, s);
-        return { classification: c, effects, cacheable, masks, rule: decidingRule, refusal: { ...r, message: `${r.message}; changing the session's role is never allowed through Warden` } };
+        return { classification: c, effects, cacheable, masks, holds, rule: decidingRule, refusal: { ...r, message: `${r.message}; changing the session's role is never allowed through Warden` } };
       }
       let target: StatementInfo = s;
       if (s.kind === 'EXECUTE' || s.kind === 'PREPARE' || s.kind === 'DEALLOCATE') cacheable = false;
@@ -256,7 +268,7 @@ export class StatementGate {
         else for (const k of [...this.prepared.keys(), ...local.keys()]) if (k.startsWith('S')) local.set(k, null);
       }
       const verdict = this.statement(target, paths);
-      if (verdict.refusal) return { classification: c, effects, cacheable, masks, rule: decidingRule, refusal: { ...this.refusal(i, verdict.refusal, s), reach: verdict.reach } };
+      if (verdict.refusal) return { classification: c, effects, cacheable, masks, holds, rule: decidingRule, refusal: { ...this.refusal(i, verdict.refusal, s), reach: verdict.reach } };
       decidingRule ??= verdict.rule;
       if (this.ctx.masks) {
         if (MASK_STATEFUL.has(s.kind)) cacheable = false;
@@ -264,7 +276,7 @@ export class StatementGate {
         const m = this.maskPlan(s, text, verdict, paths);
         if ('refusal' in m) {
           const r = this.refusal(i, m.refusal, s);
-          return { classification: c, effects, cacheable, masks, rule: decidingRule, refusal: { ...r, rule: verdict.rule, message: `warden: ${this.ctx.identity} on ${this.ctx.resource} may not ${m.refusal}`, reach: verdict.reach } };
+          return { classification: c, effects, cacheable, masks, holds, rule: decidingRule, refusal: { ...r, rule: verdict.rule, message: `warden: ${this.ctx.identity} on ${this.ctx.resource} may not ${m.refusal}`, reach: verdict.reach } };
         }
         (masks ??= [])[i] = m.plan;
       }
@@ -284,12 +296,17 @@ export class StatementGate {
         if (broken) {
           const r = this.refusal(i, 'change search_path', s);
           const why = `: prepared statement "${broken.name}" would then reach ${broken.what}; DEALLOCATE or close it first`;
-          return { classification: c, effects, cacheable, masks, rule: decidingRule, refusal: { ...r, message: r.message.replace(/ \(rule: [^)]*\)$|$/, (m) => `${why}${m}`) } };
+          return { classification: c, effects, cacheable, masks, holds, rule: decidingRule, refusal: { ...r, message: r.message.replace(/ \(rule: [^)]*\)$|$/, (m) => `${why}${m}`) } };
         }
         paths = next;
       }
+      if (approvals) {
+        // An EXECUTE is held as what it runs: its PREPARE's text and reach.
+        const text = target !== s && s.kind === 'EXECUTE' ? preparedText(s, local, this.prepared) : s.text;
+        (holds ??= [])[i] = approvals.match(target, text, verdict.reach);
+      }
     }
-    return { refusal: null, classification: c, rule: decidingRule, effects, cacheable, masks };
+    return { refusal: null, classification: c, rule: decidingRule, effects, cacheable, masks, holds };
   }
 
   /**

@@ -1,6 +1,7 @@
 // The rules an identity has on a resource, from the control plane's grants,
 // and the shape of a decision (made by StatementGate in gate.ts).
 import type { Grant } from '@warden/proto';
+import type { Hold } from '../approvals/rules.js';
 import type { MaskPlan } from '../masking/types.js';
 import type { Reach } from './reach.js';
 import type { PathEffect } from './search-path.js';
@@ -62,6 +63,8 @@ export interface Decision {
   effects: PathEffect[][];
   /** Per allowed statement, in a session under masks: how its results are masked. */
   masks?: Array<MaskPlan | undefined>;
+  /** Per allowed statement, when the session has approval rules: the approval it needs before it runs. */
+  holds?: Array<Hold | undefined>;
   /** The decision depends only on the session state the gate keys its cache by. */
   cacheable: boolean;
 }
