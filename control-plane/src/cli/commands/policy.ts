@@ -2,7 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import { status } from '@grpc/grpc-js';
-import type { Grant, Identity, Mask, Resource } from '@warden/proto';
+import type { ApprovalRule, Grant, Identity, Mask, Resource } from '@warden/proto';
 import { DEV_ISSUER_NAME } from '../../local/dev-issuer.js';
 import { formatProblem, parseProblem, type PolicyProblem } from '../../policy/model.js';
 import { grantsOfRule } from '../../policy/state.js';
@@ -77,6 +77,8 @@ interface CheckLine {
   masked?: Array<{ position: number; column: string; mask: string; rule: string }>;
   /** Tables whose masked columns `*` returns, which cannot be listed without the database. */
   maskingUnknown?: string[];
+  /** The approval the statement would wait for; with `estimate`, only if Postgres estimates more rows. */
+  held?: { rule: string; why: string; approvers: string[]; quorum: number; mode: string; estimate?: { rowsOver: number } };
 }
 
 export const policyCommands: Command[] = [
@@ -149,7 +151,9 @@ export const policyCommands: Command[] = [
       'The statements are decided in order, in one session. Rules come from the control plane\'s current\n' +
       'configuration, or from FILE without applying it. Views and functions are judged by their names only:\n' +
       'the gateway also follows what they reach in the database. Output columns that would be masked are\n' +
-      'listed under the statement; SELECT * needs the database to expand, so name the columns to see them.',
+      'listed under the statement; SELECT * needs the database to expand, so name the columns to see them.\n' +
+      'A statement an approval rule would hold says who could approve it; a rule over N rows depends on\n' +
+      "Postgres' estimate, which policy check cannot ask.",
     argument: {
       name: 'SQL',
       description: 'the SQL script, quoted as one argument',
@@ -175,6 +179,7 @@ export const policyCommands: Command[] = [
       let resources: Resource[];
       let grants: Grant[];
       let masks: Mask[];
+      let approvals: ApprovalRule[];
       let source: string;
       const file = ctx.opt('file');
       if (file) {
@@ -183,10 +188,11 @@ export const policyCommands: Command[] = [
         ({ identities, resources } = checked.policy);
         grants = checked.policy.rules.flatMap(grantsOfRule);
         masks = checked.policy.masks;
+        approvals = (checked.policy as { approvals?: ApprovalRule[] }).approvals ?? [];
         source = file;
       } else {
         const snap = await ctx.withAdmin((c) => c.call((x) => x.getSnapshot, {}));
-        ({ identities, resources, grants, masks } = snap);
+        ({ identities, resources, grants, masks, approvalRules: approvals } = snap);
         source = snap.policyVersion ? `policy version ${snap.policyVersion}` : `configuration version ${snap.version}`;
       }
       const identity = identities.find((i) => i.name === as);
@@ -205,11 +211,16 @@ export const policyCommands: Command[] = [
       // prepared statement) counts for the ones after it.
       const { ClassificationCache, StatementGate, classify, rulesFor } = await import('@warden/gateway/policy');
       const { ColumnMasks, masksFor } = await import('@warden/gateway/masking');
+      const { ApprovalMatcher, approvalRulesFor } = await import('@warden/gateway/approvals');
       const rules = rulesFor(grants, resourceName, identity.name, groups);
       // Without the database, masking is judged from the statement's text and the masks' column names alone.
       const maskSet = masksFor(masks, new Uint8Array(32), resourceName, identity.name, groups);
       const columnMasks = maskSet ? new ColumnMasks(maskSet, () => undefined) : undefined;
-      const gate = new StatementGate({ identity: identity.name, resource: resourceName, rules, assumeNoUserSchema: true, masks: columnMasks }, new ClassificationCache());
+      const matcher = new ApprovalMatcher(approvalRulesFor(approvals, resourceName, identity.name, groups));
+      const gate = new StatementGate(
+        { identity: identity.name, resource: resourceName, rules, assumeNoUserSchema: true, masks: columnMasks, approvals: matcher },
+        new ClassificationCache(),
+      );
       const accessOf = (rule?: string) => rules.find((r) => r.name === rule)?.access;
       const parameters: Record<string, string> = {};
       for (const kv of ctx.many('set')) {
@@ -250,6 +261,7 @@ export const policyCommands: Command[] = [
               const on = objects.length ? ` on ${objects.join(', ')}` : '';
               const plan = d.masks?.[i];
               const masked = plan?.columns.flatMap((c, p) => (c ? [{ position: p + 1, column: c.column, mask: maskName(c.mask), rule: c.rule }] : []));
+              const hold = d.holds?.[i];
               lines.push({
                 ...base,
                 decision: 'allowed',
@@ -258,6 +270,18 @@ export const policyCommands: Command[] = [
                 message: `${s.kind} (${s.access})${on}`,
                 ...(masked?.length ? { masked } : {}),
                 ...(plan?.unknown ? { maskingUnknown: plan.unknown } : {}),
+                ...(hold
+                  ? {
+                      held: {
+                        rule: hold.rule.name,
+                        why: hold.why,
+                        approvers: hold.rule.approvers,
+                        quorum: Math.max(1, hold.rule.quorum),
+                        mode: hold.rule.mode || 'wait',
+                        ...(hold.estimate ? { estimate: hold.estimate } : {}),
+                      },
+                    }
+                  : {}),
               });
             }
           }
@@ -272,6 +296,7 @@ export const policyCommands: Command[] = [
         ctx.print(l.decision === 'refused' ? `refused: ${l.message}` : `allowed: ${l.message} — rule ${l.rule} (${l.ruleAccess})`);
         for (const m of l.masked ?? []) ctx.print(`  masked: column ${m.position} (${m.column}) with ${m.mask} — mask ${m.rule}`);
         for (const t of l.maskingUnknown ?? []) ctx.print(`  masked: the masked columns of ${t} that * returns (listing them needs the database)`);
+        if (l.held) ctx.print(`  ${heldLine(l.held)}`);
       }
       if (firstRefused >= 0 && firstRefused < lines.length - 1) {
         ctx.note(
@@ -285,4 +310,13 @@ export const policyCommands: Command[] = [
 /** "partial (keep 4)", "email", "redact" */
 function maskName(m: { fn: string; keep?: number }): string {
   return m.fn === 'partial' ? `partial (keep ${m.keep})` : m.fn;
+}
+
+/**
+ * "held: needs approval (rule R: WHY) by 1 of groups dba, ops; mode wait"; a
+ * hold that depends on the estimate does not say "held": it may well not be.
+ */
+function heldLine(h: NonNullable<CheckLine['held']>): string {
+  const head = h.estimate ? `needs approval if Postgres estimates over ${h.estimate.rowsOver} rows (policy check cannot ask the database)` : 'held: needs approval';
+  return `${head} (rule ${h.rule}: ${h.why}) by ${h.quorum} of groups ${h.approvers.join(', ') || '(none)'}; mode ${h.mode}`;
 }
