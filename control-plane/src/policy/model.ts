@@ -1,6 +1,6 @@
 // The policy file's model: what a validated file turns into. The file's
 // shape is control-plane/policy.schema.json (checked by schema.ts).
-import type { Issuer, Identity, Mask, Resource } from '@warden/proto';
+import type { ApprovalRule, Issuer, Identity, Mask, Resource } from '@warden/proto';
 import { ACCESS_LEVELS, ALGORITHMS, type AccessLevel } from '../storage/validate.js';
 
 export { ACCESS_LEVELS, ALGORITHMS, type AccessLevel };
@@ -31,6 +31,8 @@ export interface Policy {
   rules: PolicyRule[];
   /** In the file's order, with defaults filled in (see storage/validate-mask.ts). */
   masks: Mask[];
+  /** The `approvals` section, in the file's order, with defaults filled in (see storage/validate-approval.ts). */
+  approvals: ApprovalRule[];
 }
 
 /** One mistake in a policy file; line and column are 1-based. */

@@ -4,8 +4,10 @@
 //   - resource old
 //   ~ rule ci-read-only: access read -> write
 //   ~ mask pii: columns [public.customers.email: email] -> [...]
+//   ~ approval prod-ddl: quorum 1 -> 2
 import { createHash } from 'node:crypto';
-import type { Grant, Identity, Issuer, Mask, MaskFunction, Resource } from '@warden/proto';
+import type { ApprovalRule, Grant, Identity, Issuer, Mask, MaskFunction, Resource } from '@warden/proto';
+import { showDuration } from '../storage/validate-approval.js';
 import type { AccessLevel } from '../storage/validate.js';
 import type { Policy, PolicyRule } from './model.js';
 
@@ -17,6 +19,8 @@ export interface ConfigState {
   rules: PolicyRule[];
   /** In the file's order, which is the order the gateway merges them in. */
   masks: Mask[];
+  /** In the file's order: the first rule that holds a statement is the one its request names. */
+  approvals: ApprovalRule[];
   /** Grants not made by a rule (`warden grants add`); a policy file has none. */
   loose: Grant[];
 }
@@ -27,6 +31,7 @@ export const stateFromPolicy = (p: Policy): ConfigState => ({
   resources: p.resources,
   rules: p.rules,
   masks: p.masks,
+  approvals: p.approvals,
   loose: [],
 });
 
@@ -36,7 +41,7 @@ export const stateFromPolicy = (p: Policy): ConfigState => ({
  * file's to change.
  */
 export function stateFromStore(
-  s: { issuers: Issuer[]; identities: Identity[]; resources: Resource[]; grants: Grant[]; masks: Mask[] },
+  s: { issuers: Issuer[]; identities: Identity[]; resources: Resource[]; grants: Grant[]; masks: Mask[]; approvals: ApprovalRule[] },
   keep: readonly string[] = [],
 ): ConfigState {
   const rules = new Map<string, PolicyRule>();
@@ -71,6 +76,7 @@ export function stateFromStore(
     resources: s.resources,
     rules: [...rules.values()],
     masks: s.masks,
+    approvals: s.approvals,
     loose,
   };
 }
@@ -152,12 +158,28 @@ const maskFields = (m: Mask): Fields => ({
   on_invalid: m.onInvalid,
 });
 
-/** A line when the masks both sides have come in another order (the order they merge in). */
-function maskOrder(from: Mask[], to: Mask[]): string[] {
-  const both = (xs: Mask[], ys: Mask[]) => xs.map((m) => m.name).filter((n) => ys.some((y) => y.name === n));
+const approvalFields = (r: ApprovalRule): Fields => ({
+  resource: r.resource,
+  identities: showList(sorted(r.identities)),
+  groups: showList(sorted(r.groups)),
+  kinds: showList(sorted(r.kinds)),
+  objects: showList(sorted(r.objects)),
+  without_where: String(r.withoutWhere),
+  rows_over: r.rowsOver ? String(r.rowsOver) : '-',
+  approvers: showList(sorted(r.approvers)),
+  quorum: String(r.quorum),
+  request_ttl: showDuration(r.requestTtlSeconds),
+  approval_ttl: showDuration(r.approvalTtlSeconds),
+  mode: r.mode,
+  wait_timeout: showDuration(r.waitTimeoutSeconds),
+});
+
+/** A line when the entries both sides have come in another order (masks merge, approval rules match, in order). */
+function order(kind: string, from: { name: string }[], to: { name: string }[]): string[] {
+  const both = (xs: { name: string }[], ys: { name: string }[]) => xs.map((m) => m.name).filter((n) => ys.some((y) => y.name === n));
   const a = both(from, to);
   const b = both(to, from);
-  return a.join('\0') === b.join('\0') ? [] : [`~ masks: order ${showList(a)} -> ${showList(b)}`];
+  return a.join('\0') === b.join('\0') ? [] : [`~ ${kind}: order ${showList(a)} -> ${showList(b)}`];
 }
 
 function diffKind<T extends { name: string }>(kind: string, from: T[], to: T[], fields: (x: T) => Fields): string[] {
@@ -192,7 +214,9 @@ export function diffStates(from: ConfigState, to: ConfigState): string[] {
     ...diffKind('resource', from.resources, to.resources, resourceFields),
     ...diffKind('rule', from.rules, to.rules, ruleFields),
     ...diffKind('mask', from.masks, to.masks, maskFields),
-    ...maskOrder(from.masks, to.masks),
+    ...order('masks', from.masks, to.masks),
+    ...diffKind('approval', from.approvals, to.approvals, approvalFields),
+    ...order('approvals', from.approvals, to.approvals),
     // A policy file has no loose grants: applying it removes them.
     ...from.loose.filter((g) => !to.loose.some((x) => x.id === g.id)).map(describeLoose),
   ];

@@ -5,8 +5,9 @@
 // between parts. The CLI runs it for quick feedback; the control plane runs
 // it again before applying, and only its verdict counts.
 import { LineCounter, isAlias, isMap, isScalar, isSeq, parseDocument, type Document, type Node } from 'yaml';
-import type { Identity, Issuer, Mask, Resource } from '@warden/proto';
+import type { ApprovalRule, Identity, Issuer, Mask, Resource } from '@warden/proto';
 import { ConfigError } from '../storage/errors.js';
+import { DEFAULT_REQUEST_TTL, durationSeconds, showDuration, validateApprovalRule } from '../storage/validate-approval.js';
 import { maskFunctionOf, maskRegexProblem, maskSettingsProblems, validateMask, type MaskSettings } from '../storage/validate-mask.js';
 import { validateIdentity, validateIssuer, validateResource } from '../storage/validate.js';
 import { POLICY_FORMAT_VERSION, type AccessLevel, type Policy, type PolicyProblem, type PolicyRule } from './model.js';
@@ -162,7 +163,7 @@ export function validatePolicy(text: string, opts: ValidateOptions = {}): Valida
   );
 
   // Names are unique within their kind; a second use is reported where it is.
-  for (const [key, kind] of [['issuers', 'issuer'], ['identities', 'identity'], ['resources', 'resource'], ['rules', 'rule'], ['masks', 'mask']] as const) {
+  for (const [key, kind] of [['issuers', 'issuer'], ['identities', 'identity'], ['resources', 'resource'], ['rules', 'rule'], ['masks', 'mask'], ['approvals', 'approval']] as const) {
     const first = new Map<string, Part>();
     for (const p of named(key)) {
       const earlier = first.get(p.v.name);
@@ -203,6 +204,15 @@ export function validatePolicy(text: string, opts: ValidateOptions = {}): Valida
     storeCheck,
     label: (at) => label(data, at),
   });
+  const approvals = checkApprovals(parts('approvals'), {
+    resourceNames,
+    identityNames,
+    fail,
+    fieldOk,
+    sound,
+    storeCheck,
+    label: (at) => label(data, at),
+  });
 
   if (problems.length > 0) {
     const unique = problems.filter((p, i) => problems.findIndex((q) => q.line === p.line && q.col === p.col && q.message === p.message) === i);
@@ -228,6 +238,7 @@ export function validatePolicy(text: string, opts: ValidateOptions = {}): Valida
         trust: uniq(v.trust),
       })),
       masks: masks as Mask[],
+      approvals: approvals as ApprovalRule[],
     },
   };
 }
@@ -246,6 +257,23 @@ interface MaskChecks {
   label: (at: Segments) => string;
 }
 
+/** A mask's or approval rule's resource and the identities its lists name must be in the file. */
+function checkReferences(p: Part, c: MaskChecks, fail: (field: string[], message: string) => void, lists: string[][]): void {
+  const at = (...field: string[]) => c.label([...p.at, ...field]);
+  if (typeof p.v.resource === 'string' && c.fieldOk(p, 'resource') && !c.resourceNames.has(p.v.resource)) {
+    fail(['resource'], `${at('resource')} '${p.v.resource}' is not a resource in this file`);
+  }
+  for (const field of lists) {
+    const list = field.reduce((v: any, k) => (isObject(v) ? v[k] : undefined), p.v);
+    const seen = new Set<string>();
+    (Array.isArray(list) ? (list as unknown[]) : []).forEach((name, i) => {
+      if (typeof name !== 'string' || seen.has(name) || !c.fieldOk(p, ...field, String(i))) return;
+      seen.add(name);
+      if (!c.identityNames.has(name)) fail([...field, String(i)], `${at(...field)}: '${name}' is not an identity in this file`);
+    });
+  }
+}
+
 /**
  * The masks' references and what the schema cannot say (which settings
  * belong to which function, regular expressions), each at its node; then
@@ -260,18 +288,7 @@ function checkMasks(masks: Part[], c: MaskChecks): (Mask | undefined)[] {
       c.fail([...p.at, ...field], message);
     };
     const at = (...field: string[]) => c.label([...p.at, ...field]);
-    if (typeof p.v.resource === 'string' && c.fieldOk(p, 'resource') && !c.resourceNames.has(p.v.resource)) {
-      fail(['resource'], `${at('resource')} '${p.v.resource}' is not a resource in this file`);
-    }
-    for (const field of [['identities'], ['exempt', 'identities']]) {
-      const list = field.reduce((v: any, k) => (isObject(v) ? v[k] : undefined), p.v);
-      const seen = new Set<string>();
-      (Array.isArray(list) ? (list as unknown[]) : []).forEach((name, i) => {
-        if (typeof name !== 'string' || seen.has(name) || !c.fieldOk(p, ...field, String(i))) return;
-        seen.add(name);
-        if (!c.identityNames.has(name)) fail([...field, String(i)], `${at(...field)}: '${name}' is not an identity in this file`);
-      });
-    }
+    checkReferences(p, c, fail, [['identities'], ['exempt', 'identities']]);
     for (const list of ['columns', 'detectors']) {
       (Array.isArray(p.v[list]) ? (p.v[list] as unknown[]) : []).forEach((e, i) => {
         // Each check needs only its own fields sound: a bad column name does not hide a misplaced keep.
@@ -305,6 +322,56 @@ function checkMasks(masks: Part[], c: MaskChecks): (Mask | undefined)[] {
         predicates: v.predicates ?? 'refuse',
         // `null` written bare is YAML's null: the value 'null' here.
         onInvalid: v.on_invalid ?? 'null',
+      }),
+    );
+  });
+}
+
+/**
+ * The approval rules' references and durations, each at its node; then the
+ * store's own check of every rule found sound, which fills in the defaults.
+ */
+function checkApprovals(rules: Part[], c: MaskChecks): (ApprovalRule | undefined)[] {
+  return rules.map((p) => {
+    let clean = true;
+    const fail = (field: string[], message: string) => {
+      clean = false;
+      c.fail([...p.at, ...field], message);
+    };
+    const at = (...field: string[]) => c.label([...p.at, ...field]);
+    checkReferences(p, c, fail, [['identities']]);
+    const seconds: Record<string, number> = {};
+    for (const field of ['request_ttl', 'approval_ttl', 'wait_timeout']) {
+      const v = p.v[field];
+      if (v === undefined || v === null || !c.fieldOk(p, field)) continue;
+      const s = durationSeconds(v);
+      if (s === undefined) fail([field], `${at(field)} '${v}' is invalid: give a duration from 1s to 7d, such as 30s, 15m, 1h or 1d`);
+      else seconds[field] = s;
+    }
+    if (seconds.wait_timeout !== undefined && (p.v.mode ?? 'wait') === 'retry') {
+      fail(['wait_timeout'], `${at('wait_timeout')} is only for mode wait: in mode retry the client does not wait`);
+    } else if (seconds.wait_timeout !== undefined && seconds.wait_timeout > (seconds.request_ttl ?? DEFAULT_REQUEST_TTL)) {
+      const ttl = showDuration(seconds.request_ttl ?? DEFAULT_REQUEST_TTL);
+      fail(['wait_timeout'], `${at('wait_timeout')} (${showDuration(seconds.wait_timeout)}) must be at most request_ttl (${ttl}): the request ends then`);
+    }
+    if (!clean || !c.sound(p.at)) return undefined;
+    const v = p.v;
+    return c.storeCheck(p, () =>
+      validateApprovalRule({
+        name: v.name,
+        resource: v.resource,
+        identities: uniq(v.identities),
+        groups: uniq(v.groups),
+        kinds: uniq(v.kinds),
+        objects: uniq(v.objects),
+        withoutWhere: v.without_where === true,
+        rowsOver: v.rows_over ?? 0,
+        approvers: uniq(v.approvers),
+        quorum: v.quorum ?? 1,
+        requestTtlSeconds: seconds.request_ttl ?? 0,
+        approvalTtlSeconds: seconds.approval_ttl ?? 0,
+        mode: v.mode ?? 'wait',
+        waitTimeoutSeconds: seconds.wait_timeout ?? 0,
       }),
     );
   });

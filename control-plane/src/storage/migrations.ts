@@ -126,6 +126,58 @@ export const migrations: Record<string, Migration> = {
         .execute();
     },
   },
+  // Approvals (issue 13): the policy file's rules, in the file's order, each
+  // stored as the wire's ApprovalRule in JSON like masks; and the requests
+  // gateways open for held statements. A gateway retrying the same held
+  // statement of a session while it waits gets the pending request back: the
+  // partial unique index makes that hold between replicas too. updated_at is
+  // the database's clock, so every replica's watch poll reads changes alike.
+  '0006_approvals': {
+    async up(db: Kysely<any>) {
+      await db.schema
+        .createTable('approval_rules')
+        .addColumn('name', 'text', (c) => c.primaryKey())
+        .addColumn('resource', 'text', (c) => c.notNull().references('resources.name'))
+        .addColumn('position', 'integer', (c) => c.notNull())
+        .addColumn('spec', 'jsonb', (c) => c.notNull())
+        .execute();
+      await db.schema
+        .createTable('approval_requests')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('rule', 'text', (c) => c.notNull())
+        .addColumn('identity', 'text', (c) => c.notNull())
+        .addColumn('resource', 'text', (c) => c.notNull())
+        .addColumn('sql', 'text', (c) => c.notNull())
+        .addColumn('parameters', 'jsonb', (c) => c.notNull())
+        .addColumn('fingerprint', 'text', (c) => c.notNull())
+        .addColumn('session_id', 'text', (c) => c.notNull())
+        .addColumn('gateway_id', 'text', (c) => c.notNull())
+        .addColumn('reason', 'text', (c) => c.notNull().defaultTo(''))
+        .addColumn('why', 'text', (c) => c.notNull().defaultTo(''))
+        .addColumn('created_at', 'timestamptz', (c) => c.notNull())
+        .addColumn('expires_at', 'timestamptz', (c) => c.notNull())
+        .addColumn('state', 'text', (c) => c.notNull())
+        .addColumn('decisions', 'jsonb', (c) => c.notNull().defaultTo(sql`'[]'::jsonb`))
+        .addColumn('approvers', 'jsonb', (c) => c.notNull())
+        .addColumn('quorum', 'integer', (c) => c.notNull())
+        .addColumn('mode', 'text', (c) => c.notNull())
+        .addColumn('approval_ttl_seconds', 'integer', (c) => c.notNull())
+        .addColumn('approval_expires_at', 'timestamptz')
+        .addColumn('audit_seq', 'integer', (c) => c.notNull().defaultTo(0))
+        .addColumn('updated_at', 'timestamptz', (c) => c.notNull().defaultTo(sql`clock_timestamp()`))
+        .execute();
+      await db.schema
+        .createIndex('approval_requests_pending')
+        .on('approval_requests')
+        .columns(['gateway_id', 'session_id', 'fingerprint'])
+        .unique()
+        .where(sql.ref('state'), '=', 'pending')
+        .execute();
+      await db.schema.createIndex('approval_requests_updated').on('approval_requests').columns(['gateway_id', 'updated_at']).execute();
+      await db.schema.createIndex('approval_requests_consume').on('approval_requests').columns(['fingerprint', 'state']).execute();
+      await db.schema.createIndex('approval_requests_state').on('approval_requests').columns(['state', 'expires_at']).execute();
+    },
+  },
 };
 
 const provider: MigrationProvider = { getMigrations: async () => migrations };

@@ -3,12 +3,12 @@
 // watch streams can push a fresh snapshot.
 import { randomBytes } from 'node:crypto';
 import { sql, type Kysely, type Selectable, type Transaction } from 'kysely';
-import type { Agent, Gateway, Grant, Identity, Issuer, Mask, PolicyVersion, Resource, Snapshot } from '@warden/proto';
+import type { Agent, ApprovalRule, Gateway, Grant, Identity, Issuer, Mask, PolicyVersion, Resource, Snapshot } from '@warden/proto';
 import { DEV_ISSUER_NAME } from '../local/dev-issuer.js';
 import { diffStates, grantsOfRule, stateFromPolicy, stateFromStore, summarize } from '../policy/state.js';
 import { PolicyInvalidError, validatePolicy } from '../policy/validate.js';
 import { ConfigError, alreadyExists, inUse, invalid, notFound } from './errors.js';
-import type { AgentsTable, Database, MaskSpec } from './schema.js';
+import type { AgentsTable, ApprovalRuleSpec, Database, MaskSpec } from './schema.js';
 import { validateMask } from './validate-mask.js';
 import {
   checkName,
@@ -72,6 +72,11 @@ const maskRow = (m: Mask, position: number) => {
   return { name, resource, position, spec: json(spec satisfies MaskSpec) };
 };
 
+const approvalRow = (r: ApprovalRule, position: number) => {
+  const { name, resource, ...spec } = r;
+  return { name, resource, position, spec: json(spec satisfies ApprovalRuleSpec) };
+};
+
 /** Bytes of the deployment's masking key. */
 export const MASK_KEY_BYTES = 32;
 
@@ -89,6 +94,7 @@ function checkOutsideReferences(
   grants: Grant[],
   kept: readonly string[],
   masks: Mask[],
+  approvals: ApprovalRule[] = [],
 ): void {
   const issuers = new Set([...policy.issuers.map((i) => i.name), ...kept]);
   const removedIssuers = new Set(current.issuers.map((i) => i.name).filter((n) => !issuers.has(n)));
@@ -110,6 +116,11 @@ function checkOutsideReferences(
     if (!resources.has(m.resource)) throw inUse(`mask '${m.name}' would refer to resource '${m.resource}', which would not exist`);
     const missing = [...m.identities, ...m.exemptIdentities].find((i) => !identities.has(i));
     if (missing) throw inUse(`mask '${m.name}' would refer to identity '${missing}', which would not exist`);
+  }
+  for (const r of approvals) {
+    if (!resources.has(r.resource)) throw inUse(`approval '${r.name}' would refer to resource '${r.resource}', which would not exist`);
+    const missing = r.identities.find((i) => !identities.has(i));
+    if (missing) throw inUse(`approval '${r.name}' would refer to identity '${missing}', which would not exist`);
   }
 }
 
@@ -190,8 +201,14 @@ export class Repository {
         masks: await this.masks(trx),
         // Only gateways get the key, on their watch stream (server/service.ts).
         maskKey: Buffer.alloc(0),
-        approvalRules: [],
+        approvalRules: await this.approvalRules(trx),
       }));
+  }
+
+  /** Approval rules in the order the policy file gave them. */
+  private async approvalRules(db: Db): Promise<ApprovalRule[]> {
+    const rows = await db.selectFrom('approval_rules').selectAll().orderBy('position').orderBy('name').execute();
+    return rows.map((r) => ({ name: r.name, resource: r.resource, ...parse(r.spec) }));
   }
 
   /** Mask entries in the order the policy file gave them. */
@@ -345,6 +362,8 @@ export class Repository {
       }
       const masks = (await this.masks(trx)).filter((m) => m.identities.includes(name) || m.exemptIdentities.includes(name));
       if (masks.length > 0) throw inUse(`identity '${name}' is named by masks ${list(masks.map((m) => m.name))}; remove it there first`);
+      const approvals = (await this.approvalRules(trx)).filter((r) => r.identities.includes(name));
+      if (approvals.length > 0) throw inUse(`identity '${name}' is named by approvals ${list(approvals.map((r) => r.name))}; remove it there first`);
       const res = await trx.deleteFrom('identities').where('name', '=', name).executeTakeFirst();
       if (res.numDeletedRows === 0n) throw notFound(`identity '${name}' does not exist`);
     });
@@ -377,6 +396,8 @@ export class Repository {
       }
       const masks = await trx.selectFrom('masks').select('name').where('resource', '=', name).orderBy('name').execute();
       if (masks.length > 0) throw inUse(`resource '${name}' still has masks ${list(masks.map((m) => m.name))}; remove them first`);
+      const approvals = await trx.selectFrom('approval_rules').select('name').where('resource', '=', name).orderBy('name').execute();
+      if (approvals.length > 0) throw inUse(`resource '${name}' still has approvals ${list(approvals.map((r) => r.name))}; remove them first`);
       const res = await trx.deleteFrom('resources').where('name', '=', name).executeTakeFirst();
       if (res.numDeletedRows === 0n) throw notFound(`resource '${name}' does not exist`);
     });
@@ -457,7 +478,7 @@ export class Repository {
   /**
    * Validates a policy file against the store and, unless it is a dry run or
    * changes nothing, replaces issuers (but the managed ones the file does not
-   * declare), identities, resources, grants and masks with its contents in one
+   * declare), identities, resources, grants, masks and approval rules with its contents in one
    * transaction, records the new policy version and bumps the config version.
    */
   async applyPolicy(input: ApplyPolicyInput): Promise<ApplyPolicyOutcome> {
@@ -481,6 +502,7 @@ export class Repository {
           resources: await trx.selectFrom('resources').selectAll().orderBy('name').execute(),
           grants: await this.grants(trx),
           masks: await this.masks(trx),
+          approvals: await this.approvalRules(trx),
         };
         const managed = current.issuers.map((i) => i.name).filter((n) => MANAGED_ISSUERS.includes(n));
         const checked = validatePolicy(input.yaml, { externalIssuers: managed });
@@ -493,7 +515,8 @@ export class Repository {
         if (input.dryRun || (lines.length === 0 && inForce > 0)) return { version: inForce, lines, applied: false };
 
         const grants = policy.rules.flatMap(grantsOfRule);
-        checkOutsideReferences(current, policy, grants, kept, policy.masks);
+        checkOutsideReferences(current, policy, grants, kept, policy.masks, policy.approvals);
+        await trx.deleteFrom('approval_rules').execute();
         await trx.deleteFrom('masks').execute();
         await trx.deleteFrom('grants').execute();
         await trx.deleteFrom('identities').execute();
@@ -520,6 +543,7 @@ export class Repository {
         for (const r of policy.resources) await trx.insertInto('resources').values(r).execute();
         for (const g of grants) await trx.insertInto('grants').values(grantRow(g)).execute();
         for (const [i, m] of policy.masks.entries()) await trx.insertInto('masks').values(maskRow(m, i)).execute();
+        for (const [i, r] of policy.approvals.entries()) await trx.insertInto('approval_rules').values(approvalRow(r, i)).execute();
         const version = inForce + 1;
         await trx
           .insertInto('policy_versions')

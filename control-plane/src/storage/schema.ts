@@ -1,6 +1,6 @@
 // Row types of the control-plane tables, as kysely sees them.
 import type { ColumnType, Generated } from 'kysely';
-import type { Mask } from '@warden/proto';
+import type { ApprovalDecision, ApprovalRule, Mask, StatementParameter } from '@warden/proto';
 
 /** JSON columns: written as JSON text (see jsonValue), read back parsed or as text depending on the driver. */
 type Json<T> = ColumnType<T | string, string, string>;
@@ -57,6 +57,44 @@ export interface MasksTable {
   spec: Json<MaskSpec>;
 }
 
+/** What an approval rule stores beyond its name and resource: the wire's ApprovalRule fields. */
+export type ApprovalRuleSpec = Omit<ApprovalRule, 'name' | 'resource'>;
+
+export interface ApprovalRulesTable {
+  name: string;
+  resource: string;
+  /** The rule's place in the policy file. */
+  position: number;
+  spec: Json<ApprovalRuleSpec>;
+}
+
+export interface ApprovalRequestsTable {
+  id: string;
+  rule: string;
+  identity: string;
+  resource: string;
+  sql: string;
+  parameters: Json<StatementParameter[]>;
+  fingerprint: string;
+  session_id: string;
+  gateway_id: string;
+  reason: string;
+  why: string;
+  created_at: Timestamp;
+  expires_at: Timestamp;
+  state: string;
+  decisions: Json<ApprovalDecision[]>;
+  approvers: Json<string[]>;
+  quorum: number;
+  mode: string;
+  /** The rule's approval_ttl when the request was made. */
+  approval_ttl_seconds: number;
+  approval_expires_at: Timestamp | null;
+  /** Audit events the control plane has recorded for this request so far (the next one's seq). */
+  audit_seq: number;
+  updated_at: ColumnType<Date | string, Date | string | undefined, any>;
+}
+
 /** Secrets made once per deployment; `mask` is the HMAC key of the hash mask function. */
 export interface DeploymentKeysTable {
   name: string;
@@ -98,6 +136,8 @@ export interface Database {
   resources: ResourcesTable;
   grants: GrantsTable;
   masks: MasksTable;
+  approval_rules: ApprovalRulesTable;
+  approval_requests: ApprovalRequestsTable;
   deployment_keys: DeploymentKeysTable;
   agents: AgentsTable;
   gateways: GatewaysTable;
