@@ -14,6 +14,9 @@ import { ControlPlaneService } from './service.js';
 import { AuditConsumer } from '../audit/consumer.js';
 import { AuditStore, startMaintenance, type AuditStoreOptions } from '../audit/store.js';
 import { auditMethods } from './audit-service.js';
+import { ApprovalWebhooks, type WebhookFormat } from '../approvals/webhook.js';
+import { ApprovalStore } from '../storage/approvals.js';
+import { ApprovalWatcher, ApproverAuth, approvalMethods, recordChange } from './approvals.js';
 
 export const DEFAULT_LISTEN = '127.0.0.1:7070';
 
@@ -36,6 +39,14 @@ export interface ControlPlaneOptions {
   natsUrl?: string;
   /** Audit clock and sealing timings (tests); maintenance runs every `maintenanceIntervalMs` (default 60 s). */
   audit?: AuditStoreOptions & { maintenanceIntervalMs?: number };
+  /** URLs told of each new approval request (docs/policy.md, "Approvals"). */
+  approvalWebhooks?: readonly string[];
+  /** Body format of every webhook; by default Slack's for hooks.slack.com, JSON otherwise. */
+  approvalWebhookFormat?: WebhookFormat;
+  /** How long one webhook delivery is retried (ms). Default 10 minutes. */
+  approvalWebhookGiveUpMs?: number;
+  /** How often WatchApprovals looks for changes made by other replicas, and expiry (ms). Default 200. */
+  approvalPollMs?: number;
 }
 
 export interface ControlPlane {
@@ -47,6 +58,7 @@ export interface ControlPlane {
   readonly storage: Storage;
   readonly repo: Repository;
   readonly audit: AuditStore;
+  readonly approvals: ApprovalStore;
   close(): Promise<void>;
 }
 
@@ -84,7 +96,30 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
   });
   const server = new Server(keepaliveOptions);
   const audit = new AuditStore(storage.db, { ...opts.audit, log: log.child({ component: 'audit' }) });
-  server.addService(ControlPlaneServiceService, { ...service.implementation(), ...auditMethods(audit, auth, log) });
+  const approvals = new ApprovalStore(storage.db);
+  const approvalLog = log.child({ component: 'approvals' });
+  const webhooks = new ApprovalWebhooks({
+    urls: opts.approvalWebhooks ?? [],
+    format: opts.approvalWebhookFormat,
+    giveUpAfterMs: opts.approvalWebhookGiveUpMs,
+    log: approvalLog,
+  });
+  const watcher = new ApprovalWatcher(approvals, (s) => recordChange({ audit, log: approvalLog }, s), approvalLog, opts.approvalPollMs ?? 200);
+  server.addService(ControlPlaneServiceService, {
+    ...service.implementation(),
+    ...auditMethods(audit, auth, log),
+    ...approvalMethods({
+      store: approvals,
+      hub,
+      auth,
+      approvers: new ApproverAuth({ adminToken, gatewayToken }, hub),
+      watcher,
+      audit,
+      webhooks,
+      log: approvalLog,
+    }),
+  });
+  watcher.start();
   const stopMaintenance = startMaintenance(audit, opts.audit?.maintenanceIntervalMs ?? 60_000);
   const consumer = opts.natsUrl
     ? new AuditConsumer({ url: opts.natsUrl, ingest: (events) => audit.ingest(events), log: log.child({ component: 'audit-consumer' }) })
@@ -99,6 +134,7 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
     );
   } catch (err) {
     hub.close();
+    await watcher.close();
     await stopMaintenance();
     if (ownsStorage) await storage.close();
     throw new Error(`cannot listen on ${opts.listen ?? DEFAULT_LISTEN}: ${(err as Error).message}`);
@@ -110,6 +146,8 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
   consumer?.start();
   const close = async () => {
     hub.close();
+    await watcher.close();
+    await webhooks.close();
     await consumer?.stop();
     await stopMaintenance();
     service.endAllStreams(status.UNAVAILABLE, 'the control plane is shutting down');
@@ -135,6 +173,7 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
     storage,
     repo: storage.repo,
     audit,
+    approvals,
     close: () => (closing ??= close()),
   };
 }
