@@ -4,15 +4,26 @@
 // replaced by one that makes the server itself raise the refusal, so the
 // client sees exactly what Postgres does after an error: the rest of a
 // multi-statement Query skipped, messages up to Sync discarded, an open
-// transaction marked failed.
-import type { StatementGate } from '../policy/index.js';
+// transaction marked failed. A statement that needs approval stops the
+// filter at its message (HOLD); once decided, the relay feeds the kept bytes
+// again with the Release, which the held message, inspected first, takes.
+import type { Decision, StatementGate } from '../policy/index.js';
+import type { HeldStatement, Release } from '../approvals/hold.js';
 import { BIND, CLOSE, EXECUTE, FUNCTION_CALL, PARSE, ProtocolError, QUERY, SYNC, parse, query } from '@warden/proto/pgwire';
-import { MessageFilter, messageTypes } from './filter.js';
+import { HOLD, MessageFilter, messageTypes } from './filter.js';
 
 const INSPECTED = messageTypes(QUERY, PARSE, BIND, EXECUTE, SYNC, FUNCTION_CALL, CLOSE);
 import type { ResponseTracker, StatementDecision } from './tracker.js';
 
-export function clientMessages(gate: StatementGate, tracker: ResponseTracker): MessageFilter {
+/** Between the relay and the inspector, in sessions that may hold statements. */
+export interface HoldSwitch {
+  /** Set by the inspector when it stopped at a statement that needs approval. */
+  held: HeldStatement | null;
+  /** Set by the relay before it feeds the kept bytes again; taken by the held message. */
+  release: Release | null;
+}
+
+export function clientMessages(gate: StatementGate, tracker: ResponseTracker, holds?: HoldSwitch): MessageFilter {
   // Prepared statements whose Parse was refused: their Binds lose their parameters.
   const refused = new Set<string>();
 
@@ -20,29 +31,43 @@ export function clientMessages(gate: StatementGate, tracker: ResponseTracker): M
     switch (type) {
       case QUERY: {
         const sql = msg.toString('utf8', 5, msg.length - 1);
-        const statements = decide(gate, sql);
+        const decision = gate.check(sql);
+        let release: Release | null = null;
+        if (holds) {
+          release = holds.release;
+          holds.release = null;
+          if (!release && holdAt(decision, holds, sql)) return HOLD;
+        }
+        const statements = decide(decision, sql, release);
         tracker.query(statements);
         const last = statements[statements.length - 1]!;
         if (!last.refusal) return null;
         // Statements before the refused one run, as they would before a server error.
         const before = statements.slice(0, -1).map((s) => s.sql);
-        return query([...before, raise(last.refusal.sqlstate, last.refusal.message)].join(';\n'));
+        return query([...before, raise(last.refusal.sqlstate, last.refusal.message, release?.refusal ? null : undefined)].join(';\n'));
       }
       case PARSE: {
         const nameEnd = cstringEnd(msg, 5);
         const sqlEnd = cstringEnd(msg, nameEnd + 1);
         const name = msg.toString('utf8', 5, nameEnd);
         const sql = msg.toString('utf8', nameEnd + 1, sqlEnd);
-        const statements = decide(gate, sql, name);
+        const decision = gate.check(sql, { name });
+        let release: Release | null = null;
+        if (holds) {
+          release = holds.release;
+          holds.release = null;
+          if (!release && holdAt(decision, holds, sql, name)) return HOLD;
+        }
+        const statements = decide(decision, sql, release);
         const refusal = statements.find((s) => s.refusal)?.refusal;
         const only = statements.length === 1 ? statements[0]! : undefined;
-        tracker.parse(name, { sql, info: only?.info, rule: statements[0]!.rule, refusal, effects: only?.effects, mask: only?.mask });
+        tracker.parse(name, { sql, info: only?.info, rule: statements[0]!.rule, refusal, effects: only?.effects, mask: only?.mask, approvalId: release?.approvalId });
         if (!refusal) {
           refused.delete(name);
           return null;
         }
         refused.add(name);
-        return parse(name, raise(refusal.sqlstate, refusal.message));
+        return parse(name, raise(refusal.sqlstate, refusal.message, release?.refusal ? null : undefined));
       }
       case BIND: {
         const portalEnd = cstringEnd(msg, 5);
@@ -80,11 +105,35 @@ export function clientMessages(gate: StatementGate, tracker: ResponseTracker): M
   );
 }
 
-/** One decision per statement, up to and including the first refused one. */
-function decide(gate: StatementGate, sql: string, parseName?: string): StatementDecision[] {
-  const decision = gate.check(sql, parseName === undefined ? undefined : { name: parseName });
+/** Reports the first statement that needs approval (before any refused one); true when there is one. */
+function holdAt(decision: Decision, holds: HoldSwitch, sql: string, parse?: string): boolean {
+  const list = decision.holds;
+  if (!list) return false;
+  const limit = decision.refusal ? Math.min(decision.refusal.index, list.length) : list.length;
+  for (let i = 0; i < limit; i++) {
+    const hold = list[i];
+    if (hold) {
+      const c = decision.classification;
+      const statement = c.ok && c.statements.length > 1 ? c.statements[i]!.text : withoutTerminator(sql);
+      holds.held = { hold, sql, statement, index: i, parse };
+      return true;
+    }
+  }
+  return false;
+}
+
+/**
+ * One decision per statement, up to and including the first refused one. A
+ * release of a held statement refuses it in the gate's place (denied) or
+ * marks it with its approval.
+ */
+function decide(decision: Decision, sql: string, release: Release | null): StatementDecision[] {
   const c = decision.classification;
-  const r = decision.refusal;
+  let r = decision.refusal;
+  if (release?.refusal && (!r || release.index < r.index)) {
+    const { sqlstate, message, rule } = release.refusal;
+    r = { sqlstate, message, rule, index: c.ok ? Math.min(release.index, Math.max(c.statements.length - 1, 0)) : 0 };
+  }
   if (!c.ok) return [{ sql, rule: r?.rule ?? decision.rule, refusal: r ?? undefined }];
   const last = r ? r.index : c.statements.length - 1;
   const out: StatementDecision[] = [];
@@ -94,6 +143,7 @@ function decide(gate: StatementGate, sql: string, parseName?: string): Statement
     const text = c.statements.length === 1 ? withoutTerminator(sql) : info.text;
     out.push(r && i === r.index ? { sql: text, info, rule: r.rule, refusal: r } : { sql: text, info, rule: decision.rule, effects: decision.effects[i], mask: decision.masks?.[i] });
   }
+  if (release?.approvalId && out[release.index] && !out[release.index]!.refusal) out[release.index]!.approvalId = release.approvalId;
   // An empty query string still gets one (empty) answer.
   return out.length ? out : [{ sql, rule: decision.rule }];
 }
@@ -115,11 +165,13 @@ function cstringEnd(msg: Buffer, from: number): number {
   return end;
 }
 
-/** SQL that makes the server raise `message` with `sqlstate`. */
-export function raise(sqlstate: string, message: string): string {
+const REFUSAL_HINT = 'Ask a Warden admin for a rule that allows it, or run it as an identity that has one.';
+
+/** SQL that makes the server raise `message` with `sqlstate` (and `hint`; null: none, as for an approval's outcome). */
+export function raise(sqlstate: string, message: string, hint: string | null = REFUSAL_HINT): string {
   const text = dollarQuote(message);
-  const hint = dollarQuote('Ask a Warden admin for a rule that allows it, or run it as an identity that has one.');
-  return dollarQuote(`BEGIN RAISE EXCEPTION USING ERRCODE = '${sqlstate}', MESSAGE = ${text}, HINT = ${hint}; END`, 'DO ');
+  const withHint = hint === null ? '' : `, HINT = ${dollarQuote(hint)}`;
+  return dollarQuote(`BEGIN RAISE EXCEPTION USING ERRCODE = '${sqlstate}', MESSAGE = ${text}${withHint}; END`, 'DO ');
 }
 
 function dollarQuote(text: string, prefix = ''): string {

@@ -4,10 +4,12 @@
 // nothing is replaced is forwarded as the very same Buffer.
 import { ProtocolError } from '@warden/proto/pgwire';
 
-/** Returns a replacement for the whole message, or null to forward it unchanged. */
+/** Returns a replacement for the whole message, or null to forward it unchanged, or HOLD to stop at it. */
 export type Inspector = (type: number, message: Buffer) => Buffer | null;
 
 const EMPTY = Buffer.alloc(0);
+/** From the inspector: forward nothing from this message on (a statement held for approval); see `held`. */
+export const HOLD = Buffer.alloc(0);
 /** SQL text is inspected whole; larger messages are refused rather than buffered. */
 export const MAX_INSPECTED_MESSAGE = 256 * 1024 * 1024;
 
@@ -26,6 +28,8 @@ export class MessageFilter {
   private partialLength = 0;
   /** Total bytes the partial message needs; 0 while only part of a header is known. */
   private partialNeed = 0;
+  /** After an inspector's HOLD: that message and the rest of its chunk, not forwarded. The caller takes it. */
+  held: Buffer | null = null;
 
   constructor(
     /** From messageTypes(): 1 for the types handed to the inspector. */
@@ -74,6 +78,11 @@ export class MessageFilter {
       }
       const replacement = this.inspect(type, chunk.subarray(pos, pos + total));
       if (replacement) {
+        if (replacement === HOLD) {
+          this.held = chunk.subarray(pos);
+          end = pos;
+          break;
+        }
         (parts ??= []).push(chunk.subarray(copyFrom, pos), replacement);
         copyFrom = pos + total;
       }
@@ -82,6 +91,11 @@ export class MessageFilter {
     if (!parts) return end === length ? chunk : chunk.subarray(0, end);
     parts.push(chunk.subarray(copyFrom, end));
     return Buffer.concat(parts);
+  }
+
+  /** True when what was passed on so far ends at a message boundary: a message of the gateway's own may go next. */
+  get between(): boolean {
+    return this.skip === 0;
   }
 
   private stash(chunk: Buffer, from: number, need: number): number {

@@ -1,7 +1,7 @@
 // Turns what happens in one session into audit events, numbered in order,
 // and a connection refused before its session into an auth failure.
 import { randomUUID } from 'node:crypto';
-import { StatementDecision, StatementProtocol, type AuditEvent, type SessionStart, type StatementParameter } from '@warden/proto';
+import { StatementDecision, StatementProtocol, type ApprovalEvent, type AuditEvent, type SessionStart, type StatementParameter } from '@warden/proto';
 import { durationOf, timestampOf } from '@warden/proto/audit';
 import type { AuditSink } from '../audit/events.js';
 import type { StatementInfo } from '../policy/index.js';
@@ -68,9 +68,15 @@ export class SessionRecorder {
           duration: durationOf(Math.round((now - s.startedAt) * 1000) / 1000),
           error: s.refusal ? { sqlstate: s.refusal.sqlstate, message: s.refusal.message } : s.error,
           maskedColumns: s.mask?.masked ?? [],
+          approvalId: s.approvalId,
         },
       }),
     );
+  }
+
+  /** A held statement's approval: requested, then approved, denied, expired or withdrawn. */
+  approval(e: ApprovalEvent): void {
+    this.sink.publish(this.next({ $case: 'approval', value: e }));
   }
 
   end(details: { durationMs: number; bytesIn: number; bytesOut: number; reason: string }): void {

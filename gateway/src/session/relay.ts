@@ -2,7 +2,9 @@
 // gate to the upstream, the server's answers through the tracker to the
 // recorder and back, backpressure both ways, and the session's end. It holds
 // the audit ordering: results reach the client only after their audit record
-// is written.
+// is written. A statement that needs approval is held here: the client's
+// bytes from its message on are kept (bounded), and a
+// PendingApproval (approvals/hold.ts) decides how the relay lets go.
 import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
@@ -10,8 +12,10 @@ import { SqlState, authenticationOk, errorResponse } from '@warden/proto/pgwire'
 import type { AuditSink } from '../audit/events.js';
 import { ResultMasking, UnmaskableResult } from '../masking/results.js';
 import type { Upstream } from '../tunnel/index.js';
+import { PendingApproval, noticeResponse, type ApprovalDeps, type HoldContext, type Release } from '../approvals/hold.js';
+import type { CancelKeys } from '../tunnel/cancel-keys.js';
 import { Refusal, type Admission } from './admission.js';
-import { clientMessages } from './client-messages.js';
+import { clientMessages, type HoldSwitch } from './client-messages.js';
 import type { MessageFilter } from './filter.js';
 import { SessionRecorder, type ParameterRecording } from './recorder.js';
 import { serverMessages } from './server-messages.js';
@@ -21,7 +25,14 @@ export interface RelayDeps {
   audit: AuditSink;
   gatewayId: string;
   parameterRecording: ParameterRecording;
+  /** Present when statements may be held for approval. */
+  approvals?: ApprovalDeps;
+  /** Where a CancelRequest is redirected to the held statement. */
+  cancels?: Pick<CancelKeys, 'divert'>;
 }
+
+/** Client bytes kept behind a held statement before the session is ended. */
+export const MAX_KEPT_BYTES = 64 * 1024 * 1024;
 
 /** What the relay needs from the Session that runs it. */
 export interface RelayHost {
@@ -32,11 +43,21 @@ export interface RelayHost {
   close(reason: string): void;
 }
 
+const CONFIGURATION_LIMIT_EXCEEDED = '53400';
+
 export class Relay {
   private readonly recorder: SessionRecorder;
   private readonly fromClient: MessageFilter;
   private readonly fromServer: MessageFilter;
   private bytesOut = 0;
+  private readonly holds: HoldSwitch | undefined;
+  /** The statement held for approval, and the client bytes from its message on. */
+  private hold: { pending: PendingApproval; kept: Buffer[]; size: number } | null = null;
+  /** A NoticeResponse waiting for the server's stream to reach a message boundary. */
+  private pendingNotice: Buffer | null = null;
+  /** The upstream asked us to wait for drain. */
+  private upstreamFull = false;
+  private readonly holdContext: HoldContext | undefined;
 
   /** Records the session's start and wires the gate and the recorder to the tracker. */
   constructor(
@@ -71,7 +92,26 @@ export class Relay {
       () => performance.now(),
       (status, idle) => gate.ready(status, idle),
     );
-    this.fromClient = clientMessages(gate, tracker);
+    const approvals = deps.approvals;
+    if (approvals) {
+      this.holds = { held: null, release: null };
+      const explain = approvals.explain;
+      this.holdContext = {
+        client: approvals.client,
+        explain: explain && ((sql, path) => explain(admission.resource, upstream.agent, sql, path)),
+        // The gate's search_path, when it exposes one.
+        searchPath: () => (gate as { searchPath?: string | null }).searchPath ?? null,
+        identity: admission.identity,
+        resource: admission.resource,
+        sessionId: upstream.sessionId,
+        gatewayId: deps.gatewayId,
+        reason: parameters.application_name ?? '',
+        parameterRecording: deps.parameterRecording,
+        defaultWaitSeconds: approvals.defaultWaitSeconds ?? 300,
+        log: host.log,
+      };
+    }
+    this.fromClient = clientMessages(gate, tracker, this.holds);
     const masking = admission.masks ? new ResultMasking(admission.masks, () => tracker.head()) : undefined;
     this.fromServer = serverMessages(upstream.cancelKey, tracker, masking);
   }
@@ -82,7 +122,10 @@ export class Relay {
     socket.write(authenticationOk());
     upstream.start({
       data: (chunk) => this.server(chunk),
-      drain: () => socket.resume(),
+      drain: () => {
+        this.upstreamFull = false;
+        if (!this.hold) socket.resume();
+      },
       // After the results still waiting for their audit write, so they reach the client first.
       end: (error) => this.afterAuditWrite(() => this.upstreamEnded(error)),
     });
@@ -93,13 +136,63 @@ export class Relay {
 
   /** The hot path: scan, decide (a cache hit for a statement seen before), forward. */
   client(chunk: Buffer): void {
+    if (this.hold) return this.keep(chunk);
     let out: Buffer;
     try {
       out = this.fromClient.filter(chunk);
     } catch (err) {
       return this.host.refuse(new Refusal(SqlState.protocolViolation, `invalid message: ${(err as Error).message}`));
     }
-    if (out.length && !this.upstream.write(out)) this.socket.pause();
+    if (out.length && !this.upstream.write(out)) {
+      this.upstreamFull = true;
+      this.socket.pause();
+    }
+    const rest = this.fromClient.held;
+    if (rest) this.startHold(rest);
+  }
+
+  /** The filter stopped at a statement that needs approval: `rest` is its message and what followed it. */
+  private startHold(rest: Buffer): void {
+    const holds = this.holds!;
+    const held = holds.held!;
+    this.fromClient.held = holds.held = null;
+    // The socket is still read: a paused one would not see the client leave, whose request must be withdrawn (keep() bounds what piles up).
+    const hold = { kept: [rest], size: rest.length, pending: null as unknown as PendingApproval };
+    hold.pending = new PendingApproval(held, () => Buffer.concat(hold.kept), this.holdContext!, {
+      notice: (text) => this.notice(noticeResponse(text)),
+      record: (e) => this.recorder.approval(e),
+      done: (r) => this.release(r),
+    });
+    this.hold = hold;
+    this.deps.cancels?.divert(this.upstream.cancelKey.pid, hold.pending);
+    void hold.pending.start();
+  }
+
+  /** Client bytes behind the held statement: kept (bounded) until it is decided. */
+  private keep(chunk: Buffer): void {
+    const hold = this.hold!;
+    hold.kept.push(chunk);
+    hold.size += chunk.length;
+    if (hold.size > MAX_KEPT_BYTES) {
+      this.host.refuse(new Refusal(CONFIGURATION_LIMIT_EXCEEDED, `warden: more than ${MAX_KEPT_BYTES >> 20} MB arrived while a statement was held for approval; the session was ended`));
+    }
+  }
+
+  /** The held statement is decided: its message and what followed go through the filter again. */
+  private release(r: Release): void {
+    const hold = this.hold;
+    if (!hold || !this.host.relaying) return;
+    this.hold = null;
+    this.deps.cancels?.divert(this.upstream.cancelKey.pid, undefined);
+    this.holds!.release = r;
+    this.client(hold.kept.length === 1 ? hold.kept[0]! : Buffer.concat(hold.kept));
+    if (!this.hold && !this.upstreamFull) this.socket.resume();
+  }
+
+  /** A message of the gateway's own to the client: after the audit write, and never inside a server message. */
+  private notice(msg: Buffer): void {
+    if (this.fromServer.between) this.afterAuditWrite(() => this.socket.writable && this.socket.write(msg));
+    else this.pendingNotice = msg;
   }
 
   private server(chunk: Buffer): void {
@@ -114,6 +207,10 @@ export class Relay {
       }
       this.host.log.error({ err }, 'invalid message from upstream');
       return this.host.refuse(new Refusal(SqlState.protocolViolation, 'the upstream server sent an invalid message'));
+    }
+    if (this.pendingNotice && this.fromServer.between) {
+      out = Buffer.concat([out, this.pendingNotice]);
+      this.pendingNotice = null;
     }
     if (out.length === 0) return;
     this.afterAuditWrite(() => {
@@ -146,6 +243,9 @@ export class Relay {
 
   /** Ends the upstream and the client connection, and records the session's end. */
   close(reason: string, durationMs: number, bytesIn: number): void {
+    // A statement still held is withdrawn; its record comes before the session's end.
+    this.hold?.pending.abandon();
+    this.hold = null;
     this.upstream.close();
     if (!this.socket.destroyed && !this.socket.writableEnded) this.socket.end();
     const details = { durationMs, bytesIn, bytesOut: this.bytesOut, reason };

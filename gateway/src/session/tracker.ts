@@ -19,6 +19,8 @@ export interface StatementDecision {
   effects?: PathEffect[];
   /** How its results are masked (sessions under masks only). */
   mask?: MaskPlan;
+  /** The approval it runs under, when it was held. */
+  approvalId?: string;
 }
 
 export interface TrackedStatement extends StatementDecision {

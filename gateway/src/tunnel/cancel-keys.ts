@@ -37,6 +37,8 @@ export interface CancelKeysOptions {
 export class CancelKeys {
   private readonly byPid = new Map<number, Entry>();
   private readonly bySession = new Map<Cancellable, CancelKey>();
+  /** Keys whose cancel goes elsewhere for now: a statement the gateway holds, which no backend is running. */
+  private readonly diverted = new Map<number, Cancellable>();
   private readonly budget: RelayBudget;
 
   constructor(private readonly opts: CancelKeysOptions = {}) {
@@ -62,7 +64,14 @@ export class CancelKeys {
     const key = this.bySession.get(session);
     if (!key) return;
     this.byPid.delete(key.pid);
+    this.diverted.delete(key.pid);
     this.bySession.delete(session);
+  }
+
+  /** While `to` is set, a matching CancelRequest for key `pid` cancels it instead of the session's upstream. */
+  divert(pid: number, to: Cancellable | undefined): void {
+    if (to && this.byPid.has(pid)) this.diverted.set(pid, to);
+    else this.diverted.delete(pid);
   }
 
   /**
@@ -72,7 +81,7 @@ export class CancelKeys {
   cancel(pid: number, secret: number, from = ''): boolean {
     const entry = this.byPid.get(pid);
     if (entry && timingSafeEqual(secretBytes(entry.secret), secretBytes(secret))) {
-      entry.session.cancel();
+      (this.diverted.get(pid) ?? entry.session).cancel();
       return true;
     }
     if (this.opts.relay && this.budget.take(from)) this.opts.relay(pid, secretBytes(secret));
