@@ -7,6 +7,9 @@ import { readFileSync } from 'node:fs';
 import { ControlPlaneServiceClient, channelCredentials, keepaliveOptions, type Snapshot } from '@warden/proto';
 import { SqlState } from '@warden/proto/pgwire';
 import type { Logger } from 'pino';
+import { ControlPlaneApprovals } from './approvals/client.js';
+import { explainRows } from './approvals/explain.js';
+import { ApprovalMatcher, approvalRulesFor } from './approvals/rules.js';
 import { TokenVerifier, authorize, compileAuthConfig, mapIdentity, type AuthConfig } from './auth/index.js';
 import { CatalogStore, fetchCatalog } from './catalog/index.js';
 import { ConfigWatch } from './config/watch.js';
@@ -51,6 +54,12 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
   let auth: AuthConfig | null = null;
   let grants: Snapshot['grants'] = [];
   let masks: { list: Snapshot['masks']; key: Uint8Array } = { list: [], key: new Uint8Array() };
+  let approvalRules: Snapshot['approvalRules'] = [];
+  // A session with no approval rule gets no matcher: its gate does not ask.
+  const matcherFor = (resource: string, identity: string, groups: string[]) => {
+    const list = approvalRulesFor(approvalRules, resource, identity, groups);
+    return list.length ? new ApprovalMatcher(list) : undefined;
+  };
   const classifications = new ClassificationCache();
   const sessions = new Set<Session>();
   let agentHashes = new Map<string, Buffer>();
@@ -73,9 +82,13 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
     hub.revokeUnless((name) => agentHashes.has(name));
     grants = snapshot.grants;
     masks = { list: snapshot.masks, key: snapshot.maskKey };
+    approvalRules = snapshot.approvalRules;
     for (const s of sessions) {
       const a = s.admission;
-      if (a) s.setPolicy(rulesFor(grants, a.resource, a.identity, a.groups), masksFor(masks.list, masks.key, a.resource, a.identity, a.groups));
+      if (a) {
+        s.setPolicy(rulesFor(grants, a.resource, a.identity, a.groups), masksFor(masks.list, masks.key, a.resource, a.identity, a.groups));
+        a.gate.setApprovals(matcherFor(a.resource, a.identity, a.groups));
+      }
     }
   };
 
@@ -98,6 +111,16 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
   const watch = new ConfigWatch(cpClient, opts.gatewayToken, { gatewayId: opts.id, tunnelAddress: advertise }, log.child({ component: 'config' }));
   watch.onUpdate(onSnapshot);
   watch.start();
+  // One decision stream for the gateway: a decision made anywhere reaches the session holding the statement.
+  const approvals = new ControlPlaneApprovals(cpClient, opts.gatewayToken, opts.id, log.child({ component: 'approvals' }));
+  approvals.start();
+  const explain = (resource: string, agent: string, sql: string, searchPath: string | null) =>
+    explainRows(
+      () => hub.open(agent, { resource, parameters: { application_name: 'warden estimate' }, readOnly: true, access: 'read', rule: '' }),
+      sql,
+      searchPath,
+      5_000,
+    );
 
   const admit = async (token: string, resource: string): Promise<Admission> => {
     const config = auth;
@@ -113,7 +136,15 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
     const catalog = () => catalogs.get(resource);
     const columnMasks = maskSet ? new ColumnMasks(maskSet, catalog) : undefined;
     const gate = new StatementGate(
-      { identity: who.identity, resource, rules, catalog, catalogChanged: () => catalogs.invalidate(resource), masks: columnMasks },
+      {
+        identity: who.identity,
+        resource,
+        rules,
+        catalog,
+        catalogChanged: () => catalogs.invalidate(resource),
+        masks: columnMasks,
+        approvals: matcherFor(resource, who.identity, who.groups),
+      },
       classifications,
     );
     return {
@@ -145,6 +176,8 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
       audit: opts.audit,
       gatewayId: opts.id,
       parameterRecording: opts.parameterRecording ?? 'full',
+      approvals: { client: approvals, explain },
+      cancels: keys,
     });
     sessions.add(session);
     socket.once('close', () => sessions.delete(session));
@@ -162,6 +195,7 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
     tunnelPort,
     async close() {
       watch.stop();
+      approvals.stop();
       catalogs.close();
       server.close();
       for (const s of sessions) s.close();
