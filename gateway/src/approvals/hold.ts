@@ -9,6 +9,7 @@ import { createHash } from 'node:crypto';
 import type { ApprovalDecision, ApprovalEvent, ApprovalRequest, ApprovalRule, ConsumeApprovalRequest, StatementParameter } from '@warden/proto';
 import { BIND, NOTICE_RESPONSE, SqlState, decodeParameters, errorResponse } from '@warden/proto/pgwire';
 import type { Logger } from 'pino';
+import { ApprovalsUnreachable } from './client.js';
 import { afterEstimate, type Hold } from './rules.js';
 
 /** What a session needs of the control plane's approvals (client.ts; a fake in tests). */
@@ -129,7 +130,7 @@ export class PendingApproval {
     } catch (err) {
       if (this.over) return;
       this.ctx.log.warn({ err: (err as Error).message }, 'approval request failed');
-      const cause = isUnreachable(err) ? 'the control plane cannot be reached' : (err as Error).message;
+      const cause = err instanceof ApprovalsUnreachable ? 'the control plane cannot be reached' : (err as Error).message;
       this.refuse(SqlState.insufficientPrivilege, `${this.subject()}: could not request approval: ${cause}`);
     }
   }
@@ -279,11 +280,6 @@ export class PendingApproval {
     clearTimeout(this.timer);
     this.unwatch?.();
   }
-}
-
-function isUnreachable(err: unknown): boolean {
-  // ApprovalsUnreachable (client.ts), by name: this module does not depend on the gRPC client.
-  return err instanceof Error && err.constructor.name === 'ApprovalsUnreachable';
 }
 
 /**
