@@ -6,25 +6,8 @@ import { diffStates, stateFromPolicy } from '../src/policy/state.js';
 import { parsePolicy, validatePolicy } from '../src/policy/validate.js';
 import type { Storage } from '../src/storage/open.js';
 import { configError, openTestStorage } from './helpers.js';
+import { APPROVAL_BASE } from './policy-fixtures.js';
 
-export const APPROVAL_BASE = `version: 1
-issuers:
-  - name: github
-    issuer_url: https://token.actions.githubusercontent.com
-    audiences: [warden]
-identities:
-  - name: ci-deploy
-    issuer: github
-    match: { sub: "repo:acme/shop:*" }
-resources:
-  - name: shop
-    agent: local
-rules:
-  - name: deploy
-    resource: shop
-    identities: [ci-deploy]
-    access: ddl
-`;
 
 const PROD_DDL = `approvals:
   - name: prod-ddl

@@ -43,3 +43,23 @@ rules:
 export const POLICY_B = POLICY_A.replace('    access: read\n', '    access: write\n')
   .replace(/  - name: ci-deploy\n(    .*\n){3}/, '')
   .replace('resources:\n', 'resources:\n  - name: reports\n    agent: dc2\n');
+
+/** A file for approval rules to build on: a deploying identity with DDL on shop. */
+export const APPROVAL_BASE = `version: 1
+issuers:
+  - name: github
+    issuer_url: https://token.actions.githubusercontent.com
+    audiences: [warden]
+identities:
+  - name: ci-deploy
+    issuer: github
+    match: { sub: "repo:acme/shop:*" }
+resources:
+  - name: shop
+    agent: local
+rules:
+  - name: deploy
+    resource: shop
+    identities: [ci-deploy]
+    access: ddl
+`;

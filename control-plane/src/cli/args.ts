@@ -83,6 +83,15 @@ export const OPTIONS = {
   type: option('TYPE', 'statement, session.start, session.end or auth.failure'),
   days: option('N', 'days of sessions to keep; 0 keeps them forever'),
   limit: option('N', 'at most N results'),
+  // approvals
+  token: option('TOKEN', "the approver's token, from a trusted issuer (never printed)", { env: 'WARDEN_TOKEN' }),
+  state: option('STATE', 'pending (default), approved, denied, expired, withdrawn, executed or all'),
+  reason: option('TEXT', 'why; kept with the decision'),
+  // warden control-plane
+  'approval-webhook': repeatable('URL', 'POST each new approval request to URL'),
+  'approval-webhook-format': option('FORMAT', 'body of every approval webhook: json or slack (default: slack for hooks.slack.com, else json)', {
+    choices: ['json', 'slack'],
+  }),
 } satisfies Record<string, { value: string; description: string; short?: string } & Omit<OptionSpec, 'flags'>>;
 
 export type OptionName = keyof typeof OPTIONS;

@@ -35,6 +35,11 @@ export class AdminClient {
     private readonly address: string,
     private readonly token: string,
     ca?: string,
+    /**
+     * Where a person's token comes from, said when it is not accepted. Without
+     * it the token is the admin token, and every refusal says where that is.
+     */
+    private readonly personHint?: string,
   ) {
     this.client = new ControlPlaneServiceClient(address, channelCredentials({ ca }));
   }
@@ -63,6 +68,8 @@ export class AdminClient {
         return new CliError(`the control plane at ${this.address} did not answer within ${TIMEOUT_MS / 1000} s`);
       case status.UNAUTHENTICATED:
       case status.PERMISSION_DENIED:
+        // A person refused (not an approver, their own request) is told why, and nothing about tokens.
+        if (this.personHint !== undefined) return new CliError(err.code === status.UNAUTHENTICATED ? `${err.details} ${this.personHint}` : err.details, err.code);
         return new CliError(`${err.details} (the admin token comes from WARDEN_ADMIN_TOKEN or <data-dir>/admin-token)`);
       default:
         return new CliError(err.details || err.message, err.code);

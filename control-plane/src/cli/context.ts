@@ -68,8 +68,13 @@ export class Context {
 
   /** Runs `fn` with an admin client and always closes it. */
   async withAdmin<T>(fn: (client: AdminClient) => Promise<T>): Promise<T> {
+    return this.withToken(this.adminToken(), fn);
+  }
+
+  /** Runs `fn` with a client that sends `token` (a person's, for approvals; refusals then speak for themselves). */
+  async withToken<T>(token: string, fn: (client: AdminClient) => Promise<T>, hint?: string): Promise<T> {
     const address = this.opt('control-plane') ?? DEFAULT_CONTROL_PLANE;
-    const client = new AdminClient(address, this.adminToken(), this.opt('ca'));
+    const client = new AdminClient(address, token, this.opt('ca'), hint);
     try {
       return await fn(client);
     } finally {

@@ -5,6 +5,7 @@ import { Help, type Command as Commander } from 'commander';
 import { CliCommand, makeOption, packageVersion, parseCommandLine, withConventions } from '@warden/proto/cli';
 import { optionSpec, type OptionName, type OptionRef } from './args.js';
 import { agentCommands } from './commands/agents.js';
+import { approvalCommands } from './commands/approvals.js';
 import { auditCommands } from './commands/audit.js';
 import { configCommands } from './commands/config.js';
 import { policyCommands } from './commands/policy.js';
@@ -27,6 +28,7 @@ const GROUPS: Record<string, string> = {
   roles: "native Postgres roles that back a resource's rules",
   sessions: 'recorded sessions',
   audit: 'the audit trail',
+  approvals: 'held statements: list, show, approve, deny',
   agents: 'agent enrollment',
   gateways: 'the gateways',
 };
@@ -50,6 +52,7 @@ const COMMANDS: Command[] = [
   ...policyCommands,
   ...rolesCommands,
   ...auditCommands,
+  ...approvalCommands,
   ...agentCommands,
   tokenCommand,
   completionCommand,

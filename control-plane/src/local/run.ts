@@ -34,6 +34,9 @@ export interface LocalOptions {
   databaseUrl?: string;
   /** Audit events through NATS JetStream; straight to the control plane without it. */
   natsUrl?: string;
+  /** URLs told of each new approval request, and their body format. */
+  approvalWebhooks?: string[];
+  approvalWebhookFormat?: 'json' | 'slack';
   /** The gateway's --record-parameters (full, redacted or none). */
   recordParameters?: string;
   /** The agent's upstream role per access level and per rule (--role, --rule-role). */
@@ -147,6 +150,8 @@ export async function runLocal(opts: LocalOptions): Promise<number> {
       gatewayToken: env.WARDEN_GATEWAY_TOKEN || undefined,
       logger: createLogger({ file: join(logDir, 'control-plane.log') }),
       natsUrl: opts.natsUrl,
+      approvalWebhooks: opts.approvalWebhooks,
+      approvalWebhookFormat: opts.approvalWebhookFormat,
     });
     cleanup.push(() => cp.close());
 

@@ -27,6 +27,8 @@ export const startCommand: Command = {
     'role',
     'rule-role',
     'record-parameters',
+    ['approval-webhook', 'POST each new approval request to URL; also WARDEN_APPROVAL_WEBHOOKS, comma-separated (repeatable)'],
+    'approval-webhook-format',
   ],
   async run(ctx) {
     const roles = parseNamePairs(ctx.many('role'), 'role', 'LEVEL');
@@ -34,6 +36,13 @@ export const startCommand: Command = {
       if (!['read', 'write', 'ddl', 'admin'].includes(level)) throw new CliError(`--role takes LEVEL=ROLE with LEVEL one of read, write, ddl, admin; got '${level}'`);
     }
     const ruleRoles = parseNamePairs(ctx.many('rule-role'), 'rule-role', 'RULE');
+    const { webhookUrls } = await import('../../approvals/webhook.js');
+    let approvalWebhooks: string[];
+    try {
+      approvalWebhooks = webhookUrls(ctx.many('approval-webhook'), ctx.env.WARDEN_APPROVAL_WEBHOOKS);
+    } catch (err) {
+      throw new CliError((err as Error).message);
+    }
     const { runLocal } = await import('../../local/run.js');
     const code = await runLocal({
       dataDir: ctx.dataDir,
@@ -47,6 +56,8 @@ export const startCommand: Command = {
       databaseUrl: ctx.opt('database-url') || undefined,
       natsUrl: ctx.opt('nats') || undefined,
       recordParameters: ctx.opt('record-parameters') || undefined,
+      approvalWebhooks,
+      approvalWebhookFormat: (ctx.opt('approval-webhook-format') as 'json' | 'slack' | undefined) || undefined,
       roles,
       ruleRoles,
       env: ctx.env,
