@@ -462,6 +462,34 @@ describe('wait mode, extended protocol', () => {
   });
 });
 
+describe('a prepared statement run again', () => {
+  it('an approval covers one execution: a second Bind of the named statement, with other parameters, is held again; denied, its portal raises', async () => {
+    await fill();
+    const h = await harness([rule({})]);
+    const run = (param: string) => [serialize.bind({ statement: 'del', values: [param] }), serialize.execute({}), serialize.sync()];
+    h.client.send(serialize.parse({ name: 'del', text: `delete from ${SCHEMA}.t where id = $1` }), ...run('2'));
+    await h.client.until('notice');
+    h.fake.decide('apr_1', true);
+    expect(await answer(h.client)).toEqual(['parseComplete', 'bindComplete', 'complete DELETE 1', 'ready I']);
+    expect(await count()).toBe(4);
+    // The same prepared statement again: not covered by apr_1.
+    h.client.send(...run('3'));
+    expect(line(await h.client.next())).toMatch(/^notice 01000 .*apr_2/);
+    expect(h.fake.requests[1]!.parameters).toEqual([{ value: '3' }]);
+    expect(h.fake.requests[1]!.fingerprint).not.toBe(h.fake.requests[0]!.fingerprint);
+    h.fake.decide('apr_2', false);
+    expect(await answer(h.client)).toEqual(['parseComplete', 'bindComplete', expect.stringMatching(/^error 42501 .*apr_2 was denied by alice$/), 'ready I']);
+    expect(await count()).toBe(4);
+    // Approved, the third run goes through under its own approval.
+    h.client.send(...run('4'));
+    await h.client.until('notice');
+    h.fake.decide('apr_3', true);
+    expect(await answer(h.client)).toEqual(['bindComplete', 'complete DELETE 1', 'ready I']);
+    expect(await count()).toBe(3);
+    expect(statementEvents(h.events).filter((e) => e.sql.startsWith('delete')).map((e) => e.approvalId)).toEqual(['apr_1', undefined, 'apr_3']);
+  });
+});
+
 describe('retry mode', () => {
   it('refuses at once with the request id; once approved the statement runs once', async () => {
     await fill();

@@ -9,6 +9,7 @@
 // again with the Release, which the held message, inspected first, takes.
 import type { Decision, StatementGate } from '../policy/index.js';
 import type { HeldStatement, Release } from '../approvals/hold.js';
+import type { Hold } from '../approvals/rules.js';
 import { BIND, CLOSE, EXECUTE, FUNCTION_CALL, PARSE, ProtocolError, QUERY, SYNC, parse, query } from '@warden/proto/pgwire';
 import { HOLD, MessageFilter, messageTypes } from './filter.js';
 
@@ -26,6 +27,8 @@ export interface HoldSwitch {
 export function clientMessages(gate: StatementGate, tracker: ResponseTracker, holds?: HoldSwitch): MessageFilter {
   // Prepared statements whose Parse was refused: their Binds lose their parameters.
   const refused = new Set<string>();
+  // Prepared statements that needed approval: an approval covers one Bind (its parameters), so the next one is held again.
+  const approvedOnce = new Map<string, { hold: Hold; sql: string; binds: number }>();
 
   const inspect = (type: number, msg: Buffer): Buffer | null => {
     switch (type) {
@@ -62,6 +65,9 @@ export function clientMessages(gate: StatementGate, tracker: ResponseTracker, ho
         const refusal = statements.find((s) => s.refusal)?.refusal;
         const only = statements.length === 1 ? statements[0]! : undefined;
         tracker.parse(name, { sql, info: only?.info, rule: statements[0]!.rule, refusal, effects: only?.effects, mask: only?.mask, approvalId: release?.approvalId });
+        const held = decision.holds?.[0];
+        if (held && !refusal) approvedOnce.set(name, { hold: held, sql, binds: 0 });
+        else approvedOnce.delete(name);
         if (!refusal) {
           refused.delete(name);
           return null;
@@ -73,7 +79,27 @@ export function clientMessages(gate: StatementGate, tracker: ResponseTracker, ho
         const portalEnd = cstringEnd(msg, 5);
         const stmtEnd = cstringEnd(msg, portalEnd + 1);
         const statement = msg.toString('utf8', portalEnd + 1, stmtEnd);
-        tracker.bind(msg.toString('utf8', 5, portalEnd), statement, msg.subarray(stmtEnd + 1));
+        const portal = msg.toString('utf8', 5, portalEnd);
+        const once = holds ? approvedOnce.get(statement) : undefined;
+        if (once && ++once.binds > 1) {
+          // A second execution of an approved statement, with parameters of its own: it needs an approval of its own.
+          const release = holds!.release;
+          holds!.release = null;
+          if (!release) {
+            once.binds--;
+            holds!.held = { hold: once.hold, sql: once.sql, statement: withoutTerminator(once.sql), index: 0, parse: statement };
+            return HOLD;
+          }
+          if (release.refusal) {
+            // The portal is bound to a statement that raises the outcome, as a refused Parse would.
+            tracker.parse('', { sql: once.sql, rule: release.refusal.rule, refusal: { ...release.refusal, index: 0 } });
+            tracker.bind(portal, '', msg.subarray(stmtEnd + 1));
+            return Buffer.concat([parse('', raise(release.refusal.sqlstate, release.refusal.message, null)), stripParameters(msg, stmtEnd, '')]);
+          }
+          tracker.bind(portal, statement, msg.subarray(stmtEnd + 1), release.approvalId);
+          return null;
+        }
+        tracker.bind(portal, statement, msg.subarray(stmtEnd + 1));
         return refused.has(statement) ? stripParameters(msg, stmtEnd) : null;
       }
       case EXECUTE:
@@ -87,6 +113,7 @@ export function clientMessages(gate: StatementGate, tracker: ResponseTracker, ho
         if (msg[5] === 0x53) {
           const name = msg.toString('utf8', 6, cstringEnd(msg, 6));
           gate.closed(name);
+          approvedOnce.delete(name);
           tracker.closeStatement(name);
         } else tracker.closePortal(msg.toString('utf8', 6, cstringEnd(msg, 6)));
         return null;
@@ -181,10 +208,11 @@ function dollarQuote(text: string, prefix = ''): string {
 }
 
 /**
- * A Bind for a refused statement: same portal, statement and result formats,
- * no parameters (the replacement statement takes none, and raises on Execute).
+ * A Bind for a refused statement: same portal, statement (or `statement`)
+ * and result formats, no parameters (the replacement statement takes none,
+ * and raises on Execute).
  */
-function stripParameters(msg: Buffer, stmtEnd: number): Buffer {
+function stripParameters(msg: Buffer, stmtEnd: number, statement?: string): Buffer {
   let pos = stmtEnd + 1;
   const formats = msg.readInt16BE(pos);
   pos += 2 + 2 * formats;
@@ -194,7 +222,8 @@ function stripParameters(msg: Buffer, stmtEnd: number): Buffer {
     const len = msg.readInt32BE(pos);
     pos += 4 + Math.max(len, 0);
   }
-  const names = msg.subarray(5, stmtEnd + 1);
+  const portalEnd = msg.indexOf(0, 5);
+  const names = statement === undefined ? msg.subarray(5, stmtEnd + 1) : Buffer.concat([msg.subarray(5, portalEnd + 1), Buffer.from(`${statement}\0`)]);
   const results = msg.subarray(pos);
   const out = Buffer.allocUnsafe(5 + names.length + 4 + results.length);
   out[0] = BIND;

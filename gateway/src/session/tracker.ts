@@ -65,9 +65,10 @@ export class ResponseTracker {
     this.prepared.set(name, decision);
   }
 
-  bind(portal: string, statement: string, parameters: Buffer): void {
+  /** `approvalId`: this execution was approved on its own (a prepared statement run again). */
+  bind(portal: string, statement: string, parameters: Buffer, approvalId?: string): void {
     const p = this.prepared.get(statement);
-    if (p) this.portals.set(portal, { ...p, parameters });
+    if (p) this.portals.set(portal, approvalId ? { ...p, parameters, approvalId } : { ...p, parameters });
   }
 
   execute(portal: string): void {
