@@ -97,6 +97,12 @@ export class StatementGate {
     return this.top?.name;
   }
 
+  /** The session's search_path when it is known for certain (one value, nothing unanswered changing it); null otherwise. */
+  get searchPath(): string | null {
+    const paths = this.paths();
+    return paths.length === 1 ? (paths[0] ?? null) : null;
+  }
+
   /**
    * Checks the client's startup parameters, which are settings like any SET:
    * one above the identity's level is refused. search_path among them is the

@@ -100,7 +100,7 @@ export class Relay {
         client: approvals.client,
         explain: explain && ((sql, path) => explain(admission.resource, upstream.agent, sql, path)),
         // The gate's search_path, when it exposes one.
-        searchPath: () => (gate as { searchPath?: string | null }).searchPath ?? null,
+        searchPath: () => gate.searchPath,
         identity: admission.identity,
         resource: admission.resource,
         sessionId: upstream.sessionId,
