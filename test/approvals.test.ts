@@ -391,6 +391,20 @@ describe('wait mode: the client waits in its session until an approver decides',
     }
   });
 
+  it('approved, a statement Postgres then rejects gives the client Postgres\' own error, and the session goes on', async () => {
+    const s = await connect('deployer', 'approvals-approved-fails');
+    try {
+      const alter = track(s.client.query('ALTER TABLE public.psql_target ADD COLUMN id int'));
+      const held = await heldIn(s.notices);
+      await decided(approve(held.id));
+      expect(await alter).toEqual({ code: '42701', message: 'column "id" of relation "psql_target" already exists' });
+      expect(await txStatus(s.client)).toBe('I');
+      expect((await s.client.query('SELECT 14 AS n')).rows).toEqual([{ n: 14 }]);
+    } finally {
+      await s.client.end();
+    }
+  });
+
   it('denied inside a transaction: 42501, and the transaction is failed as after a server error (25P02 until ROLLBACK, its writes undone)', async () => {
     const s = await connect('deployer', 'approvals-deny-tx');
     try {
@@ -546,12 +560,13 @@ describe('wait mode: the client waits in its session until an approver decides',
 // -------------------------------------------- 2. a pipelined extended batch
 
 describe('a held statement in a pipelined extended-protocol batch (three Parse/Bind/Execute, one Sync)', () => {
-  const batch = (table: string, tag: string) =>
+  const alterOf = (table: string) => `ALTER TABLE public.${table} ADD COLUMN c int`;
+  const batch = (middle: string, tag: string) =>
     [
       serialize.parse({ text: `INSERT INTO public.marks VALUES ('${tag}-1')` }),
       serialize.bind({}),
       serialize.execute({}),
-      serialize.parse({ text: `ALTER TABLE public.${table} ADD COLUMN c int` }),
+      serialize.parse({ text: middle }),
       serialize.bind({}),
       serialize.execute({}),
       serialize.parse({ text: `INSERT INTO public.marks VALUES ('${tag}-3')` }),
@@ -582,7 +597,7 @@ describe('a held statement in a pipelined extended-protocol batch (three Parse/B
   it('straight against Postgres, an error in the middle statement rolls the first back and skips the third (the behaviour to match)', async () => {
     const c = await RawClient.connect({ host: '127.0.0.1', port: Number(new URL(db.url).port || 5432), user: 'postgres', database: db.name });
     try {
-      const msgs = batch('pipe_baseline', 'pipe-baseline');
+      const msgs = batch(alterOf('pipe_baseline'), 'pipe-baseline');
       // A duplicate of the first row: fails at Execute, after its Parse and Bind.
       msgs[3] = serialize.parse({ text: "INSERT INTO public.marks VALUES ('pipe-baseline-1')" });
       c.send(...msgs);
@@ -600,7 +615,7 @@ describe('a held statement in a pipelined extended-protocol batch (three Parse/B
   it('approved: all three results in order, then ReadyForQuery; all three ran', async () => {
     const c = await raw('deployer');
     try {
-      c.send(...batch('pipe_ok', 'pipe-ok'));
+      c.send(...batch(alterOf('pipe_ok'), 'pipe-ok'));
       const { held, before } = await untilHeld(c);
       expect(held.rule).toBe('prod-ddl');
       expect(held.why).toMatch(/^ALTER TABLE (public\.)?pipe_ok$/);
@@ -627,7 +642,7 @@ describe('a held statement in a pipelined extended-protocol batch (three Parse/B
   it('denied: the first result, the error, the third discarded, ReadyForQuery; the first is rolled back as Postgres would', async () => {
     const c = await raw('deployer');
     try {
-      c.send(...batch('pipe_denied', 'pipe-denied'));
+      c.send(...batch(alterOf('pipe_denied'), 'pipe-denied'));
       const { held, before } = await untilHeld(c);
       await decided(deny(held.id, 'not in a batch'));
       const all = [...before, ...(await c.until('readyForQuery'))];
@@ -648,6 +663,36 @@ describe('a held statement in a pipelined extended-protocol batch (three Parse/B
       await c.end();
     }
   });
+  it('retry mode: the batch fails at the held statement at once (first undone, third discarded); once approved, the same batch runs whole, once', async () => {
+    const DELETE = 'DELETE FROM public.retry_rows WHERE id = 13';
+    const c = await raw('retrier');
+    try {
+      c.send(...batch(DELETE, 'pipe-retry'));
+      const first = await c.until('readyForQuery');
+      const got = lines(first);
+      expect(got.slice(0, 3)).toEqual(['parseComplete', 'bindComplete', 'commandComplete INSERT 0 1']);
+      expect([[], ['parseComplete'], ['parseComplete', 'bindComplete']], got.join(', ')).toContainEqual(got.slice(3, -2));
+      expect(got.slice(-2)).toEqual(['error 42501', 'readyForQuery I']);
+      const id = /held for approval (apr_\S+):/.exec(String(first.find((m) => m.name === 'error')!.message))?.[1];
+      expect(id).toBeDefined();
+      expect(await marks('pipe-retry-')).toEqual([]);
+
+      await decided(approve(id!));
+      c.send(...batch(DELETE, 'pipe-retry'));
+      expect(lines(await c.until('readyForQuery'))).toEqual([
+        'parseComplete', 'bindComplete', 'commandComplete INSERT 0 1',
+        'parseComplete', 'bindComplete', 'commandComplete DELETE 1',
+        'parseComplete', 'bindComplete', 'commandComplete INSERT 0 1',
+        'readyForQuery I',
+      ]);
+      expect(await marks('pipe-retry-')).toEqual(['pipe-retry-1', 'pipe-retry-3']);
+      expect((await db.query('SELECT 1 FROM public.retry_rows WHERE id = 13')).rowCount).toBe(0);
+      expect((await show(id!)).state).toBe('executed');
+    } finally {
+      await c.end();
+    }
+  });
+
   describe('postgres.js pipelining (each query with its own Sync, on one connection)', () => {
     async function pipelined(opts: { host: string; port: number; user: string; password?: string; database: string }, table: string, tag: string, middle?: string) {
       const notices: string[] = [];
@@ -818,6 +863,25 @@ describe('retry mode: an error at once, then the approved statement runs once an
       expect(await attempt(s, SQL, [8])).toEqual({ held: expect.any(String) });
     } finally {
       await s.client.end();
+    }
+  });
+
+  it('an approval is bound to the identity: another identity running the same text does not consume it', async () => {
+    const SQL = 'DELETE FROM public.hasty_rows WHERE id = 3';
+    const mine = await connect('retrier', 'approvals-retry-identity');
+    const theirs = await connect('hasty', 'approvals-retry-identity-other');
+    try {
+      const first = (await attempt(mine, SQL)) as { held: string };
+      await decided(approve(first.held));
+      // hasty's own rule holds it, with a request of its own.
+      const other = await track(theirs.client.query(SQL));
+      expect(other).toMatchObject({ code: '42501', message: expect.stringMatching(/^warden: hasty on approvals may not run .*held for approval apr_/) });
+      expect('message' in other && other.message).not.toContain(first.held);
+      expect((await show(first.held)).state).toBe('approved');
+      expect(await attempt(mine, SQL)).toEqual({ rows: 1 });
+    } finally {
+      await mine.client.end();
+      await theirs.client.end();
     }
   });
 
@@ -1087,6 +1151,26 @@ describe('a CancelRequest or a disconnect withdraws the pending request', () => 
       const withdrawn = await approvals(await tokenOf('alice'), 'list', '--state', 'withdrawn');
       expect(withdrawn.code, withdrawn.stderr).toBe(0);
       expect(withdrawn.stdout).toContain(held.id);
+    } finally {
+      await s.client.end();
+    }
+  });
+
+  it('a CancelRequest while held inside a transaction fails the transaction, as a canceled statement does', async () => {
+    const s = await connect('deployer', 'approvals-cancel-tx');
+    try {
+      await s.client.query('BEGIN');
+      await s.client.query("INSERT INTO public.marks VALUES ('cancel-tx-before')");
+      const alter = track(s.client.query('ALTER TABLE public.cancelled_pg ADD COLUMN in_tx int'));
+      const held = await heldIn(s.notices);
+      await cancel(s.client);
+      expect(await alter).toMatchObject({ code: '57014' });
+      expect(await txStatus(s.client)).toBe('E');
+      expect(await track(s.client.query('SELECT 1'))).toMatchObject({ code: '25P02' });
+      await s.client.query('ROLLBACK');
+      await stateBecomes(held.id, 'withdrawn');
+      expect(await marks('cancel-tx-')).toEqual([]);
+      expect((await s.client.query('SELECT 13 AS n')).rows).toEqual([{ n: 13 }]);
     } finally {
       await s.client.end();
     }
