@@ -356,6 +356,28 @@ describe('wait mode: the client waits in its session until an approver decides',
     }
   });
 
+  it('two sessions held at once are released each by its own decision, in any order', async () => {
+    const a = await connect('deployer', 'approvals-twin-a');
+    const b = await connect('deployer', 'approvals-twin-b');
+    try {
+      const ra = track(a.client.query('ALTER TABLE public.twin_a ADD COLUMN c int'));
+      const rb = track(b.client.query('ALTER TABLE public.twin_b ADD COLUMN c int'));
+      const ha = await heldIn(a.notices);
+      const hb = await heldIn(b.notices);
+      expect(ha.id).not.toBe(hb.id);
+      await decided(approve(hb.id));
+      expect(await rb).toMatchObject({ ok: { command: 'ALTER' } });
+      expect(ra.settled()).toBe(false);
+      expect((await show(ha.id)).state).toBe('pending');
+      await decided(deny(ha.id, 'one is enough'));
+      expect(await ra).toEqual({ code: '42501', message: `${mayNotRun('deployer', ha)} was denied by alice (one is enough)` });
+      expect([await hasColumn('twin_a', 'c'), await hasColumn('twin_b', 'c')]).toEqual([false, true]);
+    } finally {
+      await a.client.end();
+      await b.client.end();
+    }
+  });
+
   it('lets a statement no approval rule matches run at once (freebie, same access; deployer\'s SELECT and INSERT)', async () => {
     const free = await connect('freebie');
     const dep = await connect('deployer');
@@ -688,6 +710,25 @@ describe('a held statement in a pipelined extended-protocol batch (three Parse/B
       expect(await marks('pipe-retry-')).toEqual(['pipe-retry-1', 'pipe-retry-3']);
       expect((await db.query('SELECT 1 FROM public.retry_rows WHERE id = 13')).rowCount).toBe(0);
       expect((await show(id!)).state).toBe('executed');
+    } finally {
+      await c.end();
+    }
+  });
+
+  it('simple protocol: a Query sent behind a held one waits, then runs after the decision (denied: the held one fails alone)', async () => {
+    const c = await raw('deployer');
+    try {
+      for (const verdict of ['approved', 'denied'] as const) {
+        const column = verdict === 'approved' ? 'yes' : 'no';
+        c.send(serialize.query(`ALTER TABLE public.queued ADD COLUMN ${column} int`), serialize.query(`SELECT '${verdict}' AS behind`));
+        const { held, before } = await untilHeld(c);
+        expect(lines(before)).toEqual([]);
+        await decided(verdict === 'approved' ? approve(held.id) : deny(held.id, 'queued'));
+        const first = lines(await c.until('readyForQuery'));
+        expect(first).toEqual(verdict === 'approved' ? ['commandComplete ALTER TABLE', 'readyForQuery I'] : ['error 42501', 'readyForQuery I']);
+        expect(lines(await c.until('readyForQuery'))).toEqual(['rowDescription behind:text', `dataRow ${verdict}`, 'commandComplete SELECT 1', 'readyForQuery I']);
+        expect(await hasColumn('queued', column)).toBe(verdict === 'approved');
+      }
     } finally {
       await c.end();
     }
