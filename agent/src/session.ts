@@ -146,6 +146,11 @@ export class RelaySession implements ChannelHandler {
     return timingSafeEqual(own, secret);
   }
 
+  /** Tells the session's gateway that its client's CancelRequest arrived (through another gateway). */
+  reportCancel(): void {
+    this.channel.signal(FrameType.CANCEL);
+  }
+
   /** Forwards a client's cancel: a CancelRequest for the upstream backend. */
   cancelQuery(): void {
     const target = this.target;

@@ -185,6 +185,8 @@ export class GatewayConnection implements LinkOwner {
           if (s.holdsClientKey(pid, secret)) {
             matched++;
             s.cancelQuery();
+            // The gateway of the session may be holding the statement for approval, with no backend running it.
+            s.reportCancel();
           }
         }
         this.log.debug({ pid, matched }, 'cancel by client key');

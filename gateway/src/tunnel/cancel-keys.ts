@@ -74,6 +74,12 @@ export class CancelKeys {
     else this.diverted.delete(pid);
   }
 
+  /** A cancel for `session` that came back through its agent: it reaches a held statement, if there is one (the agent cancelled the backend). */
+  cancelDiverted(session: Cancellable): void {
+    const key = this.bySession.get(session);
+    if (key) this.diverted.get(key.pid)?.cancel();
+  }
+
   /**
    * Cancels the session's running statement if the key is one of ours;
    * otherwise relays it to the agents (within budget). True when it matched here.

@@ -157,6 +157,8 @@ export class LinkUpstream implements Upstream, ChannelHandler {
 
   /** @internal */
   signal(type: number, payload: Buffer): void {
+    // The client's CancelRequest reached another gateway, which sent it to the agent: a statement held here hears of it too.
+    if (type === FrameType.CANCEL) return this.keys.cancelDiverted(this);
     const outcome = this.opening;
     if (!outcome || (type !== FrameType.READY && type !== FrameType.FAILED)) return;
     this.opening = null;

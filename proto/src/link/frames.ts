@@ -46,7 +46,11 @@ export const FrameType = {
   WINDOW: 8,
   /** either way: the channel is over; an optional UTF-8 reason marks an abnormal end. */
   CLOSE: 9,
-  /** gateway → agent: send a CancelRequest for the channel's backend. */
+  /**
+   * gateway → agent: send a CancelRequest for the channel's backend.
+   * agent → gateway: the client's CancelRequest reached the agent through
+   * another gateway (CANCEL_KEY); a statement the gateway holds is withdrawn.
+   */
   CANCEL: 10,
   /** either way, channel 0: keepalive; the peer echoes the payload in PONG. */
   PING: 11,
