@@ -80,6 +80,8 @@ export const CANCELED_MESSAGE = 'warden: the held statement was withdrawn: cance
 
 export class PendingApproval {
   private id: string | undefined;
+  /** What binds the approval to this statement, once computed. */
+  private fingerprint: string | undefined;
   private why: string;
   private over = false;
   private timer: NodeJS.Timeout | undefined;
@@ -112,7 +114,7 @@ export class PendingApproval {
       if (this.held.parse !== undefined) await new Promise((r) => setImmediate(r));
       if (this.over) return;
       const raw = this.held.parse !== undefined ? bindParameters(this.kept(), this.held.parse) : undefined;
-      const fingerprint = statementFingerprint(this.ctx.identity, this.ctx.resource, this.held.sql, raw ? decodeParameters(raw) : []);
+      const fingerprint = (this.fingerprint = statementFingerprint(this.ctx.identity, this.ctx.resource, this.held.sql, raw ? decodeParameters(raw) : []));
       if (this.rule.mode === 'retry') return await this.retry(fingerprint, raw);
       const request = await this.ctx.client.request(this.request(fingerprint, raw));
       if (this.over) {
@@ -161,6 +163,13 @@ export class PendingApproval {
     this.refuse(SqlState.insufficientPrivilege, `${this.subject()}: held for approval ${request.id}: run it again once it is approved (warden approvals approve ${request.id})`);
   }
 
+  /** Wait mode: the approval is used up by this run, so `warden approvals list` shows it executed (best effort: the statement runs either way). */
+  private markExecuted(): void {
+    const { client, identity, resource, sessionId } = this.ctx;
+    if (this.rule.mode === 'retry' || !this.fingerprint) return;
+    client.consume({ identity, resource, fingerprint: this.fingerprint, sessionId }).catch(() => undefined);
+  }
+
   /** Acts on a request's state; true once the hold is over. */
   private settle(r: ApprovalRequest): boolean {
     if (this.over) return true;
@@ -169,6 +178,7 @@ export class PendingApproval {
       case 'approved':
         this.record('approved', r.decisions);
         this.finish({ index: this.held.index, approvalId: id });
+        this.markExecuted();
         return true;
       case 'denied': {
         this.record('denied', r.decisions);
