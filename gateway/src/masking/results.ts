@@ -2,6 +2,7 @@
 // rows (DataRow, in the text or binary format the client asked for), its
 // COPY … TO STDOUT data, and the notices and errors that may echo values.
 // A row of a statement whose plan masks nothing is passed on undecoded.
+import { bindResultFormats } from '@warden/proto/pgwire';
 import { CopyMasker } from './copy.js';
 import { compileDetectors } from './detectors.js';
 import type { ColumnMasks } from './plan.js';
@@ -61,7 +62,7 @@ export class ResultMasking {
       const simple = s.protocol === 'simple';
       const plan = simple ? (described?.plan ?? s.mask) : s.mask;
       masker = s.masker = needsWork(plan)
-        ? new RowMasker(plan!, this.masks.set, this.detectors, simple ? (described?.formats ?? []) : resultFormats(s.parameters), described?.types)
+        ? new RowMasker(plan!, this.masks.set, this.detectors, simple ? (described?.formats ?? []) : s.parameters && s.parameters.length >= 2 ? bindResultFormats(s.parameters) : [], described?.types)
         : null;
     }
     if (masker === null) return null;
@@ -129,23 +130,4 @@ export class ResultMasking {
 
 function needsWork(plan: MaskPlan | undefined): boolean {
   return plan !== undefined && (plan.columns.length > 0 || plan.detect);
-}
-
-/** The result format codes at the end of a Bind message (after the statement name). */
-export function resultFormats(bind: Buffer | undefined): number[] {
-  if (!bind || bind.length < 2) return [];
-  let pos = 0;
-  const formats = bind.readInt16BE(pos);
-  pos += 2 + 2 * formats;
-  const params = bind.readInt16BE(pos);
-  pos += 2;
-  for (let i = 0; i < params; i++) {
-    const len = bind.readInt32BE(pos);
-    pos += 4 + Math.max(len, 0);
-  }
-  const n = bind.readInt16BE(pos);
-  pos += 2;
-  const out: number[] = [];
-  for (let i = 0; i < n; i++) out.push(bind.readInt16BE(pos + 2 * i));
-  return out;
 }

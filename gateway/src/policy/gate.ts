@@ -378,7 +378,7 @@ export class StatementGate {
     }
     if (r?.dataCatalogs.length) return `read ${r.dataCatalogs[0]}: it may show masked values`;
     const reachOf = (info: StatementInfo) => reach(info, { catalog, paths, assumeNoUserSchema: this.ctx.assumeNoUserSchema });
-    const code = definedCode(text);
+    const code = CODE_KINDS.has(s.kind) ? definedCode(text) : undefined;
     if (code) {
       const what = s.kind === 'DO' ? 'run a DO block' : `${s.kind.toLowerCase()} ${describe(s).slice(s.kind.length + 1)}`;
       if ('unreadable' in code) return `${what} under masks: ${code.unreadable}, so Warden cannot tell whether it reads masked columns`;
@@ -483,6 +483,9 @@ export class StatementGate {
 
 /** DDL that changes a table's names, columns or the code run on its rows. */
 const CHANGES_TABLE = /^(ALTER |CREATE (UNIQUE )?INDEX|CREATE TRIGGER|CREATE STATISTICS)/;
+
+/** Statements whose code (a body, a block) runs out of the gate's sight: only they are parsed again for it. */
+const CODE_KINDS = new Set(['DO', 'CREATE FUNCTION', 'CREATE PROCEDURE']);
 
 /** Statements that store a query the server runs later, where masking cannot follow it. */
 const STORED_QUERIES = new Set(['CREATE VIEW', 'CREATE RULE', 'CREATE POLICY', 'ALTER POLICY']);

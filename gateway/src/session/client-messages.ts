@@ -10,7 +10,7 @@
 import type { Decision, StatementGate } from '../policy/index.js';
 import type { HeldStatement, Release } from '../approvals/hold.js';
 import type { Hold } from '../approvals/rules.js';
-import { BIND, CLOSE, EXECUTE, FUNCTION_CALL, PARSE, ProtocolError, QUERY, SYNC, parse, query } from '@warden/proto/pgwire';
+import { BIND, CLOSE, EXECUTE, FUNCTION_CALL, PARSE, ProtocolError, QUERY, SYNC, bindResultsOffset, parse, query } from '@warden/proto/pgwire';
 import { HOLD, MessageFilter, messageTypes } from './filter.js';
 
 const INSPECTED = messageTypes(QUERY, PARSE, BIND, EXECUTE, SYNC, FUNCTION_CALL, CLOSE);
@@ -213,15 +213,7 @@ function dollarQuote(text: string, prefix = ''): string {
  * and raises on Execute).
  */
 function stripParameters(msg: Buffer, stmtEnd: number, statement?: string): Buffer {
-  let pos = stmtEnd + 1;
-  const formats = msg.readInt16BE(pos);
-  pos += 2 + 2 * formats;
-  const params = msg.readInt16BE(pos);
-  pos += 2;
-  for (let i = 0; i < params; i++) {
-    const len = msg.readInt32BE(pos);
-    pos += 4 + Math.max(len, 0);
-  }
+  const pos = stmtEnd + 1 + bindResultsOffset(msg.subarray(stmtEnd + 1));
   const portalEnd = msg.indexOf(0, 5);
   const names = statement === undefined ? msg.subarray(5, stmtEnd + 1) : Buffer.concat([msg.subarray(5, portalEnd + 1), Buffer.from(`${statement}\0`)]);
   const results = msg.subarray(pos);

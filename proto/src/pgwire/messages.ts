@@ -143,6 +143,24 @@ export function parseNegotiateProtocolVersion(body: Buffer): { version: number; 
   return { version: body.readInt32BE(0), unknownOptions };
 }
 
+/** Where a Bind's result-format codes start, in the bytes after its portal and statement names. */
+export function bindResultsOffset(rest: Buffer): number {
+  let pos = 2 + 2 * rest.readInt16BE(0);
+  const n = rest.readInt16BE(pos);
+  pos += 2;
+  for (let i = 0; i < n; i++) pos += 4 + Math.max(rest.readInt32BE(pos), 0);
+  return pos;
+}
+
+/** A Bind's result-format codes (from the bytes after its names): one for every column, one per column, or none (all text). */
+export function bindResultFormats(rest: Buffer): number[] {
+  let pos = bindResultsOffset(rest);
+  const n = rest.readInt16BE(pos);
+  const out: number[] = [];
+  for (let i = 0; i < n; i++) out.push(rest.readInt16BE((pos += 2)));
+  return out;
+}
+
 /** Longest text of one Bind parameter value kept by decodeParameters. */
 const MAX_SHOWN = 1024;
 
