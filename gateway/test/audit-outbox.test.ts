@@ -183,6 +183,26 @@ describe('outbox', () => {
     reopened.close();
   });
 
+  it('skips records whose event is no well-formed message with an id, reading the heads of the others', () => {
+    const dir = tempDir();
+    const box = Outbox.open(dir, log);
+    box.append(statement(0));
+    box.close();
+    const file = join(dir, segments(dir)[0]!);
+    // A key whose varint never ends; then an event with a seq but no id.
+    appendFileSync(file, Buffer.from([0x1a, 0x03, 0xff, 0xff, 0xff]));
+    appendFileSync(file, Buffer.from([0x1a, 0x02, 0x28, 0x01]));
+    const reopened = Outbox.open(dir, log);
+    reopened.append(statement(1, 's2'));
+    const entries = reopened.read(10);
+    expect(entries.map((e) => e.head)).toEqual([
+      { id: 's1:0', resource: 'shop', identity: 'ci-deploy', authFailure: false },
+      { id: 's2:1', resource: 'shop', identity: 'ci-deploy', authFailure: false },
+    ]);
+    expect(eventRecord(entries[1]!.event)).toEqual(record(1, 's2'));
+    reopened.close();
+  });
+
   it('takes over an outbox of JSON lines written by an older version: what was not delivered is sent, once', () => {
     const dir = tempDir();
     const line = (seq: number) => `${JSON.stringify(record(seq))}\n`;

@@ -1,8 +1,10 @@
 // Delivers audit events straight to the control plane (IngestAudit), for
 // installations without NATS such as local mode. The control plane stores a
 // batch in one transaction with the same ingest code its NATS consumer uses,
-// and answers only after the commit.
-import { ControlPlaneServiceClient, bearer, channelCredentials, keepaliveOptions, type IngestAck } from '@warden/proto';
+// and answers only after the commit. The request is the AuditBatch made of
+// the outbox's records as written, behind the gateway's id: never decoded
+// and encoded again.
+import { AuditBatch, ControlPlaneServiceClient, ControlPlaneServiceService, bearer, channelCredentials, keepaliveOptions, type IngestAck } from '@warden/proto';
 import type { OutboxEntry } from './outbox.js';
 import type { Transport } from './pump.js';
 
@@ -19,17 +21,21 @@ export interface ControlPlaneTransportOptions {
 export class ControlPlaneTransport implements Transport {
   readonly name: string;
   private readonly client: ControlPlaneServiceClient;
+  /** AuditBatch's field 1, gateway_id: the records follow it. */
+  private readonly gatewayField: Buffer;
 
   constructor(private readonly opts: ControlPlaneTransportOptions) {
     this.name = `control plane ${opts.address}`;
     this.client = new ControlPlaneServiceClient(opts.address, channelCredentials({ ca: opts.ca }), keepaliveOptions);
+    this.gatewayField = Buffer.from(AuditBatch.encode({ gatewayId: opts.gatewayId, events: [] }).finish());
   }
 
   send(batch: OutboxEntry[]): Promise<void> {
-    const request = { gatewayId: this.opts.gatewayId, events: batch.map((e) => e.event) };
+    const request = Buffer.concat([this.gatewayField, ...batch.map((e) => e.record)]);
     const deadline = Date.now() + (this.opts.timeoutMs ?? 15_000);
+    const rpc = ControlPlaneServiceService.ingestAudit;
     return new Promise((resolve, reject) => {
-      this.client.ingestAudit(request, bearer(this.opts.gatewayToken), { deadline }, (err, ack?: IngestAck) => {
+      this.client.makeUnaryRequest(rpc.path, (bytes: Buffer) => bytes, rpc.responseDeserialize, request, bearer(this.opts.gatewayToken), { deadline }, (err, ack?: IngestAck) => {
         if (err) return reject(err);
         // A control plane that does not know the events field sees none, and must not count as having stored them.
         const answered = ack ? ack.stored + ack.duplicates + ack.invalid : 0;

@@ -7,7 +7,7 @@
 // re-sent as it was; re-sends cut differently are dropped by the control
 // plane's insert, which is idempotent on the event id. A batch counts as
 // delivered when JetStream acknowledged every message.
-import { DEFAULT_STREAM_LIMITS, auditSubject, ensureAuditStream, type AuditStreamLimits } from '@warden/proto/audit';
+import { DEFAULT_STREAM_LIMITS, auditSubjectOf, ensureAuditStream, type AuditStreamLimits } from '@warden/proto/audit';
 import { connect, type JetStreamClient, type NatsConnection } from 'nats';
 import type { Logger } from 'pino';
 import type { OutboxEntry } from './outbox.js';
@@ -119,17 +119,18 @@ export function messages(batch: OutboxEntry[]): Message[] {
   const open = new Map<string, Message>();
   const out: Message[] = [];
   for (const e of batch) {
-    const subject = auditSubject(e.event);
+    const { id, resource, identity, authFailure } = e.head;
+    const subject = auditSubjectOf(resource, authFailure ? undefined : identity);
     const bytes = e.record.length;
     let m = open.get(subject);
     if (!m || m.bytes + bytes > MAX_MESSAGE_BYTES) {
-      m = { subject, records: [], bytes: 0, first: e.event.id, last: e.event.id };
+      m = { subject, records: [], bytes: 0, first: id, last: id };
       open.set(subject, m);
       out.push(m);
     }
     m.records.push(e.record);
     m.bytes += bytes;
-    m.last = e.event.id;
+    m.last = id;
   }
   return out;
 }

@@ -7,10 +7,9 @@
 // power loss. So whatever a client saw is sent after a crash or a transport
 // outage. Fully delivered segments are deleted.
 //
-// A record is one event as a field of AuditBatch: tag 0x1a (field 3,
-// length-delimited), the length as a varint, the AuditEvent in the protobuf
-// binary encoding. Any run of records is thus an AuditBatch, which is what a
-// NATS message carries: the transport sends the bytes as they were written.
+// A record is one event as a field of AuditBatch (record.ts): any run of
+// records is an AuditBatch, which the transports send as written, reading only
+// each event's head (id, resource, identity), not decoding the event.
 import {
   closeSync,
   fsync,
@@ -32,8 +31,8 @@ import { join } from 'node:path';
 import { AuditEvent } from '@warden/proto';
 import { eventFromRecord } from '@warden/proto/audit';
 import type { Logger } from 'pino';
-import { encodeEvent } from './limit.js';
 import { lockOutbox } from './lock.js';
+import { encodeRecord, recordAt, recordHead, type RecordHead } from './record.js';
 
 export interface OutboxLimits {
   /** A new segment is started once the current one is this large. */
@@ -60,10 +59,26 @@ export interface Position {
 }
 
 export interface OutboxEntry {
-  event: AuditEvent;
   /** The record as stored: an AuditBatch holding the event. */
-  record: Buffer;
-  end: Position;
+  readonly record: Buffer;
+  /** The event's id, resource and identity. */
+  readonly head: RecordHead;
+  readonly end: Position;
+  /** The whole event, decoded when first asked for (the transports do not). */
+  readonly event: AuditEvent;
+}
+
+/** The entry of a record (`record[bodyAt..]` is the event) that ends at `end`. */
+export function outboxEntry(record: Buffer, bodyAt: number, head: RecordHead, end: Position): OutboxEntry {
+  let event: AuditEvent | undefined;
+  return {
+    record,
+    head,
+    end,
+    get event() {
+      return (event ??= AuditEvent.decode(record.subarray(bodyAt)));
+    },
+  };
 }
 
 const SEGMENT = /^(\d{10})\.pb$/;
@@ -76,40 +91,6 @@ const LEGACY_CURSOR = 'acked.json';
 const READ_CHUNK = 256 << 10;
 const LOUD_EVERY_MS = 10_000;
 const EMPTY: Buffer = Buffer.alloc(0);
-
-const RECORD_TAG = 0x1a;
-/** Far above any event encodeEvent lets through: a longer length is garbage, not a record. */
-const MAX_RECORD_BYTES = 64 << 20;
-
-/** The record of an encoded event. */
-function frame(event: Uint8Array): Buffer {
-  const header = [RECORD_TAG];
-  let n = event.length;
-  for (; n > 0x7f; n >>>= 7) header.push((n & 0x7f) | 0x80);
-  header.push(n);
-  const out = Buffer.allocUnsafe(header.length + event.length);
-  out.set(header, 0);
-  out.set(event, header.length);
-  return out;
-}
-
-/**
- * The record at `at`: where its event's bytes start and end (`end` may lie
- * beyond `buf`); undefined when `buf` ends inside the header; null when the
- * bytes there are not a record.
- */
-function recordAt(buf: Buffer, at: number): { start: number; end: number } | null | undefined {
-  if (at >= buf.length) return undefined;
-  if (buf[at] !== RECORD_TAG) return null;
-  let length = 0;
-  for (let i = 1; i <= 4; i++) {
-    if (at + i >= buf.length) return undefined;
-    const byte = buf[at + i]!;
-    length += (byte & 0x7f) * 2 ** (7 * (i - 1));
-    if (byte < 0x80) return length > MAX_RECORD_BYTES ? null : { start: at + i + 1, end: at + i + 1 + length };
-  }
-  return null;
-}
 
 export class Outbox {
   private readonly sizes = new Map<number, number>();
@@ -169,7 +150,7 @@ export class Outbox {
    */
   append(event: AuditEvent): boolean {
     if (this.closed) return this.drop('the outbox is closed');
-    const data = frame(encodeEvent(event));
+    const data = encodeRecord(event);
     if (this.pendingBytes() + this.queuedBytes + data.length > this.limits.maxBytes) {
       return this.drop(`the outbox holds ${this.pendingBytes()} undelivered bytes (limit ${this.limits.maxBytes})`);
     }
@@ -269,12 +250,13 @@ export class Outbox {
         continue;
       }
       const end = { segment: pos.segment, offset: chunkAt + rec.end };
-      const event = this.decode(chunk.subarray(rec.start, rec.end), end);
-      if (event) {
+      const head = recordHead(chunk, rec.start, rec.end);
+      if (head) {
         const record = chunk.subarray(at, rec.end);
-        out.push({ event, record, end });
+        out.push(outboxEntry(record, rec.start - at, head, end));
         bytes += record.length;
       } else if (out.length === 0) {
+        this.log.error({ dir: this.dir, at: end }, 'skipping a corrupt record in the audit outbox');
         this.ack(end); // skip a corrupt record for good
       }
       pos = end;
@@ -345,16 +327,6 @@ export class Outbox {
     return false;
   }
 
-  private decode(bytes: Buffer, end: Position): AuditEvent | undefined {
-    try {
-      const event = AuditEvent.decode(bytes);
-      if (event.id) return event;
-    } catch {
-      // fall through
-    }
-    this.log.error({ dir: this.dir, at: end }, 'skipping a corrupt record in the audit outbox');
-    return undefined;
-  }
 
   private readAt(pos: Position, length: number): Buffer {
     const buf = Buffer.alloc(length);

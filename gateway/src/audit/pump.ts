@@ -18,9 +18,10 @@ export interface Transport {
 export interface PumpOptions {
   batchSize?: number;
   /**
-   * After a batch smaller than batchSize, wait this long (default 20 ms) so
-   * the next one carries more: each batch is a transaction downstream, and
-   * fewer, larger ones cost the store far less CPU per event.
+   * After a batch smaller than batchSize, and after waking for new events,
+   * wait this long (default 20 ms) so the next batch carries more: each batch
+   * is a NATS publish or an RPC, and a transaction downstream, and fewer,
+   * larger ones cost the gateway and the store far less CPU per event.
    */
   lingerMs?: number;
   backoff?: BackoffOptions;
@@ -70,6 +71,8 @@ export class Pump {
         if (this.outbox.pendingBytes() === 0) {
           this.notifyFlushed();
           await this.outbox.waitForData();
+          // Woken by the first event of a trickle (one client, say): let the next ones join its batch.
+          await sleep(this.opts.lingerMs ?? 20, undefined, { signal }).catch(() => {});
         } else {
           // Bytes without a complete line (a write that failed half-way): look again later instead of spinning.
           await sleep(1_000, undefined, { signal }).catch(() => {});

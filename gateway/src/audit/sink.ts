@@ -1,5 +1,5 @@
-// The gateway's AuditSink: every event is logged as a one-line summary,
-// written to the durable outbox, and delivered from there by a pump, to NATS
+// The gateway's AuditSink: every event is logged as a one-line summary
+// (statements at debug level), written to the durable outbox, and delivered from there by a pump, to NATS
 // JetStream when a NATS URL is configured, else to the control plane's
 // IngestAudit RPC.
 import { join } from 'node:path';
@@ -56,9 +56,15 @@ export function createAuditSink(opts: AuditSinkOptions): ClosableAuditSink {
   return {
     publish(event: AuditEvent): void {
       try {
-        // One readable line per event in the gateway log; the full event goes to the outbox.
-        const scoped = event.event?.$case !== 'authFailure';
-        log.info({ session: scoped ? event.sessionId : undefined, seq: scoped ? event.seq : undefined }, summarize(event));
+        // One readable line per event in the gateway log (statements at debug:
+        // at info, the line cost about as much as the rest of the audit path);
+        // the full event goes to the outbox.
+        const c = event.event?.$case;
+        const level = c === 'statement' ? 'debug' : 'info';
+        if (log.isLevelEnabled(level)) {
+          const scoped = c !== 'authFailure';
+          log[level]({ session: scoped ? event.sessionId : undefined, seq: scoped ? event.seq : undefined }, summarize(event));
+        }
         outbox.append(event);
       } catch (err) {
         // The hot path must never see an audit failure; the outbox already logs lost events loudly.

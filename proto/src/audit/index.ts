@@ -31,6 +31,7 @@ export {
   AUDIT_SUBJECTS,
   DEFAULT_STREAM_LIMITS,
   auditSubject,
+  auditSubjectOf,
   ensureAuditStream,
   subjectToken,
   type AuditStreamLimits,

@@ -26,10 +26,13 @@ export const DEFAULT_STREAM_LIMITS: AuditStreamLimits = {
   maxAgeMs: 14 * 86_400_000,
 };
 
+const PLAIN_TOKEN = /^[A-Za-z0-9_-]+$/;
+
 /** Encodes a name as one subject token: `.`, `*`, `>`, spaces and the like would split or widen the subject. */
 export function subjectToken(name: string | undefined): string {
   // '=' alone stands for "none"; escapes are always '=' plus two hex digits, so it cannot collide.
   if (!name) return '=';
+  if (PLAIN_TOKEN.test(name)) return name;
   let out = '';
   for (const byte of Buffer.from(name, 'utf8')) {
     const c = String.fromCharCode(byte);
@@ -40,8 +43,12 @@ export function subjectToken(name: string | undefined): string {
 
 /** warden.audit.<resource>.<identity>; auth failures have no identity. */
 export function auditSubject(event: AuditEvent): string {
-  const identity = event.event?.$case === 'authFailure' ? undefined : event.identity;
-  return `warden.audit.${subjectToken(event.resource)}.${subjectToken(identity)}`;
+  return auditSubjectOf(event.resource, event.event?.$case === 'authFailure' ? undefined : event.identity);
+}
+
+/** The subject from its parts, for callers that have them without the decoded event. */
+export function auditSubjectOf(resource: string, identity: string | undefined): string {
+  return `warden.audit.${subjectToken(resource)}.${subjectToken(identity)}`;
 }
 
 const isNotFound = (err: unknown) => /not found/i.test((err as Error)?.message ?? '');
