@@ -309,7 +309,7 @@ beforeAll(async () => {
     stack = await startStack({ upstream: db.url, resource: RESOURCE, args: ['--approval-webhook', hook] });
     const applied = await stack.cli('policy', 'apply', '-f', POLICY);
     if (applied.code !== 0) throw new Error(`policy apply failed (${applied.code}): ${applied.stderr}${applied.stdout}`);
-    for (const sub of ['deployer', 'slowpoke', 'retrier', 'quorum-user', 'bulk', 'migrator', 'hasty', 'robot-sub-1', 'freebie']) await untilConnects(sub);
+    for (const sub of ['deployer', 'slowpoke', 'retrier', 'quorum-user', 'bulk', 'migrator', 'hasty', 'robot-sub-1', 'freebie', 'operator']) await untilConnects(sub);
   } catch (err) {
     await stack?.stop();
     await db.drop();
@@ -1030,6 +1030,107 @@ describe('retry mode: an error at once, then the approved statement runs once an
 });
 
 // ------------------------------------------------------------ 4. approvers
+
+describe('routes around a hold through code: what a function, trigger or DO block runs is held as if sent', () => {
+  async function tableExists(table: string): Promise<boolean> {
+    return (await db.query('SELECT to_regclass($1) IS NOT NULL AS e', [`public.${table}`])).rows[0].e as boolean;
+  }
+
+  /** Runs `text` as `sub`, expects it held, denies it, and returns the held notice; the session must stay usable. */
+  async function heldThenDenied(sub: string, app: string, text: string, before: string[] = []): Promise<Held> {
+    const s = await connect(sub, app);
+    try {
+      for (const b of before) await s.client.query(b);
+      const q = track(s.client.query(text));
+      const held = await heldIn(s.notices);
+      expect(q.settled()).toBe(false);
+      await decided(deny(held.id, 'not through code either'));
+      expect(await q).toEqual({ code: '42501', message: `${mayNotRun(sub, held)} was denied by alice (not through code either)` });
+      expect((await s.client.query('SELECT 2 AS n')).rows).toEqual([{ n: 2 }]);
+      return held;
+    } finally {
+      await s.client.end();
+    }
+  }
+
+  it('a function whose body ALTERs a table is held (SELECT f()); approved, it runs', async () => {
+    const s = await connect('deployer', 'approvals-fn-alter');
+    try {
+      const q = track(s.client.query('SELECT public.widen_fn_target()'));
+      const held = await heldIn(s.notices);
+      expect(held.rule).toBe('prod-ddl');
+      expect(held.why).toBe('SELECT, which runs ALTER TABLE on public.fn_target in function public.widen_fn_target');
+      expect(await hasColumn('fn_target', 'via_fn')).toBe(false);
+      await decided(approve(held.id));
+      expect(await q).toMatchObject({ ok: { rowCount: 1 } });
+      expect(await hasColumn('fn_target', 'via_fn')).toBe(true);
+    } finally {
+      await s.client.end();
+    }
+  });
+
+  it('a function that runs SQL built at run time (EXECUTE format(…DROP…)) is held: what it runs cannot be read', async () => {
+    const held = await heldThenDenied('deployer', 'approvals-fn-dynamic', "SELECT public.drop_by_name('dyn_target')");
+    expect(held.why).toBe('SELECT runs code Warden cannot read: function public.drop_by_name runs SQL built at run time, which Warden cannot see');
+    expect(await tableExists('dyn_target')).toBe(true);
+  });
+
+  it('a function made in the session and called at once, before the catalog knows it, is held', async () => {
+    const create = 'CREATE FUNCTION public.fresh_drop() RETURNS void LANGUAGE plpgsql AS $$ BEGIN DROP TABLE public.fresh_target; END $$';
+    const held = await heldThenDenied('deployer', 'approvals-fn-fresh', 'SELECT public.fresh_drop()', [create]);
+    // Held either way: as a function not in the catalog yet, or, once the catalog is read again, for the DROP in its body.
+    expect(held.why).toMatch(/^SELECT(?: runs code Warden cannot read: calls public\.fresh_drop, which is not in the catalog Warden holds|, which runs DROP TABLE on public\.fresh_target in function public\.fresh_drop)$/);
+    expect(await tableExists('fresh_target')).toBe(true);
+  });
+
+  it('a procedure made in the session and CALLed is held (admin identity)', async () => {
+    const create = 'CREATE PROCEDURE public.fresh_proc() LANGUAGE plpgsql AS $$ BEGIN ALTER TABLE public.proc_target ADD COLUMN c int; END $$';
+    const held = await heldThenDenied('operator', 'approvals-proc', 'CALL public.fresh_proc()', [create]);
+    expect(held.rule).toBe('operator-ddl');
+    expect(await hasColumn('proc_target', 'c')).toBe(false);
+  });
+
+  it('a DO block whose code ALTERs a table is held; one that EXECUTEs a DROP is held as code Warden cannot read', async () => {
+    const plain = await heldThenDenied('operator', 'approvals-do', 'DO $$ BEGIN ALTER TABLE public.do_target ADD COLUMN c int; END $$');
+    expect(plain.rule).toBe('operator-ddl');
+    expect(plain.why).toBe('DO, which runs ALTER TABLE on public.do_target in the DO block');
+    expect(await hasColumn('do_target', 'c')).toBe(false);
+    const dynamic = await heldThenDenied('operator', 'approvals-do-dynamic', "DO $$ BEGIN EXECUTE 'DROP TABLE public.do_dynamic'; END $$");
+    expect(dynamic.why).toBe('DO runs code Warden cannot read: the DO block: it runs SQL built at run time');
+    expect(await tableExists('do_dynamic')).toBe(true);
+  });
+
+  it("a trigger's DELETE without WHERE holds the INSERT that fires it (bulk)", async () => {
+    const held = await heldThenDenied('bulk', 'approvals-trigger', 'INSERT INTO public.trigger_source VALUES (1)');
+    expect(held.why).toMatch(/which (runs DELETE without WHERE on public\.trigger_victim|changes rows) in function public\.wipe_victims/);
+    expect((await db.query('SELECT count(*)::int AS n FROM public.trigger_victim')).rows).toEqual([{ n: 3 }]);
+    expect((await db.query('SELECT count(*)::int AS n FROM public.trigger_source')).rows).toEqual([{ n: 0 }]);
+  });
+
+  it("retry mode: a SQL function's DELETE is refused at once with the request id (retrier)", async () => {
+    const s = await connect('retrier', 'approvals-fn-retry');
+    try {
+      const r = await track(s.client.query('SELECT public.delete_retry_fn_row(4)'));
+      expect(r).toMatchObject({ code: '42501' });
+      expect((r as { message: string }).message).toMatch(
+        new RegExp(`^warden: retrier on ${RESOURCE} may not run SELECT, which runs DELETE on public\\.retry_fn_rows in function public\\.delete_retry_fn_row: (?:the statement is )?held for approval ${ID}`),
+      );
+      expect((await db.query('SELECT 1 FROM public.retry_fn_rows WHERE id = 4')).rowCount).toBe(1);
+    } finally {
+      await s.client.end();
+    }
+  });
+
+  it('a function that only reads runs at once (deployer, SELECT public.order_count())', async () => {
+    const s = await connect('deployer', 'approvals-fn-read');
+    try {
+      expect((await s.client.query('SELECT public.order_count()::int AS n')).rows).toEqual([{ n: 5000 }]);
+      expect(s.notices.filter((n) => /held for approval/.test(n))).toEqual([]);
+    } finally {
+      await s.client.end();
+    }
+  });
+});
 
 describe('who may approve', () => {
   it('refuses self-approval and approval by a non-approver, and the request stays pending with the client waiting', async () => {

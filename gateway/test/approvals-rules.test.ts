@@ -209,3 +209,87 @@ describe('the gate with approval rules', () => {
     expect(holds(g, 'DELETE FROM orders WHERE id = 1')).toEqual(['two: DELETE public.orders']);
   });
 });
+
+describe('the gate with approval rules: what code runs counts as the statement', () => {
+  const ADMIN: Rule = { ...WRITER, name: 'admin', access: 'admin' };
+  const fn = (name: string, language: string, body: string, volatility: 'i' | 's' | 'v' = 'v') => ({
+    schema: 'public', name, kind: 'f', volatility, language, securityDefiner: false, owner: 'app', body,
+  });
+
+  /** The fixture with user functions, a trigger and a rule, and the names of the built-in functions. */
+  function withCode(): ResourceCatalog {
+    const c = withApp();
+    c.functions['public.purge'] = [fn('purge', 'plpgsql', 'BEGIN DELETE FROM public.orders; END')];
+    c.functions['public.widen'] = [fn('widen', 'sql', 'ALTER TABLE public.orders ADD c int')];
+    c.functions['public.by_name'] = [fn('by_name', 'plpgsql', "BEGIN EXECUTE 'DROP TABLE ' || $1; END")];
+    c.functions['public.py'] = [fn('py', 'plpython3u', 'plpy.execute("DROP TABLE orders")')];
+    c.functions['public.reads'] = [fn('reads', 'sql', 'SELECT count(*) FROM public.orders', 's')];
+    c.functions['public.outer'] = [fn('outer', 'sql', 'SELECT public.purge()')];
+    c.triggers = [...c.triggers, { table: 'public.customers', function: 'public.purge', events: ['insert'] }];
+    c.rules = [...c.rules, { table: 'public.order_notes', event: 'update', relations: ['public.orders'] }];
+    c.catalogFunctions = ['count', 'now', 'format'];
+    return c;
+  }
+  const g = (rules: ApprovalRule[]) => gate(rules, { catalog: withCode(), access: ADMIN });
+
+  it("holds by the kinds and row changes of a function's body, also through another function", () => {
+    const del = [rule({ name: 'del', kinds: ['DELETE'] })];
+    expect(holds(g(del), 'SELECT public.purge()')).toEqual(['del: SELECT, which runs DELETE on public.orders in function public.purge']);
+    expect(holds(g(del), 'SELECT public.outer()')).toEqual(['del: SELECT, which runs DELETE on public.orders in function public.purge']);
+    expect(holds(g([rule({ name: 'ddl', kinds: ['ALTER TABLE'] })]), 'SELECT widen()')).toEqual([
+      'ddl: SELECT, which runs ALTER TABLE on public.orders in function public.widen',
+    ]);
+    expect(holds(g([rule({ name: 'ww', withoutWhere: true })]), 'SELECT public.purge()')).toEqual([
+      'ww: SELECT, which runs DELETE without WHERE on public.orders in function public.purge',
+    ]);
+    expect(holds(g([rule({ name: 'rows', rowsOver: 10 })]), 'SELECT public.purge()')).toEqual([
+      'rows: SELECT, which changes rows in function public.purge, more than EXPLAIN can estimate (the rule holds over 10)',
+    ]);
+    // An object rule sees the tables the code reaches.
+    expect(holds(g([rule({ name: 'orders', objects: ['public.orders'] })]), 'SELECT public.reads()')).toEqual(['orders: SELECT public.orders']);
+  });
+
+  it('holds what a trigger runs for the write that fires it, and a write a rule rewrites', () => {
+    expect(holds(g([rule({ name: 'del', kinds: ['DELETE'] })]), "INSERT INTO public.customers (id) VALUES (1)")).toEqual([
+      'del: INSERT public.customers, which runs DELETE on public.orders in function public.purge',
+    ]);
+    expect(holds(g([rule({ name: 'ddl', kinds: ['DROP'] })]), "UPDATE public.order_notes SET note = 'x' WHERE id = 1")).toEqual([
+      'ddl: UPDATE runs code Warden cannot read: a rule on public.order_notes turns the update into statements of its own',
+    ]);
+  });
+
+  it('holds code it cannot read under every rule: dynamic SQL, other languages, functions the catalog does not know, dblink', () => {
+    const drop = [rule({ name: 'ddl', kinds: ['DROP'] })];
+    expect(holds(g(drop), "SELECT public.by_name('orders')")).toEqual([
+      'ddl: SELECT runs code Warden cannot read: function public.by_name runs SQL built at run time, which Warden cannot see',
+    ]);
+    expect(holds(g(drop), 'SELECT public.py()')).toEqual(['ddl: SELECT runs code Warden cannot read: function public.py is written in plpython3u, whose body Warden cannot read']);
+    expect(holds(g(drop), 'SELECT fresh()')).toEqual(["ddl: SELECT runs code Warden cannot read: calls fresh, which is not in the catalog Warden holds"]);
+    expect(holds(g(drop), "SELECT dblink_exec('dbname=shop', 'DROP TABLE orders')")).toEqual([
+      'ddl: SELECT runs code Warden cannot read: calls dblink_exec, which runs SQL Warden cannot see',
+    ]);
+    // Built-ins and functions that only read are not code to hold.
+    expect(holds(g(drop), "SELECT count(*), now(), format('%s', 1), public.reads()")).toEqual(['-']);
+  });
+
+  it('holds a DO block by the statements in it, or as unreadable when it builds SQL at run time', () => {
+    const ddl = [rule({ name: 'ddl', kinds: ['ALTER TABLE', 'DROP'] })];
+    expect(holds(g(ddl), 'DO $$ BEGIN ALTER TABLE public.orders ADD c int; END $$')).toEqual([
+      'ddl: DO, which runs ALTER TABLE on public.orders in the DO block',
+    ]);
+    expect(holds(g(ddl), "DO $$ BEGIN EXECUTE 'DROP TABLE public.orders'; END $$")).toEqual([
+      'ddl: DO runs code Warden cannot read: the DO block: it runs SQL built at run time',
+    ]);
+    expect(holds(g(ddl), 'DO LANGUAGE plpython3u $$ plpy.execute("DROP TABLE orders") $$')).toEqual([
+      'ddl: DO runs code Warden cannot read: the DO block: it is written in plpython3u, which Warden cannot read',
+    ]);
+    expect(holds(g(ddl), "DO $$ BEGIN RAISE NOTICE 'hello'; END $$")).toEqual(['-']);
+  });
+
+  it('does not hold DDL that only names a function: its code does not run', () => {
+    const del = [rule({ name: 'del', kinds: ['DELETE'] })];
+    expect(holds(g(del), 'DROP FUNCTION public.purge()')).toEqual(['-']);
+    expect(holds(g(del), "COMMENT ON FUNCTION public.purge() IS 'x'")).toEqual(['-']);
+    expect(holds(g(del), 'CREATE FUNCTION public.newer() RETURNS int LANGUAGE sql AS $$ SELECT 1 $$')).toEqual(['-']);
+  });
+});

@@ -356,14 +356,14 @@ export function expected(major: number): Omit<ResourceCatalog, ServerSpecific> {
 export const SCHEMAS = ['information_schema', 'p', 'pg_catalog', 'pg_toast', 'priv', 'public'];
 
 /** Fields that depend on the server rather than on the fixture. */
-type ServerSpecific = 'fetchedAt' | 'sessionUser' | 'searchPath' | 'schemas' | 'catalogRelations' | 'relationOids';
+type ServerSpecific = 'fetchedAt' | 'sessionUser' | 'searchPath' | 'schemas' | 'catalogRelations' | 'catalogFunctions' | 'relationOids';
 
 /** Types and relations created after initdb have oids from here on (FirstNormalObjectId). */
 const FIRST_NORMAL_OID = 16384;
 
 /** The catalog without the server-specific fields, with 0 for the oids of the fixture's own column types. */
 export function rest(c: ResourceCatalog): Omit<ResourceCatalog, ServerSpecific> {
-  const { fetchedAt: _f, sessionUser: _u, searchPath: _s, schemas: _n, catalogRelations: _c, relationOids: _o, ...others } = c;
+  const { fetchedAt: _f, sessionUser: _u, searchPath: _s, schemas: _n, catalogRelations: _c, catalogFunctions: _p, relationOids: _o, ...others } = c;
   const columns = Object.fromEntries(
     Object.entries(c.columns).map(([k, list]) => [k, list.map((col) => (col.type >= FIRST_NORMAL_OID ? { ...col, type: OWN } : col))]),
   );

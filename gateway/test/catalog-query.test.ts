@@ -19,6 +19,15 @@ function checkCatalogRelations(names: string[]): void {
   expect([...names].sort()).toEqual(names.slice().sort());
 }
 
+/** Built-in function names: those of pg_catalog and information_schema, none of the fixture's own. */
+function checkCatalogFunctions(names: string[] | undefined, own: readonly string[]): void {
+  for (const n of ['count', 'now', 'format', 'btrim', 'set_config', 'query_to_xml', '_pg_expandarray']) expect(names).toContain(n);
+  for (const n of own) expect(names).not.toContain(n);
+  expect(new Set(names).size).toBe(names!.length);
+}
+
+const ownFunctions = (c: ResourceCatalog) => Object.values(c.functions).flatMap((list) => list.map((f) => f.name));
+
 async function readCatalog(client: pg.Client, major?: number): Promise<ResourceCatalog> {
   // Without JIT, as fetchCatalog reads it: compiling would take seconds.
   await client.query('set jit = off');
@@ -65,6 +74,7 @@ describe('catalog query on PostgreSQL', () => {
       expect(catalog.schemas.filter((s) => !/^pg_(toast_)?temp_/.test(s))).toEqual(SCHEMAS);
       expect(catalog.schemas.some((s) => /^pg_temp_\d+$/.test(s))).toBe(true);
       checkCatalogRelations(catalog.catalogRelations);
+      checkCatalogFunctions(catalog.catalogFunctions, ownFunctions(catalog));
       expect(rest(catalog)).toEqual(expected(major));
       await checkOids(catalog, c);
     } finally {
@@ -219,6 +229,7 @@ describe('catalog query on PGlite (the demo database)', () => {
       expect(catalog.sessionUser).toBe('postgres');
       expect(catalog.schemas).toEqual(SCHEMAS);
       checkCatalogRelations(catalog.catalogRelations);
+      checkCatalogFunctions(catalog.catalogFunctions, ownFunctions(catalog));
       expect(rest(catalog)).toEqual(expected(major));
       await checkOids(catalog, db);
     } finally {

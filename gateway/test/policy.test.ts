@@ -31,6 +31,8 @@ const T = (name: string, schema?: string): ObjectRef => (schema ? { type: 'table
 /** A table the statement writes. */
 const TW = (writes: WriteKind[], name: string, schema?: string): ObjectRef => ({ ...T(name, schema), writes });
 const F = (name: string, schema?: string): ObjectRef => (schema ? { type: 'function', schema, name } : { type: 'function', name });
+/** A function DDL names rather than calls. */
+const NF = (name: string, schema?: string): ObjectRef => ({ ...F(name, schema), named: true });
 const R = (name: string): ObjectRef => ({ type: 'role', name });
 const S = (name: string): ObjectRef => ({ type: 'schema', name });
 const D = (name: string): ObjectRef => ({ type: 'database', name });
@@ -244,10 +246,10 @@ const DDL: Case[] = [
     sql: 'CREATE FUNCTION f(a int) RETURNS int LANGUAGE sql AS $$ SELECT a $$',
     access: 'ddl',
     kind: 'CREATE FUNCTION',
-    objects: [F('f')],
+    objects: [NF('f')],
     reason: 'runs later',
   },
-  { sql: 'CREATE OR REPLACE FUNCTION s.f() RETURNS int LANGUAGE plpgsql AS $$ BEGIN RETURN 1; END $$', access: 'ddl', kind: 'CREATE FUNCTION', objects: [F('f', 's')] },
+  { sql: 'CREATE OR REPLACE FUNCTION s.f() RETURNS int LANGUAGE plpgsql AS $$ BEGIN RETURN 1; END $$', access: 'ddl', kind: 'CREATE FUNCTION', objects: [NF('f', 's')] },
   { sql: 'CREATE PROCEDURE p() LANGUAGE sql BEGIN ATOMIC INSERT INTO t VALUES (1); END', access: 'ddl', kind: 'CREATE PROCEDURE' },
   { sql: 'CREATE FUNCTION f() RETURNS int LANGUAGE sql SECURITY DEFINER RETURN 1', access: 'ddl', kind: 'CREATE FUNCTION', reason: 'SECURITY DEFINER' },
   { sql: 'CREATE TRIGGER tr AFTER INSERT ON t FOR EACH ROW EXECUTE FUNCTION f()', access: 'ddl', kind: 'CREATE TRIGGER', objects: [T('t')] },
@@ -269,14 +271,14 @@ const DDL: Case[] = [
   { sql: 'DROP INDEX i', access: 'ddl', kind: 'DROP INDEX' },
   { sql: 'DROP SEQUENCE s', access: 'ddl', kind: 'DROP SEQUENCE' },
   { sql: 'DROP SCHEMA app CASCADE', access: 'ddl', kind: 'DROP SCHEMA', objects: [S('app')] },
-  { sql: 'DROP FUNCTION f(int), s.g', access: 'ddl', kind: 'DROP FUNCTION', objects: [F('f'), F('g', 's')] },
+  { sql: 'DROP FUNCTION f(int), s.g', access: 'ddl', kind: 'DROP FUNCTION', objects: [NF('f'), NF('g', 's')] },
   { sql: 'DROP TYPE mood', access: 'ddl', kind: 'DROP TYPE' },
   { sql: 'DROP EXTENSION pgcrypto', access: 'ddl', kind: 'DROP EXTENSION' },
   { sql: 'DROP TRIGGER tr ON t', access: 'ddl', kind: 'DROP TRIGGER', objects: [T('t'), { type: 'other', name: 'tr' }] },
   { sql: 'DROP POLICY p ON s.t', access: 'ddl', kind: 'DROP POLICY', objects: [T('t', 's')] },
   { sql: 'COMMENT ON COLUMN s.t.c IS NULL', access: 'ddl', kind: 'COMMENT ON', objects: [T('t', 's')] },
   { sql: "COMMENT ON TABLE t IS 'x'", access: 'ddl', kind: 'COMMENT ON', objects: [T('t')] },
-  { sql: "COMMENT ON FUNCTION f(int) IS 'x'", access: 'ddl', kind: 'COMMENT ON', objects: [F('f')] },
+  { sql: "COMMENT ON FUNCTION f(int) IS 'x'", access: 'ddl', kind: 'COMMENT ON', objects: [NF('f')] },
   // Quoting and Unicode escapes do not change what the parser sees.
   { sql: 'DROP TABLE U&"\\0074"', access: 'ddl', kind: 'DROP TABLE', objects: [T('t')] },
 ];
@@ -285,7 +287,7 @@ const ADMIN: Case[] = [
   { sql: 'GRANT SELECT ON t TO bob', access: 'admin', kind: 'GRANT', objects: [T('t'), R('bob')] },
   { sql: 'GRANT ALL ON ALL TABLES IN SCHEMA app TO PUBLIC', access: 'admin', kind: 'GRANT', objects: [S('app'), R('PUBLIC')] },
   { sql: 'REVOKE ALL ON SCHEMA app FROM bob', access: 'admin', kind: 'REVOKE', objects: [S('app'), R('bob')] },
-  { sql: 'GRANT EXECUTE ON FUNCTION f(int) TO bob', access: 'admin', kind: 'GRANT', objects: [F('f')] },
+  { sql: 'GRANT EXECUTE ON FUNCTION f(int) TO bob', access: 'admin', kind: 'GRANT', objects: [NF('f')] },
   { sql: 'GRANT CONNECT ON DATABASE app TO bob', access: 'admin', kind: 'GRANT', objects: [D('app')] },
   { sql: 'GRANT admin TO bob', access: 'admin', kind: 'GRANT ROLE', objects: [R('admin'), R('bob')] },
   { sql: 'REVOKE admin FROM bob', access: 'admin', kind: 'REVOKE ROLE' },
@@ -298,12 +300,12 @@ const ADMIN: Case[] = [
   { sql: 'ALTER ROLE r SET search_path = app', access: 'admin', kind: 'ALTER ROLE' },
   // A SET ROLE that is stored, not run now: admin, but not an escalation of this session.
   { sql: "ALTER ROLE r SET role = 'postgres'", access: 'admin', kind: 'ALTER ROLE' },
-  { sql: 'ALTER FUNCTION f() SET role = postgres', access: 'admin', kind: 'ALTER FUNCTION', objects: [F('f')] },
+  { sql: 'ALTER FUNCTION f() SET role = postgres', access: 'admin', kind: 'ALTER FUNCTION', objects: [NF('f')] },
   { sql: 'ALTER ROLE a RENAME TO b', access: 'admin', kind: 'ALTER ROLE', objects: [R('a')] },
   { sql: 'DROP ROLE a, b', access: 'admin', kind: 'DROP ROLE', objects: [R('a'), R('b')] },
   { sql: 'DROP USER IF EXISTS u', access: 'admin', kind: 'DROP ROLE' },
   { sql: 'ALTER TABLE t OWNER TO bob', access: 'admin', kind: 'ALTER TABLE', objects: [T('t'), R('bob')], reason: 'owner' },
-  { sql: 'ALTER FUNCTION f() OWNER TO bob', access: 'admin', kind: 'ALTER FUNCTION', objects: [F('f'), R('bob')] },
+  { sql: 'ALTER FUNCTION f() OWNER TO bob', access: 'admin', kind: 'ALTER FUNCTION', objects: [NF('f'), R('bob')] },
   { sql: 'REASSIGN OWNED BY a TO b', access: 'admin', kind: 'REASSIGN OWNED' },
   { sql: 'DROP OWNED BY a', access: 'admin', kind: 'DROP OWNED' },
   { sql: 'ALTER SYSTEM SET work_mem = 1', access: 'admin', kind: 'ALTER SYSTEM' },

@@ -5,7 +5,11 @@
 // A rule matches a statement that touches one of its objects (any, when it
 // names none) and that has one of its kinds, or changes rows without WHERE,
 // or may change more rows than it allows (which only EXPLAIN can tell: the
-// hold then carries `estimate`, and the session asks the database).
+// hold then carries `estimate`, and the session asks the database). What code
+// runs for the statement counts as the statement's own: the bodies of the
+// functions it calls, triggers, a DO block. Code Warden cannot read (dynamic
+// SQL, other languages, functions the catalog does not know yet) may do
+// anything, so every rule that applies holds it.
 import type { ApprovalRule } from '@warden/proto';
 import { classifyStatement } from '../policy/classify.js';
 import { parseStatements, type PgNode } from '../policy/parser.js';
@@ -144,7 +148,7 @@ function objectMatches(entry: string, t: Table): boolean {
 }
 
 /** A change's target as the server will place it: from the reach when it tells, else as written. */
-function placed(c: Change, tables: readonly Table[]): string {
+function placed(c: { schema?: string; table: string }, tables: readonly Table[]): string {
   if (c.schema) return `${c.schema}.${c.table}`;
   const found = tables.filter((t) => t.name === c.table && t.schema);
   return found.length === 1 ? named(found[0]!) : c.table;
@@ -185,8 +189,10 @@ export class ApprovalMatcher {
     const targets = shape.changes.map((c) => placed(c, direct));
     const head = info.kind === 'EXECUTE' && shape.kind ? `EXECUTE of ${shape.kind}` : kind;
     const kinds = [kind, ...shape.changes.flatMap((c) => [c.kind, ...c.actions])];
+    const code = (reach?.code ?? []).map((c) => this.codeStatement(c.info, c.via, reach!.tables));
     let byEstimate: Hold | undefined;
     for (const rule of this.rules) {
+      if (reach?.opaque.length) return { rule, why: `${head} runs code Warden cannot read: ${reach.opaque[0]}` };
       const hit = rule.objects.length ? touched.filter((t) => rule.objects.some((e) => objectMatches(e, t))) : direct;
       if (rule.objects.length && hit.length === 0) continue;
       // What the statement does, for `why`: its kind on the rule's objects, else on what it changes or names.
@@ -195,18 +201,39 @@ export class ApprovalMatcher {
       // A rule that says only which objects: any statement on them.
       const unconditional = rule.kinds.length === 0 && !rule.withoutWhere && !(rule.rowsOver > 0);
       if (unconditional || rule.kinds.some((k) => kinds.some((x) => kindMatches(k, x)))) return { rule, why: what };
+      const inCode = code.find((c) => rule.kinds.some((k) => c.kinds.some((x) => kindMatches(k, x))));
+      if (inCode) return { rule, why: `${what}, which runs ${inCode.does} in ${inCode.via}` };
       if (rule.withoutWhere) {
         const bare = shape.changes.flatMap((c, i) => ((c.kind === 'UPDATE' || c.kind === 'DELETE') && !c.where ? [i] : []));
         if (bare.length) {
           const verbs = [...new Set(bare.map((i) => shape.changes[i]!.kind))].join(' and ');
           return { rule, why: `${verbs} without WHERE on ${[...new Set(bare.map((i) => targets[i]!))].join(', ')}` };
         }
+        for (const c of code) {
+          const change = c.changes.find((x) => (x.kind === 'UPDATE' || x.kind === 'DELETE') && !x.where);
+          if (change) return { rule, why: `${what}, which runs ${change.kind} without WHERE on ${placed(change, reach!.tables)} in ${c.via}` };
+        }
       }
-      if (!byEstimate && rule.rowsOver > 0 && shape.changes.some(estimable)) {
-        byEstimate = { rule, why: `${what} estimated over ${rule.rowsOver} rows`, estimate: { rowsOver: rule.rowsOver } };
+      if (rule.rowsOver > 0) {
+        // EXPLAIN estimates the statement's own rows, not those its code changes.
+        const changing = code.find((c) => c.changes.some(estimable));
+        if (changing) return { rule, why: `${what}, which changes rows in ${changing.via}, more than EXPLAIN can estimate (the rule holds over ${rule.rowsOver})` };
+        if (!byEstimate && shape.changes.some(estimable)) {
+          byEstimate = { rule, why: `${what} estimated over ${rule.rowsOver} rows`, estimate: { rowsOver: rule.rowsOver } };
+        }
       }
     }
     return byEstimate;
+  }
+
+  /** A statement code runs, for matching: its kinds, row changes, and what it does in words ("DELETE on public.t"). */
+  private codeStatement(info: StatementInfo, via: string, tables: readonly Table[]) {
+    const { changes } = this.shape(info, info.text);
+    const on = changes.length
+      ? changes.map((c) => placed(c, tables))
+      : info.objects.filter((o) => o.type === 'table').map((o) => placed({ schema: o.schema, table: o.name }, tables));
+    const names = [...new Set(on)];
+    return { via, changes, kinds: [info.kind, ...changes.flatMap((c) => [c.kind, ...c.actions])], does: names.length ? `${info.kind} on ${names.join(', ')}` : info.kind };
   }
 
   private shape(info: StatementInfo, text: string): Shape {

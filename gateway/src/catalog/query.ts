@@ -165,6 +165,10 @@ select pg_catalog.json_build_object(
     select pg_catalog.json_agg(c.relname::pg_catalog.text order by c.relname ${C})
     from pg_catalog.pg_class c
     where c.relnamespace = 'pg_catalog'::pg_catalog.regnamespace::pg_catalog.oid and c.relkind in ('r', 'v', 'm', 'p')),
+  'catalogFunctions', (
+    select pg_catalog.json_agg(distinct p.proname::pg_catalog.text)
+    from pg_catalog.pg_proc p
+    where p.pronamespace in ('pg_catalog'::pg_catalog.regnamespace::pg_catalog.oid, 'information_schema'::pg_catalog.regnamespace::pg_catalog.oid)),
   'viewReads', (
     select pg_catalog.json_agg(pg_catalog.json_build_array(x.view, x.reads) order by x.view ${C})
     from (
@@ -525,6 +529,7 @@ export function parseCatalog(json: unknown, fetchedAt: number = Date.now()): Res
     schemas: list(doc.schemas, 'schemas'),
     relations,
     catalogRelations: list(doc.catalogRelations, 'catalogRelations'),
+    ...(doc.catalogFunctions === undefined ? {} : { catalogFunctions: list(doc.catalogFunctions, 'catalogFunctions') }),
     viewReads,
     viewCalls,
     children,

@@ -90,6 +90,8 @@ export interface ResourceCatalog {
   relations: Record<string, CatalogRelation>;
   /** Names of pg_catalog's relations: an unqualified name among them resolves there while pg_catalog leads search_path. */
   catalogRelations: string[];
+  /** Names of the functions of pg_catalog and information_schema: a call of any other name not among `functions` is one the catalog does not know (yet). Absent in catalogs built before it. */
+  catalogFunctions?: string[];
   /** Views and materialized views → the relations their definition reads ("schema.name"), one level deep. */
   viewReads: Record<string, string[]>;
   /** Views and materialized views → the functions outside pg_catalog their definition calls ("schema.name"). */

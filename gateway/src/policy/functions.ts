@@ -52,6 +52,8 @@ export interface FunctionRule {
    * reported as "<name> <unscoped>".
    */
   unscoped?: string;
+  /** The call runs SQL of its arguments out of Warden's sight (on another connection, or later): what it does is unknown. */
+  runsSql?: true;
 }
 
 const R = (reason: string, extra: Partial<FunctionRule> = {}): FunctionRule => ({ level: 'read', reason, ...extra });
@@ -286,8 +288,8 @@ const EXACT: Record<string, FunctionRule> = {
  * `cron.schedule`). Key: 'schema.name', lower case.
  */
 const QUALIFIED: Record<string, FunctionRule> = {
-  'cron.schedule': A('schedules SQL to run later (pg_cron)'),
-  'cron.schedule_in_database': A('schedules SQL to run later (pg_cron)'),
+  'cron.schedule': A('schedules SQL to run later (pg_cron)', { runsSql: true }),
+  'cron.schedule_in_database': A('schedules SQL to run later (pg_cron)', { runsSql: true }),
   'cron.alter_job': A('changes a pg_cron job'),
   'cron.unschedule': A('changes a pg_cron job'),
 };
@@ -296,7 +298,7 @@ const QUALIFIED: Record<string, FunctionRule> = {
 const PREFIXES: ReadonlyArray<readonly [string, FunctionRule]> = [
   ['pg_advisory_', W('takes or releases an advisory lock')],
   ['pg_try_advisory_', W('takes an advisory lock')],
-  ['dblink', A('opens connections to, and runs SQL on, other servers', { unscoped: `runs SQL on other servers and databases, ${SCOPES}` })],
+  ['dblink', A('opens connections to, and runs SQL on, other servers', { unscoped: `runs SQL on other servers and databases, ${SCOPES}`, runsSql: true })],
   // Statistics by oid (pg_stat_get_numscans(oid)…) and other sessions' activity (pg_stat_get_activity).
   [
     'pg_stat_get_',

@@ -10,7 +10,8 @@
 // server may be using, the resource's catalog, the rules).
 import type { ApprovalMatcher, Hold } from '../approvals/rules.js';
 import type { ResourceCatalog } from '../catalog/types.js';
-import { createdRelation, definedCode } from '../masking/code.js';
+import { createdRelation } from '../masking/code.js';
+import { definedCode } from './code.js';
 import { lineage } from '../masking/lineage.js';
 import { planMasks, type ColumnMasks } from '../masking/plan.js';
 import type { Lineage, MaskPlan } from '../masking/types.js';
@@ -307,9 +308,9 @@ export class StatementGate {
         paths = next;
       }
       if (approvals) {
-        // An EXECUTE is held as what it runs: its PREPARE's text and reach.
+        // An EXECUTE is held as what it runs: its PREPARE's text and reach. A rule's trust in code is for its scopes, not for holds.
         const text = target !== s && s.kind === 'EXECUTE' ? preparedText(s, local, this.prepared) : s.text;
-        (holds ??= [])[i] = approvals.match(target, text, verdict.reach);
+        (holds ??= [])[i] = approvals.match(target, text, verdict.shared);
       }
     }
     return { refusal: null, classification: c, rule: decidingRule, effects, cacheable, masks, holds };
@@ -426,7 +427,8 @@ export class StatementGate {
   }
 
   /** One statement against the rules, under the given search_path values. */
-  private statement(s: StatementInfo, paths: ReadonlyArray<string | null>): { rule?: string; refusal?: string; reach?: Reach } {
+  /** `reach` is the deciding rule's (trusted code counts as itself); `shared` follows all code, for approval holds. */
+  private statement(s: StatementInfo, paths: ReadonlyArray<string | null>): { rule?: string; refusal?: string; reach?: Reach; shared?: Reach } {
     const catalog = this.catalogSeen;
     const shared = reach(s, { catalog, paths, assumeNoUserSchema: this.ctx.assumeNoUserSchema });
     // A relation the catalog does not know was made after it was read: read it again for the next statements.
@@ -440,7 +442,7 @@ export class StatementGate {
         continue;
       }
       const v = violation(rule, r);
-      if (v === undefined) return { rule: rule.name, reach: r };
+      if (v === undefined) return { rule: rule.name, reach: r, shared };
       first ??= `${s.kind} ${v}`;
     }
     return { refusal: first ?? describe(s), reach: shared };

@@ -8,6 +8,7 @@
 // policies). The catalog (read through the agent) says what exists; without
 // it, only what the text says is known.
 import { classify } from './classify.js';
+import { definedCode } from './code.js';
 import type { CatalogFunction, ResourceCatalog } from '../catalog/types.js';
 import { dataCatalog, isSystemSchema } from './catalogs.js';
 import { lookupFunction } from './functions.js';
@@ -46,8 +47,12 @@ export interface Reach {
   definers: string[];
   /** The statement (through a function body) leaves search_path unknown. */
   losesPath: boolean;
-  /** A relation was not in the catalog: it is judged as a plain table, and the catalog is stale. */
+  /** A relation or function was not in the catalog: it is judged as a plain table (or unreadable code), and the catalog is stale. */
   unknown: boolean;
+  /** Statements that code the statement runs would run (function bodies, triggers, a DO block), each with what runs it. */
+  code: Array<{ info: StatementInfo; via: string }>;
+  /** Code that runs statements Warden cannot read, with why: what it would do is unknown. */
+  opaque: string[];
 }
 
 export interface ReachContext {
@@ -80,6 +85,8 @@ export function reach(info: StatementInfo, ctx: ReachContext): Reach {
     definers: [],
     losesPath: false,
     unknown: false,
+    code: [],
+    opaque: [],
   };
   new Walker(ctx, r).statement(info, ctx.paths, undefined, 0);
   return r;
@@ -91,6 +98,8 @@ class Walker {
   private readonly seenSchemas = new Set<string>();
   private readonly seenOperators = new Set<string>();
   private readonly followed = new Set<CatalogFunction>();
+  /** Inside a function DDL names: its code is followed for scopes, but does not run now. */
+  private naming = 0;
 
   constructor(
     private readonly ctx: ReachContext,
@@ -100,8 +109,36 @@ class Walker {
   statement(info: StatementInfo, paths: ReadonlyArray<string | null>, via: string | undefined, depth: number): void {
     this.raise(info.access, via ? `${via} ${info.kind}` : undefined);
     if (info.unscoped) this.r.unscoped.push(via ? `${via}: ${info.unscoped}` : info.unscoped);
+    if (via !== undefined && this.naming === 0) this.r.code.push({ info, via });
     for (const o of info.objects) this.object(o, paths, via, depth);
     if (info.operators) for (const op of info.operators) this.operator(op, paths, via, depth);
+    if (info.kind === 'DO') this.block(info.text, paths, via, depth);
+  }
+
+  /** A DO block's statements, as if they were the statement's own. */
+  private block(text: string, paths: ReadonlyArray<string | null>, via: string | undefined, depth: number): void {
+    const what = via ? `a DO block in ${via}` : 'the DO block';
+    const code = definedCode(text);
+    if (!code || 'unreadable' in code) {
+      this.opaque(`${what}: ${code ? code.unreadable : 'its body cannot be read'}`);
+      return;
+    }
+    this.texts(code.texts, paths, what, depth);
+  }
+
+  /** Statements of code (a body, a DO block) run through `what`. */
+  private texts(texts: readonly string[], paths: ReadonlyArray<string | null>, what: string, depth: number, onPath?: (s: StatementInfo) => void): void {
+    for (const text of texts) {
+      const c = classify(text);
+      if (!c.ok) {
+        this.unseen(`${what} has SQL Warden cannot parse`);
+        continue;
+      }
+      for (const s of c.statements) {
+        onPath?.(s);
+        this.statement(s, paths, what, depth + 1);
+      }
+    }
   }
 
   private raise(level: Access, reason?: string): void {
@@ -122,9 +159,13 @@ class Walker {
           this.r.schemas.push(o.name);
         }
         return;
-      case 'function':
-        for (const fn of this.placeFunction(o, paths)) this.callFunction(fn, paths, via, depth);
+      case 'function': {
+        if (o.named) this.naming++;
+        if (lookupFunction(o.name, o.schema)?.runsSql) this.opaque(`${via ? `${via} calls` : 'calls'} ${o.name}, which runs SQL Warden cannot see`);
+        for (const fn of this.placeFunction(o, paths, via)) this.callFunction(fn, paths, via, depth);
+        if (o.named) this.naming--;
         return;
+      }
       default:
         return;
     }
@@ -222,6 +263,7 @@ class Walker {
     }
     for (const rule of catalog.rules) {
       if (rule.table !== key || rule.event === 'select' || !kinds.has(rule.event)) continue;
+      this.opaque(`a rule on ${key} turns the ${rule.event} into statements of its own`);
       for (const rel of rule.relations) this.qualifiedTable(rel, ['insert', 'update', 'delete'], true, `a rule on ${key}`, depth + 1);
     }
   }
@@ -232,19 +274,30 @@ class Walker {
   }
 
   /** The user functions a call may reach: qualified, or through every schema of the path. */
-  private placeFunction(o: ObjectRef, paths: ReadonlyArray<string | null>): CatalogFunction[] {
+  private placeFunction(o: ObjectRef, paths: ReadonlyArray<string | null>, via: string | undefined): CatalogFunction[] {
     const catalog = this.ctx.catalog;
     if (!catalog) {
       // Without a catalog, only the schema of a qualified call can be checked.
       if (o.schema !== undefined && !isSystemSchema(o.schema)) this.pushFunction(o.schema, o.name);
       return [];
     }
-    if (o.schema !== undefined) return isSystemSchema(o.schema) ? [] : (catalog.functions[`${o.schema}.${o.name}`] ?? []);
     const out: CatalogFunction[] = [];
-    for (const path of paths) {
-      const schemas = path === null ? catalog.schemas : this.searchList(path);
-      // An unknown path: a function of that name in any schema may be the one.
-      for (const s of schemas ?? catalog.schemas) for (const f of catalog.functions[`${s}.${o.name}`] ?? []) if (!out.includes(f)) out.push(f);
+    if (o.schema !== undefined) {
+      if (isSystemSchema(o.schema)) return out;
+      out.push(...(catalog.functions[`${o.schema}.${o.name}`] ?? []));
+    } else {
+      for (const path of paths) {
+        const schemas = path === null ? catalog.schemas : this.searchList(path);
+        // An unknown path: a function of that name in any schema may be the one.
+        for (const s of schemas ?? catalog.schemas) for (const f of catalog.functions[`${s}.${o.name}`] ?? []) if (!out.includes(f)) out.push(f);
+      }
+    }
+    // Made after the catalog was read (in this session, or another one): its body is not known yet.
+    const builtins = builtinFunctions(catalog);
+    if (out.length === 0 && !o.named && (o.schema !== undefined || (builtins && !builtins.has(o.name)))) {
+      const name = o.schema !== undefined ? `${o.schema}.${o.name}` : o.name;
+      this.opaque(`${via ? `${via} calls` : 'calls'} ${name}, which is not in the catalog Warden holds`);
+      this.r.unknown = true;
     }
     return out;
   }
@@ -298,12 +351,24 @@ class Walker {
     const rule = lookupFunction(name, key.slice(0, dot));
     if (rule && !this.ctx.trusted?.has(key) && !this.seenFunctions.has(key)) {
       this.raise(rule.level, `${via} calls ${key}, which ${rule.reason}`);
+      if (rule.runsSql) this.opaque(`${via} calls ${key}, which runs SQL Warden cannot see`);
       if (rule.special === 'set_config') this.r.losesPath = true;
       if (rule.special === 'sql_text' || rule.relationArg !== undefined || rule.schemaArg !== undefined || rule.unscoped !== undefined) {
         this.r.unscoped.push(`${via} calls ${key}, whose reach depends on arguments Warden cannot see`);
       }
     }
     for (const f of catalog.functions[key] ?? []) this.callFunction(f, paths, via, depth);
+  }
+
+  /** Code whose statements cannot be read: unscoped for the rules, opaque for the approval rules. */
+  private unseen(why: string): void {
+    this.r.unscoped.push(why);
+    this.opaque(why);
+  }
+
+  /** Code that would run now and whose statements cannot be read. */
+  private opaque(why: string): void {
+    if (this.naming === 0) this.r.opaque.push(why);
   }
 
   private pushFunction(schema: string, name: string, via?: string): void {
@@ -326,7 +391,7 @@ class Walker {
     const what = `${fn.kind === 'p' ? 'procedure' : fn.kind === 'a' ? 'aggregate' : 'function'} ${key}`;
     if (fn.volatility === 'v') this.raise('write', `calls volatile ${what}, which may change data (trust it in the rule if it does not)`);
     if (depth >= MAX_DEPTH) {
-      this.r.unscoped.push(`${what} calls functions nested too deeply to follow`);
+      this.unseen(`${what} calls functions nested too deeply to follow`);
       return;
     }
     // The body resolves names through the function's own SET search_path, else the caller's.
@@ -336,29 +401,21 @@ class Walker {
     const lang = fn.language;
     if (lang === 'c' || lang === 'internal') return;
     if (fn.body === undefined || (lang !== 'sql' && lang !== 'plpgsql')) {
-      this.r.unscoped.push(`${what} is written in ${lang}, whose body Warden cannot read`);
+      this.unseen(`${what} is written in ${lang}, whose body Warden cannot read`);
       return;
     }
     const texts = lang === 'sql' ? { statements: [fn.body], dynamic: false } : extractPlpgsql(fn.body);
     if (!texts) {
-      this.r.unscoped.push(`the body of ${what} could not be read`);
+      this.unseen(`the body of ${what} could not be read`);
       return;
     }
     if (texts.dynamic) {
-      this.r.unscoped.push(`${what} runs SQL built at run time, which Warden cannot see`);
+      this.unseen(`${what} runs SQL built at run time, which Warden cannot see`);
       this.raise('write', `${what} runs SQL built at run time`);
     }
-    for (const text of texts.statements) {
-      const c = classify(text);
-      if (!c.ok) {
-        this.r.unscoped.push(`${what} has SQL Warden cannot parse`);
-        continue;
-      }
-      for (const s of c.statements) {
-        if (s.pathChanges?.length && fn.searchPath === undefined) this.r.losesPath = true;
-        this.statement(s, bodyPaths, what, depth + 1);
-      }
-    }
+    this.texts(texts.statements, bodyPaths, what, depth, (s) => {
+      if (s.pathChanges?.length && fn.searchPath === undefined) this.r.losesPath = true;
+    });
   }
 }
 
@@ -390,6 +447,16 @@ export function searchSchemas(path: string, catalog: ResourceCatalog | undefined
 
 /** The change a foreign-key action makes to the referencing table. */
 const ACTION_WRITE: Record<string, WriteKind[] | undefined> = { c: ['delete', 'update'], n: ['update'], d: ['update'] };
+
+/** Per catalog: the names of its built-in functions, as a set (built once, on first use); undefined for catalogs without them. */
+const BUILTIN_FUNCTIONS = new WeakMap<ResourceCatalog, Set<string>>();
+
+function builtinFunctions(catalog: ResourceCatalog): Set<string> | undefined {
+  if (!catalog.catalogFunctions) return undefined;
+  let names = BUILTIN_FUNCTIONS.get(catalog);
+  if (!names) BUILTIN_FUNCTIONS.set(catalog, (names = new Set(catalog.catalogFunctions)));
+  return names;
+}
 
 /** Per catalog: operator symbol → the schemas that have a user operator of it (built once, on first use). */
 const OPERATOR_SCHEMAS = new WeakMap<ResourceCatalog, Map<string, string[]>>();

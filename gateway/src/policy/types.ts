@@ -38,6 +38,8 @@ export interface ObjectRef {
   writes?: WriteKind[];
   /** Tables only: written with ONLY, so inheritance children and partitions are not reached. */
   only?: true;
+  /** Functions only: named by DDL (CREATE, DROP, ALTER, COMMENT, GRANT…), not called: its code does not run now. */
+  named?: true;
 }
 
 /** How a statement changes a table's rows; decides which foreign-key actions and triggers fire. */

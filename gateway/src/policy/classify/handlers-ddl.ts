@@ -67,6 +67,13 @@ const FUNCTION_TYPES = new Set(['OBJECT_FUNCTION', 'OBJECT_PROCEDURE', 'OBJECT_R
 
 const ON_TABLE_TYPES = new Set(['OBJECT_POLICY', 'OBJECT_TRIGGER', 'OBJECT_RULE', 'OBJECT_TABCONSTRAINT', 'OBJECT_COLUMN']);
 
+/** A function DDL names (rather than calls). */
+function namedFunction(parts: string[]): ObjectRef | undefined {
+  const ref = qualified(parts, 'function');
+  if (ref) ref.named = true;
+  return ref;
+}
+
 /** ObjectRefs for an object named in DDL (DROP, COMMENT, GRANT, ALTER … OWNER…). */
 function objectRefFor(objtype: string | undefined, v: unknown, w: Walk): ObjectRef | ObjectRef[] | undefined {
   if (!isObj(v)) return undefined;
@@ -78,7 +85,7 @@ function objectRefFor(objtype: string | undefined, v: unknown, w: Walk): ObjectR
     }
     case 'ObjectWithArgs': {
       const parts = nameList(n.objname);
-      if (objtype && FUNCTION_TYPES.has(objtype)) return qualified(parts, 'function');
+      if (objtype && FUNCTION_TYPES.has(objtype)) return namedFunction(parts);
       return parts.length ? { type: 'other', name: parts.join('.') } : undefined;
     }
     case 'TypeName':
@@ -94,7 +101,7 @@ function objectRefFor(objtype: string | undefined, v: unknown, w: Walk): ObjectR
     case 'List': {
       const parts = nameList(n.items);
       if (objtype && RELATION_TYPES.has(objtype)) return qualified(parts, 'table');
-      if (objtype && FUNCTION_TYPES.has(objtype)) return qualified(parts, 'function');
+      if (objtype && FUNCTION_TYPES.has(objtype)) return namedFunction(parts);
       // Objects that live on a table (DROP POLICY p ON s.t → [s, t, p]): the
       // table, then the object itself.
       if (objtype && ON_TABLE_TYPES.has(objtype) && parts.length >= 2) {
@@ -123,7 +130,7 @@ const UNTRUSTED_LANGUAGES = /^(c|internal|pl.*u)$/;
 export const createFunctionHandler: Handler = (n, w) => {
   const proc = n.is_procedure === true;
   const what = proc ? 'PROCEDURE' : 'FUNCTION';
-  const ref = qualified(nameList(n.funcname), 'function');
+  const ref = namedFunction(nameList(n.funcname));
   if (ref) w.addObject(ref);
   let language: string | undefined;
   let definer = false;

@@ -83,6 +83,7 @@ export class Walk {
       if (ref.schema !== undefined) clean.schema = ref.schema;
       if (writes?.length) clean.writes = WRITE_ORDER.filter((k) => writes.includes(k));
       if (ref.only) clean.only = true;
+      if (ref.named) clean.named = true;
       objects.set(key, clean);
       return;
     }
@@ -91,6 +92,7 @@ export class Walk {
       seen.writes = WRITE_ORDER.filter((k) => had.includes(k) || writes.includes(k));
     }
     if (!ref.only) delete seen.only;
+    if (!ref.named) delete seen.named;
   }
 
   /** Records a search_path change the statement makes when it runs. */
