@@ -3,7 +3,7 @@ import { AuditBatch } from '@warden/proto';
 import { eventFromRecord, type StatementRecord } from '@warden/proto/audit';
 import { describe, expect, it } from 'vitest';
 import { MAX_MESSAGE_BYTES, messageId, messages } from '../src/audit/nats.js';
-import { outboxEntry, type OutboxEntry } from '../src/audit/outbox.js';
+import { OutboxEntry } from '../src/audit/outbox.js';
 import { encodeRecord, recordAt, recordHead } from '../src/audit/record.js';
 
 function entry(seq: number, resource = 'shop', identity = 'ci', sql = 'SELECT 1'): OutboxEntry {
@@ -13,7 +13,7 @@ function entry(seq: number, resource = 'shop', identity = 'ci', sql = 'SELECT 1'
   };
   const bytes = encodeRecord(eventFromRecord(record)!);
   const at = recordAt(bytes, 0)!;
-  return outboxEntry(bytes, at.start, recordHead(bytes, at.start, at.end)!, { segment: 1, offset: seq });
+  return new OutboxEntry(bytes, at.start, recordHead(bytes, at.start, at.end)!, { segment: 1, offset: seq });
 }
 
 const payload = (m: ReturnType<typeof messages>[number]) => Buffer.concat(m.records);
@@ -34,7 +34,7 @@ describe('JetStream messages of a batch', () => {
       event: { $case: 'authFailure', value: { clientAddress: '1.2.3.4:5', sqlstate: '28000', message: 'no' } },
     });
     const at = recordAt(failure, 0)!;
-    const out = messages([outboxEntry(failure, at.start, recordHead(failure, at.start, at.end)!, { segment: 1, offset: 1 }), entry(0, 'shop', 'ci bot')]);
+    const out = messages([new OutboxEntry(failure, at.start, recordHead(failure, at.start, at.end)!, { segment: 1, offset: 1 }), entry(0, 'shop', 'ci bot')]);
     expect(out.map((m) => m.subject)).toEqual(['warden.audit.shop=2Eeu.=', 'warden.audit.shop.ci=20bot']);
   });
 

@@ -58,27 +58,24 @@ export interface Position {
   offset: number;
 }
 
-export interface OutboxEntry {
-  /** The record as stored: an AuditBatch holding the event. */
-  readonly record: Buffer;
-  /** The event's id, resource and identity. */
-  readonly head: RecordHead;
-  readonly end: Position;
-  /** The whole event, decoded when first asked for (the transports do not). */
-  readonly event: AuditEvent;
-}
+/** An undelivered record, as read back. */
+export class OutboxEntry {
+  private decoded?: AuditEvent;
 
-/** The entry of a record (`record[bodyAt..]` is the event) that ends at `end`. */
-export function outboxEntry(record: Buffer, bodyAt: number, head: RecordHead, end: Position): OutboxEntry {
-  let event: AuditEvent | undefined;
-  return {
-    record,
-    head,
-    end,
-    get event() {
-      return (event ??= AuditEvent.decode(record.subarray(bodyAt)));
-    },
-  };
+  constructor(
+    /** The record as stored: an AuditBatch holding the event. */
+    readonly record: Buffer,
+    /** Where the event starts in the record. */
+    private readonly bodyAt: number,
+    /** The event's id, resource and identity. */
+    readonly head: RecordHead,
+    readonly end: Position,
+  ) {}
+
+  /** The whole event, decoded when first asked for (the transports do not). */
+  get event(): AuditEvent {
+    return (this.decoded ??= AuditEvent.decode(this.record.subarray(this.bodyAt)));
+  }
 }
 
 const SEGMENT = /^(\d{10})\.pb$/;
@@ -90,6 +87,7 @@ const legacyName = (n: number) => `${String(n).padStart(10, '0')}.jsonl`;
 const LEGACY_CURSOR = 'acked.json';
 const READ_CHUNK = 256 << 10;
 const LOUD_EVERY_MS = 10_000;
+const CURSOR_SAVE_MS = 1_000;
 const EMPTY: Buffer = Buffer.alloc(0);
 
 export class Outbox {
@@ -99,6 +97,7 @@ export class Outbox {
   private fd: number;
   private dirty = false;
   private cursorDirty = false;
+  private cursorSavedAt = 0;
   private syncing = false;
   private closeAfterSync: number[] = [];
   private readonly timer: NodeJS.Timeout;
@@ -253,7 +252,7 @@ export class Outbox {
       const head = recordHead(chunk, rec.start, rec.end);
       if (head) {
         const record = chunk.subarray(at, rec.end);
-        out.push(outboxEntry(record, rec.start - at, head, end));
+        out.push(new OutboxEntry(record, rec.start - at, head, end));
         bytes += record.length;
       } else if (out.length === 0) {
         this.log.error({ dir: this.dir, at: end }, 'skipping a corrupt record in the audit outbox');
@@ -432,6 +431,7 @@ export class Outbox {
 
   private saveCursor(): void {
     this.cursorDirty = false;
+    this.cursorSavedAt = Date.now();
     const tmp = join(this.dir, `${CURSOR}.tmp`);
     try {
       writeFileSync(tmp, JSON.stringify(this.cursor), { mode: 0o600 });
@@ -457,7 +457,8 @@ export class Outbox {
   }
 
   private sync(): void {
-    if (this.cursorDirty && !this.closed) this.saveCursor();
+    // The cursor at most once a second (a write and a rename each time, on the gateway's thread); after a crash, that much more is re-sent and dropped by id.
+    if (this.cursorDirty && !this.closed && Date.now() - this.cursorSavedAt >= CURSOR_SAVE_MS) this.saveCursor();
     if (!this.dirty || this.syncing || this.closed) return;
     this.dirty = false;
     this.syncing = true;

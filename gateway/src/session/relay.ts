@@ -57,6 +57,8 @@ export class Relay {
   private pendingNotice: Buffer | null = null;
   /** The upstream asked us to wait for drain. */
   private upstreamFull = false;
+  /** What goes to the client after this turn's audit write: one write for all of it. */
+  private toClient: Buffer[] | null = null;
   private readonly holdContext: HoldContext | undefined;
 
   /** Records the session's start and wires the gate and the recorder to the tracker. */
@@ -191,7 +193,7 @@ export class Relay {
 
   /** A message of the gateway's own to the client: after the audit write, and never inside a server message. */
   private notice(msg: Buffer): void {
-    if (this.fromServer.between) this.afterAuditWrite(() => this.socket.writable && this.socket.write(msg));
+    if (this.fromServer.between) this.send(msg);
     else this.pendingNotice = msg;
   }
 
@@ -213,8 +215,27 @@ export class Relay {
       this.pendingNotice = null;
     }
     if (out.length === 0) return;
+    this.send(out);
+  }
+
+  /** Bytes for the client, in order, once the audit records of this turn are written. */
+  private send(out: Buffer): void {
+    if (this.toClient) {
+      this.toClient.push(out);
+      return;
+    }
+    this.toClient = [out];
     this.afterAuditWrite(() => {
-      if (this.socket.writable && !this.socket.write(out)) this.upstream.pause();
+      const parts = this.toClient!;
+      this.toClient = null;
+      const socket = this.socket;
+      if (!socket.writable) return;
+      // Several parts go out corked: one writev, no copy.
+      if (parts.length > 1) socket.cork();
+      let full = false;
+      for (const part of parts) full = !socket.write(part);
+      if (parts.length > 1) socket.uncork();
+      if (full) this.upstream.pause();
     });
   }
 

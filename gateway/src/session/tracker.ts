@@ -40,11 +40,42 @@ export interface TrackedStatement extends StatementDecision {
 /** Marks the end of a Query, FunctionCall or Sync: answered by ReadyForQuery. */
 const SYNC = null;
 
+/** A bound portal: its statement's decision, and what the Bind added. */
+interface Portal {
+  decision: StatementDecision;
+  parameters: Buffer;
+  approvalId?: string;
+}
+
+/**
+ * A statement sent, every field written out: one object shape for all of
+ * them (spreads made several, and cost on the per-statement path).
+ */
+function tracked(d: StatementDecision, protocol: 'simple' | 'extended', startedAt: number, parameters?: Buffer, approvalId = d.approvalId): TrackedStatement {
+  return {
+    sql: d.sql,
+    info: d.info,
+    rule: d.rule,
+    refusal: d.refusal,
+    effects: d.effects,
+    mask: d.mask,
+    approvalId,
+    protocol,
+    parameters,
+    startedAt,
+    command: undefined,
+    rows: undefined,
+    error: undefined,
+    skipped: undefined,
+    masker: undefined,
+  };
+}
+
 export class ResponseTracker {
   private readonly queue: Array<TrackedStatement | typeof SYNC> = [];
   /** Prepared statements by name, and portals by name, for Execute. */
   private readonly prepared = new Map<string, StatementDecision>();
-  private readonly portals = new Map<string, StatementDecision & { parameters?: Buffer }>();
+  private readonly portals = new Map<string, Portal>();
 
   constructor(
     private readonly done: (s: TrackedStatement) => void,
@@ -57,7 +88,7 @@ export class ResponseTracker {
 
   query(statements: StatementDecision[]): void {
     const t = this.now();
-    for (const s of statements) this.queue.push({ ...s, protocol: 'simple', startedAt: t });
+    for (const s of statements) this.queue.push(tracked(s, 'simple', t));
     this.queue.push(SYNC);
   }
 
@@ -67,13 +98,13 @@ export class ResponseTracker {
 
   /** `approvalId`: this execution was approved on its own (a prepared statement run again). */
   bind(portal: string, statement: string, parameters: Buffer, approvalId?: string): void {
-    const p = this.prepared.get(statement);
-    if (p) this.portals.set(portal, approvalId ? { ...p, parameters, approvalId } : { ...p, parameters });
+    const decision = this.prepared.get(statement);
+    if (decision) this.portals.set(portal, { decision, parameters, approvalId });
   }
 
   execute(portal: string): void {
     const p = this.portals.get(portal);
-    if (p) this.queue.push({ ...p, protocol: 'extended', startedAt: this.now() });
+    if (p) this.queue.push(tracked(p.decision, 'extended', this.now(), p.parameters, p.approvalId));
   }
 
   sync(): void {
