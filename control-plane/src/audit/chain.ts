@@ -7,6 +7,8 @@
 // hex digits. It is the same text versions before the protobuf events
 // stored, so their chains verify unchanged.
 import { createHash } from 'node:crypto';
+import type { AuditEvent } from '@warden/proto';
+import { eventRecord } from '@warden/proto/audit';
 
 /** Where every chain starts. */
 export const GENESIS = '0'.repeat(64);
@@ -20,6 +22,9 @@ export function canonicalJson(value: unknown): string {
     .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
   return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(',')}}`;
 }
+
+/** What is stored of an event and hashed: its JSON form as canonical JSON. */
+export const eventBody = (e: AuditEvent): string => canonicalJson(eventRecord(e));
 
 export const sha256 = (text: string) => createHash('sha256').update(text, 'utf8').digest('hex');
 
