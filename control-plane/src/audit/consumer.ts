@@ -5,7 +5,7 @@
 // out by the client's reconnects; anything worse (the stream or consumer gone,
 // the connection closed) restarts the whole setup after a backoff.
 import { setTimeout as sleep } from 'node:timers/promises';
-import { AckPolicy, ConsumerEvents, DeliverPolicy, connect, nanos, type JsMsg, type NatsConnection } from 'nats';
+import { AckPolicy, DeliverPolicy, connect, nanos, type Consumer, type JetStreamManager, type JsMsg, type NatsConnection } from 'nats';
 import { AuditBatch, Backoff, type AuditEvent } from '@warden/proto';
 import { AUDIT_CONSUMER, AUDIT_STREAM, AUDIT_SUBJECTS, ensureAuditStream, eventFromRecord } from '@warden/proto/audit';
 import type { Logger } from 'pino';
@@ -18,6 +18,14 @@ export interface AuditConsumerOptions {
   log: Logger;
   /** Events stored per transaction, about (whole messages are taken; at least one). Default 1024. */
   batchSize?: number;
+  /**
+   * Messages held at once, received and not yet acknowledged: what bounds the
+   * consumer's memory whatever the backlog (gateways' messages are at most
+   * 512 KiB, mostly far less). Default 256.
+   */
+  maxHeldMessages?: number;
+  /** Another stream and durable consumer than the gateways' (tests); the stream must exist. */
+  stream?: { name: string; consumer: string; subjects: string };
 }
 
 /**
@@ -48,21 +56,38 @@ export function messageEvents(data: Uint8Array): Array<AuditEvent | undefined> {
 
 const isNotFound = (err: unknown) => /not found/i.test((err as Error)?.message ?? '');
 
+/**
+ * How long JetStream waits for the acknowledgement of a delivered message
+ * before it delivers it again. A message is acknowledged once its transaction
+ * committed, and at most maxHeldMessages wait for that, so this only has to
+ * outlast a few slow transactions; too short, and a slow store receives the
+ * same events again and again.
+ */
+const ACK_WAIT_MS = 120_000;
+
 export class AuditConsumer {
   private readonly abort = new AbortController();
   private nc?: NatsConnection;
   private running?: Promise<void>;
   private stopCurrent?: () => void;
-  /** Events stored since start (for tests and logs). */
+  private readonly stream: { name: string; consumer: string; subjects: string };
+  readonly maxHeldMessages: number;
+  /** Events stored since start, and events received again that were stored before (for tests and logs). */
   stored = 0;
+  duplicates = 0;
+  /** Messages held at once, at most since start: never above maxHeldMessages. */
+  peakHeld = 0;
 
-  constructor(private readonly opts: AuditConsumerOptions) {}
+  constructor(private readonly opts: AuditConsumerOptions) {
+    this.stream = opts.stream ?? { name: AUDIT_STREAM, consumer: AUDIT_CONSUMER, subjects: AUDIT_SUBJECTS };
+    this.maxHeldMessages = Math.max(1, opts.maxHeldMessages ?? 256);
+  }
 
   start(): void {
     this.running ??= this.loop();
   }
 
-  /** Stops pulling, lets the batch in hand be stored and acknowledged (a few seconds at most), then disconnects. */
+  /** Stops fetching, lets the messages in hand be stored and acknowledged (a few seconds at most), then disconnects. */
   async stop(): Promise<void> {
     this.abort.abort();
     this.stopCurrent?.();
@@ -104,16 +129,12 @@ export class AuditConsumer {
     })().catch(() => {});
     try {
       const jsm = await nc.jetstreamManager();
-      await ensureAuditStream(jsm);
+      if (!this.opts.stream) await ensureAuditStream(jsm);
       await this.ensureConsumer(jsm);
-      const consumer = await nc.jetstream().consumers.get(AUDIT_STREAM, AUDIT_CONSUMER);
-      // Short pulls: a pull request lost while JetStream was still recovering after a restart is replaced within seconds.
-      const messages = await consumer.consume({ max_messages: 256, expires: 5_000 });
-      this.stopCurrent = () => messages.stop();
-      this.opts.log.info({ url: this.opts.url, stream: AUDIT_STREAM, consumer: AUDIT_CONSUMER }, 'consuming audit events from NATS');
+      const consumer = await nc.jetstream().consumers.get(this.stream.name, this.stream.consumer);
+      this.opts.log.info({ url: this.opts.url, stream: this.stream.name, consumer: this.stream.consumer }, 'consuming audit events from NATS');
       onHealthy();
-      void this.watch(messages.status(), () => messages.stop());
-      await this.drain(messages);
+      await this.drain(consumer);
     } finally {
       this.stopCurrent = undefined;
       // Acks are plain publishes: make sure the last ones left before closing.
@@ -122,47 +143,38 @@ export class AuditConsumer {
     }
   }
 
-  private async ensureConsumer(jsm: Awaited<ReturnType<NatsConnection['jetstreamManager']>>): Promise<void> {
+  private async ensureConsumer(jsm: JetStreamManager): Promise<void> {
+    const wanted = { ack_wait: nanos(ACK_WAIT_MS), max_ack_pending: 4096 };
     try {
-      await jsm.consumers.info(AUDIT_STREAM, AUDIT_CONSUMER);
+      const info = await jsm.consumers.info(this.stream.name, this.stream.consumer);
+      // Consumers made by versions before this one redelivered after 15 s.
+      if ((info.config.ack_wait ?? 0) < wanted.ack_wait) await jsm.consumers.update(this.stream.name, this.stream.consumer, wanted);
     } catch (err) {
       if (!isNotFound(err)) throw err;
-      await jsm.consumers.add(AUDIT_STREAM, {
-        durable_name: AUDIT_CONSUMER,
+      await jsm.consumers.add(this.stream.name, {
+        durable_name: this.stream.consumer,
         ack_policy: AckPolicy.Explicit,
         deliver_policy: DeliverPolicy.All,
-        filter_subject: AUDIT_SUBJECTS,
-        // Messages the server sent to a consumer that then stopped come back after this;
-        // a batch transaction takes far less.
-        ack_wait: nanos(15_000),
-        max_ack_pending: 4096,
+        filter_subject: this.stream.subjects,
+        // Room for several control planes, each holding at most maxHeldMessages.
+        ...wanted,
       });
     }
   }
 
-  /** The stream or consumer vanished (e.g. NATS came back without its store): start over, which recreates them. */
-  private async watch(status: Promise<AsyncIterable<{ type: string }>>, restart: () => void): Promise<void> {
-    try {
-      for await (const s of await status) {
-        if (s.type === ConsumerEvents.ConsumerNotFound || s.type === ConsumerEvents.StreamNotFound || s.type === ConsumerEvents.ConsumerDeleted) {
-          this.opts.log.warn({ event: s.type }, 'the audit stream or consumer disappeared; setting it up again');
-          restart();
-          return;
-        }
-      }
-    } catch {
-      // The iterator ends with the messages.
-    }
-  }
-
   /**
-   * Stores messages as they come: while one transaction runs, the next
+   * Fetches messages while fewer than maxHeldMessages are held, and stores them as they come: while one transaction runs, the next
    * messages queue up and go into the following one, so a burst costs few
-   * transactions and a lone message waits for none.
+   * transactions and a lone message waits for none. A message is held from
+   * its delivery until it is acknowledged (or refused) after its
+   * transaction, so however long the backlog, memory stays bounded and
+   * JetStream never sees a message wait long enough to deliver it again.
    */
-  private async drain(messages: AsyncIterable<JsMsg>): Promise<void> {
+  private async drain(consumer: Consumer): Promise<void> {
     const max = this.opts.batchSize ?? 1024;
     const queue: Received[] = [];
+    let held = 0;
+    let progress: (() => void) | undefined;
     // Messages up to about `max` events.
     const take = () => {
       let n = 0;
@@ -173,20 +185,50 @@ export class AuditConsumer {
       return queue.splice(0, n);
     };
     let storing: Promise<void> | undefined;
+    let failed: unknown;
     const kick = () => {
       if (storing) return;
       storing = (async () => {
-        while (queue.length > 0) await this.store(take());
-      })().finally(() => {
-        storing = undefined;
-        if (queue.length > 0) kick();
-      });
+        while (queue.length > 0) {
+          const batch = take();
+          await this.store(batch);
+          held -= batch.length;
+          progress?.();
+        }
+      })()
+        .catch((err) => (failed = err))
+        .finally(() => {
+          storing = undefined;
+          progress?.();
+          if (queue.length > 0 && failed === undefined) kick();
+        });
     };
-    for await (const m of messages) {
-      queue.push({ msg: m, events: messageEvents(m.data) });
-      kick();
+    const signal = this.abort.signal;
+    while (!signal.aborted && failed === undefined) {
+      // Fetch again once half the room is free: one batch is stored while the next arrives.
+      if (held > this.maxHeldMessages / 2) {
+        await new Promise<void>((resolve) => (progress = resolve));
+        progress = undefined;
+        continue;
+      }
+      // Short pulls: a pull request lost while JetStream was still recovering after a restart is replaced within seconds.
+      const messages = await consumer.fetch({ max_messages: this.maxHeldMessages - held, expires: 5_000 });
+      this.stopCurrent = () => messages.stop();
+      for await (const m of messages) {
+        held++;
+        this.peakHeld = Math.max(this.peakHeld, held);
+        queue.push({ msg: m, events: messageEvents(m.data) });
+        kick();
+      }
+      // The stream or consumer vanished (e.g. NATS came back without its store): start over, which recreates them.
+      const err = await messages.closed();
+      if (err) {
+        await storing;
+        throw err;
+      }
     }
     await storing;
+    if (failed !== undefined) throw failed;
   }
 
   private async store(batch: Received[]): Promise<void> {
@@ -194,6 +236,7 @@ export class AuditConsumer {
     try {
       const r = await this.opts.ingest(events);
       this.stored += r.stored;
+      this.duplicates += r.duplicates;
     } catch (err) {
       // Not stored: let JetStream deliver them again a little later.
       this.opts.log.warn({ err, events: events.length }, 'storing audit events failed; they will be redelivered');
