@@ -71,24 +71,14 @@ export interface RecordHead {
  */
 export function recordHead(buf: Buffer, start: number, end: number): RecordHead | undefined {
   const head: RecordHead = { id: '', resource: '', identity: '', authFailure: false };
-  let at = start;
-  const varint = (): number => {
-    let value = 0;
-    for (let shift = 0; shift < 64; shift += 7) {
-      if (at >= end) return -1;
-      const byte = buf[at++]!;
-      if (shift < 35) value += (byte & 0x7f) * 2 ** shift;
-      if (byte < 0x80) return value;
-    }
-    return -1;
-  };
+  at = start;
   while (at < end) {
-    const key = varint();
+    const key = varint(buf, end);
     if (key < 0) return undefined;
     const field = Math.floor(key / 8);
     switch (key & 7) {
       case WIRE_VARINT:
-        if (varint() < 0) return undefined;
+        if (varint(buf, end) < 0) return undefined;
         break;
       case WIRE_I64:
         at += 8;
@@ -97,7 +87,7 @@ export function recordHead(buf: Buffer, start: number, end: number): RecordHead 
         at += 4;
         break;
       case WIRE_LEN: {
-        const length = varint();
+        const length = varint(buf, end);
         if (length < 0 || at + length > end) return undefined;
         if (field === ID) head.id = buf.toString('utf8', at, at + length);
         else if (field === IDENTITY) head.identity = buf.toString('utf8', at, at + length);
@@ -111,4 +101,19 @@ export function recordHead(buf: Buffer, start: number, end: number): RecordHead 
     }
   }
   return at === end && head.id ? head : undefined;
+}
+
+/** recordHead's read position: a module variable rather than a closure made per record. */
+let at = 0;
+
+/** The varint at `at` (moving past it), or -1 when it runs past `end`; values beyond 2^35 are not exact (lengths never are). */
+function varint(buf: Buffer, end: number): number {
+  let value = 0;
+  for (let shift = 0; shift < 64; shift += 7) {
+    if (at >= end) return -1;
+    const byte = buf[at++]!;
+    if (shift < 35) value += (byte & 0x7f) * 2 ** shift;
+    if (byte < 0x80) return value;
+  }
+  return -1;
 }
