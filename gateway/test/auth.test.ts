@@ -14,6 +14,7 @@ import {
   type TokenVerifierOptions,
   type VerifiedToken,
 } from '../src/auth/index.js';
+import { MAX_ENTRIES, VerifiedTokenCache, type Verification } from '../src/auth/cache.js';
 
 // ---------------------------------------------------------------------------
 // Keys, a JWKS / discovery server, and token helpers.
@@ -538,6 +539,85 @@ describe('TokenVerifier: keys', () => {
     const snap = snapshot({ issuers: [issuer({ name: 'local', issuerUrl: ISS_LOCAL, jwksJson: '{not json' })] });
     const { verifier } = verifierFor(snap);
     await expectRefused(verifier, await sign(inlineA, { iss: ISS_LOCAL }), 'keys_unavailable', 'inline JWKS of issuer "local"');
+  });
+});
+
+describe('TokenVerifier: cache of verified tokens', () => {
+  it('checks the same token bytes once, and again once the token has expired', async () => {
+    let clock = Date.now();
+    const { verifier } = verifierFor(snapshot(), { now: () => clock });
+    const exp = nowSec() + 300;
+    const token = await sign(ec, { iss: ISS_EC, sub: 'svc-a', exp });
+    const first = await verifier.verify(token);
+    // The same result object: no second signature check.
+    expect(await verifier.verify(token)).toBe(first);
+    expect(await verifier.verify(` ${token}\n`)).toBe(first);
+    clock = exp * 1000;
+    const again = await verifier.verify(token);
+    expect(again).not.toBe(first);
+    expect(again.claims).toEqual(first.claims);
+  });
+
+  it('checks other bytes in full while a token is cached', async () => {
+    const { verifier } = verifierFor();
+    const token = await sign(rsa);
+    await verifier.verify(token);
+    const [h, p, s] = token.split('.') as [string, string, string];
+    const i = Math.floor(s.length / 2);
+    const tampered = `${h}.${p}.${s.slice(0, i)}${s[i] === 'A' ? 'B' : 'A'}${s.slice(i + 1)}`;
+    await expectRefused(verifier, tampered, 'signature', 'does not verify');
+    const otherClaims = `${h}.${b64json({ iss: ISS_RSA(), aud: 'warden', sub: 'repo:acme/admin', exp: nowSec() + 600 })}.${s}`;
+    await expectRefused(verifier, otherClaims, 'signature', 'does not verify');
+  });
+
+  it('checks every token afresh after a configuration change', async () => {
+    const { verifier } = verifierFor();
+    const token = await sign(ec, { iss: ISS_EC, aud: 'db', sub: 'svc-a' });
+    await verifier.verify(token);
+    const next = snapshot({ version: 2 });
+    next.issuers[1] = { ...next.issuers[1]!, audiences: ['warden'] };
+    verifier.update(compileAuthConfig(next));
+    await expectRefused(verifier, token, 'audience', 'accepts "warden"');
+  });
+
+  it('does not keep a verification that began under the previous configuration', async () => {
+    routes.set('/rot/jwks', json(jwks(rotA)));
+    const { verifier } = verifierFor();
+    const rotToken = await sign(rotA, { iss: ISS_ROT() });
+    // The key set is fetched over HTTP: the update lands while the check waits for it.
+    const pending = verifier.verify(rotToken);
+    const next = snapshot({ version: 2 });
+    next.issuers[3] = { ...next.issuers[3]!, audiences: ['elsewhere'] };
+    verifier.update(compileAuthConfig(next));
+    await expect(pending).resolves.toBeDefined();
+    await expectRefused(verifier, rotToken, 'audience', 'accepts "elsewhere"');
+  });
+
+  it('stops accepting a cached token once its key is withdrawn from the JWKS', async () => {
+    routes.set('/rot/jwks', json(jwks(rotA)));
+    const { verifier } = verifierFor(snapshot(), { cooldownMs: 0 });
+    const old = await sign(rotA, { iss: ISS_ROT() });
+    await verifier.verify(old);
+    await verifier.verify(old);
+    routes.set('/rot/jwks', json(jwks(rotB)));
+    await verifier.verify(await sign(rotB, { iss: ISS_ROT() })); // refetch on the unknown kid
+    await expectRefused(verifier, old, 'unknown_key', 'key id "rot-a"');
+  });
+
+  it('keeps at most MAX_ENTRIES tokens, dropping the oldest, and none without a future exp', () => {
+    let clock = 1_000_000;
+    const cache = new VerifiedTokenCache(() => clock);
+    const entry = (exp: unknown) => ({ verified: { claims: { exp } } }) as unknown as Verification;
+    cache.set('no-exp', entry(undefined));
+    cache.set('expired', entry(clock / 1000));
+    expect(cache.size).toBe(0);
+    for (let i = 0; i <= MAX_ENTRIES; i++) cache.set(`t${i}`, entry(clock / 1000 + 60));
+    expect(cache.size).toBe(MAX_ENTRIES);
+    expect(cache.get('t0')).toBeUndefined();
+    expect(cache.get('t1')).toBeDefined();
+    expect(cache.get(`t${MAX_ENTRIES}`)).toBeDefined();
+    clock += 60_000;
+    expect(cache.get('t1')).toBeUndefined();
   });
 });
 

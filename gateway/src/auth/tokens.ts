@@ -7,8 +7,9 @@
 // the issuer; nothing from them is trusted before jwtVerify succeeds.
 
 import { decodeJwt, decodeProtectedHeader, errors as joseErrors, jwtVerify } from 'jose';
-import type { JWTPayload, JWTVerifyOptions, ProtectedHeaderParameters } from 'jose';
+import type { JWTHeaderParameters, JWTPayload, JWTVerifyGetKey, JWTVerifyOptions, ProtectedHeaderParameters } from 'jose';
 import { Snapshot, type Issuer } from '@warden/proto';
+import { VerifiedTokenCache, type Verification } from './cache.js';
 import type { AuthConfig, CompiledIssuer } from './config.js';
 import { compileAuthConfig } from './config.js';
 import { AuthError, KeysUnavailableError } from './errors.js';
@@ -25,6 +26,8 @@ export interface TokenVerifierOptions extends KeySourceOptions {
   clockToleranceSec?: number;
   /** Longest accepted token, in characters. Default 32768. */
   maxTokenLength?: number;
+  /** Clock for the cache of verified tokens, ms (tests). Default Date.now. */
+  now?: () => number;
 }
 
 const BASE64URL = /^[A-Za-z0-9_-]*$/;
@@ -66,9 +69,13 @@ export class TokenVerifier {
   private readonly keys: KeySources;
   private readonly clockToleranceSec: number;
   private readonly maxTokenLength: number;
+  private readonly verified: VerifiedTokenCache;
+  /** Counts update() calls: a verification that began under older settings is not cached. */
+  private generation = 0;
 
   constructor(options: TokenVerifierOptions = {}) {
     this.keys = new KeySources(options);
+    this.verified = new VerifiedTokenCache(options.now);
     this.clockToleranceSec = options.clockToleranceSec ?? 30;
     this.maxTokenLength = options.maxTokenLength ?? 32_768;
     if (!(this.clockToleranceSec >= 0)) throw new TypeError('clockToleranceSec must be a non-negative number');
@@ -79,6 +86,9 @@ export class TokenVerifier {
   update(config: AuthConfig): void {
     this.keys.update([...config.issuersByUrl.values()].map((c) => c.issuer));
     this.config = config;
+    // Issuers, audiences or algorithms may have changed: every token is checked afresh.
+    this.verified.clear();
+    this.generation++;
   }
 
   /**
@@ -86,14 +96,23 @@ export class TokenVerifier {
    * message is meant for the client and never contains the token.
    */
   async verify(token: string | null | undefined): Promise<VerifiedToken> {
+    const trimmed = typeof token === 'string' ? token.trim() : '';
+    const cached = trimmed ? this.verified.get(trimmed) : undefined;
+    if (cached) {
+      if (await stillServes(cached)) return cached.verified;
+      this.verified.delete(trimmed);
+    }
+    const generation = this.generation;
     try {
-      return await this.verifyToken(token);
+      const verification = await this.verifyToken(token);
+      if (generation === this.generation) this.verified.set(trimmed, verification);
+      return verification.verified;
     } catch (err) {
       throw scrub(err instanceof AuthError ? err : unexpected(err), token);
     }
   }
 
-  private async verifyToken(password: string | null | undefined): Promise<VerifiedToken> {
+  private async verifyToken(password: string | null | undefined): Promise<Verification> {
     if (typeof password !== 'string' || password.trim() === '') {
       throw new AuthError('no_token', 'no token: send your OIDC token as the password');
     }
@@ -164,13 +183,19 @@ export class TokenVerifier {
       requiredClaims: ['exp'],
     };
     const source = this.keys.get(compiled.issuer);
-    let payload: JWTPayload;
     try {
-      payload = await verifyWith(token, source, options);
+      const { payload, key } = await verifyWith(token, source, options);
+      const [protectedHeader, encodedPayload, signature] = parts as [string, string, string];
+      return {
+        verified: { issuer: compiled.issuer, claims: payload },
+        source,
+        header: header as JWTHeaderParameters,
+        input: { protected: protectedHeader, payload: encodedPayload, signature },
+        key,
+      };
     } catch (err) {
       throw this.explain(err, compiled, source, header, claims);
     }
-    return { issuer: compiled.issuer, claims: payload };
   }
 
   private untrustedIssuer(iss: string): AuthError {
@@ -301,23 +326,42 @@ export class TokenVerifier {
 }
 
 /**
- * jwtVerify with the issuer's key source. When the key set holds several keys
- * that fit the token (no `kid`, or keys sharing one), each is tried in turn.
+ * jwtVerify with the issuer's key source, and the key that verified. When the
+ * key set holds several keys that fit the token (no `kid`, or keys sharing
+ * one), each is tried in turn.
  */
-async function verifyWith(token: string, source: KeySource, options: JWTVerifyOptions): Promise<JWTPayload> {
+async function verifyWith(token: string, source: KeySource, options: JWTVerifyOptions): Promise<{ payload: JWTPayload; key: unknown }> {
+  let key: unknown;
+  const getKey: JWTVerifyGetKey = async (header, input) => (key = await source.getKey(header, input));
   try {
-    return (await jwtVerify(token, source.getKey, options)).payload;
+    return { payload: (await jwtVerify(token, getKey, options)).payload, key };
   } catch (err) {
     if (!(err instanceof joseErrors.JWKSMultipleMatchingKeys)) throw err;
-    for await (const key of err) {
+    for await (const candidate of err) {
       try {
-        return (await jwtVerify(token, key, options)).payload;
+        return { payload: (await jwtVerify(token, candidate, options)).payload, key: candidate };
       } catch (inner) {
         if (inner instanceof joseErrors.JWSSignatureVerificationFailed) continue;
         throw inner;
       }
     }
     throw new joseErrors.JWSSignatureVerificationFailed();
+  }
+}
+
+/**
+ * Whether a cached verification still holds: the issuer's key source still
+ * gives the very key that verified it. A refetched key set (rotation, its
+ * cache age passed) gives new key objects, so the token is verified afresh
+ * and a withdrawn key fails as it would without the cache.
+ */
+async function stillServes(v: Verification): Promise<boolean> {
+  try {
+    return (await v.source.getKey(v.header, v.input)) === v.key;
+  } catch (err) {
+    if (!(err instanceof joseErrors.JWKSMultipleMatchingKeys)) return false;
+    for await (const candidate of err) if (candidate === v.key) return true;
+    return false;
   }
 }
 
