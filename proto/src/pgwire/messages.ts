@@ -143,19 +143,41 @@ export function parseNegotiateProtocolVersion(body: Buffer): { version: number; 
   return { version: body.readInt32BE(0), unknownOptions };
 }
 
+/** Throws ProtocolError unless `size` bytes are left at `pos` of a Bind. */
+function need(rest: Buffer, pos: number, size: number): void {
+  if (pos + size > rest.length) throw new ProtocolError('truncated Bind message');
+}
+
+/** A count inside a Bind: int16, not negative. */
+function bindCount(rest: Buffer, pos: number): number {
+  need(rest, pos, 2);
+  const n = rest.readInt16BE(pos);
+  if (n < 0) throw new ProtocolError(`negative count ${n} in a Bind message`);
+  return n;
+}
+
+/** A parameter value's length inside a Bind (-1: NULL), checked against what is left of the message. */
+function bindLength(rest: Buffer, pos: number): number {
+  need(rest, pos, 4);
+  const len = rest.readInt32BE(pos);
+  need(rest, pos + 4, Math.max(len, 0));
+  return len;
+}
+
 /** Where a Bind's result-format codes start, in the bytes after its portal and statement names. */
 export function bindResultsOffset(rest: Buffer): number {
-  let pos = 2 + 2 * rest.readInt16BE(0);
-  const n = rest.readInt16BE(pos);
+  let pos = 2 + 2 * bindCount(rest, 0);
+  const n = bindCount(rest, pos);
   pos += 2;
-  for (let i = 0; i < n; i++) pos += 4 + Math.max(rest.readInt32BE(pos), 0);
+  for (let i = 0; i < n; i++) pos += 4 + Math.max(bindLength(rest, pos), 0);
   return pos;
 }
 
 /** A Bind's result-format codes (from the bytes after its names): one for every column, one per column, or none (all text). */
 export function bindResultFormats(rest: Buffer): number[] {
   let pos = bindResultsOffset(rest);
-  const n = rest.readInt16BE(pos);
+  const n = bindCount(rest, pos);
+  need(rest, pos + 2, 2 * n);
   const out: number[] = [];
   for (let i = 0; i < n; i++) out.push(rest.readInt16BE((pos += 2)));
   return out;
@@ -173,15 +195,16 @@ const MAX_SHOWN = 1024;
  */
 export function decodeParameters(bind: Buffer, opts: { redact?: boolean } = {}): Array<string | null> {
   let pos = 0;
-  const nFormats = bind.readInt16BE(pos);
+  const nFormats = bindCount(bind, pos);
   pos += 2;
+  need(bind, pos, 2 * nFormats);
   const formats: number[] = [];
   for (let i = 0; i < nFormats; i++, pos += 2) formats.push(bind.readInt16BE(pos));
-  const n = bind.readInt16BE(pos);
+  const n = bindCount(bind, pos);
   pos += 2;
   const values: Array<string | null> = [];
   for (let i = 0; i < n; i++) {
-    const len = bind.readInt32BE(pos);
+    const len = bindLength(bind, pos);
     pos += 4;
     if (len < 0) {
       values.push(null);
