@@ -40,6 +40,8 @@ export interface GatewayOptions {
   audit: AuditSink;
   /** How Bind parameters are recorded in the audit trail (default full). */
   parameterRecording?: ParameterRecording;
+  /** Where the last configuration is kept, to serve from it when restarted while the control plane is away. */
+  configCache?: string;
 }
 
 export interface RunningGateway {
@@ -108,7 +110,7 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
   const advertise = opts.tunnelAdvertise ?? opts.tunnelListen.replace(/:0$/, `:${tunnelPort}`);
 
   const cpClient = new ControlPlaneServiceClient(opts.controlPlane, channelCredentials({ ca: opts.controlPlaneCa }), keepaliveOptions);
-  const watch = new ConfigWatch(cpClient, opts.gatewayToken, { gatewayId: opts.id, tunnelAddress: advertise }, log.child({ component: 'config' }));
+  const watch = new ConfigWatch(cpClient, opts.gatewayToken, { gatewayId: opts.id, tunnelAddress: advertise }, log.child({ component: 'config' }), opts.configCache);
   watch.onUpdate(onSnapshot);
   watch.start();
   // One decision stream for the gateway: a decision made anywhere reaches the session holding the statement.

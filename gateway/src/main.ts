@@ -1,6 +1,7 @@
 // `warden-gateway`: the public Postgres endpoint.
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
+import { join } from 'node:path';
 import { CliCommand, makeOption, packageVersion, parseCommandLine, withConventions } from '@warden/proto/cli';
 import { createLogger } from '@warden/proto/log';
 import { createAuditSink } from './audit/sink.js';
@@ -100,6 +101,7 @@ try {
     tunnelTls: pair(v.tunnelTlsCert, v.tunnelTlsKey),
     local: v.local === true,
     parameterRecording: v.recordParameters,
+    configCache: join(v.dataDir || DEFAULT_DATA_DIR, 'config.snapshot'),
     log,
     audit,
   });

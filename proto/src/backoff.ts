@@ -9,7 +9,9 @@ export interface BackoffOptions {
   capMs: number;
 }
 
-export const DEFAULT_BACKOFF: BackoffOptions = { baseMs: 250, capMs: 15_000 };
+// The cap bounds how long a process takes to notice that the control plane
+// (or a gateway) is back: at most 2 s, whatever the length of the outage.
+export const DEFAULT_BACKOFF: BackoffOptions = { baseMs: 250, capMs: 2_000 };
 
 export function backoffDelay(attempt: number, opts: BackoffOptions = DEFAULT_BACKOFF, random: () => number = Math.random): number {
   const ceiling = Math.min(opts.capMs, opts.baseMs * 2 ** Math.min(attempt, 30));

@@ -196,9 +196,10 @@ export async function makeCertificates(dir: string): Promise<{ ca: string; cert:
 }
 
 /** Starts one more gateway process against a running stack's control plane. */
-export async function startExtraGateway(stack: Stack, id: string, args: string[] = []) {
-  const port = await freePort();
-  const tunnel = await freePort();
+/** Another gateway on the stack's control plane; `at` gives its ports and the control plane it dials (to restart it in place, or cut off). */
+export async function startExtraGateway(stack: Stack, id: string, args: string[] = [], at: { port?: number; tunnel?: number; controlPlane?: string } = {}) {
+  const port = at.port ?? (await freePort());
+  const tunnel = at.tunnel ?? (await freePort());
   const child = spawn(
     process.execPath,
     [
@@ -206,7 +207,7 @@ export async function startExtraGateway(stack: Stack, id: string, args: string[]
       '--id', id,
       '--listen', `127.0.0.1:${port}`,
       '--tunnel-listen', `127.0.0.1:${tunnel}`,
-      '--control-plane', stack.controlPlane,
+      '--control-plane', at.controlPlane ?? stack.controlPlane,
       '--data-dir', join(stack.dataDir, id),
       ...args,
     ],
@@ -218,6 +219,7 @@ export async function startExtraGateway(stack: Stack, id: string, args: string[]
   const exited = new Promise((r) => child.once('exit', r));
   return {
     port,
+    tunnel,
     pid: child.pid!,
     output: () => output,
     async stop() {
