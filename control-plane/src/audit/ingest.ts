@@ -69,7 +69,7 @@ export async function ingestEvents(ctx: AuditContext, raw: ReadonlyArray<AuditEv
     const now = ctx.now();
     const today = dayOf(now);
     const sessions = await lockSessions(trx, bySession, now);
-    const rows: EventRow[] = failures.map((e) => ({ ...eventColumns(e), body: eventBody(e), prev_hash: null, hash: null, day: today }));
+    const rows = failures.map((e) => eventRow(e, today));
     const plans = [...sessions.values()].map((s) => planChain(s, bySession.get(s.session_id)!, rows));
     const inserted = new Set((await query<{ id: string }>(trx, INSERT_EVENTS, [json(rows)])).map((r) => r.id));
     result.stored += inserted.size;
@@ -145,6 +145,16 @@ const UPDATE_SESSIONS = `update audit_sessions s set
 
 // ---------------------------------------------------------------- steps
 
+/** Added to the columns' object rather than spread into a new one: this runs for every event. */
+function eventRow(e: AuditEvent, day: string | null): EventRow {
+  const row = eventColumns(e) as EventRow;
+  row.body = eventBody(e);
+  row.prev_hash = null;
+  row.hash = null;
+  row.day = day;
+  return row;
+}
+
 /** The batch's sessions, locked; those seen for the first time are created. */
 async function lockSessions(trx: AuditTrx, bySession: Map<string, AuditEvent[]>, now: Date): Promise<Map<string, SessionRow>> {
   const out = new Map<string, SessionRow>();
@@ -187,7 +197,7 @@ function planChain(s: SessionRow, events: AuditEvent[], rows: EventRow[]): Chain
   let linking = !waiting;
   const sorted = [...events].sort((a, b) => a.seq - b.seq);
   for (const e of sorted) {
-    const row: EventRow = { ...eventColumns(e), body: eventBody(e), prev_hash: null, hash: null, day: null };
+    const row = eventRow(e, null);
     rows.push(row);
     if (!linking || e.seq <= chain.linked_seq) continue; // a re-sent event, stored and linked before
     if (e.seq !== chain.linked_seq + 1) {
