@@ -104,8 +104,9 @@ const LONE_SURROGATE = /(?<!\\)((?:\\\\)*)\\ud[89a-f][0-9a-f]{2}/g;
 const SESSION_COLUMNS = `session_id, gateway, identity, resource, agent, started_at, ended_at, client_address, application_name,
   end_reason, events, statements, refused, errors, end_seq, linked_seq, head_hash, last_event_at, sealed_day, sealed_seq, sealed_hash`;
 
+const SELECT_SESSIONS = `select ${SESSION_COLUMNS} from audit_sessions where session_id = any($1::text[]) order by session_id`;
 // Locks in session id order, so two control planes never wait on each other's locks in a cycle.
-const LOCK_SESSIONS = `select ${SESSION_COLUMNS} from audit_sessions where session_id = any($1::text[]) order by session_id for update`;
+const LOCK_SESSIONS = `${SELECT_SESSIONS} for update`;
 
 const INSERT_SESSIONS = `insert into audit_sessions (session_id, gateway, identity, resource, agent, started_at, head_hash, last_event_at)
   select session_id, gateway, identity, resource, agent, started_at, '${GENESIS}', last_event_at
@@ -160,7 +161,9 @@ async function lockSessions(trx: AuditTrx, bySession: Map<string, AuditEvent[]>,
   const out = new Map<string, SessionRow>();
   if (bySession.size === 0) return out;
   const ids = [...bySession.keys()].sort();
-  for (const s of await query<SessionRow>(trx, LOCK_SESSIONS, [ids])) out.set(s.session_id, s);
+  // PGlite's single session runs one transaction at a time: nothing to lock against.
+  const lock = (trx.getExecutor().adapter as { singleSession?: boolean }).singleSession ? SELECT_SESSIONS : LOCK_SESSIONS;
+  for (const s of await query<SessionRow>(trx, lock, [ids])) out.set(s.session_id, s);
   const fresh = ids.filter((id) => !out.has(id));
   if (fresh.length === 0) return out;
   const rows = fresh.map((id) => {
@@ -171,7 +174,7 @@ async function lockSessions(trx: AuditTrx, bySession: Map<string, AuditEvent[]>,
   for (const s of await query<SessionRow>(trx, INSERT_SESSIONS, [json(rows)])) out.set(s.session_id, s);
   // Created meanwhile by another control plane's transaction, which has committed by now.
   const raced = fresh.filter((id) => !out.has(id));
-  if (raced.length > 0) for (const s of await query<SessionRow>(trx, LOCK_SESSIONS, [raced])) out.set(s.session_id, s);
+  if (raced.length > 0) for (const s of await query<SessionRow>(trx, lock, [raced])) out.set(s.session_id, s);
   return out;
 }
 

@@ -85,10 +85,20 @@ class PGliteDriver implements Driver {
   }
 }
 
+/**
+ * Postgres' adapter, marking the database as PGlite's single session: no
+ * other transaction can run beside one that holds it, so code that locks rows
+ * only against concurrent writers may leave that out (row locks write to the
+ * table and the WAL, which PGlite pays for in the control plane's CPU).
+ */
+export class PGliteAdapter extends PostgresAdapter {
+  readonly singleSession = true;
+}
+
 export class PGliteDialect implements Dialect {
   constructor(private readonly pg: PGlite) {}
   createAdapter() {
-    return new PostgresAdapter();
+    return new PGliteAdapter();
   }
   createDriver() {
     return new PGliteDriver(this.pg);
