@@ -203,6 +203,20 @@ describe('outbox', () => {
     reopened.close();
   });
 
+  it('decodes whole the records an earlier run left, skipping one damaged inside', () => {
+    const dir = tempDir();
+    const box = Outbox.open(dir, log);
+    box.append(statement(0));
+    box.close();
+    // Sound on the outside (id "s1:9", then a statement of 2 bytes), but the statement is no message.
+    const event = Buffer.from([0x0a, 0x04, ...Buffer.from('s1:9'), 0x52, 0x02, 0xff, 0xff]);
+    appendFileSync(join(dir, segments(dir)[0]!), Buffer.from([0x1a, event.length, ...event]));
+    const reopened = Outbox.open(dir, log);
+    reopened.append(statement(1));
+    expect(ids(reopened.read(10))).toEqual(['s1:0', 's1:1']);
+    reopened.close();
+  });
+
   it('takes over an outbox of JSON lines written by an older version: what was not delivered is sent, once', () => {
     const dir = tempDir();
     const line = (seq: number) => `${JSON.stringify(record(seq))}\n`;

@@ -60,8 +60,6 @@ export interface Position {
 
 /** An undelivered record, as read back. */
 export class OutboxEntry {
-  private decoded?: AuditEvent;
-
   constructor(
     /** The record as stored: an AuditBatch holding the event. */
     readonly record: Buffer,
@@ -70,6 +68,7 @@ export class OutboxEntry {
     /** The event's id, resource and identity. */
     readonly head: RecordHead,
     readonly end: Position,
+    private decoded?: AuditEvent,
   ) {}
 
   /** The whole event, decoded when first asked for (the transports do not). */
@@ -112,6 +111,12 @@ export class Outbox {
   private queuedBytes = 0;
   private waitingForWrite: (() => void)[] = [];
   private readonly unlock: () => void;
+  /**
+   * Where this process's own records begin. Those before it, left by an
+   * earlier run, are decoded whole before they are sent (one damaged on disk
+   * would make a whole batch undecodable downstream); our own are not.
+   */
+  private readonly ownFrom: Position;
 
   private constructor(
     readonly dir: string,
@@ -132,6 +137,7 @@ export class Outbox {
     this.dropBefore(this.cursor.segment);
     this.fd = openSync(join(dir, segmentName(this.head)), 'a+', 0o600);
     if (!this.sizes.has(this.head)) this.sizes.set(this.head, 0);
+    this.ownFrom = { segment: this.head, offset: this.sizes.get(this.head)! };
     this.timer = setInterval(() => this.sync(), limits.fsyncMs);
     this.timer.unref();
     this.migrateJsonLines();
@@ -250,9 +256,11 @@ export class Outbox {
       }
       const end = { segment: pos.segment, offset: chunkAt + rec.end };
       const head = recordHead(chunk, rec.start, rec.end);
-      if (head) {
+      const earlier = head !== undefined && before(pos, this.ownFrom);
+      const event = earlier ? decodeOrNot(chunk.subarray(rec.start, rec.end)) : undefined;
+      if (head && (!earlier || event)) {
         const record = chunk.subarray(at, rec.end);
-        out.push(new OutboxEntry(record, rec.start - at, head, end));
+        out.push(new OutboxEntry(record, rec.start - at, head, end, event));
         bytes += record.length;
       } else if (out.length === 0) {
         this.log.error({ dir: this.dir, at: end }, 'skipping a corrupt record in the audit outbox');
@@ -467,6 +475,17 @@ export class Outbox {
       for (const fd of this.closeAfterSync.splice(0)) closeSync(fd);
       if (err && !this.closed) this.log.warn({ err }, 'fsync of the audit outbox failed');
     });
+  }
+}
+
+const before = (a: Position, b: Position) => a.segment < b.segment || (a.segment === b.segment && a.offset < b.offset);
+
+/** The event of `bytes`, or undefined when they do not decode. */
+function decodeOrNot(bytes: Buffer): AuditEvent | undefined {
+  try {
+    return AuditEvent.decode(bytes);
+  } catch {
+    return undefined;
   }
 }
 
