@@ -163,9 +163,10 @@ export class AuditConsumer {
   }
 
   /**
-   * Fetches messages while fewer than maxHeldMessages are held, and stores them as they come: while one transaction runs, the next
-   * messages queue up and go into the following one, so a burst costs few
-   * transactions and a lone message waits for none. A message is held from
+   * Fetches messages while fewer than maxHeldMessages are held, and stores
+   * them as they come: while one transaction runs, the next messages queue
+   * up and go into the following one, so a burst costs few transactions and
+   * a lone message waits for none. A message is held from
    * its delivery until it is acknowledged (or refused) after its
    * transaction, so however long the backlog, memory stays bounded and
    * JetStream never sees a message wait long enough to deliver it again.
