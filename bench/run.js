@@ -12,7 +12,8 @@ import { descriptorsNeeded, openFilesLimit, sessionsAllowed } from './lib/limits
 import { natsServerBin } from './lib/nats.js';
 import { startOwnPostgres } from './lib/own-postgres.js';
 import { createMaskingTable, measureMasking, MASK_TABLE } from './lib/masking.js';
-import { directPath } from './lib/paths.js';
+import { measureStartMemory } from './lib/memory.js';
+import { cpuPids, directPath } from './lib/paths.js';
 import { startNodePipe } from './lib/node-pipe.js';
 import { percentile, runPgbench } from './lib/pgbench.js';
 import { PGBOUNCER_INSTALL_HINT, PGBOUNCER_POOL_MODE, startPgbouncer } from './lib/pgbouncer.js';
@@ -89,15 +90,19 @@ async function main() {
     process.stdout.write(USAGE);
     return;
   }
-  for (const tool of ['pgbench', 'psql']) {
-    if (!(await which(tool))) throw new Error(`${tool} not found on PATH (install postgresql-client)`);
+  // --only memory / --only ingest run neither pgbench nor psql.
+  const pathsRun = opts.only === null || opts.only === 'masking';
+  if (pathsRun) {
+    for (const tool of ['pgbench', 'psql']) {
+      if (!(await which(tool))) throw new Error(`${tool} not found on PATH (install postgresql-client)`);
+    }
   }
-  const pgbenchVersion = execFileSync('pgbench', ['--version'], { encoding: 'utf8' }).trim();
+  const pgbenchVersion = pathsRun ? execFileSync('pgbench', ['--version'], { encoding: 'utf8' }).trim() : null;
 
   /** @type {any} */
   const results = {
     benchmark: 'warden',
-    schema: 2,
+    schema: 3,
     timestamp: new Date().toISOString(),
     node: process.version,
     machine: { cores: os.cpus().length, cpuModel: os.cpus()[0]?.model ?? null, memoryBytes: os.totalmem(), kernel: os.release(), loadavgStart: os.loadavg(), loadavgEnd: null },
@@ -118,12 +123,62 @@ async function main() {
     idleMemory: [],
     idleMemoryNote: null,
     masking: null,
+    memory: null,
+    ingest: null,
     targets: [],
   };
 
+  const missing = wardenMissing();
   const info = await serverInfo({ ...SERVER, database: 'postgres' });
   results.postgres = { version: info.version, maxConnections: info.max_connections, superuserReserved: info.reserved };
   log(`PostgreSQL ${info.version}, max_connections=${info.max_connections}; ${os.cpus().length} cores`);
+
+  // ------------------------------------------------------------ memory, audit ingest
+  // First, while nothing else of the bench runs: each starts processes of its own.
+  if (opts.memory && (opts.only === null || opts.only === 'memory')) {
+    if (missing) {
+      results.memory = { error: missing };
+    } else {
+      stopIfInterrupted();
+      log('memory: warden start with its demo database, fresh data dir ...');
+      try {
+        results.memory = await measureStartMemory({ log: (m) => log(`memory: ${m}`) });
+      } catch (err) {
+        if (interrupted) throw err;
+        const msg = err instanceof Error ? err.message : String(err);
+        log(`memory measurement failed: ${msg}`);
+        results.memory = { error: msg };
+      }
+    }
+  }
+  if (opts.ingest && (opts.only === null || opts.only === 'ingest')) {
+    results.ingest = { events: opts.ingestEvents, rows: [] };
+    // Loaded here: the rest of the bench runs without it.
+    const { measureIngest } = await import('./lib/ingest.js');
+    for (const store of /** @type {const} */ (['embedded', 'postgres'])) {
+      stopIfInterrupted();
+      if (missing) {
+        results.ingest.rows.push({ store, error: missing });
+        continue;
+      }
+      try {
+        results.ingest.rows.push(...await measureIngest({
+          events: opts.ingestEvents, stores: [store], server: SERVER, natsUrl: opts.nats ?? undefined, log: (m) => log(`ingest: ${m}`),
+        }));
+        const r = results.ingest.rows.at(-1);
+        log(`ingest: ${store}: ${Math.round(r.eventsPerSecond)} events/s, ${r.cpuMicrosPerEvent.toFixed(1)} µs CPU/event${r.verified ? '' : `, NOT VERIFIED: ${r.detail}`}`);
+      } catch (err) {
+        if (interrupted) throw err;
+        const msg = err instanceof Error ? err.message : String(err);
+        log(`ingest into ${store} failed: ${msg}`);
+        results.ingest.rows.push({ store, error: msg });
+      }
+    }
+  }
+  if (!pathsRun) {
+    await finish(results, opts);
+    return;
+  }
 
   // --only masking: no pgbench runs, so no pgbench tables either.
   const maskingOnly = opts.only === 'masking';
@@ -148,7 +203,6 @@ async function main() {
     ...opts.wardenVariants.map((v) => ({ id: `warden+${v.name}`, args: v.args, topology: 'production' })),
   ];
   const natsBin = opts.nats ? null : await natsServerBin();
-  const missing = wardenMissing();
 
   /**
    * Start every path against `target`: direct, PgBouncer, the Warden chains.
@@ -394,7 +448,8 @@ async function main() {
         n++;
         if (failedPaths.has(p.id)) continue;
         const conn = await p.conn();
-        const before = cpuSnapshot(p.pids);
+        const measured = cpuPids(p);
+        const before = cpuSnapshot(measured);
         let res;
         try {
           res = await runPgbench({ conn, mode: /** @type {'simple'|'prepared'} */ (cfg.mode), clients: cfg.clients, threads: cfg.threads, duration: opts.duration, logDir: cfg.clients === 1 ? logDir : null });
@@ -406,10 +461,10 @@ async function main() {
           log(`${p.id} ${cfg.mode} c${cfg.clients} failed; leaving ${p.id} out from here: ${msg}`);
           continue;
         }
-        const after = cpuSnapshot(p.pids);
+        const after = cpuSnapshot(measured);
         /** @type {Record<string, number | null>} */
         const cpu = {};
-        for (const name of Object.keys(p.pids)) {
+        for (const name of Object.keys(measured)) {
           const a = after[name];
           const b = before[name];
           cpu[name] = a !== null && b !== null ? a - b : null;
@@ -478,6 +533,15 @@ async function main() {
     const entry = results.paths.find((x) => x.id === id);
     if (entry) entry.error = msg;
   }
+  await finish(results, opts);
+}
+
+/**
+ * Targets, the printed report and the JSON file.
+ * @param {any} results
+ * @param {import('./lib/cli.js').Options} opts
+ */
+async function finish(results, opts) {
   results.targets = computeTargets(results);
   results.machine.loadavgEnd = os.loadavg();
 
@@ -505,7 +569,7 @@ function aggregate(runs, paths, failedPaths) {
     for (const p of paths) {
       const mine = runs.filter((r) => r.path === p.id && r.mode === cfg.mode && r.clients === cfg.clients);
       if (!mine.length) {
-        rows.push({ path: p.id, mode: cfg.mode, clients: cfg.clients, tps: null, tpsRatio: null, p50Us: null, p99Us: null, addedP50Us: null, addedP99Us: null, cpuPer10k: null, error: failedPaths.get(p.id) ?? 'no run' });
+        rows.push({ path: p.id, mode: cfg.mode, clients: cfg.clients, tps: null, tpsRatio: null, p50Us: null, p99Us: null, addedP50Us: null, addedP99Us: null, cpuPer10k: null, cpuMicrosPerStatement: null, error: failedPaths.get(p.id) ?? 'no run' });
         continue;
       }
       const tps = mine.reduce((s, r) => s + r.tps, 0) / mine.length;
@@ -522,13 +586,18 @@ function aggregate(runs, paths, failedPaths) {
       }
       /** @type {Record<string, number> | null} */
       let cpuPer10k = null;
-      for (const name of Object.keys(p.pids)) {
+      /** @type {Record<string, number> | null} */
+      let cpuMicrosPerStatement = null;
+      for (const name of Object.keys(cpuPids(p))) {
         const secs = mine.map((r) => r.cpuSeconds[name]);
         if (secs.some((s) => s === null || s === undefined)) continue;
+        const perStatement = secs.reduce((a, b) => a + b, 0) / transactions;
         cpuPer10k ??= {};
-        cpuPer10k[name] = (secs.reduce((a, b) => a + b, 0) / transactions) * 10_000;
+        cpuPer10k[name] = perStatement * 10_000;
+        cpuMicrosPerStatement ??= {};
+        cpuMicrosPerStatement[name] = perStatement * 1e6;
       }
-      rows.push({ path: p.id, mode: cfg.mode, clients: cfg.clients, runs: mine.length, transactions, tps, p50Us: p50, p99Us: p99, cpuPer10k });
+      rows.push({ path: p.id, mode: cfg.mode, clients: cfg.clients, runs: mine.length, transactions, tps, p50Us: p50, p99Us: p99, cpuPer10k, cpuMicrosPerStatement });
     }
   }
   for (const r of rows) {

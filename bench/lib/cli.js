@@ -3,6 +3,8 @@ import { splitArgs } from './util.js';
 
 /** Name of the row with local mode's embedded defaults ("warden+embedded"). */
 export const EMBEDDED_VARIANT = 'embedded';
+/** Steps that `--only` runs alone. */
+const ONLY_STEPS = ['masking', 'memory', 'ingest'];
 
 export const USAGE = `Usage: npm run bench -- [options]
        node bench/run.js [options]
@@ -18,7 +20,8 @@ export const USAGE = `Usage: npm run bench -- [options]
                          When the machine's Postgres cannot take them, the
                          session measurements run on a Postgres cluster of
                          the bench's own (initdb into a temp dir)
-  --setup-conns N        connections opened and closed for the setup rate (default 200)
+  --setup-conns N        connections opened and closed for the setup rate
+                         (default 500, after 10 untimed ones)
   --stream-rows N        rows of 1,000 bytes streamed by COPY (default 1048576, ~1 GB)
   --no-pgbouncer         leave out the PgBouncer rows
   --no-pipe              leave out the node-pipe rows (two bare Node.js relays
@@ -27,8 +30,14 @@ export const USAGE = `Usage: npm run bench -- [options]
   --no-embedded          leave out the "warden+embedded" row (local mode's
                          defaults: PGlite store, audit over IngestAudit)
   --no-masking           leave out the masking measurement
-  --only masking         only the masking measurement: no PgBouncer, no
-                         node-pipe, no session, pgbench or streaming runs
+  --no-memory            leave out the memory of \`warden start\` with its
+                         demo database
+  --no-ingest            leave out the audit ingest rows
+  --only STEP            only one step: masking (no PgBouncer, no node-pipe,
+                         no session, pgbench or streaming runs), memory
+                         (\`warden start\` with the demo database) or ingest
+                         (audit events into the embedded store and Postgres)
+  --ingest-events N      audit events stored per store (default 100000)
   --masking-reps N       timed queries per path and kind in the masking
                          measurement (default 15; --quick: 5)
   --masking-rows N       rows of the masking table (default 100000)
@@ -63,9 +72,12 @@ export const USAGE = `Usage: npm run bench -- [options]
  * @property {boolean} warden
  * @property {boolean} embedded
  * @property {boolean} masking
- * @property {'masking' | null} only
+ * @property {boolean} memory
+ * @property {boolean} ingest
+ * @property {'masking' | 'memory' | 'ingest' | null} only
  * @property {number} maskingReps
  * @property {number} maskingRows
+ * @property {number} ingestEvents
  * @property {string | null} nats
  * @property {string[]} wardenArgs
  * @property {{ name: string, args: string[] }[]} wardenVariants
@@ -88,6 +100,8 @@ export function parseArgs(argv, env = process.env) {
   let warden = true;
   let embedded = true;
   let masking = true;
+  let memory = true;
+  let ingest = true;
   for (let i = 0; i < argv.length; i++) {
     let arg = argv[i];
     let value = null;
@@ -108,11 +122,13 @@ export function parseArgs(argv, env = process.env) {
       case '--no-warden': warden = false; break;
       case '--no-embedded': embedded = false; break;
       case '--no-masking': masking = false; break;
+      case '--no-memory': memory = false; break;
+      case '--no-ingest': ingest = false; break;
       case '-h': case '--help': help = true; break;
       case '--warden-variant': variants.push(parseVariant(take())); break;
       case '--json': case '--duration': case '--rounds': case '--warmup': case '--scale':
       case '--sessions': case '--setup-conns': case '--stream-rows': case '--warden-args': case '--nats':
-      case '--only': case '--masking-reps': case '--masking-rows':
+      case '--only': case '--masking-reps': case '--masking-rows': case '--ingest-events':
         given[arg.slice(2)] = take();
         break;
       default:
@@ -129,8 +145,10 @@ export function parseArgs(argv, env = process.env) {
     return n;
   };
   const only = given.only ?? null;
-  if (only !== null && only !== 'masking') throw new Error(`--only takes masking, not ${only}`);
-  if (only === 'masking' && !masking) throw new Error('--only masking and --no-masking contradict each other');
+  if (only !== null && !ONLY_STEPS.includes(only)) throw new Error(`--only takes ${ONLY_STEPS.join(', ')}, not ${only}`);
+  if ((only === 'masking' && !masking) || (only === 'memory' && !memory) || (only === 'ingest' && !ingest)) {
+    throw new Error(`--only ${only} and --no-${only} contradict each other`);
+  }
   const names = new Set([EMBEDDED_VARIANT]);
   for (const v of variants) {
     if (v.name === EMBEDDED_VARIANT) throw new Error(`warden variant name "${EMBEDDED_VARIANT}" is the bench's own row (leave it out with --no-embedded)`);
@@ -145,16 +163,19 @@ export function parseArgs(argv, env = process.env) {
     warmup: Math.round(num('warmup', quick ? 1 : 3, 0)),
     scale: Math.round(num('scale', 10, 1)),
     sessions: Math.round(num('sessions', 1000, 1)),
-    setupConns: Math.round(num('setup-conns', 200, 1)),
+    setupConns: Math.round(num('setup-conns', 500, 1)),
     streamRows: Math.round(num('stream-rows', 1048576, 1)),
     pgbouncer,
     pipe,
     warden,
     embedded,
     masking,
-    only: /** @type {'masking' | null} */ (only),
+    memory,
+    ingest,
+    only: /** @type {'masking' | 'memory' | 'ingest' | null} */ (only),
     maskingReps: Math.round(num('masking-reps', quick ? 5 : 15, 1)),
     maskingRows: Math.round(num('masking-rows', 100_000, 1)),
+    ingestEvents: Math.round(num('ingest-events', 100_000, 1)),
     nats: given.nats ?? null,
     wardenArgs: splitArgs(given['warden-args'] ?? env.WARDEN_BENCH_ARGS ?? ''),
     wardenVariants: variants,

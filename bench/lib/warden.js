@@ -108,7 +108,7 @@ export async function startWardenChain({ upstream, id, extraArgs, topology, log 
 /**
  * Start `warden start` against the bench database and wait for its ready file.
  * @param {object} o
- * @param {import('./pgbench.js').Conn} o.upstream
+ * @param {import('./pgbench.js').Conn | null} o.upstream  null: the demo database
  * @param {string} o.id          row name: 'warden' or 'warden+<variant>'
  * @param {string[]} o.extraArgs extra `warden start` options (hook for policy/masking rows)
  * @param {(msg: string) => void} o.log
@@ -121,11 +121,14 @@ export async function startWarden({ upstream, id, extraArgs, topologyArgs = [], 
   const dataDir = await tempDir(`warden-bench-${id.replace(/[^a-z0-9]+/gi, '-')}-`);
   const readyFile = path.join(dataDir, 'ready.json');
   const logFile = path.join(dataDir, 'warden.log');
-  const upstreamUrl = `postgres://${upstream.user}@${upstream.host}:${upstream.port}/${upstream.database}`;
+  // Without an upstream, `warden start` makes and serves its demo database.
+  const target = upstream
+    ? ['--upstream', `postgres://${upstream.user}@${upstream.host}:${upstream.port}/${upstream.database}`]
+    : ['--demo-port', '0'];
   const args = [
     WARDEN_CLI, 'start',
     '--data-dir', dataDir,
-    '--upstream', upstreamUrl,
+    ...target,
     '--resource', RESOURCE,
     '--gateway-port', '0', '--control-plane-port', '0', '--tunnel-port', '0',
     '--ready-file', readyFile,
@@ -212,6 +215,8 @@ export async function startWarden({ upstream, id, extraArgs, topologyArgs = [], 
       topologyArgs,
       conn,
       pids: { gateway: gatewayPid, agent: agentPid },
+      // `warden start` runs the control plane in its own process.
+      controlPlanePid: /** @type {number} */ (child.pid),
       stop: async () => { removeCleanup(); await stop(); },
     };
   } catch (err) {
