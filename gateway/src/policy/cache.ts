@@ -4,8 +4,11 @@
 // that differs from one seen before only in integer constants is found by its
 // shape (shape.ts), when the classifier read no numeric constant to decide.
 //
-// JS Maps iterate in insertion order: a hit is deleted and re-inserted to
-// become the newest entry, and eviction removes the first (oldest) key.
+// JS Maps iterate in insertion order: eviction removes the first (oldest)
+// key, and a hit is deleted and re-inserted to become the newest entry, but
+// only once half the cache was inserted since it last was: until then it is
+// in the newer half anyway, and the delete and insert on every hit cost the
+// simple protocol a fifth of its client-side path (pgbench, one shape).
 // Cached classifications are deep-frozen, since every caller shares them.
 import { classify } from './classify.js';
 import { statementShape } from './shape.js';
@@ -47,7 +50,10 @@ export class ClassificationCache {
   readonly maxEntries: number;
   readonly maxEntryChars: number;
   private readonly classifier: (sql: string) => Classification;
-  private readonly entries = new Map<string, Classification>();
+  private readonly entries = new Map<string, { value: Classification; at: number }>();
+  /** Insertions so far: an entry's `at` is this count when it was (re)inserted. */
+  private inserted = 0;
+  private readonly refreshAfter: number;
   hits = 0;
   /** Hits found by shape rather than exact text (counted in hits too). */
   shapeHits = 0;
@@ -58,6 +64,7 @@ export class ClassificationCache {
     const max = options.maxEntries ?? DEFAULT_CACHE_ENTRIES;
     if (!Number.isInteger(max) || max < 1) throw new RangeError('maxEntries must be a positive integer');
     this.maxEntries = max;
+    this.refreshAfter = Math.max(1, Math.floor(max / 2));
     this.maxEntryChars = options.maxEntryChars ?? DEFAULT_CACHE_ENTRY_CHARS;
     this.classifier = options.classifier ?? classify;
   }
@@ -83,7 +90,7 @@ export class ClassificationCache {
     if (sql.length > this.maxEntryChars) return result;
     // One entry per shape rather than per text, when the decision cannot depend on the integers.
     const shared = shape !== null && result.ok && result.statements.length === 1 && !result.readsNumbers;
-    this.entries.set(shared ? shape : sql, result);
+    this.entries.set(shared ? shape : sql, { value: result, at: ++this.inserted });
     while (this.entries.size > this.maxEntries) {
       const oldest = this.entries.keys().next().value as string;
       this.entries.delete(oldest);
@@ -92,14 +99,16 @@ export class ClassificationCache {
     return result;
   }
 
-  /** A cached entry, made the newest. */
+  /** A cached entry, made the newest when it may have drifted into the older half. */
   private lookup(key: string): Classification | undefined {
     const cached = this.entries.get(key);
-    if (cached !== undefined) {
+    if (cached === undefined) return undefined;
+    if (this.inserted - cached.at >= this.refreshAfter) {
       this.entries.delete(key);
+      cached.at = ++this.inserted;
       this.entries.set(key, cached);
     }
-    return cached;
+    return cached.value;
   }
 
   /** Whether `sql` is cached (does not count as a hit or change recency). */
