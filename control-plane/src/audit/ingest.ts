@@ -149,7 +149,7 @@ const UPDATE_SESSIONS = `update audit_sessions s set
 /** Added to the columns' object rather than spread into a new one: this runs for every event. */
 function eventRow(e: AuditEvent, day: string | null): EventRow {
   const row = eventColumns(e) as EventRow;
-  row.body = eventBody(e);
+  row.body = eventBody(e, row.time);
   row.prev_hash = null;
   row.hash = null;
   row.day = day;
