@@ -303,6 +303,20 @@ describe('links over loopback', () => {
     return { server, near, far, link };
   }
 
+  /** A link dialled to a raw socket that stands for the gateway and writes frames as the test makes them. */
+  async function dialRawPeer(): Promise<{ link: Link; peer: Socket }> {
+    let peer: Socket | undefined;
+    const server = createServer((s) => {
+      peer = s;
+      s.resume(); // what the link sends (WINDOW) is dropped; the socket ends when the link does
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    cleanup.push(() => new Promise((r) => server.close(r)));
+    const link = await dialLink({ address: `127.0.0.1:${(server.address() as { port: number }).port}` }, new Side());
+    cleanup.push(() => link.destroy());
+    return { link, peer: await waitFor(() => peer, 2_000, 'accept') };
+  }
+
   it('a paused destination stops its sender after about one window; other channels keep flowing', async () => {
     const window = 64 * 1024;
     const { near, far, link } = await pair({ window });
@@ -423,6 +437,65 @@ describe('links over loopback', () => {
     expect(fb.closedWith?.message).toBe('client vanished');
     expect(link.channelCount).toBe(0);
     expect(far.links[0]!.channelCount).toBe(0);
+  });
+
+  it('a dialled link reads into shared slabs that are never rewritten: payload views kept stay intact', async () => {
+    // A raw peer stands for the gateway and sends 1 MiB of DATA in 4 KiB frames, each filled with its own byte.
+    const { link, peer } = await dialRawPeer();
+    const kept: Buffer[] = [];
+    const handler: ChannelHandler = {
+      data: (payload) => {
+        kept.push(payload); // a view, not a copy
+        ch.consumed(payload.length);
+      },
+      writable: () => undefined,
+      closed: () => undefined,
+      signal: () => undefined,
+    };
+    const ch = link.openChannel(1, handler);
+    const frames = 256;
+    const wire = Buffer.concat(Array.from({ length: frames }, (_, i) => encodeFrame(FrameType.DATA, 1, Buffer.alloc(4096, i % 251))));
+    // In pieces, so that reads and frames do not line up and the window (256 KiB) is never exceeded in flight.
+    for (let i = 0; i < wire.length; i += 100_000) {
+      peer.write(wire.subarray(i, i + 100_000));
+      await waitFor(() => kept.reduce((n, b) => n + b.length, 0) >= Math.min(wire.length, i + 100_000) - frames * HEADER_SIZE, 2_000, 'a piece');
+    }
+    await waitFor(() => kept.reduce((n, b) => n + b.length, 0) === frames * 4096, 2_000, 'all data');
+    const joined = Buffer.concat(kept);
+    for (let i = 0; i < frames; i++) expect(joined.subarray(i * 4096, (i + 1) * 4096).equals(Buffer.alloc(4096, i % 251))).toBe(true);
+    const slabs = new Set(kept.map((b) => b.buffer));
+    expect(link.stats.reads).toBeGreaterThan(slabs.size); // many reads share a slab
+    expect(slabs.size).toBeGreaterThanOrEqual(4); // 1 MiB does not fit in one
+  });
+
+  it('DATA of one socket read reaches a gathering handler together: dataEnd once per read, and before a signal or CLOSE', async () => {
+    const { link, peer } = await dialRawPeer();
+    const events: string[] = [];
+    const gatherer = (name: string): ChannelHandler => ({
+      data: (payload) => events.push(`${name}:${payload.toString()}`),
+      dataEnd: () => events.push(`${name}:end`),
+      writable: () => undefined,
+      closed: () => events.push(`${name}:closed`),
+      signal: (type) => events.push(`${name}:signal ${type}`),
+    });
+    link.openChannel(1, gatherer('a'));
+    link.openChannel(2, gatherer('b'));
+    const frame = (type: number, channel: number, text?: string) => encodeFrame(type, channel, text ? Buffer.from(text) : undefined);
+    peer.write(
+      Buffer.concat([
+        frame(FrameType.DATA, 1, 'x'),
+        frame(FrameType.DATA, 2, 'y'),
+        frame(FrameType.DATA, 1, 'z'),
+        frame(FrameType.CANCEL, 1),
+        frame(FrameType.DATA, 1, 'w'),
+      ]),
+    );
+    await waitFor(() => events.length === 8, 2_000, 'the first read');
+    expect(events).toEqual(['a:x', 'b:y', 'a:z', 'a:end', `a:signal ${FrameType.CANCEL}`, 'a:w', 'a:end', 'b:end']);
+    events.length = 0;
+    peer.write(Buffer.concat([frame(FrameType.DATA, 2, 'v'), frame(FrameType.CLOSE, 2)]));
+    await waitFor(() => events.length === 3, 2_000, 'the second read');
+    expect(events).toEqual(['b:v', 'b:end', 'b:closed']);
   });
 
   it('keepalive: an idle link with a live peer stays up', async () => {

@@ -22,12 +22,20 @@ export interface ChannelHandler {
   closed(error?: Error): void;
   /** READY, FAILED or CANCEL for this channel; their meaning belongs to the caller. */
   signal(type: number, payload: Buffer): void;
+  /**
+   * Optional: the DATA of one socket chunk has all been handed to data(), so
+   * what was gathered can leave in one write. Also called before closed()
+   * and signal() when DATA came before them.
+   */
+  dataEnd?(): void;
 }
 
 /** Internal to the link: what a channel needs from it. */
 export interface ChannelHost {
   readonly writer: FrameWriter;
   release(channel: Channel): void;
+  /** The channel got DATA and wants endData() once the socket chunk is decoded. */
+  dataArrived(channel: Channel): void;
 }
 
 export class Channel {
@@ -46,6 +54,8 @@ export class Channel {
   private queue: Buffer[] = [];
   private queued = 0;
   private blocked = false;
+  /** DATA delivered since the last dataEnd(). */
+  private gathering = false;
 
   constructor(
     readonly id: number,
@@ -144,7 +154,25 @@ export class Channel {
   onData(payload: Buffer): void {
     this.allowed -= payload.length;
     if (this.allowed < 0) throw new LinkProtocolError(`channel ${this.id} received more DATA than its window allows`);
-    if (this.open) this.handler.data(payload);
+    if (!this.open) return;
+    this.handler.data(payload);
+    if (!this.gathering && this.handler.dataEnd) {
+      this.gathering = true;
+      this.host.dataArrived(this);
+    }
+  }
+
+  /** @internal The socket chunk is decoded, or another frame follows the DATA. */
+  endData(): void {
+    if (!this.gathering) return;
+    this.gathering = false;
+    if (this.open) this.handler.dataEnd!();
+  }
+
+  /** @internal READY, FAILED or CANCEL, after the DATA that came before it. */
+  onSignal(type: number, payload: Buffer): void {
+    this.endData();
+    this.handler.signal(type, payload);
   }
 
   /** @internal */
@@ -175,6 +203,7 @@ export class Channel {
 
   /** @internal The peer closed the channel, or the link is gone. */
   onClosed(error?: Error): void {
+    this.endData();
     const wasOpen = this.open;
     if (!wasOpen && !this.draining) return;
     this.open = false;

@@ -24,7 +24,11 @@ export function encodeFrame(type: number, channel: number, payload?: Uint8Array)
   return out;
 }
 
-/** Receives decoded frames; `payload` is only valid until the call returns unless copied or kept whole. */
+/**
+ * Receives decoded frames. `payload` is a view into the chunk it came in:
+ * chunks are never rewritten (see reader.ts), but a view kept keeps its
+ * whole chunk, so small payloads kept for long are copied.
+ */
 export interface FrameSink {
   /** `more`: a part of a DATA frame, whose next bytes come with the next call. */
   frame(type: number, channel: number, payload: Buffer, more?: boolean): void;

@@ -3,6 +3,7 @@
 export * from './frames.js';
 export * from './codec.js';
 export * from './writer.js';
+export * from './reader.js';
 export * from './channel.js';
 export * from './link.js';
 export * from './transport.js';

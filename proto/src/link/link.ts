@@ -9,6 +9,11 @@ import { FrameDecoder, type FrameSink } from './codec.js';
 import { DEFAULT_WINDOW, FrameType, LinkProtocolError, MAX_PAYLOAD } from './frames.js';
 import { FrameWriter } from './writer.js';
 
+/** Where a link's bytes come from when not from the socket's 'data' events (see reader.ts). */
+export interface LinkInput {
+  attach(sink: (chunk: Buffer) => void): void;
+}
+
 export interface LinkOptions {
   /** This side's receive window per channel (announced to the peer in HELLO or WELCOME). */
   window?: number;
@@ -66,11 +71,14 @@ export class Link implements FrameSink, ChannelHost {
   private readonly keepalive: NodeJS.Timeout;
   private readonly pingPayload = Buffer.alloc(8);
   private reads = 0;
+  /** Channels that got DATA from the socket chunk being decoded (see Channel.endData). */
+  private touched: Channel[] = [];
 
   constructor(
     private readonly socket: Socket,
     private readonly owner: LinkOwner,
     opts: LinkOptions = {},
+    input?: LinkInput,
   ) {
     this.window = opts.window ?? DEFAULT_WINDOW;
     this.peerWindow = this.window;
@@ -79,7 +87,9 @@ export class Link implements FrameSink, ChannelHost {
     this.decoder = new FrameDecoder(this, opts.maxPayload ?? MAX_PAYLOAD);
     this.remoteAddress = `${socket.remoteAddress}:${socket.remotePort}`;
     socket.setNoDelay(true);
-    socket.on('data', (chunk: Buffer) => this.onSocketData(chunk));
+    const onData = (chunk: Buffer): void => this.onSocketData(chunk);
+    if (input) input.attach(onData);
+    else socket.on('data', onData);
     socket.on('error', (err) => {
       this.closeError ??= new LinkClosedError(`link to ${this.remoteAddress} failed: ${err.message}`);
     });
@@ -155,6 +165,11 @@ export class Link implements FrameSink, ChannelHost {
     if (this.channels.get(channel.id) === channel) this.channels.delete(channel.id);
   }
 
+  /** @internal */
+  dataArrived(channel: Channel): void {
+    this.touched.push(channel);
+  }
+
   // --- FrameSink ----------------------------------------------------------
 
   /** @internal */
@@ -189,7 +204,7 @@ export class Link implements FrameSink, ChannelHost {
       case FrameType.FAILED:
       case FrameType.CANCEL: {
         const ch = this.channels.get(channel);
-        if (ch) ch.handler.signal(type, payload);
+        if (ch) ch.onSignal(type, payload);
         else this.owner.frame(this, type, channel, payload);
         return;
       }
@@ -216,11 +231,30 @@ export class Link implements FrameSink, ChannelHost {
     try {
       this.decoder.push(chunk);
     } catch (err) {
+      this.endData();
       if (this.closedFlag) return;
       const reason =
         err instanceof LinkProtocolError ? `protocol error: ${err.message}` : `internal error: ${(err as Error).message}`;
       this.close(reason);
+      return;
     }
+    this.endData();
+  }
+
+  /** The chunk is decoded: channels that got DATA from it pass it on now, together. */
+  private endData(): void {
+    const touched = this.touched;
+    if (touched.length === 0) return;
+    for (let i = 0; i < touched.length; i++) {
+      const ch = touched[i]!;
+      try {
+        ch.endData();
+      } catch (err) {
+        ch.abort(err instanceof Error ? err : new Error(String(err)));
+        this.owner.handlerError?.(this, ch.id, err);
+      }
+    }
+    touched.length = 0;
   }
 
   private tick(): void {

@@ -4,6 +4,7 @@ import { readFileSync } from 'node:fs';
 import { connect as netConnect, createServer as netServer, isIP, type Server, type Socket } from 'node:net';
 import { connect as tlsConnect, createServer as tlsServer } from 'node:tls';
 import { Link, type LinkOptions, type LinkOwner } from './link.js';
+import { SlabReader } from './reader.js';
 
 export interface LinkServerOptions extends LinkOptions {
   /** host:port; port 0 picks a free one. */
@@ -80,11 +81,13 @@ export function dialLink(opts: DialOptions, owner: LinkOwner): Promise<Link> {
       socket.destroy();
       reject(err);
     };
+    // Plain TCP reads into slabs (reader.ts); TLS decrypts into buffers of its own.
+    const reader = opts.tls ? undefined : new SlabReader();
     const onConnect = (): void => {
       clearTimeout(timer);
       socket.off('error', onError);
       socket.setKeepAlive(true, 30_000);
-      resolve(new Link(socket, owner, opts));
+      resolve(new Link(socket, owner, opts, reader));
     };
     if (opts.tls) {
       socket = tlsConnect({
@@ -95,7 +98,7 @@ export function dialLink(opts: DialOptions, owner: LinkOwner): Promise<Link> {
       });
       socket.once('secureConnect', onConnect);
     } else {
-      socket = netConnect({ host, port });
+      socket = netConnect({ host, port, onread: reader!.onread });
       socket.once('connect', onConnect);
     }
     socket.once('error', onError);
