@@ -1,7 +1,8 @@
 // One relayed session: an upstream Postgres socket joined to one channel of
 // the agent's link to a gateway. After the login nothing is parsed: each
-// socket chunk becomes DATA on the channel and each DATA one socket write,
-// with the link's credit-based flow control in both directions.
+// socket chunk becomes DATA on the channel, and the DATA of one link read
+// leaves in one socket write (see dataEnd), with the link's credit-based
+// flow control in both directions.
 import type net from 'node:net';
 import { timingSafeEqual } from 'node:crypto';
 import { type Channel, type ChannelHandler, FrameType, type Link, type OpenSession, SessionFailed } from '@warden/proto';
@@ -83,12 +84,17 @@ export class RelaySession implements ChannelHandler {
   private stopRequested = false;
   private bytesFromUpstream = 0;
   private bytesToUpstream = 0;
+  /** Socket writes (or writevs) upstream: one per link read that brought DATA (for tests and logs). */
+  upstreamWrites = 0;
   private readonly startedAt = Date.now();
   private upstream: net.Socket | undefined;
   private upstreamOpen = false;
   private channelOpen = true;
   /** Bytes written to the upstream socket while its buffer was full: credited back on drain. */
   private held = 0;
+  /** DATA of the link read being decoded, written upstream together by dataEnd(). */
+  private readonly outgoing: Buffer[] = [];
+  private outgoingBytes = 0;
   /** The client's last bytes were a Terminate: the upstream is about to close by itself. */
   private clientQuit = false;
   private relayOver: (() => void) | undefined;
@@ -175,21 +181,45 @@ export class RelaySession implements ChannelHandler {
 
   // --- ChannelHandler -----------------------------------------------------
 
-  /** @internal Bytes from the client for the upstream. */
+  /** @internal Bytes from the client for the upstream: gathered until dataEnd(). */
   data(payload: Buffer): void {
-    const socket = this.upstream;
-    if (!socket || !this.upstreamOpen || this.state !== 'relaying') {
+    if (!this.upstream || !this.upstreamOpen || this.state !== 'relaying') {
       this.channel.consumed(payload.length);
       return;
     }
-    const n = payload.length;
-    this.bytesToUpstream += n;
+    this.bytesToUpstream += payload.length;
     this.clientQuit = endsWithTerminate(payload);
+    this.outgoing.push(payload);
+    this.outgoingBytes += payload.length;
+  }
+
+  /** @internal The link read is decoded: what it brought leaves in one write (several DATA frames as one writev). */
+  dataEnd(): void {
+    const parts = this.outgoing;
+    const n = this.outgoingBytes;
+    if (n === 0) return;
+    this.outgoingBytes = 0;
+    const socket = this.upstream;
+    if (!socket || !this.upstreamOpen) {
+      parts.length = 0;
+      this.channel.consumed(n);
+      return;
+    }
+    let room: boolean;
+    this.upstreamWrites++;
+    if (parts.length === 1) {
+      room = socket.write(parts[0]!);
+    } else {
+      socket.cork();
+      for (let i = 0; i < parts.length; i++) socket.write(parts[i]!);
+      socket.uncork();
+      room = !socket.writableNeedDrain;
+    }
+    parts.length = 0;
     if (this.held > 0) {
       // Still waiting for 'drain': these bytes are credited with the rest.
       this.held += n;
-      socket.write(payload);
-    } else if (socket.write(payload)) {
+    } else if (room) {
       this.channel.consumed(n);
     } else {
       this.held = n;
@@ -335,6 +365,7 @@ export class RelaySession implements ChannelHandler {
           {
             bytesFromUpstream: this.bytesFromUpstream,
             bytesToUpstream: this.bytesToUpstream,
+            upstreamWrites: this.upstreamWrites,
             durationMs: Date.now() - this.startedAt,
           },
           'session closed',

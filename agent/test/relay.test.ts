@@ -7,6 +7,7 @@ import { type AgentContext, GatewayConnection, type RelaySession } from '../src/
 import {
   dataRow,
   errorFields,
+  type FakeControl,
   FakeGateway,
   type FakeSession,
   messages,
@@ -82,6 +83,16 @@ describe('tunnel relay with a fake gateway', () => {
     await gw.stop();
   });
 
+  /** Opens a session on the agent and waits for the end of its startup (ReadyForQuery). */
+  async function readySession(): Promise<{ c: FakeControl; id: string; s: FakeSession }> {
+    const c = await gw.control();
+    const id = `s-${rand()}`;
+    c.open({ sessionId: id });
+    const s = await gw.session(id);
+    await untilReady(s, 1);
+    return { c, id, s };
+  }
+
   it('says hello with the enrollment token and agent name', async () => {
     const c = await gw.control();
     expect(c.token).toBe(TOKEN);
@@ -118,11 +129,7 @@ describe('tunnel relay with a fake gateway', () => {
   });
 
   it('splits and joins frames freely: the relay does not care about message boundaries', async () => {
-    const c = await gw.control();
-    const id = `s-${rand()}`;
-    c.open({ sessionId: id });
-    const s = await gw.session(id);
-    await untilReady(s, 1);
+    const { id, s } = await readySession();
     const q = Buffer.concat([queryMessage("SELECT 'a'"), queryMessage("SELECT 'b'")]);
     for (let i = 0; i < q.length; i += 3) s.send(q.subarray(i, i + 3));
     const msgs = await untilReady(s, 3);
@@ -131,12 +138,21 @@ describe('tunnel relay with a fake gateway', () => {
     await waitFor(() => !ctx.sessions.has(id), 10_000, 'session cleanup');
   });
 
+  it('the DATA frames of one link read leave in one upstream write', async () => {
+    const { id, s } = await readySession();
+    const session = ctx.sessions.get(id)!;
+    const before = session.upstreamWrites;
+    // Three DATA frames queued in one turn: the gateway's link sends them in one write, the agent reads them at once.
+    for (const v of ['a', 'b', 'c']) s.send(queryMessage(`SELECT '${v}'`));
+    const msgs = await untilReady(s, 4);
+    expect(msgs.filter((m) => m.type === 'D').map((m) => dataRow(m.body)[0])).toEqual(['a', 'b', 'c']);
+    expect(session.upstreamWrites - before).toBe(1);
+    s.end();
+    await waitFor(() => !ctx.sessions.has(id), 10_000, 'session cleanup');
+  });
+
   it('cancel stops a running pg_sleep(30)', async () => {
-    const c = await gw.control();
-    const id = `s-${rand()}`;
-    c.open({ sessionId: id });
-    const s = await gw.session(id);
-    await untilReady(s, 1);
+    const { c, id, s } = await readySession();
     s.send(queryMessage('SELECT pg_sleep(30)'));
     await new Promise((r) => setTimeout(r, 300));
     const t0 = Date.now();
@@ -153,11 +169,7 @@ describe('tunnel relay with a fake gateway', () => {
   }, 30_000);
 
   it('CANCEL_KEY with the client key from OPEN cancels the query; a wrong secret or pid matches nothing', async () => {
-    const c = await gw.control();
-    const id = `s-${rand()}`;
-    c.open({ sessionId: id });
-    const s = await gw.session(id);
-    await untilReady(s, 1);
+    const { id, s } = await readySession();
     const session = ctx.sessions.get(id)!;
     let cancels = 0;
     const cancelQuery = session.cancelQuery.bind(session);
@@ -291,11 +303,7 @@ describe('tunnel relay with a fake gateway', () => {
   });
 
   it('moves large results and large requests intact with a slow reader (backpressure)', async () => {
-    const c = await gw.control();
-    const id = `s-${rand()}`;
-    c.open({ sessionId: id });
-    const s = await gw.session(id);
-    await untilReady(s, 1);
+    const { id, s } = await readySession();
     const start = s.data.length;
     // The gateway stops returning credit for a while (a client that does not
     // read): the agent must pause the upstream after about one window, not buffer without end.
@@ -324,11 +332,7 @@ describe('tunnel relay with a fake gateway', () => {
   }, 60_000);
 
   it('a duplicate session id is refused and does not disturb the running session', async () => {
-    const c = await gw.control();
-    const id = `s-${rand()}`;
-    c.open({ sessionId: id });
-    const s = await gw.session(id);
-    await untilReady(s, 1);
+    const { c, id, s } = await readySession();
     const dup = c.open({ sessionId: id });
     await waitFor(() => dup.frames.length > 0, 5_000, 'an answer to the duplicate');
     expect(dup.first?.$case).toBe('failed');

@@ -170,6 +170,8 @@ export class GatewayConnection implements LinkOwner {
         } catch {
           throw new LinkProtocolError('OPEN carries an invalid OpenSession');
         }
+        // A view into the link's read slab would keep the whole slab for the session's life.
+        open.cancelSecret = Buffer.from(open.cancelSecret);
         this.openSession(link, channel, open);
         return;
       }
