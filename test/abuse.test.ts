@@ -1,0 +1,165 @@
+// Issue 17, "public ports under abuse": malformed input on the gateway's
+// Postgres port, before and after authentication, gets a clean refusal (an
+// ErrorResponse with SQLSTATE 08P01 where the protocol still allows one) and
+// a closed socket; the gateway keeps running and the other sessions never
+// notice. (Random bytes at the startup and a 2 GiB startup length are in
+// spine.test.ts; the decoders themselves are fuzzed in proto/test.)
+import { connect, type Socket } from 'node:net';
+import { randomBytes } from 'node:crypto';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startupMessage } from '@warden/proto/pgwire';
+import { RawClient, serialize } from './support/raw-client.js';
+import { MiB, rssOf } from './support/rss.js';
+import { createDatabase, startStack, type Stack, type TestDatabase } from './support/stack.js';
+
+let db: TestDatabase;
+let stack: Stack;
+/** A session that runs throughout: it must never notice the abuse. */
+let bystander: pg.Client;
+
+beforeAll(async () => {
+  db = await createDatabase('warden_abuse');
+  await db.query('CREATE TABLE public.items (id int PRIMARY KEY); INSERT INTO public.items SELECT generate_series(1, 100)');
+  stack = await startStack({ upstream: db.url, resource: 'shop' });
+  bystander = new pg.Client({ host: stack.host, port: stack.port, user: 'demo', database: 'shop', password: await stack.token() });
+  await bystander.connect();
+});
+
+afterAll(async () => {
+  await bystander?.end().catch(() => {});
+  await stack?.stop();
+  await db?.drop();
+});
+
+async function bystanderStillWorks(): Promise<void> {
+  const r = await bystander.query('SELECT count(*)::int AS n FROM public.items');
+  expect(r.rows).toEqual([{ n: 100 }]);
+}
+
+/** Everything the gateway sends on a fresh socket after `bytes`, until it closes the connection (or 10 s pass). */
+function exchange(bytes: Buffer | Buffer[]): Promise<{ reply: Buffer; closed: boolean }> {
+  return new Promise((resolve) => {
+    const chunks: Buffer[] = [];
+    const s: Socket = connect(stack.port, stack.host, () => {
+      for (const b of Array.isArray(bytes) ? bytes : [bytes]) s.write(b);
+    });
+    const timer = setTimeout(() => {
+      s.destroy();
+      resolve({ reply: Buffer.concat(chunks), closed: false });
+    }, 10_000);
+    s.on('data', (d) => chunks.push(d));
+    s.on('error', () => {});
+    s.on('close', () => {
+      clearTimeout(timer);
+      resolve({ reply: Buffer.concat(chunks), closed: true });
+    });
+  });
+}
+
+/** A logged-in raw session that sends `bytes` and returns what came back up to the close. */
+async function afterLogin(bytes: Buffer): Promise<{ messages: Array<{ name: string; code?: unknown; message?: unknown }>; closed: boolean }> {
+  const c = await RawClient.connect({ host: stack.host, port: stack.port, user: 'demo', database: 'shop', password: await stack.token() });
+  c.send(bytes);
+  const messages: Array<{ name: string; code?: unknown; message?: unknown }> = [];
+  for (;;) {
+    try {
+      messages.push(await c.next(10_000));
+    } catch (err) {
+      return { messages, closed: /closed the connection/.test(String(err)) };
+    }
+  }
+}
+
+const typed = (type: string, body: Buffer) => {
+  const b = Buffer.alloc(5 + body.length);
+  b.write(type, 0, 'latin1');
+  b.writeInt32BE(4 + body.length, 1);
+  body.copy(b, 5);
+  return b;
+};
+
+describe('after authentication', () => {
+  it('a truncated Bind: 08P01 as Postgres gives it, and the session goes on after Sync', async () => {
+    const c = await RawClient.connect({ host: stack.host, port: stack.port, user: 'demo', database: 'shop', password: await stack.token() });
+    try {
+      c.send(serialize.parse({ text: 'SELECT 1' }), typed('B', Buffer.from([0, 0, 0x00, 0x05])), serialize.sync());
+      const reply = await c.until('readyForQuery');
+      expect(reply.find((m) => m.name === 'error')).toMatchObject({ code: '08P01' });
+      c.send(serialize.query('SELECT 41 + 1 AS n'));
+      const rows = (await c.until('readyForQuery')).filter((m) => m.name === 'dataRow');
+      expect(rows.map((m) => (m.fields as string[])[0])).toEqual(['42']);
+    } finally {
+      await c.end();
+    }
+    await bystanderStillWorks();
+  });
+
+  it('a message that claims 2 GiB: 08P01 at once, the socket closed, and no memory taken for it', async () => {
+    const before = rssOf(stack.gatewayPid);
+    const head = Buffer.from([0x51, 0x7f, 0xff, 0xff, 0xff]);
+    const r = await afterLogin(Buffer.concat([head, randomBytes(64 << 10)]));
+    expect(r.closed).toBe(true);
+    expect(r.messages.at(-1)).toMatchObject({ name: 'error', code: '08P01' });
+    expect(rssOf(stack.gatewayPid) - before).toBeLessThan(64 * MiB);
+    await bystanderStillWorks();
+  });
+
+  it('an unknown message type: 08P01, the socket closed', async () => {
+    const r = await afterLogin(typed('z', Buffer.from('junk')));
+    expect(r.closed).toBe(true);
+    expect(r.messages.at(-1)).toMatchObject({ name: 'error', code: '08P01' });
+    await bystanderStillWorks();
+  });
+
+  it('a Query whose text has no terminating NUL: an error, and the gateway goes on', async () => {
+    const r = await afterLogin(typed('Q', Buffer.from('SELECT 1')));
+    expect(r.messages.some((m) => m.name === 'error')).toBe(true);
+    await bystanderStillWorks();
+  });
+
+  it('random bytes after the login, then a hang-up: answered as a protocol error or waited for, never a crash', async () => {
+    for (let i = 0; i < 20; i++) {
+      const c = await RawClient.connect({ host: stack.host, port: stack.port, user: 'demo', database: 'shop', password: await stack.token() });
+      c.send(randomBytes(1 + ((i * 997) % 4096)));
+      // A length that promises more bytes is waited for, as Postgres does; the client hangs up.
+      await new Promise((r) => setTimeout(r, 100));
+      await c.end();
+    }
+    expect(() => process.kill(stack.gatewayPid, 0)).not.toThrow();
+    await bystanderStillWorks();
+  });
+});
+
+describe('before authentication', () => {
+  it('a password message that claims 2 GiB: 08P01 and closed', async () => {
+    const startup = startupMessage([['user', 'demo'], ['database', 'shop']]);
+    const r = await exchange([startup, Buffer.from([0x70, 0x7f, 0xff, 0xff, 0xff]), randomBytes(1024)]);
+    expect(r.closed).toBe(true);
+    expect(r.reply.toString('latin1')).toContain('C08P01');
+  });
+
+  it('a startup packet cut short, then silence and a close: nothing left behind', async () => {
+    const startup = startupMessage([['user', 'demo'], ['database', 'shop']]);
+    const r = await new Promise<boolean>((resolve) => {
+      const s = connect(stack.port, stack.host, () => {
+        s.write(startup.subarray(0, 9));
+        setTimeout(() => s.destroy(), 200);
+      });
+      s.on('error', () => {});
+      s.on('close', () => resolve(true));
+    });
+    expect(r).toBe(true);
+    await bystanderStillWorks();
+  });
+
+  it('200 connections of random bytes at once: each refused or closed, the gateway and its sessions unharmed', async () => {
+    const results = await Promise.all(Array.from({ length: 200 }, (_, i) => exchange(randomBytes(8 + (i * 131) % 2000))));
+    expect(results.every((r) => r.closed)).toBe(true);
+    await bystanderStillWorks();
+    const fresh = new pg.Client({ host: stack.host, port: stack.port, user: 'demo', database: 'shop', password: await stack.token() });
+    await fresh.connect();
+    expect((await fresh.query('SELECT 1 AS one')).rows).toEqual([{ one: 1 }]);
+    await fresh.end();
+  });
+});
