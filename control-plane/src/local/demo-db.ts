@@ -21,6 +21,12 @@ import { seedDemo } from './demo-seed.js';
 export const DEMO_MAX_CONNECTIONS = 8;
 export const DEMO_DATABASE = 'postgres';
 export const DEMO_USER = 'postgres';
+/**
+ * The demo's few rows need next to no cache: 1 MB of shared buffers, where
+ * Postgres' default 128 MB would be touched whole at start (about 25 MB less
+ * resident than with the control plane store's 16 MB).
+ */
+const DEMO_PGLITE_OPTIONS = { startParams: [...PGlite.defaultStartParams, '-c', 'shared_buffers=1MB'] };
 
 export interface DemoDatabase {
   host: string;
@@ -39,7 +45,7 @@ export async function startDemoDatabase(dir: string, host: string, port: number)
   const unlock = lockDirectory(dir);
   let db: PGliteType | undefined;
   try {
-    db = await PGlite.create(dir);
+    db = await PGlite.create(dir, DEMO_PGLITE_OPTIONS);
     const seeded = await seedDemo(db);
     const roles = new PerClientRoles(db);
     const server = new PGLiteSocketServer({ db: roles.db, host, port, maxConnections: DEMO_MAX_CONNECTIONS });

@@ -14,6 +14,7 @@ import { banner } from './banner.js';
 import { describeExit, spawnChild, type Child } from './children.js';
 import { DEMO_DATABASE, DEMO_USER, startDemoDatabase, type DemoDatabase } from './demo-db.js';
 import { ensureDevKey, publicJwks, signDevToken } from './dev-issuer.js';
+import { initPGliteDirs } from './pglite-init.js';
 import { pickFreePort, resolvePort } from './ports.js';
 import { waitUntilReady } from './readiness.js';
 import { DEMO_IDENTITY, LOCAL_AGENT, ensureLocalAgent, seedLocalConfig } from './seed-config.js';
@@ -141,6 +142,9 @@ export async function runLocal(opts: LocalOptions): Promise<number> {
     const [gatewayPort, tunnelPort] = await childPorts(opts.gatewayPort, opts.tunnelPort);
     if (opts.controlPlanePort !== 0) await resolvePort(HOST, opts.controlPlanePort, '--control-plane-port');
     if (!upstream && opts.demoPort !== 0) await resolvePort(HOST, opts.demoPort, '--demo-port');
+
+    // Fresh embedded databases are made by a short-lived child (pglite-init.ts).
+    await initPGliteDirs([...(opts.databaseUrl ? [] : [join(dataDir, 'db')]), ...(upstream ? [] : [join(dataDir, 'demo')])]);
 
     const cp: ControlPlane = await startControlPlane({
       listen: `${HOST}:${opts.controlPlanePort}`,

@@ -58,11 +58,20 @@ async function openPostgres(url: string): Promise<Storage> {
   return finish('postgres', location, db, async () => {});
 }
 
+/**
+ * PGlite's startup options for an embedded database in a long-running
+ * process: Postgres' default 128 MB of shared buffers (all touched at start)
+ * would be most of the process's memory; 16 MB hold the working set here.
+ */
+export function embeddedPGliteOptions(): { startParams: string[] } {
+  return { startParams: [...PGlite.defaultStartParams, '-c', 'shared_buffers=16MB'] };
+}
+
 async function openPGlite(dir: string): Promise<Storage> {
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   const unlock = lockDirectory(dir);
   try {
-    const pglite = await PGlite.create(dir);
+    const pglite = await PGlite.create(dir, embeddedPGliteOptions());
     const db = new Kysely<Database>({ dialect: new PGliteDialect(pglite) });
     return await finish('pglite', dir, db, async () => unlock());
   } catch (err) {
