@@ -4,7 +4,7 @@
 // and once on Postgres (events through NATS JetStream, as production gateways
 // publish them). The events are synthetic but shaped like a gateway's: many
 // sessions open at once, each a session.start, statements, a session.end,
-// sent in the gateway's batches of 256. CPU is the control plane's
+// sent in the gateway's batches of 512. CPU is the control plane's
 // utime + stime from /proc/PID/stat over the ingest; afterwards the store's
 // verify must find every event and every chain intact.
 //
@@ -33,7 +33,7 @@ import { childEnv, cleanupAll, freePort, onCleanup, randomSuffix, sleep, tempDir
 const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const WARDEN_CLI = path.join(REPO_ROOT, 'control-plane', 'bin', 'warden.js');
 /** What a gateway's pump sends at once (gateway/src/audit/pump.ts). */
-const GATEWAY_BATCH = 256;
+const GATEWAY_BATCH = 512;
 const IDENTITIES = ['ci-deploy', 'reporting', 'billing-job', 'support-tool'];
 
 /**
