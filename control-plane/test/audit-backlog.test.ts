@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { sql } from 'kysely';
 import { AuditBatch, StatementDecision, StatementProtocol, type AuditEvent } from '@warden/proto';
 import { durationOf, timestampOf } from '@warden/proto/audit';
-import { connect, type NatsConnection } from 'nats';
+import { AckPolicy, connect, nanos, type NatsConnection } from 'nats';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AuditConsumer } from '../src/audit/consumer.js';
@@ -112,5 +112,20 @@ describe('audit consumer with a backlog in JetStream', () => {
     const v = await store.verify();
     expect(v.problems).toEqual([]);
     expect(v).toMatchObject({ ok: true, sessions: SESSIONS, events: events.length, warnings: [] });
+  });
+
+  it('gives a consumer made by an older version time to store before JetStream redelivers', async () => {
+    const old = { ...stream, consumer: `${stream.consumer}-old` };
+    const jsm = await nc.jetstreamManager();
+    await jsm.consumers.add(old.name, { durable_name: old.consumer, ack_policy: AckPolicy.Explicit, filter_subject: old.subjects, ack_wait: nanos(15_000), max_ack_pending: 4096 });
+    const consumer = new AuditConsumer({ url: NATS_URL, ingest: async () => ({ stored: 0, duplicates: 0, invalid: 0 }), log, stream: old });
+    consumer.start();
+    try {
+      const deadline = Date.now() + 20_000;
+      while ((await jsm.consumers.info(old.name, old.consumer)).config.ack_wait === nanos(15_000) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    } finally {
+      await consumer.stop();
+    }
+    expect((await jsm.consumers.info(old.name, old.consumer)).config.ack_wait).toBe(nanos(120_000));
   });
 });
