@@ -6,12 +6,14 @@
 // spine.test.ts; the decoders themselves are fuzzed in proto/test.)
 import { connect, type Socket } from 'node:net';
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startupMessage } from '@warden/proto/pgwire';
 import { RawClient, serialize } from './support/raw-client.js';
 import { MiB, rssOf } from './support/rss.js';
-import { createDatabase, startStack, type Stack, type TestDatabase } from './support/stack.js';
+import { createDatabase, startExtraGateway, startStack, type Stack, type TestDatabase } from './support/stack.js';
 
 let db: TestDatabase;
 let stack: Stack;
@@ -153,13 +155,63 @@ describe('before authentication', () => {
     await bystanderStillWorks();
   });
 
-  it('200 connections of random bytes at once: each refused or closed, the gateway and its sessions unharmed', async () => {
+  it('200 connections of random bytes at once: each refused or closed, the flood limited, the gateway and its sessions unharmed', async () => {
     const results = await Promise.all(Array.from({ length: 200 }, (_, i) => exchange(randomBytes(8 + (i * 131) % 2000))));
     expect(results.every((r) => r.closed)).toBe(true);
     await bystanderStillWorks();
+    // Broken protocol counts as a failed login: the address is now limited (30 a minute by default), good token or not.
     const fresh = new pg.Client({ host: stack.host, port: stack.port, user: 'demo', database: 'shop', password: await stack.token() });
-    await fresh.connect();
-    expect((await fresh.query('SELECT 1 AS one')).rows).toEqual([{ one: 1 }]);
-    await fresh.end();
+    const err = await fresh.connect().then(() => undefined, (e: { code?: string }) => e);
+    expect(err?.code).toBe('08004');
+    // About the limit's worth of refusals was logged (and recorded) one by one, the rest go in a sum; connections
+    // whose bytes were already being read when the limit tripped are refused on their own, hence some slack.
+    await new Promise((r) => setTimeout(r, 1_500));
+    const logged = readFileSync(join(stack.dataDir, 'logs', 'gateway.log'), 'utf8').split('\n').filter((l) => /connection refused/.test(l) && l.includes('"sqlstate":"08P01"'));
+    expect(logged.length).toBeLessThanOrEqual(60);
+    expect(logged.length).toBeGreaterThan(0);
+  });
+});
+
+describe('failed logins are limited per source address', () => {
+  it('past --login-failures-per-address, logins from that address get 08004 at once, even with a good token; the refusals are reported in one sum', async () => {
+    const gw = await startExtraGateway(stack, 'gw-limited', ['--local', '--login-failures-per-address', '5']);
+    const login = async (password: string) => {
+      const c = new pg.Client({ host: stack.host, port: gw.port, user: 'demo', database: 'shop', password });
+      return c.connect().then(
+        async () => {
+          await c.end();
+          return 'ok';
+        },
+        (e: { code?: string; message?: string }) => `${e.code}: ${e.message}`,
+      );
+    };
+    try {
+      // Usable once the agent has dialled it.
+      const deadline = Date.now() + 30_000;
+      while ((await login(await stack.token())) !== 'ok') {
+        if (Date.now() > deadline) throw new Error(`the extra gateway never accepted a login\n${gw.output()}`);
+        await new Promise((r) => setTimeout(r, 300));
+      }
+      const bad = [];
+      for (let i = 0; i < 5; i++) bad.push(await login('not-a-token'));
+      expect(bad.every((r) => r.startsWith('28P01'))).toBe(true);
+      const limited = await login(await stack.token());
+      expect(limited).toMatch(/^08004: too many failed logins from 127\.0\.0\.1; retry in \d+ s$/);
+      for (let i = 0; i < 20; i++) expect(await login('not-a-token')).toMatch(/^08004/);
+      // Other gateways (other limits) are untouched.
+      await bystanderStillWorks();
+      // One summary line for the 21 refusals, within the report interval (10 s) and the log's flush.
+      const until = Date.now() + 20_000;
+      while (!/login limit: 21 logins from 127\.0\.0\.1 refused after 5 failed within 60 s/.test(gw.output())) {
+        if (Date.now() > until) throw new Error(`no summary of the limited logins in the log\n${gw.output()}`);
+        await new Promise((r) => setTimeout(r, 500));
+      }
+      // Each failed login logged (and recorded) on its own, the limited ones not.
+      const lines = gw.output().split('\n').filter((l) => /connection refused/.test(l));
+      expect(lines.filter((l) => l.includes('"sqlstate":"28P01"'))).toHaveLength(5);
+      expect(lines.filter((l) => l.includes('"sqlstate":"08004"'))).toHaveLength(0);
+    } finally {
+      await gw.stop();
+    }
   });
 });

@@ -10,13 +10,14 @@ import type { Logger } from 'pino';
 import { ControlPlaneApprovals } from './approvals/client.js';
 import { explainRows } from './approvals/explain.js';
 import { ApprovalMatcher, approvalRulesFor } from './approvals/rules.js';
-import { TokenVerifier, authorize, compileAuthConfig, mapIdentity, type AuthConfig } from './auth/index.js';
+import { DEFAULT_LOGIN_LIMITS, LoginLimiter, TokenVerifier, authorize, compileAuthConfig, mapIdentity, type AuthConfig, type LoginLimits } from './auth/index.js';
 import { CatalogStore, fetchCatalog } from './catalog/index.js';
 import { ConfigWatch } from './config/watch.js';
 import { masksFor } from './masking/config.js';
 import { ColumnMasks } from './masking/plan.js';
 import { ClassificationCache, StatementGate, rulesFor } from './policy/index.js';
 import type { AuditSink } from './audit/events.js';
+import { authFailureEvent } from './session/recorder.js';
 import { Refusal, Session, type Admission, type ParameterRecording } from './session/index.js';
 import { AgentHub, CancelKeys } from './tunnel/index.js';
 
@@ -42,6 +43,8 @@ export interface GatewayOptions {
   parameterRecording?: ParameterRecording;
   /** Where the last configuration is kept, to serve from it when restarted while the control plane is away. */
   configCache?: string;
+  /** Failed logins allowed per address and login name before logins are refused for the rest of the window. */
+  loginLimits?: LoginLimits;
 }
 
 export interface RunningGateway {
@@ -165,6 +168,17 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
     ? createSecureContext({ cert: readFileSync(opts.tls.cert), key: readFileSync(opts.tls.key) })
     : undefined;
   const sessionLog = log.child({ component: 'session' });
+  const logins = new LoginLimiter(opts.loginLimits ?? DEFAULT_LOGIN_LIMITS);
+  // What the login limits refused, in sums: one log line and one audit record per limited address or name and report.
+  const reportLimits = setInterval(() => {
+    for (const r of logins.report()) {
+      const who = r.by === 'address' ? `from ${r.key}` : `as ${r.key}`;
+      const message = `login limit: ${r.refused} logins ${who} refused after ${r.failures} failed within ${logins.limits.windowMs / 1000} s`;
+      log.warn({ limit: r.by, key: r.key, refused: r.refused, failures: r.failures }, message);
+      opts.audit.publish(authFailureEvent(opts.id, r.by === 'address' ? r.key : '', undefined, { sqlstate: SqlState.rejectedConnection, message }));
+    }
+  }, Math.min(10_000, logins.limits.windowMs));
+  reportLimits.unref();
   const server: NetServer = createServer((socket) => {
     const session = new Session(socket, {
       log: sessionLog,
@@ -175,6 +189,7 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
       openUpstream: (a, parameters) =>
         hub.open(a.agent, { resource: a.resource, parameters, readOnly: a.readOnly, access: a.gate.ceiling, rule: a.gate.ceilingRule }),
       authTimeoutMs: 60_000,
+      logins,
       audit: opts.audit,
       gatewayId: opts.id,
       parameterRecording: opts.parameterRecording ?? 'full',
@@ -198,6 +213,7 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
     async close() {
       watch.stop();
       approvals.stop();
+      clearInterval(reportLimits);
       catalogs.close();
       server.close();
       for (const s of sessions) s.close();

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { CliCommand, makeOption, packageVersion, parseCommandLine, withConventions } from '@warden/proto/cli';
 import { createLogger } from '@warden/proto/log';
 import { createAuditSink } from './audit/sink.js';
+import { DEFAULT_LOGIN_LIMITS } from './auth/limiter.js';
 import { startGateway } from './gateway.js';
 import { PARAMETER_RECORDINGS, type ParameterRecording } from './session/recorder.js';
 
@@ -41,6 +42,22 @@ const program = new CliCommand('warden-gateway')
       default: 'full',
       choices: PARAMETER_RECORDINGS,
     }),
+  )
+  .addOption(
+    makeOption({
+      flags: '--login-failures-per-address <N>',
+      description: 'failed logins from one address per minute before its logins are refused for the rest of the minute (0: no limit)',
+      env: 'WARDEN_LOGIN_FAILURES_PER_ADDRESS',
+      default: String(DEFAULT_LOGIN_LIMITS.perAddress),
+    }),
+  )
+  .addOption(
+    makeOption({
+      flags: '--login-failures-per-name <N>',
+      description: 'failed logins as one user name per minute before logins as it are refused for the rest of the minute (0: no limit)',
+      env: 'WARDEN_LOGIN_FAILURES_PER_NAME',
+      default: String(DEFAULT_LOGIN_LIMITS.perName),
+    }),
   );
 withConventions(program, packageVersion(new URL('../package.json', import.meta.url)));
 
@@ -62,7 +79,23 @@ const v = program.opts<{
   nats?: string;
   dataDir: string;
   recordParameters: ParameterRecording;
+  loginFailuresPerAddress: string;
+  loginFailuresPerName: string;
 }>();
+
+/** A limit flag's value: a whole number, 0 or more. */
+function limitOf(flag: string, text: string): number {
+  if (!/^\d+$/.test(text)) {
+    console.error(`error: ${flag} takes a whole number (0: no limit), not ${JSON.stringify(text)}`);
+    process.exit(2);
+  }
+  return Number(text);
+}
+const loginLimits = {
+  perAddress: limitOf('--login-failures-per-address', v.loginFailuresPerAddress),
+  perName: limitOf('--login-failures-per-name', v.loginFailuresPerName),
+  windowMs: DEFAULT_LOGIN_LIMITS.windowMs,
+};
 
 // Buffered: a line per statement must not cost a write() per statement. The
 // audit trail, not the log, is the durable record.
@@ -102,6 +135,7 @@ try {
     local: v.local === true,
     parameterRecording: v.recordParameters,
     configCache: join(v.dataDir || DEFAULT_DATA_DIR, 'config.snapshot'),
+    loginLimits,
     log,
     audit,
   });

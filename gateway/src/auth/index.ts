@@ -7,5 +7,7 @@ export { KeySources, discoveryUrl, keySourceFingerprint } from './keys.js';
 export type { KeySource, KeySourceOptions } from './keys.js';
 export { TokenVerifier, formatDuration } from './tokens.js';
 export type { TokenVerifierOptions, VerifiedToken } from './tokens.js';
+export { LoginLimiter, DEFAULT_LOGIN_LIMITS } from './limiter.js';
+export type { LoginLimits, LimitReport } from './limiter.js';
 export { mapIdentity, authorize, claimMatches, identityMatches } from './identity.js';
 export type { Principal } from './identity.js';

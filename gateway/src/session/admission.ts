@@ -10,6 +10,9 @@ export class Refusal extends PgError {
   }
 }
 
+/** A login refused because too many failed before it from its address or as its name: counted, not recorded one by one. */
+export class LoginLimited extends Refusal {}
+
 export interface Admission {
   identity: string;
   groups: string[];

@@ -21,8 +21,9 @@ import {
   parseStartupPacket,
   sslAnswer,
 } from '@warden/proto/pgwire';
+import type { LoginLimiter } from '../auth/limiter.js';
 import type { CancelKeys, Upstream } from '../tunnel/index.js';
-import { Refusal, type Admission } from './admission.js';
+import { LoginLimited, Refusal, type Admission } from './admission.js';
 import { authFailureEvent } from './recorder.js';
 
 export interface HandshakeDeps {
@@ -38,6 +39,8 @@ export interface HandshakeDeps {
   openUpstream(admission: Admission, parameters: Record<string, string>): Promise<Upstream>;
   /** Milliseconds a client may take from connect to authenticated. */
   authTimeoutMs: number;
+  /** Failed logins per address and login name; past its limits, logins are refused before a token is read. */
+  logins?: LoginLimiter;
   gatewayId: string;
 }
 
@@ -57,6 +60,14 @@ export interface HandshakeHost {
 }
 
 /** Startup parameters that would let a client pick its upstream identity. */
+/**
+ * Refusals that count as a failed login: a bad token (28P01) and broken
+ * protocol (08P01). A good token without a grant is not a guess at a
+ * credential, and a gateway that cannot check tokens (28000) is not the
+ * client's fault.
+ */
+const FAILED_LOGIN = /^(28P01|08P01)$/;
+
 const WITHHELD_PARAMETERS = new Set(['user', 'database', 'replication', 'options', 'role', 'session_authorization']);
 
 export class Handshake {
@@ -65,6 +76,7 @@ export class Handshake {
   /** The startup parameters, once the startup packet has passed its rules. */
   parameters: Record<string, string> = {};
   private encrypted = false;
+  private addressChecked = false;
   private readonly timer: NodeJS.Timeout;
 
   constructor(
@@ -82,6 +94,11 @@ export class Handshake {
   push(chunk: Buffer): void {
     this.reader.push(chunk);
     try {
+      // A limited address is refused before its first bytes are even parsed (a flood of garbage is a flood of failures).
+      if (this.state === 'startup' && !this.addressChecked) {
+        this.addressChecked = true;
+        this.checkLimits(undefined);
+      }
       this.step();
     } catch (err) {
       if (err instanceof PgError) this.host.refuse(err);
@@ -100,8 +117,16 @@ export class Handshake {
     clearTimeout(this.timer);
   }
 
-  /** The record of this connection being refused before its session began. */
-  failureEvent(refusal: PgError): AuditEvent {
+  /**
+   * The record of this connection being refused before its session began,
+   * counted as a failed login when it is one; none for a refusal by the
+   * login limits, which the gateway reports in sums.
+   */
+  refused(refusal: PgError): AuditEvent | undefined {
+    if (refusal instanceof LoginLimited) return undefined;
+    if (FAILED_LOGIN.test(refusal.sqlstate) && this.deps.logins?.failed(this.socket.remoteAddress ?? '', this.parameters.user)) {
+      this.host.log.warn({ limits: this.deps.logins.limits }, 'too many failed logins from this address or as this name: further logins are refused until the window ends');
+    }
     const client = `${this.socket.remoteAddress}:${this.socket.remotePort}`;
     return authFailureEvent(this.deps.gatewayId, client, this.parameters.database, refusal);
   }
@@ -179,9 +204,21 @@ export class Handshake {
       );
     }
     this.parameters = params;
+    this.checkLimits(params.user);
     this.host.rebind({ resource: params.database, user: params.user, application: params.application_name });
     this.state = 'password';
     this.socket.write(authenticationCleartextPassword());
+  }
+
+  /** Throws LoginLimited when the client's address, or the login name it gave, failed too often lately. */
+  private checkLimits(name: string | undefined): void {
+    const limited = this.deps.logins?.admit(this.socket.remoteAddress ?? '', name);
+    if (!limited) return;
+    throw new LoginLimited(
+      SqlState.rejectedConnection,
+      `too many failed logins ${limited.by === 'address' ? `from ${limited.key}` : `as ${limited.key}`}; retry in ${limited.retryInS} s`,
+      'Check the token the client sends (warden token, or your CI issuer); the limit lifts by itself.',
+    );
   }
 
   private async authenticate(token: string): Promise<void> {

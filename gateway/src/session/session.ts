@@ -10,7 +10,7 @@ import { sameMasks } from '../masking/plan.js';
 import type { MaskSet } from '../masking/types.js';
 import type { Rule } from '../policy/index.js';
 import type { Upstream } from '../tunnel/index.js';
-import { Refusal, type Admission } from './admission.js';
+import { LoginLimited, Refusal, type Admission } from './admission.js';
 import { Handshake, type HandshakeDeps } from './handshake.js';
 import { Relay, type RelayDeps } from './relay.js';
 
@@ -112,8 +112,12 @@ export class Session {
   refuse(refusal: PgError, cause?: unknown): void {
     if (this.phase === 'closed') return;
     if (cause) this.log.error({ err: cause }, refusal.message);
-    else this.log.info({ sqlstate: refusal.sqlstate, reason: refusal.message }, 'connection refused');
-    if (this.phase === 'handshake') this.deps.audit.publish(this.handshake.failureEvent(refusal));
+    // Refusals by the login limits are logged and recorded in sums by the gateway.
+    else if (!(refusal instanceof LoginLimited)) this.log.info({ sqlstate: refusal.sqlstate, reason: refusal.message }, 'connection refused');
+    if (this.phase === 'handshake') {
+      const event = this.handshake.refused(refusal);
+      if (event) this.deps.audit.publish(event);
+    }
     this.socket.end(errorResponse({ severity: 'FATAL', code: refusal.sqlstate, message: refusal.message, hint: refusal.hint }));
     this.close(refusal.message);
   }

@@ -10,6 +10,7 @@ export const SqlState = {
   invalidCatalogName: '3D000',
   insufficientPrivilege: '42501',
   connectionFailure: '08006',
+  rejectedConnection: '08004',
   protocolViolation: '08P01',
   featureNotSupported: '0A000',
   internalError: 'XX000',
