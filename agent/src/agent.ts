@@ -13,6 +13,8 @@ export interface AgentOptions {
   log: Logger;
   backoff?: BackoffOptions;
   loginTimeoutMs?: number;
+  /** Where the last gateway list is kept (see GatewayWatcher). */
+  gatewayListFile?: string;
 }
 
 export class Agent {
@@ -38,6 +40,7 @@ export class Agent {
       credentials: channelCredentials({ ca: config.controlPlane.ca }),
       gatewayTls: config.gatewayTls,
       backoff: opts.backoff,
+      listFile: opts.gatewayListFile,
     });
   }
 

@@ -1,5 +1,6 @@
 // warden-agent --config FILE (or WARDEN_AGENT_CONFIG): JSON logs on stdout,
 // SIGTERM/SIGINT close every session and exit 0.
+import { dirname, join, resolve } from 'node:path';
 import { CliCommand, makeOption, parseCommandLine, withConventions } from '@warden/proto/cli';
 import { createLogger, type Logger } from '@warden/proto/log';
 import { Agent } from './agent.js';
@@ -12,7 +13,14 @@ async function main(): Promise<void> {
   const program = new CliCommand('warden-agent')
     .description('The Warden agent: runs next to the database, dials out to the gateways, logs in upstream and relays sessions.')
     .usage('--config FILE')
-    .addOption(makeOption({ flags: '-c, --config <FILE>', description: 'the agent config file (JSON; format in docs/processes.md)', env: 'WARDEN_AGENT_CONFIG' }));
+    .addOption(makeOption({ flags: '-c, --config <FILE>', description: 'the agent config file (JSON; format in docs/processes.md)', env: 'WARDEN_AGENT_CONFIG' }))
+    .addOption(
+      makeOption({
+        flags: '--state-dir <DIR>',
+        description: "where the agent keeps its last gateway list, to dial it when started while the control plane is away (default: the config file's directory)",
+        env: 'WARDEN_AGENT_STATE_DIR',
+      }),
+    );
   withConventions(program, VERSION);
   const stop = await parseCommandLine(program, process.argv.slice(2), 2);
   if (stop !== undefined) {
@@ -27,7 +35,7 @@ async function main(): Promise<void> {
     process.exitCode = 2;
     return;
   }
-  const file = program.opts<{ config?: string }>().config;
+  const { config: file, stateDir } = program.opts<{ config?: string; stateDir?: string }>();
   if (!file) {
     log.fatal('no config file given: pass --config FILE or set WARDEN_AGENT_CONFIG');
     process.exitCode = 2;
@@ -38,7 +46,7 @@ async function main(): Promise<void> {
   try {
     const { config, warnings } = loadConfig(file);
     for (const w of warnings) log.warn(w);
-    agent = new Agent(config, { log });
+    agent = new Agent(config, { log, gatewayListFile: join(stateDir ?? dirname(resolve(file)), `${config.name}.gateways.json`) });
   } catch (err) {
     if (err instanceof ConfigError) log.fatal({ field: err.field }, err.message);
     else log.fatal({ err: { message: (err as Error).message } }, 'could not start the agent');

@@ -1,5 +1,8 @@
 // WatchGateways: the agent dials the gateways the control plane lists, follows
 // changes, and keeps its gateways while the control plane is away.
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Agent, type AgentConfig } from '../src/index.js';
@@ -72,4 +75,40 @@ describe('gateway list from the control plane', () => {
     await agent.stop();
     await waitFor(() => ca2.ended && b.controls.every((c) => c.ended), 5_000, 'links to end');
   }, 60_000);
+
+  it('keeps the list on disk, and started while the control plane is away, dials the gateways it kept', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'warden-agent-state-'));
+    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+    const listFile = join(dir, 'local.gateways.json');
+    const cp = await new FakeControlPlane().start();
+    const a = await new FakeGateway().start();
+    cleanups.push(() => a.stop());
+    cp.gateways = [{ id: 'gw-a', tunnelAddress: a.address, lastSeen: '' }];
+    const config: AgentConfig = {
+      name: 'local',
+      controlPlane: { address: cp.address },
+      enrollmentToken: `enroll-${rand()}`,
+      gatewayTls: {},
+      resources: { shop: { ...MAIN, sslmode: 'disable' } },
+    };
+    const first = new Agent(config, { log, backoff: { baseMs: 50, capMs: 500 }, gatewayListFile: listFile });
+    first.start();
+    const c1 = await a.control();
+    await waitFor(() => existsSync(listFile), 5_000, 'the list to be kept');
+    expect(JSON.parse(readFileSync(listFile, 'utf8'))).toEqual([{ id: 'gw-a', tunnelAddress: a.address }]);
+    expect(statSync(listFile).mode & 0o777).toBe(0o600);
+    await first.stop();
+    await waitFor(() => c1.ended, 5_000, 'the first link to end');
+
+    // The control plane is gone; a new agent on the same state dials A from the kept list.
+    await cp.stop();
+    const again = new Agent(config, { log, backoff: { baseMs: 50, capMs: 500 }, gatewayListFile: listFile });
+    cleanups.push(() => again.stop());
+    again.start();
+    const c2 = await a.control();
+    expect(c2).not.toBe(c1);
+    expect(c2.hello?.resources).toEqual(['shop']);
+    expect([...again.watcher.gateways.keys()]).toEqual([a.address]);
+  }, 60_000);
 });
+

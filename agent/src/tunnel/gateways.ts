@@ -1,6 +1,9 @@
 // WatchGateways on the control plane: the list of gateways to dial, kept in
 // sync by starting and stopping GatewayConnections. While the control plane
-// is unreachable the current connections stay as they are.
+// is unreachable the current connections stay as they are; the list is also
+// kept on disk, so an agent restarted during the outage dials them again.
+import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
 import {
   type ChannelCredentials,
   type ClientReadableStream,
@@ -25,6 +28,8 @@ export interface GatewayWatcherOptions {
   healthyAfterMs?: number;
   /** Window and keepalive settings of the links (tests). */
   link?: LinkOptions;
+  /** Where the last gateway list is kept (JSON), to dial from it when started while the control plane is away. */
+  listFile?: string;
 }
 
 export class GatewayWatcher {
@@ -55,7 +60,39 @@ export class GatewayWatcher {
 
   start(): void {
     if (this.stopped || this.call || this.retries.pending) return;
+    if (this.updates === 0 && this.gateways.size === 0) this.applyKept();
     this.watch();
+  }
+
+  /** Dials the gateways of the list kept from the last run, if any; the control plane's list replaces it when it comes. */
+  private applyKept(): void {
+    if (!this.opts.listFile) return;
+    let text: string;
+    try {
+      text = readFileSync(this.opts.listFile, 'utf8');
+    } catch {
+      return; // first start: nothing kept yet
+    }
+    try {
+      const kept = JSON.parse(text) as Gateway[];
+      if (!Array.isArray(kept)) throw new Error('not a list');
+      this.log.info({ file: this.opts.listFile, gateways: kept.length }, 'dialling the gateways kept from the last run until the control plane answers');
+      this.apply(kept.filter((g) => typeof g?.tunnelAddress === 'string').map((g) => ({ id: String(g.id ?? ''), tunnelAddress: g.tunnelAddress, lastSeen: '' })));
+    } catch (err) {
+      this.log.warn({ file: this.opts.listFile, err: errorSummary(err) }, 'the kept gateway list does not read; waiting for the control plane');
+    }
+  }
+
+  private keep(list: readonly Gateway[]): void {
+    const file = this.opts.listFile;
+    if (!file) return;
+    try {
+      mkdirSync(dirname(file), { recursive: true });
+      writeFileSync(`${file}.tmp`, JSON.stringify(list.map((g) => ({ id: g.id, tunnelAddress: g.tunnelAddress }))), { mode: 0o600 });
+      renameSync(`${file}.tmp`, file);
+    } catch (err) {
+      this.log.warn({ file, err: errorSummary(err) }, 'could not keep the gateway list on disk; a restart during a control plane outage would dial nothing');
+    }
   }
 
   /** Stops watching and stops every gateway connection, ending their sessions. */
@@ -125,6 +162,7 @@ export class GatewayWatcher {
       this.updates++;
       try {
         this.apply(list.gateways);
+        this.keep(list.gateways);
       } catch (err) {
         this.log.error({ err: errorSummary(err) }, 'could not apply the gateway list');
       }
