@@ -250,6 +250,18 @@ describe('outbox', () => {
     box.close();
   });
 
+  it('says it is blocked once nearly full or closed, so statements are refused rather than run unrecorded', () => {
+    const box = Outbox.open(tempDir(), log, { maxBytes: 4000 });
+    expect(box.blocked()).toBeUndefined();
+    while (box.append(statement(box.pendingBytes()))) box.flush();
+    expect(box.blocked()).toMatch(/^the audit outbox is full \(\d+ undelivered bytes, limit 4000\)/);
+    const batch = box.read(1000);
+    box.ack(batch[batch.length - 1]!.end);
+    expect(box.blocked()).toBeUndefined();
+    box.close();
+    expect(box.blocked()).toBe('the audit outbox is closed');
+  });
+
   it('lets only one process use an outbox directory', () => {
     const dir = tempDir();
     const box = Outbox.open(dir, log);
@@ -276,6 +288,25 @@ describe('pump', () => {
     transport.down = false;
     await pump.flushed();
     expect(transport.delivered).toEqual(Array.from({ length: 20 }, (_, i) => `s1:${i}`));
+    await pump.stop(0);
+    box.close();
+  });
+
+  it('keeps running when reading the outbox fails (EMFILE), and delivers once it reads again', async () => {
+    const box = Outbox.open(tempDir(), log);
+    const read = box.read.bind(box);
+    let failures = 3;
+    box.read = (max: number, maxBytes?: number) => {
+      if (failures-- > 0) throw Object.assign(new Error('EMFILE: too many open files'), { code: 'EMFILE' });
+      return read(max, maxBytes);
+    };
+    const transport = new FakeTransport();
+    const pump = new Pump(box, transport, log, { backoff: { baseMs: 5, capMs: 20 } });
+    pump.start();
+    box.append(statement(0));
+    await until(() => transport.delivered.length === 1);
+    expect(transport.delivered).toEqual(['s1:0']);
+    expect(failures).toBeLessThan(0);
     await pump.stop(0);
     box.close();
   });

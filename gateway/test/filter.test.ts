@@ -100,6 +100,26 @@ describe('clientMessages', () => {
     expect(out[0]!.body).toContain('FunctionCall');
   });
 
+  it('refuses every statement with 53100 while audit cannot record, a Bind of one prepared before too, and lets them run again after', () => {
+    let blocked: string | undefined = 'the audit outbox is full';
+    const f = clientMessages(gate(), new ResponseTracker(() => {}, () => 0), undefined, () => blocked);
+    const q = messages(f.filter(serialize.query('SELECT 1')));
+    expect(q[0]!.body).toMatch(/^DO \$w\d\$BEGIN RAISE EXCEPTION USING ERRCODE = '53100'/);
+    expect(q[0]!.body).toContain('warden: statements are refused while the audit trail cannot record them: the audit outbox is full');
+    const p = messages(f.filter(serialize.parse({ name: 'one', text: 'SELECT 1', types: [] })));
+    expect(p[0]!.body).toMatch(/^one\0DO /);
+    blocked = undefined;
+    const prepared = serialize.parse({ name: 'two', text: 'SELECT 2', types: [] });
+    expect(f.filter(prepared)).toBe(prepared);
+    blocked = 'writing the audit outbox failed (ENOSPC)';
+    const b = messages(f.filter(serialize.bind({ statement: 'two', portal: '', values: [] })));
+    expect(b.map((m) => m.type)).toEqual(['P', 'B']);
+    expect(b[0]!.body).toContain('ENOSPC');
+    blocked = undefined;
+    const again = serialize.query('SELECT 3');
+    expect(f.filter(again)).toBe(again);
+  });
+
   it('quotes the message whatever dollar signs it holds', () => {
     expect(raise('42501', 'a $w0$ b')).toContain('$w1$a $w0$ b$w1$');
   });

@@ -15,4 +15,6 @@ export interface AuditSink {
    * one turn of the event loop cost one write.
    */
   afterWrite?(fn: () => void): void;
+  /** Why events cannot be recorded now (outbox full, disk failing), or undefined; statements are refused meanwhile. */
+  blocked?(): string | undefined;
 }

@@ -103,6 +103,10 @@ export class Outbox {
   private waiters: (() => void)[] = [];
   private dropped = 0;
   private lastLoud = 0;
+  /** The last write's error, until a write succeeds again. */
+  private writeError: string | undefined;
+  /** What blocked() said last, to log each change once, at once. */
+  private lastBlocked: string | undefined;
   private closed = false;
   /** Set with closed, once the queue has been written for the last time. */
   private closedFd = false;
@@ -166,6 +170,27 @@ export class Outbox {
   }
 
   /**
+   * Why new statements must not run now, or undefined: the outbox is closed,
+   * its last write failed, or it is nearly full (the last 5 % are kept for the
+   * events of statements already under way). Audit does not fail open: the
+   * gateway refuses statements while this says why.
+   */
+  blocked(): string | undefined {
+    let why: string | undefined;
+    if (this.closed) why = 'the audit outbox is closed';
+    else if (this.writeError) why = `writing the audit outbox failed (${this.writeError})`;
+    else if (this.pendingBytes() + this.queuedBytes >= this.limits.maxBytes * 0.95) {
+      why = `the audit outbox is full (${this.pendingBytes()} undelivered bytes, limit ${this.limits.maxBytes}); check the audit transport (NATS or the control plane)`;
+    }
+    if (why !== this.lastBlocked) {
+      if (why) this.log.error({ dir: this.dir }, `AUDIT CANNOT RECORD: ${why}; statements are refused until it can`);
+      else this.log.warn({ dir: this.dir }, 'audit records again; statements run again');
+      this.lastBlocked = why;
+    }
+    return why;
+  }
+
+  /**
    * Runs `fn` once every event appended so far is written: at once when none
    * waits, else right after this turn's single write. The gateway hands
    * results to clients this way, so a turn's events cost one write however
@@ -207,9 +232,11 @@ export class Outbox {
           // repairTail() cleans up at the next start
         }
       }
-      for (let i = 0; i < count; i++) this.drop(`writing the outbox failed: ${(err as Error).message}`);
+      this.writeError = (err as Error).message;
+      for (let i = 0; i < count; i++) this.drop(`writing the outbox failed: ${this.writeError}`);
       return;
     }
+    this.writeError = undefined;
     if (this.dropped > 0) {
       this.log.warn({ dropped: this.dropped }, 'audit outbox accepts events again; the dropped events are missing from the audit trail');
       this.dropped = 0;

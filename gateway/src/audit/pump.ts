@@ -72,7 +72,15 @@ export class Pump {
     const signal = this.abort.signal;
     const batchSize = this.opts.batchSize ?? DEFAULT_BATCH;
     while (!signal.aborted) {
-      const batch = this.outbox.read(batchSize);
+      let batch: OutboxEntry[];
+      try {
+        batch = this.outbox.read(batchSize);
+      } catch (err) {
+        // Reading the outbox can fail (EMFILE when the process is out of file descriptors): retry later, never exit.
+        this.log.error({ err: (err as Error).message }, 'cannot read the audit outbox; retrying');
+        await this.backoff.wait(signal);
+        continue;
+      }
       if (batch.length === 0) {
         if (this.outbox.pendingBytes() === 0) {
           this.notifyFlushed();

@@ -72,6 +72,7 @@ export function createAuditSink(opts: AuditSinkOptions): ClosableAuditSink {
       }
     },
     afterWrite: (fn) => outbox.afterWrite(fn),
+    blocked: () => outbox.blocked(),
     flushed: () => pump.flushed(),
     close: () =>
       (closing ??= (async () => {

@@ -24,7 +24,20 @@ export interface HoldSwitch {
   release: Release | null;
 }
 
-export function clientMessages(gate: StatementGate, tracker: ResponseTracker, holds?: HoldSwitch): MessageFilter {
+/** SQLSTATE of a statement refused because its audit record could not be kept: disk_full, the outbox's state. */
+const AUDIT_BLOCKED = '53100';
+
+/**
+ * `auditBlocked` says why audit records cannot be kept now (or undefined):
+ * then every statement is refused, as the gate's refusals are, rather than
+ * run unrecorded.
+ */
+export function clientMessages(gate: StatementGate, tracker: ResponseTracker, holds?: HoldSwitch, auditBlocked?: () => string | undefined): MessageFilter {
+  /** A refusal in the gate's place when audit cannot record, as an approval's denial is given. */
+  const unrecordable = (): Release | null => {
+    const why = auditBlocked?.();
+    return why ? { index: 0, refusal: { sqlstate: AUDIT_BLOCKED, message: `warden: statements are refused while the audit trail cannot record them: ${why}`, rule: '' } } : null;
+  };
   // Prepared statements whose Parse was refused: their Binds lose their parameters.
   const refused = new Set<string>();
   // Prepared statements that needed approval: an approval covers one Bind (its parameters), so the next one is held again.
@@ -35,10 +48,12 @@ export function clientMessages(gate: StatementGate, tracker: ResponseTracker, ho
       case QUERY: {
         const sql = msg.toString('utf8', 5, msg.length - 1);
         const decision = gate.check(sql);
-        let release: Release | null = null;
+        // Audit that cannot record refuses first; a release being fed again is taken either way.
+        let release: Release | null = unrecordable();
         if (holds) {
-          release = holds.release;
+          const released = holds.release;
           holds.release = null;
+          release ??= released;
           if (!release && holdAt(decision, holds, sql)) return HOLD;
         }
         const statements = decide(decision, sql, release);
@@ -55,10 +70,12 @@ export function clientMessages(gate: StatementGate, tracker: ResponseTracker, ho
         const name = msg.toString('utf8', 5, nameEnd);
         const sql = msg.toString('utf8', nameEnd + 1, sqlEnd);
         const decision = gate.check(sql, { name });
-        let release: Release | null = null;
+        // Audit that cannot record refuses first; a release being fed again is taken either way.
+        let release: Release | null = unrecordable();
         if (holds) {
-          release = holds.release;
+          const released = holds.release;
           holds.release = null;
+          release ??= released;
           if (!release && holdAt(decision, holds, sql, name)) return HOLD;
         }
         const statements = decide(decision, sql, release);
@@ -80,6 +97,13 @@ export function clientMessages(gate: StatementGate, tracker: ResponseTracker, ho
         const stmtEnd = cstringEnd(msg, portalEnd + 1);
         const statement = msg.toString('utf8', portalEnd + 1, stmtEnd);
         const portal = msg.toString('utf8', 5, portalEnd);
+        const blocked = unrecordable();
+        if (blocked?.refusal) {
+          // A statement prepared earlier would run unrecorded: its portal gets one that raises instead, as a denied approval's does.
+          tracker.parse('', { sql: statement, rule: '', refusal: { ...blocked.refusal, index: 0 } });
+          tracker.bind(portal, '', msg.subarray(stmtEnd + 1));
+          return Buffer.concat([parse('', raise(blocked.refusal.sqlstate, blocked.refusal.message, null)), stripParameters(msg, stmtEnd, '')]);
+        }
         const once = holds ? approvedOnce.get(statement) : undefined;
         if (once && ++once.binds > 1) {
           // A second execution of an approved statement, with parameters of its own: it needs an approval of its own.

@@ -113,7 +113,7 @@ export class Relay {
         log: host.log,
       };
     }
-    this.fromClient = clientMessages(gate, tracker, this.holds);
+    this.fromClient = clientMessages(gate, tracker, this.holds, deps.audit.blocked && (() => deps.audit.blocked!()));
     const masking = admission.masks ? new ResultMasking(admission.masks, () => tracker.head()) : undefined;
     this.fromServer = serverMessages(upstream.cancelKey, tracker, masking);
   }
