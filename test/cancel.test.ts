@@ -354,6 +354,21 @@ describe('losing the agent', () => {
       // A new session for the dead agent's resource is refused with a reason, not left hanging.
       const again = await outcome(connectTo('doomed-again'));
       expect(again).toMatchObject({ code: '08006', message: expect.stringMatching(/agent doomed.*not connected to this gateway/) });
+
+      // The statement in flight may have run: the audit trail says its outcome is unknown, and the session has its end.
+      const events = await waitFor('the busy session to be recorded up to its end', async () => {
+        const listed = await stack.cli('sessions', 'list', '--identity', 'demo', '--since', '1h', '--json');
+        const found = (JSON.parse(listed.stdout) as Array<{ sessionId: string; applicationName?: string }>).find((x) => x.applicationName === 'doomed-busy');
+        if (!found) return undefined;
+        const shown = await stack.cli('sessions', 'show', found.sessionId, '--json');
+        const all = (JSON.parse(shown.stdout) as { events: Array<Record<string, unknown>> }).events;
+        return all.some((e) => e.type === 'session.end') ? all : undefined;
+      }, 30_000);
+      const sleeper = events.find((e) => e.type === 'statement' && e.sql === 'SELECT pg_sleep(60)');
+      expect(sleeper).toMatchObject({
+        decision: 'allowed',
+        error: { sqlstate: '08006', message: expect.stringMatching(/^outcome unknown: the session ended \(.*\) after the statement was forwarded$/) },
+      });
     } finally {
       await busy.end().catch(() => undefined);
       await idle.end().catch(() => undefined);

@@ -131,7 +131,7 @@ describe('ResponseTracker with the server side', () => {
     const done: TrackedStatement[] = [];
     const tracker = new ResponseTracker((s) => done.push(s), () => 0);
     const gate = new StatementGate({ identity: 'ci', resource: 'shop', rules: [read] }, new ClassificationCache());
-    return { done, client: clientMessages(gate, tracker), server: serverMessages({ pid: 1, secret: 2 }, tracker) };
+    return { done, tracker, client: clientMessages(gate, tracker), server: serverMessages({ pid: 1, secret: 2 }, tracker) };
   };
   const complete = (tag: string) => frame(0x43, Buffer.from(`${tag}\0`));
   const ready = readyForQuery('I');
@@ -143,6 +143,21 @@ describe('ResponseTracker with the server side', () => {
     expect(done.map((s) => [s.sql, s.command, s.rows])).toEqual([
       ['SELECT 1', 'SELECT', 1],
       ['SELECT 2', 'SELECT', 3],
+    ]);
+  });
+
+  it('records statements left unanswered when the session ends as of unknown outcome, refusals as refused', () => {
+    const { done, tracker, client, server } = setup();
+    client.filter(serialize.query('SELECT 1; SELECT pg_sleep(10)'));
+    client.filter(serialize.query('DROP TABLE t'));
+    server.filter(complete('SELECT 1'));
+    expect(done).toHaveLength(1);
+    tracker.abandon('the agent link was lost');
+    // A refusal is recorded with the refusal as its error (the recorder's rule): it never ran.
+    expect(done.map((s) => [s.sql, s.refusal ? 'refused' : 'allowed', (s.error ?? s.refusal)?.sqlstate, (s.error ?? s.refusal)?.message])).toEqual([
+      ['SELECT 1', 'allowed', undefined, undefined],
+      ['SELECT pg_sleep(10)', 'allowed', '08006', 'outcome unknown: the agent link was lost after the statement was forwarded'],
+      ['DROP TABLE t', 'refused', '42501', expect.stringContaining('may not DROP TABLE')],
     ]);
   });
 

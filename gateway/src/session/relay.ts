@@ -47,6 +47,7 @@ const CONFIGURATION_LIMIT_EXCEEDED = '53400';
 
 export class Relay {
   private readonly recorder: SessionRecorder;
+  private readonly tracker: ResponseTracker;
   private readonly fromClient: MessageFilter;
   private readonly fromServer: MessageFilter;
   private bytesOut = 0;
@@ -85,7 +86,7 @@ export class Relay {
       readOnly: admission.readOnly,
     });
     const gate = admission.gate;
-    const tracker = new ResponseTracker(
+    const tracker = (this.tracker = new ResponseTracker(
       (s) => {
         // What ran moves the session's search_path; what the server skipped did not run.
         if (!s.skipped) gate.settled(s.effects, !s.error, s.info);
@@ -93,7 +94,7 @@ export class Relay {
       },
       () => performance.now(),
       (status, idle) => gate.ready(status, idle),
-    );
+    ));
     const approvals = deps.approvals;
     if (approvals) {
       this.holds = { held: null, release: null };
@@ -270,6 +271,8 @@ export class Relay {
     this.upstream.close();
     if (!this.socket.destroyed && !this.socket.writableEnded) this.socket.end();
     const details = { durationMs, bytesIn, bytesOut: this.bytesOut, reason };
+    // Statements still unanswered get a record saying their outcome is unknown, before the session's end.
+    this.tracker.abandon(`the session ended (${reason})`);
     this.recorder.end(details);
     this.host.log.info(details, 'session ended');
   }

@@ -71,6 +71,9 @@ function tracked(d: StatementDecision, protocol: 'simple' | 'extended', startedA
   };
 }
 
+/** SQLSTATE of a statement whose answer never came: connection_failure. */
+export const OUTCOME_UNKNOWN = '08006';
+
 export class ResponseTracker {
   private readonly queue: Array<TrackedStatement | typeof SYNC> = [];
   /** Prepared statements by name, and portals by name, for Execute. */
@@ -136,6 +139,20 @@ export class ResponseTracker {
       const skipped = this.queue.shift()!;
       skipped.skipped = true;
       this.done(skipped);
+    }
+  }
+
+  /**
+   * The session ended with statements sent and never answered: each is
+   * recorded with its outcome unknown (it may have run, and committed), or as
+   * refused when it was a refusal, which never runs. The queue is emptied.
+   */
+  abandon(why: string): void {
+    const unanswered = this.queue.splice(0);
+    for (const s of unanswered) {
+      if (s === SYNC) continue;
+      if (!s.refusal) s.error = { sqlstate: OUTCOME_UNKNOWN, message: `outcome unknown: ${why} after the statement was forwarded` };
+      this.done(s);
     }
   }
 
