@@ -126,6 +126,6 @@ describe('audit consumer with a backlog in JetStream', () => {
     } finally {
       await consumer.stop();
     }
-    expect((await jsm.consumers.info(old.name, old.consumer)).config.ack_wait).toBe(nanos(120_000));
+    expect((await jsm.consumers.info(old.name, old.consumer)).config.ack_wait).toBe(nanos(30_000));
   });
 });

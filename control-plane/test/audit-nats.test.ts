@@ -154,6 +154,7 @@ describe('audit events through NATS JetStream', () => {
     ]);
     const report = await cp!.audit.verify();
     expect(report.problems).toEqual([]);
-    expect(report.warnings).toEqual([]);
+    // The test's sessions never end: verify says so for each, and nothing else.
+    expect(report.warnings.map((w) => w.replace(/ \(ci-deploy on shop, started [^)]*\)/, ''))).toEqual(['s1', 's2', 's3'].map((id) => `session ${id}: no end recorded (still open, or its gateway was lost)`));
   });
 });

@@ -58,12 +58,13 @@ const isNotFound = (err: unknown) => /not found/i.test((err as Error)?.message ?
 
 /**
  * How long JetStream waits for the acknowledgement of a delivered message
- * before it delivers it again. A message is acknowledged once its transaction
- * committed, and at most maxHeldMessages wait for that, so this only has to
- * outlast a few slow transactions; too short, and a slow store receives the
- * same events again and again.
+ * before it delivers it again. It bounds how late events delivered to a
+ * control plane that died (or to a pull request of one that closed) arrive
+ * at another. Messages held longer, behind a slow store, are kept from
+ * redelivery by telling JetStream they are being worked on (WORKING_EVERY_MS).
  */
-const ACK_WAIT_MS = 120_000;
+const ACK_WAIT_MS = 30_000;
+const WORKING_EVERY_MS = 10_000;
 
 export class AuditConsumer {
   private readonly abort = new AbortController();
@@ -147,8 +148,8 @@ export class AuditConsumer {
     const wanted = { ack_wait: nanos(ACK_WAIT_MS), max_ack_pending: 4096 };
     try {
       const info = await jsm.consumers.info(this.stream.name, this.stream.consumer);
-      // Consumers made by versions before this one redelivered after 15 s.
-      if ((info.config.ack_wait ?? 0) < wanted.ack_wait) await jsm.consumers.update(this.stream.name, this.stream.consumer, wanted);
+      // Consumers made by earlier versions waited 15 s or 120 s.
+      if (info.config.ack_wait !== wanted.ack_wait) await jsm.consumers.update(this.stream.name, this.stream.consumer, wanted);
     } catch (err) {
       if (!isNotFound(err)) throw err;
       await jsm.consumers.add(this.stream.name, {
@@ -187,12 +188,19 @@ export class AuditConsumer {
     };
     let storing: Promise<void> | undefined;
     let failed: unknown;
+    let inStore: Received[] = [];
+    // Messages delivered and not yet acknowledged: JetStream hears they are being worked on, so a slow store does not get them again.
+    const working = setInterval(() => {
+      for (const r of queue) r.msg.working();
+      for (const r of inStore) r.msg.working();
+    }, WORKING_EVERY_MS);
     const kick = () => {
       if (storing) return;
       storing = (async () => {
         while (queue.length > 0) {
-          const batch = take();
+          const batch = (inStore = take());
           await this.store(batch);
+          inStore = [];
           held -= batch.length;
           progress?.();
         }
@@ -229,6 +237,7 @@ export class AuditConsumer {
       }
     }
     await storing;
+    clearInterval(working);
     if (failed !== undefined) throw failed;
   }
 

@@ -5,7 +5,7 @@ import type { AuditEvent } from '@warden/proto';
 import { eventFromRecord } from '@warden/proto/audit';
 import { GENESIS, dayHash, linkHash } from './chain.js';
 import { columnDrift } from './columns.js';
-import type { AuditContext, AuditDb } from './context.js';
+import { isoOf, type AuditContext, type AuditDb } from './context.js';
 import type { AuditSessionsTable } from './schema.js';
 import { dayContents, retentionMark } from './seal.js';
 import type { Selectable } from 'kysely';
@@ -86,10 +86,12 @@ function checkSession(s: Selectable<AuditSessionsTable>, rows: Row[], out: Verif
   let expectedSeq = 0;
   let prevHash = GENESIS;
   const hashes = new Map<number, string | null>();
+  let unknown = 0;
   for (const row of rows) {
     const seq = row.seq!;
     hashes.set(seq, row.hash);
     const event = checkColumns(row, id, out);
+    if (event?.event?.$case === 'statement' && event.event.value.error?.message.startsWith('outcome unknown')) unknown++;
     if (event && event.event?.$case !== 'authFailure' && event.seq !== seq) {
       problem(out, 'reordered', id, seq, `the event stored at seq ${seq} was recorded as seq ${event.seq}`);
     }
@@ -114,6 +116,11 @@ function checkSession(s: Selectable<AuditSessionsTable>, rows: Row[], out: Verif
     problem(out, 'edited', id, s.sealed_seq, `seq ${s.sealed_seq} no longer matches the hash sealed into day ${s.sealed_day}`);
   }
   if (rows.length < s.events) problem(out, 'deleted', id, -1, `${s.events} events were stored, ${rows.length} remain`);
+  // Not tampering, but what an investigator needs to know: where the record may be incomplete.
+  if (unknown > 0) out.warnings.push(`session ${id}: ${unknown} statement(s) whose outcome is unknown (the session ended before the server answered; they may have run)`);
+  if (s.end_seq === null) {
+    out.warnings.push(`session ${id} (${s.identity} on ${s.resource}, started ${isoOf(s.started_at)}): no end recorded (still open, or its gateway was lost)`);
+  }
   const waiting = rows.filter((r) => r.seq! > s.linked_seq);
   if (waiting.length > 0) {
     out.warnings.push(`session ${id}: ${waiting.length} event(s) from seq ${waiting[0]!.seq} wait for seq ${s.linked_seq + 1}, not received yet`);

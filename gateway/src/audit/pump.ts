@@ -54,12 +54,15 @@ export class Pump {
 
   /** Resolves when everything written so far has been delivered. */
   flushed(): Promise<void> {
+    // Events of this turn are still queued for the turn's single write: write them, so they count.
+    this.outbox.flush();
     if (this.outbox.pendingBytes() === 0) return Promise.resolve();
     return new Promise((resolve) => this.flushWaiters.push(resolve));
   }
 
   /** Delivers what it can within `graceMs`, then stops; the rest stays in the outbox for the next start. */
   async stop(graceMs: number): Promise<void> {
+    this.outbox.flush();
     if (graceMs > 0 && this.outbox.pendingBytes() > 0) {
       await Promise.race([this.flushed(), sleep(graceMs, undefined, { ref: false })]);
     }
