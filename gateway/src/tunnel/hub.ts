@@ -13,6 +13,7 @@ import {
   type LinkOwner,
   LinkProtocolError,
   type LinkServer,
+  MAX_PAYLOAD,
   OpenSession,
   decodeHello,
   encodeWelcome,
@@ -22,6 +23,9 @@ import { PgError } from '@warden/proto/pgwire';
 import type { Logger } from 'pino';
 import { CancelKeys, secretBytes } from './cancel-keys.js';
 import { LinkUpstream, type Upstream } from './upstream.js';
+
+/** A HELLO carries a name, a token and a list of resources: far below this. */
+const MAX_HELLO_PAYLOAD = 64 * 1024;
 
 /** A failure to reach the upstream, with the SQLSTATE the client should see. */
 export class TunnelError extends PgError {}
@@ -34,6 +38,8 @@ export interface AgentHubOptions extends LinkOptions {
   openTimeoutMs?: number;
   /** How long a new link may take to say HELLO (default 10 s). */
   helloTimeoutMs?: number;
+  /** Links that have not said HELLO yet, at most (default 256): more are closed at once. */
+  maxWaitingLinks?: number;
   /** Called when an agent has been welcomed on a new link. */
   onAgentLink?(info: AgentLinkInfo): void;
   /** Where sessions get the key their client sees (shared with the Postgres listener). */
@@ -103,6 +109,9 @@ class AgentLink implements AgentLinkInfo {
 export class AgentHub implements LinkOwner {
   private readonly links = new Map<string, AgentLink[]>();
   private readonly all = new Set<AgentLink>();
+  /** Links not yet past HELLO, and how many were closed for being over the cap (for logs). */
+  private waiting = 0;
+  private waitingRefused = 0;
   private nextLink = 0;
   private lastHandshakeLog = 0;
   private handshakeFailures = 0;
@@ -236,9 +245,15 @@ export class AgentHub implements LinkOwner {
 
   /** @internal */
   opened(link: Link): void {
+    // Before HELLO a peer is nobody: its frames are small, and it cannot make the gateway hold much.
+    link.maxPayload = MAX_HELLO_PAYLOAD;
     const state = new AgentLink(link, this.helloTimeoutMs);
     link.data = state;
     this.all.add(state);
+    if (++this.waiting > (this.opts.maxWaitingLinks ?? 256)) {
+      this.waitingRefused++;
+      link.close('too many links waiting for HELLO');
+    }
   }
 
   /** @internal */
@@ -272,7 +287,14 @@ export class AgentHub implements LinkOwner {
     if (!state) return;
     clearTimeout(state.helloTimer);
     this.all.delete(state);
-    if (!state.agent) return;
+    if (!state.agent) {
+      this.waiting--;
+      if (this.waitingRefused > 0 && this.waiting === 0) {
+        this.log.warn({ refused: this.waitingRefused }, 'links were closed for exceeding the number allowed to wait for HELLO');
+        this.waitingRefused = 0;
+      }
+      return;
+    }
     const left = (this.links.get(state.agent) ?? []).filter((l) => l !== state);
     if (left.length) this.links.set(state.agent, left);
     else if (this.links.get(state.agent)) this.links.delete(state.agent);
@@ -312,6 +334,8 @@ export class AgentHub implements LinkOwner {
       return;
     }
     clearTimeout(state.helloTimer);
+    this.waiting--;
+    link.maxPayload = MAX_PAYLOAD;
     link.peerWindow = window;
     state.agent = name;
     state.hello = hello;

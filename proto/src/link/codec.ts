@@ -55,7 +55,8 @@ export class FrameDecoder {
 
   constructor(
     private readonly sink: FrameSink,
-    private readonly maxPayload = MAX_PAYLOAD,
+    /** Mutable: a listener keeps it small until the peer has authenticated. */
+    public maxPayload = MAX_PAYLOAD,
   ) {}
 
   push(chunk: Buffer): void {

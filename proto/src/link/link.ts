@@ -61,6 +61,11 @@ export class Link implements FrameSink, ChannelHost {
   /** Free for the owner (agent name, state...). */
   data: unknown;
   private readonly decoder: FrameDecoder;
+
+  /** The largest frame payload accepted from now on (a listener raises it once the peer has said HELLO). */
+  set maxPayload(bytes: number) {
+    this.decoder.maxPayload = bytes;
+  }
   private readonly channels = new Map<number, Channel>();
   private closedFlag = false;
   private closedByUs = false;
