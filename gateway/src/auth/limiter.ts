@@ -14,9 +14,12 @@ export interface LoginLimits {
 
 export const DEFAULT_LOGIN_LIMITS: LoginLimits = { perAddress: 30, perName: 100, windowMs: 60_000 };
 
+/** What a limit counts by. */
+export type LimitBy = 'address' | 'name';
+
 /** A limit in force: who is limited, and what was refused since the last report. */
 export interface LimitReport {
-  by: 'address' | 'name';
+  by: LimitBy;
   key: string;
   failures: number;
   refused: number;
@@ -40,7 +43,7 @@ export class LoginLimiter {
   ) {}
 
   /** Whether a login from `address` as `name` may go ahead; otherwise why not, and when it may (counted as refused). */
-  admit(address: string, name: string | undefined): { by: 'address' | 'name'; key: string; retryInS: number } | undefined {
+  admit(address: string, name: string | undefined): { by: LimitBy; key: string; retryInS: number } | undefined {
     const blocked = this.over('address', address, this.limits.perAddress) ?? (name !== undefined ? this.over('name', name, this.limits.perName) : undefined);
     if (!blocked) return undefined;
     blocked.window.refused++;
@@ -69,20 +72,20 @@ export class LoginLimiter {
     return out;
   }
 
-  private over(by: 'address' | 'name', key: string, limit: number): { by: 'address' | 'name'; key: string; window: Window } | undefined {
+  private over(by: LimitBy, key: string, limit: number): { by: LimitBy; key: string; window: Window } | undefined {
     if (limit <= 0) return undefined;
     const w = this.current(by, key, false);
     return w && w.failures >= limit ? { by, key, window: w } : undefined;
   }
 
-  private count(by: 'address' | 'name', key: string, limit: number): boolean {
+  private count(by: LimitBy, key: string, limit: number): boolean {
     if (limit <= 0) return false;
     const w = this.current(by, key, true)!;
     w.failures++;
     return w.failures === limit;
   }
 
-  private current(by: 'address' | 'name', key: string, create: boolean): Window | undefined {
+  private current(by: LimitBy, key: string, create: boolean): Window | undefined {
     const k = `${by[0]}:${key}`;
     const t = this.now();
     let w = this.windows.get(k);
