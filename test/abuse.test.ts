@@ -215,3 +215,44 @@ describe('failed logins are limited per source address', () => {
     }
   });
 });
+
+describe('connections that do not log in are limited per source address', () => {
+  it('past --max-logging-in-per-address silent connections, the next gets 53300 at once; once they leave, a login works', async () => {
+    const gw = await startExtraGateway(stack, 'gw-waiting', ['--local', '--max-logging-in-per-address', '5']);
+    const silent: Socket[] = [];
+    try {
+      const deadline = Date.now() + 30_000;
+      for (;;) {
+        const c = new pg.Client({ host: stack.host, port: gw.port, user: 'demo', database: 'shop', password: await stack.token() });
+        if (await c.connect().then(() => c.end().then(() => true), () => false)) break;
+        if (Date.now() > deadline) throw new Error(`the extra gateway never accepted a login\n${gw.output()}`);
+        await new Promise((r) => setTimeout(r, 300));
+      }
+      for (let i = 0; i < 5; i++) {
+        const s = connect(gw.port, stack.host);
+        s.on('error', () => {});
+        silent.push(s);
+        await new Promise((r) => s.once('connect', r));
+      }
+      await new Promise((r) => setTimeout(r, 200));
+      const sixth = await new Promise<Buffer>((resolve) => {
+        const chunks: Buffer[] = [];
+        const s = connect(gw.port, stack.host);
+        s.on('data', (d) => chunks.push(d));
+        s.on('error', () => {});
+        s.on('close', () => resolve(Buffer.concat(chunks)));
+      });
+      expect(sixth.toString('latin1')).toContain('C53300');
+      expect(sixth.toString('latin1')).toContain('too many connections from 127.0.0.1 are still logging in; retry shortly');
+      for (const s of silent) s.destroy();
+      await new Promise((r) => setTimeout(r, 300));
+      const c = new pg.Client({ host: stack.host, port: gw.port, user: 'demo', database: 'shop', password: await stack.token() });
+      await c.connect();
+      expect((await c.query('SELECT 1 AS one')).rows).toEqual([{ one: 1 }]);
+      await c.end();
+    } finally {
+      for (const s of silent) s.destroy();
+      await gw.stop();
+    }
+  });
+});

@@ -5,7 +5,7 @@ import { createServer, type Server as NetServer } from 'node:net';
 import { createSecureContext } from 'node:tls';
 import { readFileSync } from 'node:fs';
 import { ControlPlaneServiceClient, channelCredentials, keepaliveOptions, type Snapshot } from '@warden/proto';
-import { SqlState } from '@warden/proto/pgwire';
+import { SqlState, errorResponse } from '@warden/proto/pgwire';
 import type { Logger } from 'pino';
 import { ControlPlaneApprovals } from './approvals/client.js';
 import { explainRows } from './approvals/explain.js';
@@ -45,6 +45,8 @@ export interface GatewayOptions {
   configCache?: string;
   /** Failed logins allowed per address and login name before logins are refused for the rest of the window. */
   loginLimits?: LoginLimits;
+  /** Connections still logging in (not yet admitted), at most per source address and in all (defaults 64 and 1,024). */
+  waitingLimits?: { perAddress: number; total: number };
 }
 
 export interface RunningGateway {
@@ -179,8 +181,29 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
     }
   }, Math.min(10_000, logins.limits.windowMs));
   reportLimits.unref();
+  // Connections that have not logged in yet hold memory and a descriptor each: bounded per address and in all.
+  const waitingLimits = opts.waitingLimits ?? { perAddress: 64, total: 1024 };
+  const waiting = new Map<string, number>();
+  let waitingTotal = 0;
   const server: NetServer = createServer((socket) => {
+    const address = socket.remoteAddress ?? '';
+    const fromAddress = waiting.get(address) ?? 0;
+    if (fromAddress >= waitingLimits.perAddress || waitingTotal >= waitingLimits.total) {
+      const where = fromAddress >= waitingLimits.perAddress ? `from ${address}` : 'to this gateway';
+      socket.on('error', () => {});
+      socket.end(errorResponse({ severity: 'FATAL', code: SqlState.tooManyConnections, message: `too many connections ${where} are still logging in; retry shortly` }));
+      return;
+    }
+    waiting.set(address, fromAddress + 1);
+    waitingTotal++;
+    const handshakeOver = () => {
+      waitingTotal--;
+      const n = (waiting.get(address) ?? 1) - 1;
+      if (n > 0) waiting.set(address, n);
+      else waiting.delete(address);
+    };
     const session = new Session(socket, {
+      handshakeOver,
       log: sessionLog,
       keys,
       tls,

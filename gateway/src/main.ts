@@ -58,6 +58,22 @@ const program = new CliCommand('warden-gateway')
       env: 'WARDEN_LOGIN_FAILURES_PER_NAME',
       default: String(DEFAULT_LOGIN_LIMITS.perName),
     }),
+  )
+  .addOption(
+    makeOption({
+      flags: '--max-logging-in-per-address <N>',
+      description: 'connections from one address that may be logging in at once (slow or silent clients); more are refused with 53300',
+      env: 'WARDEN_MAX_LOGGING_IN_PER_ADDRESS',
+      default: '64',
+    }),
+  )
+  .addOption(
+    makeOption({
+      flags: '--max-logging-in <N>',
+      description: 'connections that may be logging in at once, from all addresses',
+      env: 'WARDEN_MAX_LOGGING_IN',
+      default: '1024',
+    }),
   );
 withConventions(program, packageVersion(new URL('../package.json', import.meta.url)));
 
@@ -81,6 +97,8 @@ const v = program.opts<{
   recordParameters: ParameterRecording;
   loginFailuresPerAddress: string;
   loginFailuresPerName: string;
+  maxLoggingInPerAddress: string;
+  maxLoggingIn: string;
 }>();
 
 /** A limit flag's value: a whole number, 0 or more. */
@@ -136,6 +154,7 @@ try {
     parameterRecording: v.recordParameters,
     configCache: join(v.dataDir || DEFAULT_DATA_DIR, 'config.snapshot'),
     loginLimits,
+    waitingLimits: { perAddress: limitOf('--max-logging-in-per-address', v.maxLoggingInPerAddress), total: limitOf('--max-logging-in', v.maxLoggingIn) },
     log,
     audit,
   });

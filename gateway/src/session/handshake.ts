@@ -39,6 +39,8 @@ export interface HandshakeDeps {
   openUpstream(admission: Admission, parameters: Record<string, string>): Promise<Upstream>;
   /** Milliseconds a client may take from connect to authenticated. */
   authTimeoutMs: number;
+  /** Called once when the handshake is over (admitted, refused or gone): the connection no longer waits to log in. */
+  handshakeOver?(): void;
   /** Failed logins per address and login name; past its limits, logins are refused before a token is read. */
   logins?: LoginLimiter;
   gatewayId: string;
@@ -77,6 +79,7 @@ export class Handshake {
   parameters: Record<string, string> = {};
   private encrypted = false;
   private addressChecked = false;
+  private over = false;
   private readonly timer: NodeJS.Timeout;
 
   constructor(
@@ -115,6 +118,9 @@ export class Handshake {
   /** The handshake is over (admitted or closed): the auth timeout no longer applies. */
   stop(): void {
     clearTimeout(this.timer);
+    if (this.over) return;
+    this.over = true;
+    this.deps.handshakeOver?.();
   }
 
   /**
