@@ -19,6 +19,7 @@ import { ClassificationCache, StatementGate, rulesFor } from './policy/index.js'
 import type { AuditSink } from './audit/events.js';
 import { authFailureEvent } from './session/recorder.js';
 import { Refusal, Session, type Admission, type ParameterRecording } from './session/index.js';
+import { LoggingIn, type LoggingInLimits } from './session/logging-in.js';
 import { AgentHub, CancelKeys } from './tunnel/index.js';
 
 export interface GatewayOptions {
@@ -46,7 +47,7 @@ export interface GatewayOptions {
   /** Failed logins allowed per address and login name before logins are refused for the rest of the window. */
   loginLimits?: LoginLimits;
   /** Connections still logging in (not yet admitted), at most per source address and in all (defaults 64 and 1,024). */
-  waitingLimits?: { perAddress: number; total: number };
+  waitingLimits?: LoggingInLimits;
 }
 
 export interface RunningGateway {
@@ -181,29 +182,16 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
     }
   }, Math.min(10_000, logins.limits.windowMs));
   reportLimits.unref();
-  // Connections that have not logged in yet hold memory and a descriptor each: bounded per address and in all.
-  const waitingLimits = opts.waitingLimits ?? { perAddress: 64, total: 1024 };
-  const waiting = new Map<string, number>();
-  let waitingTotal = 0;
+  const loggingIn = new LoggingIn(opts.waitingLimits);
   const server: NetServer = createServer((socket) => {
-    const address = socket.remoteAddress ?? '';
-    const fromAddress = waiting.get(address) ?? 0;
-    if (fromAddress >= waitingLimits.perAddress || waitingTotal >= waitingLimits.total) {
-      const where = fromAddress >= waitingLimits.perAddress ? `from ${address}` : 'to this gateway';
+    const slot = loggingIn.take(socket.remoteAddress ?? '');
+    if ('refused' in slot) {
       socket.on('error', () => {});
-      socket.end(errorResponse({ severity: 'FATAL', code: SqlState.tooManyConnections, message: `too many connections ${where} are still logging in; retry shortly` }));
+      socket.end(errorResponse({ severity: 'FATAL', code: SqlState.tooManyConnections, message: slot.refused }));
       return;
     }
-    waiting.set(address, fromAddress + 1);
-    waitingTotal++;
-    const handshakeOver = () => {
-      waitingTotal--;
-      const n = (waiting.get(address) ?? 1) - 1;
-      if (n > 0) waiting.set(address, n);
-      else waiting.delete(address);
-    };
     const session = new Session(socket, {
-      handshakeOver,
+      handshakeOver: slot.release,
       log: sessionLog,
       keys,
       tls,
