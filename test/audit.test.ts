@@ -191,7 +191,7 @@ describe('a gateway killed between statements', () => {
           if (s) {
             const shown = JSON.parse((await cli(second.info, 'sessions', 'show', s.sessionId, '--json')).stdout);
             events = shown.events;
-            if (events.length >= 6) break;
+            if (events.length >= 7) break;
           }
           if (Date.now() > deadline) throw new Error(`events of the killed session did not all arrive: ${JSON.stringify(events)}`);
           await sleep(200);
@@ -199,8 +199,10 @@ describe('a gateway killed between statements', () => {
         await sleep(1000); // a duplicate would have arrived by now
         const sid = (events[0] as unknown as { sessionId: string }).sessionId;
         const rows = await cpStore.query('SELECT count(*)::int AS n, count(DISTINCT id)::int AS d FROM audit_events WHERE session_id = $1', [sid]);
-        expect(rows.rows[0]).toEqual({ n: 6, d: 6 });
-        expect(events.map((e) => `${e.type}:${e.seq}`)).toEqual(['session.start:0', ...[1, 2, 3, 4, 5].map((n) => `statement:${n}`)]);
+        expect(rows.rows[0]).toEqual({ n: 7, d: 7 });
+        // The session left open gets its end at the next start, saying so.
+        expect(events.map((e) => `${e.type}:${e.seq}`)).toEqual(['session.start:0', ...[1, 2, 3, 4, 5].map((n) => `statement:${n}`), 'session.end:6']);
+        expect((events[6] as unknown as { reason: string }).reason).toMatch(/^the gateway stopped with the session open/);
         const verify = await cli(second.info, 'audit', 'verify');
         expect(verify.code).toBe(0);
       } finally {

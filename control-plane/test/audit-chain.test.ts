@@ -16,7 +16,7 @@ const full: AuditEvent[] = [
       value: {
         sql: 'SELECT "x" FROM t WHERE a = $1 -- \u2603 \\ \n', parameters: [{ value: 'v' }, { value: undefined }], protocol: StatementProtocol.STATEMENT_PROTOCOL_EXTENDED,
         decision: StatementDecision.STATEMENT_DECISION_REFUSED, rule: 'r', access: 'read', kind: 'SELECT', objects: ['public.t'], command: 'SELECT', rows: 3,
-        duration: durationOf(1.234567), error: { sqlstate: '42501', message: 'no' }, maskedColumns: ['public.t.c'], approvalId: 'ap-1',
+        duration: durationOf(1.234567), error: { sqlstate: '42501', message: 'no' }, maskedColumns: ['public.t.c'], approvalId: 'ap-1', skipped: true,
       },
     },
   },

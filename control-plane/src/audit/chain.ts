@@ -92,6 +92,7 @@ export function eventBody(e: AuditEvent, time = isoOf(e.time)): string {
       rule: s.rule,
       seq,
       sessionId,
+      skipped: s.skipped || undefined,
       sql: s.sql,
       time,
       type: 'statement',

@@ -15,6 +15,12 @@ export interface AuditSink {
    * one turn of the event loop cost one write.
    */
   afterWrite?(fn: () => void): void;
+  /**
+   * Writes, before it returns, the records these statements get if the
+   * gateway stops before their outcome is known; the session forwards them
+   * only after. False when that write failed: they must not be forwarded.
+   */
+  intend?(events: AuditEvent[]): boolean;
   /** Why events cannot be recorded now (outbox full, disk failing), or undefined; statements are refused meanwhile. */
   blocked?(): string | undefined;
 }

@@ -170,6 +170,27 @@ export class Outbox {
   }
 
   /**
+   * Stores records as they are (what an earlier run left in the statement
+   * journal), written and fsynced before it returns, whatever the limits:
+   * they are the record of statements that may have run. Throws when they
+   * could not be written.
+   */
+  keep(records: Buffer[]): void {
+    for (const r of records) {
+      this.queue.push(r);
+      this.queuedBytes += r.length;
+    }
+    this.flush();
+    if (this.writeError) throw new Error(`cannot write the audit outbox in ${this.dir}: ${this.writeError}`);
+    fsyncSync(this.fd);
+  }
+
+  /** Whether records appended are waiting for this turn's write. */
+  get writing(): boolean {
+    return this.queue.length > 0;
+  }
+
+  /**
    * Why new statements must not run now, or undefined: the outbox is closed,
    * its last write failed, or it is nearly full (the last 5 % are kept for the
    * events of statements already under way). Audit does not fail open: the

@@ -6,9 +6,10 @@ import { join } from 'node:path';
 import { summarize } from '@warden/proto/audit';
 import type { Logger } from 'pino';
 import type { AuditEvent, AuditSink } from './events.js';
+import { IntentJournal } from './intents.js';
 import { ControlPlaneTransport } from './local.js';
 import { JetStreamTransport } from './nats.js';
-import { Outbox, type OutboxLimits } from './outbox.js';
+import { DEFAULT_OUTBOX_LIMITS, Outbox, type OutboxLimits } from './outbox.js';
 import { Pump, type Transport } from './pump.js';
 
 export interface AuditSinkOptions {
@@ -47,6 +48,18 @@ export function createAuditSink(opts: AuditSinkOptions): ClosableAuditSink {
     throw new Error('the audit sink needs a NATS URL or a control plane to deliver to');
   }
   const outbox = Outbox.open(join(opts.dataDir, 'audit-outbox'), log, opts.outbox);
+  // Before the pump starts: what a run that stopped left unanswered goes out first.
+  const journal = IntentJournal.open(outbox.dir, log, (records) => outbox.keep(records));
+  const syncJournal = setInterval(() => journal.sync(), opts.outbox?.fsyncMs ?? DEFAULT_OUTBOX_LIMITS.fsyncMs);
+  syncJournal.unref();
+  // The journal is cut once every record settled so far is written (writes that callbacks cause included).
+  let cutting = false;
+  const cutWhenWritten = (): void =>
+    outbox.afterWrite(() => {
+      if (outbox.writing) return cutWhenWritten();
+      cutting = false;
+      journal.cut();
+    });
   const pending = outbox.pendingBytes();
   if (pending > 0) log.info({ pendingBytes: pending, transport: transport.name }, 'sending audit events left from the previous run');
   const pump = new Pump(outbox, transport, log);
@@ -66,18 +79,30 @@ export function createAuditSink(opts: AuditSinkOptions): ClosableAuditSink {
           log[level]({ session: scoped ? event.sessionId : undefined, seq: scoped ? event.seq : undefined }, summarize(event));
         }
         outbox.append(event);
+        if (c === 'sessionStart') journal.opened(event);
+        else if (c !== 'authFailure') journal.recorded(event);
       } catch (err) {
         // The hot path must never see an audit failure; the outbox already logs lost events loudly.
         log.error({ err, id: event.id }, 'could not record an audit event');
       }
     },
+    intend(events: AuditEvent[]): boolean {
+      const ok = journal.intend(events);
+      if (journal.due && !cutting) {
+        cutting = true;
+        cutWhenWritten();
+      }
+      return ok;
+    },
     afterWrite: (fn) => outbox.afterWrite(fn),
-    blocked: () => outbox.blocked(),
+    blocked: () => (journal.writeError ? `writing the statement journal failed (${journal.writeError})` : outbox.blocked()),
     flushed: () => pump.flushed(),
     close: () =>
       (closing ??= (async () => {
         await pump.stop(opts.closeGraceMs ?? 3_000);
+        clearInterval(syncJournal);
         outbox.close();
+        journal.close();
         await transport.close();
       })()),
   };

@@ -6,7 +6,7 @@ import { durationOf, timestampOf } from '@warden/proto/audit';
 import type { AuditSink } from '../audit/events.js';
 import type { StatementInfo } from '../policy/index.js';
 import { decodeParameters } from '@warden/proto/pgwire';
-import type { TrackedStatement } from './tracker.js';
+import { OUTCOME_UNKNOWN, type TrackedStatement } from './tracker.js';
 
 /**
  * How Bind parameters appear in the audit record: their values (full), each
@@ -23,6 +23,9 @@ export interface RecorderContext {
   resource: string;
   agent: string;
 }
+
+/** The outcome a statement's intent records: what stands if the gateway stops before the server answers. */
+const GATEWAY_STOPPED = { sqlstate: OUTCOME_UNKNOWN, message: 'outcome unknown: the gateway stopped after the statement was forwarded' };
 
 export class SessionRecorder {
   private seq = 0;
@@ -45,17 +48,45 @@ export class SessionRecorder {
     this.sink.publish(this.next({ $case: 'sessionStart', value: details }));
   }
 
+  /**
+   * Statements about to be forwarded: each takes its number now, and its
+   * record as it stands if no outcome ever comes is written before they go
+   * (false when that write failed).
+   */
+  intend(sent: TrackedStatement[]): boolean {
+    if (!this.sink.intend) return true;
+    const events: AuditEvent[] = [];
+    for (const s of sent) {
+      s.seq = this.seq++;
+      events.push(this.statementEvent(s, s.startedAt, GATEWAY_STOPPED));
+    }
+    return this.sink.intend(events);
+  }
+
   statement(s: TrackedStatement, now: number): void {
-    // Statements the server skipped after an earlier error never ran; only refusals are worth a record.
-    if (s.skipped && !s.refusal) return;
-    this.statements++;
+    if (!s.skipped || s.refusal) this.statements++;
+    this.sink.publish(this.statementEvent(s, now));
+  }
+
+  /** `unknown`: the record of a statement forwarded whose outcome is not known yet. */
+  private statementEvent(s: TrackedStatement, now: number, unknown?: { sqlstate: string; message: string }): AuditEvent {
     const info = s.info;
-    this.sink.publish(
-      this.next({
+    const seq = s.seq ?? this.seq++;
+    const c = this.ctx;
+    return {
+      id: `${c.sessionId}:${seq}`,
+      time: timestampOf(Date.now()),
+      gateway: c.gateway,
+      sessionId: c.sessionId,
+      seq,
+      identity: c.identity,
+      resource: c.resource,
+      agent: c.agent,
+      event: {
         $case: 'statement',
         value: {
           sql: s.sql,
-          parameters: s.parameters && this.parameters !== 'none' ? this.decode(s.parameters) : [],
+          parameters: s.parameters && this.parameters !== 'none' ? (s.parameterValues ??= this.decode(s.parameters)) : [],
           protocol: s.protocol === 'extended' ? StatementProtocol.STATEMENT_PROTOCOL_EXTENDED : StatementProtocol.STATEMENT_PROTOCOL_SIMPLE,
           decision: s.refusal ? StatementDecision.STATEMENT_DECISION_REFUSED : StatementDecision.STATEMENT_DECISION_ALLOWED,
           rule: s.rule,
@@ -66,12 +97,14 @@ export class SessionRecorder {
           rows: s.rows,
           // To the microsecond: finer is noise.
           duration: durationOf(Math.round((now - s.startedAt) * 1000) / 1000),
-          error: s.refusal ? { sqlstate: s.refusal.sqlstate, message: s.refusal.message } : s.error,
+          error: s.refusal ? { sqlstate: s.refusal.sqlstate, message: s.refusal.message } : (unknown ?? s.error),
           maskedColumns: s.mask?.masked ?? [],
           approvalId: s.approvalId,
+          // A refusal's raise the server skipped is still the refusal.
+          skipped: !!s.skipped && !s.refusal,
         },
-      }),
-    );
+      },
+    };
   }
 
   /** A held statement's approval: requested, then approved, denied, expired or withdrawn. */

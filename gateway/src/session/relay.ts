@@ -44,6 +44,8 @@ export interface RelayHost {
 }
 
 const CONFIGURATION_LIMIT_EXCEEDED = '53400';
+/** disk_full: as statements refused while the audit trail cannot record. */
+const AUDIT_CANNOT_RECORD = '53100';
 
 export class Relay {
   private readonly recorder: SessionRecorder;
@@ -141,10 +143,20 @@ export class Relay {
   client(chunk: Buffer): void {
     if (this.hold) return this.keep(chunk);
     let out: Buffer;
+    const tracker = this.tracker;
     try {
       out = this.fromClient.filter(chunk);
     } catch (err) {
+      tracker.unsend();
       return this.host.refuse(new Refusal(SqlState.protocolViolation, `invalid message: ${(err as Error).message}`));
+    }
+    // What may run is recorded before it goes: a gateway that dies now still leaves its record.
+    if (tracker.sent.length) {
+      const written = this.recorder.intend(tracker.sent);
+      // Not forwarded: recorded as not run.
+      if (!written) for (const s of tracker.sent) s.skipped = true;
+      tracker.sent.length = 0;
+      if (!written) return this.host.refuse(new Refusal(AUDIT_CANNOT_RECORD, 'warden: the statement was not run: its audit record could not be written; the session was ended'));
     }
     if (out.length && !this.upstream.write(out)) {
       this.upstreamFull = true;

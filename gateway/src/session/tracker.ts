@@ -35,6 +35,10 @@ export interface TrackedStatement extends StatementDecision {
   skipped?: boolean;
   /** The result's masker, made by the relay on its first row. */
   masker?: unknown;
+  /** Its audit event's number in the session, taken when it is forwarded. */
+  seq?: number;
+  /** The parameters as recorded, decoded once for its intent and its outcome. */
+  parameterValues?: Array<{ value?: string }>;
 }
 
 /** Marks the end of a Query, FunctionCall or Sync: answered by ReadyForQuery. */
@@ -68,6 +72,8 @@ function tracked(d: StatementDecision, protocol: 'simple' | 'extended', startedA
     error: undefined,
     skipped: undefined,
     masker: undefined,
+    seq: undefined,
+    parameterValues: undefined,
   };
 }
 
@@ -79,6 +85,11 @@ export class ResponseTracker {
   /** Prepared statements by name, and portals by name, for Execute. */
   private readonly prepared = new Map<string, StatementDecision>();
   private readonly portals = new Map<string, Portal>();
+  /**
+   * Statements queued since the relay last took them: it records their
+   * intent, then forwards them (or, when it does not forward, unsends them).
+   */
+  readonly sent: TrackedStatement[] = [];
 
   constructor(
     private readonly done: (s: TrackedStatement) => void,
@@ -91,7 +102,7 @@ export class ResponseTracker {
 
   query(statements: StatementDecision[]): void {
     const t = this.now();
-    for (const s of statements) this.queue.push(tracked(s, 'simple', t));
+    for (const s of statements) this.push(tracked(s, 'simple', t));
     this.queue.push(SYNC);
   }
 
@@ -107,7 +118,20 @@ export class ResponseTracker {
 
   execute(portal: string): void {
     const p = this.portals.get(portal);
-    if (p) this.queue.push(tracked(p.decision, 'extended', this.now(), p.parameters, p.approvalId));
+    if (p) this.push(tracked(p.decision, 'extended', this.now(), p.parameters, p.approvalId));
+  }
+
+  private push(s: TrackedStatement): void {
+    this.queue.push(s);
+    this.sent.push(s);
+  }
+
+  /** The statements just sent were not forwarded after all: they leave the queue unrecorded. */
+  unsend(): void {
+    if (this.sent.length === 0) return;
+    const gone = new Set(this.sent);
+    this.sent.length = 0;
+    for (let i = this.queue.length - 1; i >= 0; i--) if (this.queue[i] && gone.has(this.queue[i]!)) this.queue.splice(i, 1);
   }
 
   sync(): void {
@@ -151,7 +175,7 @@ export class ResponseTracker {
     const unanswered = this.queue.splice(0);
     for (const s of unanswered) {
       if (s === SYNC) continue;
-      if (!s.refusal) s.error = { sqlstate: OUTCOME_UNKNOWN, message: `outcome unknown: ${why} after the statement was forwarded` };
+      if (!s.refusal && !s.skipped) s.error = { sqlstate: OUTCOME_UNKNOWN, message: `outcome unknown: ${why} after the statement was forwarded` };
       this.done(s);
     }
   }

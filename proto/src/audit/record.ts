@@ -53,6 +53,8 @@ export interface StatementRecord extends SessionScoped {
   maskedColumns?: string[];
   /** The approval it ran under, when it was held. */
   approvalId?: string;
+  /** The server skipped it after an earlier error: it did not run. */
+  skipped?: true;
 }
 
 export interface SessionEndRecord extends SessionScoped {
@@ -179,6 +181,7 @@ export function eventRecord(e: AuditEvent): AuditRecord {
         error: s.error ? { sqlstate: s.error.sqlstate, message: s.error.message } : undefined,
         maskedColumns: s.maskedColumns.length > 0 ? s.maskedColumns : undefined,
         approvalId: s.approvalId,
+        skipped: s.skipped || undefined,
       };
     }
     case 'sessionEnd': {
@@ -275,6 +278,7 @@ export function eventFromRecord(value: unknown): AuditEvent | undefined {
           error: error ? { sqlstate: str(error.sqlstate), message: str(error.message) } : undefined,
           maskedColumns: strings(r.maskedColumns),
           approvalId: optStr(r.approvalId),
+          skipped: r.skipped === true,
         },
       };
       break;

@@ -46,6 +46,7 @@ export function statementResult(s: Statement): string {
     if (s.rule) return `refused by rule ${s.rule}, ${time}`;
     return `refused${s.error ? ` (${s.error.message})` : ''}, ${time}`;
   }
+  if (s.skipped) return 'skipped: not run after an earlier error';
   if (s.error) return `error ${s.error.sqlstate} ${s.error.message}, ${time}`;
   if (s.rows !== undefined) return `${plural(s.rows, 'row')}, ${time}`;
   return `${s.command ?? 'done'}, ${time}`;

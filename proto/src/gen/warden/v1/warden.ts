@@ -561,7 +561,14 @@ export interface Statement {
   /** Columns ("schema.table.column") whose values in its results were masked. */
   maskedColumns: string[];
   /** The approval it ran under, when it was held. */
-  approvalId?: string | undefined;
+  approvalId?:
+    | string
+    | undefined;
+  /**
+   * The server skipped it after an earlier error in the same Query or up to
+   * Sync: it did not run.
+   */
+  skipped: boolean;
 }
 
 /**
@@ -5549,6 +5556,7 @@ function createBaseStatement(): Statement {
     error: undefined,
     maskedColumns: [],
     approvalId: undefined,
+    skipped: false,
   };
 }
 
@@ -5595,6 +5603,9 @@ export const Statement: MessageFns<Statement> = {
     }
     if (message.approvalId !== undefined) {
       writer.uint32(114).string(message.approvalId);
+    }
+    if (message.skipped !== false) {
+      writer.uint32(120).bool(message.skipped);
     }
     return writer;
   },
@@ -5724,6 +5735,14 @@ export const Statement: MessageFns<Statement> = {
             message.approvalId = reader.string();
             continue;
           }
+          case 15: {
+            if (tag !== 120) {
+              break;
+            }
+
+            message.skipped = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -5762,6 +5781,7 @@ export const Statement: MessageFns<Statement> = {
         : isSet(object.approval_id)
         ? globalThis.String(object.approval_id)
         : undefined,
+      skipped: isSet(object.skipped) ? globalThis.Boolean(object.skipped) : false,
     };
   },
 
@@ -5809,6 +5829,9 @@ export const Statement: MessageFns<Statement> = {
     if (message.approvalId !== undefined) {
       obj.approvalId = message.approvalId;
     }
+    if (message.skipped !== false) {
+      obj.skipped = message.skipped;
+    }
     return obj;
   },
 
@@ -5835,6 +5858,7 @@ export const Statement: MessageFns<Statement> = {
       : undefined;
     message.maskedColumns = object.maskedColumns?.map((e) => e) || [];
     message.approvalId = object.approvalId ?? undefined;
+    message.skipped = object.skipped ?? false;
     return message;
   },
 };
