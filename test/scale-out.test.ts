@@ -157,10 +157,16 @@ async function tryConnect(from: Host, host: string, port: number): Promise<'open
   return r.code === 0 ? 'open' : r.code === 124 ? 'no answer' : 'refused';
 }
 
-/** Established TCP connections in `host` to address:port. */
-async function established(host: Host, address: string): Promise<number> {
-  const r = await host.exec('ss', ['-Htn', 'state', 'established', 'dst', address]);
-  return r.stdout.split('\n').filter((l) => l.trim()).length;
+/** The processes in `host` with an established TCP connection to address:port. */
+async function connectedTo(host: Host, address: string): Promise<Set<number>> {
+  const r = await host.exec('ss', ['-Htnp', 'state', 'established', 'dst', address]);
+  return new Set([...r.stdout.matchAll(/pid=(\d+)/g)].map((m) => Number(m[1])));
+}
+
+/** True when gateways a and b (in edge) and the agent (in vpc) are all connected to the control plane at `address`. */
+async function allOn(address: string): Promise<boolean> {
+  const [inEdge, inVpc] = await Promise.all([connectedTo(edge, address), connectedTo(vpc, address)]);
+  return inEdge.has(gateways.a!.pid) && inEdge.has(gateways.b!.pid) && inVpc.has(agent.pid);
 }
 
 async function auditedStatements(): Promise<Map<string, string>> {
@@ -288,10 +294,18 @@ async function account(user: string): Promise<{ uid: number; gid: number }> {
 
 describe('scale-out in network namespaces', () => {
   it('the agent reaches both gateways by dialling out, and nothing connects into vpc', async () => {
-    // The agent's links are connections vpc opened to the gateways' tunnel ports.
-    expect(await established(vpc, `${edge.address}:${GW.a.tunnel}`)).toBeGreaterThanOrEqual(1);
-    expect(await established(vpc, `${edge.address}:${GW.b.tunnel}`)).toBeGreaterThanOrEqual(1);
+    // The agent's links are connections it opened to the gateways' tunnel ports.
+    expect(await connectedTo(vpc, `${edge.address}:${GW.a.tunnel}`)).toEqual(new Set([agent.pid]));
+    expect(await connectedTo(vpc, `${edge.address}:${GW.b.tunnel}`)).toEqual(new Set([agent.pid]));
+    // Every connection vpc has with the outside was opened from inside: none ends at a port vpc listens on.
     const listening = await vpc.exec('ss', ['-Htln']);
+    const listenPorts = new Set([...listening.stdout.matchAll(/:(\d+)\s+\S+:\*/g)].map((m) => m[1]));
+    const outside = (await vpc.exec('ss', ['-Htn', 'state', 'established'])).stdout
+      .split('\n')
+      .map((line) => line.trim().split(/\s+/))
+      .filter((cols) => cols.length >= 4 && !cols[2]!.startsWith('127.'));
+    expect(outside.length).toBeGreaterThanOrEqual(3); // two tunnel links and the control plane
+    for (const [, , local] of outside) expect(listenPorts.has(local!.split(':').pop()!), local).toBe(false);
     // vpc's Postgres listens on every address there: only the firewall keeps others out.
     expect(await tryConnect(vpc, vpc.address, VPC_PG_PORT)).toBe('open');
     expect(listening.stdout).toMatch(new RegExp(`0\\.0\\.0\\.0:${VPC_PG_PORT}`));
@@ -329,13 +343,10 @@ describe('scale-out in network namespaces', () => {
   it('killing a control-plane replica: gateways and the agent fail over to the other', async () => {
     const [first, second] = cps as [(typeof cps)[0], (typeof cps)[0]];
     // Both gateways and the agent are on the first replica (the second started after they connected).
-    await waitUntil('gateways and agent on the first replica', async () =>
-      (await established(edge, first.address)) >= 2 && (await established(vpc, first.address)) >= 1);
-    expect(await established(edge, second.address)).toBe(0);
-    expect(await established(vpc, second.address)).toBe(0);
+    await waitUntil('gateways and agent on the first replica', () => allOn(first.address));
+    expect((await connectedTo(edge, second.address)).size + (await connectedTo(vpc, second.address)).size).toBe(0);
     await first.proc.kill('SIGKILL');
-    await waitUntil('gateways and agent on the second replica', async () =>
-      (await established(edge, second.address)) >= 2 && (await established(vpc, second.address)) >= 1);
+    await waitUntil('gateways and agent on the second replica', () => allOn(second.address));
     // Sessions go on, new ones open through both gateways.
     expect(await marked('s-a', 'a')).toMatchObject({ ok: true });
     for (const gw of ['a', 'b'] as const) {
