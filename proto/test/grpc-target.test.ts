@@ -1,7 +1,11 @@
 // A list of control-plane replicas behind one channel: calls go to the first
 // that answers and move to the next when it goes away.
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Client, credentials, Server, ServerCredentials, type ServiceDefinition } from '@grpc/grpc-js';
 import { afterEach, describe, expect, it } from 'vitest';
+import { makeCertificates } from '../../test/support/stack.js';
 import { grpcTarget, parseAddressList } from '../src/grpc-target.js';
 
 const identity = (b: Buffer) => b;
@@ -9,11 +13,11 @@ const NAME = { path: '/test.Replica/Name', requestStream: false, responseStream:
 const service = { name: NAME } as unknown as ServiceDefinition;
 
 /** A server that answers every call with its name. */
-async function replica(name: string): Promise<{ port: number; server: Server }> {
+async function replica(name: string, tls = ServerCredentials.createInsecure()): Promise<{ port: number; server: Server }> {
   const server = new Server();
   server.addService(service, { name: (_call: unknown, done: (err: null, value: Buffer) => void) => done(null, Buffer.from(name)) });
   const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+    server.bindAsync('127.0.0.1:0', tls, (err, p) => (err ? reject(err) : resolve(p))),
   );
   return { port, server };
 }
@@ -54,6 +58,23 @@ describe('grpcTarget', () => {
     expect(await ask(client)).toBe('one');
     one.server.forceShutdown();
     // The channel notices the lost connection and picks the next address; a call made meanwhile may fail once.
+    let answer = '';
+    for (let i = 0; i < 50 && answer !== 'two'; i++) answer = await ask(client).catch(() => '');
+    expect(answer).toBe('two');
+  });
+
+  it('fails over between replicas over TLS', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'warden-grpc-target-'));
+    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+    const pem = await makeCertificates(dir);
+    const serverTls = () => ServerCredentials.createSsl(null, [{ cert_chain: readFileSync(pem.cert), private_key: readFileSync(pem.key) }]);
+    const one = await replica('one', serverTls());
+    const two = await replica('two', serverTls());
+    cleanups.push(() => two.server.forceShutdown());
+    const client = new Client(grpcTarget(`localhost:${one.port},127.0.0.1:${two.port}`), credentials.createSsl(readFileSync(pem.ca)));
+    cleanups.push(() => client.close());
+    expect(await ask(client)).toBe('one');
+    one.server.forceShutdown();
     let answer = '';
     for (let i = 0; i < 50 && answer !== 'two'; i++) answer = await ask(client).catch(() => '');
     expect(answer).toBe('two');
