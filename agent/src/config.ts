@@ -38,13 +38,14 @@ const port = z
   .refine((v) => (typeof v === 'number' || /^\d+$/.test(v)) && Number.isInteger(Number(v)) && Number(v) >= 1 && Number(v) <= 65535, { error: portError })
   .transform(Number);
 
-const hostPort = text().refine(
-  (s) => {
-    const m = /^(.+):(\d+)$/.exec(s);
-    return m !== null && Number(m[2]) >= 1 && Number(m[2]) <= 65535;
-  },
-  { error: (iss) => `must be host:port, got ${shown(iss.input)}` },
-);
+const isHostPort = (s: string) => {
+  const m = /^(.+):(\d+)$/.exec(s.trim());
+  return m !== null && Number(m[2]) >= 1 && Number(m[2]) <= 65535;
+};
+/** host:port, or several separated by commas (control-plane replicas). */
+const hostPorts = text().refine((s) => s.split(',').every(isHostPort), {
+  error: (iss) => `must be host:port, or several separated by commas, got ${shown(iss.input)}`,
+});
 
 /**
  * An upstream role name as Postgres stores it (SET ROLE quotes it, so case is
@@ -86,7 +87,7 @@ const resourceFile = z
   })
   .refine(...notBoth('password', 'passwordFile'));
 
-const controlPlaneFile = z.object({ address: hostPort, ca: text().optional() });
+const controlPlaneFile = z.object({ address: hostPorts, ca: text().optional() });
 const gatewayTlsFile = z.object({ ca: text().optional() });
 
 const configFile = z

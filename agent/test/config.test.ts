@@ -46,6 +46,12 @@ describe('config', () => {
     });
   });
 
+  it('takes several control-plane replicas, separated by commas', () => {
+    const raw = base();
+    raw.controlPlane.address = 'cp1.internal:7070, 10.0.0.2:7070';
+    expect(parseConfig(raw, { baseDir: dir, env: {} }).config.controlPlane.address).toBe('cp1.internal:7070, 10.0.0.2:7070');
+  });
+
   it('names the field at fault', () => {
     const cases: Array<[(c: Record<string, any>) => void, string, RegExp]> = [
       [(c) => delete c.name, 'name', /"name" is required/],
@@ -53,6 +59,7 @@ describe('config', () => {
       [(c) => (c.name = 'bad name'), 'name', /letters, digits/],
       [(c) => delete c.controlPlane, 'controlPlane', /must be an object/],
       [(c) => (c.controlPlane.address = 'nohostport'), 'controlPlane.address', /host:port/],
+      [(c) => (c.controlPlane.address = 'cp1:7070,cp2'), 'controlPlane.address', /several separated by commas/],
       [(c) => (c.controlPlane.ca = 'missing-ca.pem'), 'controlPlane.ca', /cannot be read/],
       [(c) => (c.gatewayTls = { ca: '/nonexistent/ca.pem' }), 'gatewayTls.ca', /cannot be read/],
       [(c) => (c.resources = []), 'resources', /must be an object, got an array/],

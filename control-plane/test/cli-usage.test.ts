@@ -123,6 +123,20 @@ describe('--help', () => {
     expect(agent.stdout.replace(/\s+/g, ' ')).toContain('env: WARDEN_AGENT_CONFIG)');
   });
 
+  it('refuses a control-plane list with an entry that is not host:port, and a replica count out of range', async () => {
+    const gateway = await run('warden-gateway', ['--control-plane', '10.0.0.1:7070,cp2'], { ...cleanEnv(), WARDEN_GATEWAY_TOKEN: 't' });
+    expect(gateway.code).toBe(2);
+    expect(gateway.stderr).toContain("error: --control-plane: address 'cp2' is not host:port");
+    const dir = tempDir('warden-replicas-');
+    const replicas = await run('warden', ['control-plane', '--data-dir', dir.path, '--nats', 'nats://127.0.0.1:1', '--audit-stream-replicas', '7']);
+    expect(replicas.code).not.toBe(0);
+    expect(replicas.stderr).toContain("--audit-stream-replicas takes a number from 1 to 5, not '7'");
+    const alone = await run('warden', ['control-plane', '--data-dir', dir.path, '--audit-stream-replicas', '3']);
+    expect(alone.code).not.toBe(0);
+    expect(alone.stderr).toContain('--audit-stream-replicas goes with --nats');
+    dir.remove();
+  });
+
   it('goes to stderr with exit code 1 when warden is given no command', async () => {
     const none = await run('warden', []);
     expect(none.code).toBe(1);

@@ -4,7 +4,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import { createServer, type Server as NetServer } from 'node:net';
 import { createSecureContext } from 'node:tls';
 import { readFileSync } from 'node:fs';
-import { ControlPlaneServiceClient, channelCredentials, keepaliveOptions, type Snapshot } from '@warden/proto';
+import { ControlPlaneServiceClient, channelCredentials, grpcTarget, keepaliveOptions, type Snapshot } from '@warden/proto';
 import { SqlState, errorResponse } from '@warden/proto/pgwire';
 import type { Logger } from 'pino';
 import { ControlPlaneApprovals } from './approvals/client.js';
@@ -30,6 +30,7 @@ export interface GatewayOptions {
   tunnelListen: string;
   /** Tunnel address as agents reach it; defaults to tunnelListen. */
   tunnelAdvertise?: string;
+  /** host:port of the control plane, or several replicas' separated by commas (the first that answers is used). */
   controlPlane: string;
   controlPlaneCa?: string;
   gatewayToken: string;
@@ -115,7 +116,7 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
   const tunnelPort = await hub.listen(opts.tunnelListen, opts.tunnelTls);
   const advertise = opts.tunnelAdvertise ?? opts.tunnelListen.replace(/:0$/, `:${tunnelPort}`);
 
-  const cpClient = new ControlPlaneServiceClient(opts.controlPlane, channelCredentials({ ca: opts.controlPlaneCa }), keepaliveOptions);
+  const cpClient = new ControlPlaneServiceClient(grpcTarget(opts.controlPlane), channelCredentials({ ca: opts.controlPlaneCa }), keepaliveOptions);
   const watch = new ConfigWatch(cpClient, opts.gatewayToken, { gatewayId: opts.id, tunnelAddress: advertise }, log.child({ component: 'config' }), opts.configCache);
   watch.onUpdate(onSnapshot);
   watch.start();

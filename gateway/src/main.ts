@@ -4,6 +4,7 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { CliCommand, makeOption, packageVersion, parseCommandLine, withConventions } from '@warden/proto/cli';
 import { createLogger } from '@warden/proto/log';
+import { parseAddressList } from '@warden/proto';
 import { createAuditSink } from './audit/sink.js';
 import { DEFAULT_LOGIN_LIMITS } from './auth/limiter.js';
 import { startGateway } from './gateway.js';
@@ -19,7 +20,12 @@ const program = new CliCommand('warden-gateway')
   .addOption(
     makeOption({ flags: '--tunnel-advertise <HOST:PORT>', description: 'tunnel address agents dial (default: --tunnel-listen)', env: 'WARDEN_GATEWAY_TUNNEL_ADVERTISE' }),
   )
-  .addOption(makeOption({ flags: '--control-plane <HOST:PORT>', description: 'control plane address', env: 'WARDEN_CONTROL_PLANE', default: '127.0.0.1:7070' }))
+  .addOption(makeOption({
+      flags: '--control-plane <HOST:PORT>',
+      description: 'control plane address; replicas separated by commas, the first that answers is used',
+      env: 'WARDEN_CONTROL_PLANE',
+      default: '127.0.0.1:7070',
+    }))
   .addOption(makeOption({ flags: '--control-plane-ca <FILE>', description: "CA that signed the control plane's TLS certificate", env: 'WARDEN_CONTROL_PLANE_CA' }))
   .addOption(
     makeOption({ flags: '--gateway-token-file <FILE>', description: 'file with the token for the control plane (or the token in WARDEN_GATEWAY_TOKEN)', env: 'WARDEN_GATEWAY_TOKEN_FILE' }),
@@ -31,7 +37,7 @@ const program = new CliCommand('warden-gateway')
   // No environment variable: local mode weakens authentication, so it is asked for on the command line only.
   .addOption(makeOption({ flags: '--local', description: 'local mode: accept tokens without TLS from loopback addresses' }))
   .addOption(
-    makeOption({ flags: '--nats <URL>', description: 'send audit events to NATS JetStream; without it they go to the control plane', env: 'WARDEN_NATS_URL' }),
+    makeOption({ flags: '--nats <URL>', description: 'send audit events to NATS JetStream (servers of a cluster separated by commas); without it they go to the control plane', env: 'WARDEN_NATS_URL' }),
   )
   .addOption(makeOption({ flags: '--data-dir <DIR>', description: 'gateway state, e.g. the audit outbox', env: 'WARDEN_GATEWAY_DATA_DIR', default: DEFAULT_DATA_DIR }))
   .addOption(
@@ -127,6 +133,12 @@ try {
 const token = v.gatewayTokenFile ? readFileSync(v.gatewayTokenFile, 'utf8').trim() : process.env.WARDEN_GATEWAY_TOKEN;
 if (!token) {
   console.error('error: warden-gateway has no gateway token: set WARDEN_GATEWAY_TOKEN or pass --gateway-token-file (see warden-gateway --help)');
+  process.exit(2);
+}
+try {
+  parseAddressList(v.controlPlane);
+} catch (err) {
+  console.error(`error: --control-plane: ${(err as Error).message}`);
   process.exit(2);
 }
 const pair = (cert?: string, key?: string) => (cert && key ? { cert, key } : undefined);

@@ -178,11 +178,11 @@ export async function freePort(): Promise<number> {
   });
 }
 
-/** A CA and a server certificate for 127.0.0.1 / localhost, made with openssl. */
-export async function makeCertificates(dir: string): Promise<{ ca: string; cert: string; key: string }> {
+/** A CA and a server certificate for 127.0.0.1 / localhost (and `moreNames`, e.g. 'IP:10.1.2.3'), made with openssl. */
+export async function makeCertificates(dir: string, moreNames: string[] = []): Promise<{ ca: string; cert: string; key: string }> {
   const p = (f: string) => join(dir, f);
   const ext = p('san.ext');
-  (await import('node:fs')).writeFileSync(ext, 'subjectAltName=IP:127.0.0.1,DNS:localhost\n');
+  (await import('node:fs')).writeFileSync(ext, `subjectAltName=${['IP:127.0.0.1', 'DNS:localhost', ...moreNames].join(',')}\n`);
   const steps: string[][] = [
     ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', p('ca.key'), '-out', p('ca.pem'), '-days', '2', '-subj', '/CN=Warden test CA'],
     ['req', '-newkey', 'rsa:2048', '-nodes', '-keyout', p('server.key'), '-out', p('server.csr'), '-subj', '/CN=localhost'],

@@ -10,14 +10,14 @@ import {
   status as GrpcStatus,
   type ServiceError,
 } from '@grpc/grpc-js';
-import { bearer, ControlPlaneServiceClient, type Gateway, type GatewayList, keepaliveOptions, type LinkOptions } from '@warden/proto';
+import { bearer, ControlPlaneServiceClient, type Gateway, type GatewayList, grpcTarget, keepaliveOptions, type LinkOptions } from '@warden/proto';
 import type { Logger } from 'pino';
 import { errorSummary } from '../session.js';
 import { type BackoffOptions, DEFAULT_BACKOFF, RetryTimer } from '@warden/proto';
 import { type AgentContext, GatewayConnection } from './connection.js';
 
 export interface GatewayWatcherOptions {
-  /** host:port of the control plane. */
+  /** host:port of the control plane, or several replicas' separated by commas. */
   address: string;
   credentials: ChannelCredentials;
   /** TLS for the gateways' tunnel listeners (when `ca` is set). */
@@ -51,7 +51,7 @@ export class GatewayWatcher {
     this.backoff = opts.backoff ?? DEFAULT_BACKOFF;
     this.retries = new RetryTimer(() => this.watch(), this.backoff);
     this.log = ctx.log.child({ controlPlane: opts.address });
-    this.client = new ControlPlaneServiceClient(opts.address, opts.credentials, {
+    this.client = new ControlPlaneServiceClient(grpcTarget(opts.address), opts.credentials, {
       ...keepaliveOptions,
       'grpc.initial_reconnect_backoff_ms': this.backoff.baseMs,
       'grpc.max_reconnect_backoff_ms': this.backoff.capMs,

@@ -7,7 +7,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { AckPolicy, DeliverPolicy, connect, nanos, type Consumer, type JetStreamManager, type JsMsg, type NatsConnection } from 'nats';
 import { AuditBatch, Backoff, type AuditEvent } from '@warden/proto';
-import { AUDIT_CONSUMER, AUDIT_STREAM, AUDIT_SUBJECTS, ensureAuditStream, eventFromRecord } from '@warden/proto/audit';
+import { AUDIT_CONSUMER, AUDIT_STREAM, AUDIT_SUBJECTS, DEFAULT_STREAM_LIMITS, ensureAuditStream, eventFromRecord } from '@warden/proto/audit';
 import type { Logger } from 'pino';
 import type { IngestResult } from './ingest.js';
 
@@ -24,6 +24,8 @@ export interface AuditConsumerOptions {
    * 512 KiB, mostly far less). Default 256.
    */
   maxHeldMessages?: number;
+  /** Copies JetStream keeps of each audit message (the stream's replicas); unset, an existing stream keeps its count. */
+  streamReplicas?: number;
   /** Another stream and durable consumer than the gateways' (tests); the stream must exist. */
   stream?: { name: string; consumer: string; subjects: string };
 }
@@ -130,7 +132,7 @@ export class AuditConsumer {
     })().catch(() => {});
     try {
       const jsm = await nc.jetstreamManager();
-      if (!this.opts.stream) await ensureAuditStream(jsm);
+      if (!this.opts.stream) await ensureAuditStream(jsm, { ...DEFAULT_STREAM_LIMITS, replicas: this.opts.streamReplicas });
       await this.ensureConsumer(jsm);
       const consumer = await nc.jetstream().consumers.get(this.stream.name, this.stream.consumer);
       this.opts.log.info({ url: this.opts.url, stream: this.stream.name, consumer: this.stream.consumer }, 'consuming audit events from NATS');

@@ -15,7 +15,7 @@ const repeatable = (value: string, description: string) => option(value, `${desc
 export const OPTIONS = {
   json: flag('print JSON instead of text'),
   // The control plane, for the commands that talk to it.
-  'control-plane': option('HOST:PORT', 'control plane address', { env: 'WARDEN_CONTROL_PLANE', default: DEFAULT_CONTROL_PLANE }),
+  'control-plane': option('HOST:PORT', 'control plane address; replicas separated by commas, the first that answers is used', { env: 'WARDEN_CONTROL_PLANE', default: DEFAULT_CONTROL_PLANE }),
   'data-dir': option('DIR', 'data directory; the admin token is read from DIR/admin-token unless WARDEN_ADMIN_TOKEN is set', {
     env: 'WARDEN_DATA_DIR',
     default: '.warden',
@@ -27,6 +27,9 @@ export const OPTIONS = {
   'tls-cert': option('FILE', 'TLS certificate (with --tls-key)', { env: 'WARDEN_CONTROL_PLANE_TLS_CERT' }),
   'tls-key': option('FILE', 'TLS private key (with --tls-cert)', { env: 'WARDEN_CONTROL_PLANE_TLS_KEY' }),
   nats: option('URL', 'NATS JetStream that carries the audit events', { env: 'WARDEN_NATS_URL' }),
+  'audit-stream-replicas': option('N', 'copies the NATS cluster keeps of each audit event, 1 to 5 (default: 1 for a new stream; an existing one keeps its count)', {
+    env: 'WARDEN_AUDIT_STREAM_REPLICAS',
+  }),
   // issuers, identities, resources, grants
   'issuer-url': option('URL', "the issuer URL, the tokens' iss claim"),
   audience: repeatable('A', 'an accepted aud claim'),

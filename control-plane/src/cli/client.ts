@@ -1,7 +1,7 @@
 // The admin side of ControlPlaneService as promises, with errors turned into
 // one readable sentence.
 import { status, type CallOptions, type ClientUnaryCall, type Metadata, type ServiceError } from '@grpc/grpc-js';
-import { ControlPlaneServiceClient, bearer, channelCredentials } from '@warden/proto';
+import { ControlPlaneServiceClient, bearer, channelCredentials, grpcTarget } from '@warden/proto';
 import { CliError } from './errors.js';
 
 type Unary<Req, Res> = (
@@ -41,7 +41,7 @@ export class AdminClient {
      */
     private readonly personHint?: string,
   ) {
-    this.client = new ControlPlaneServiceClient(address, channelCredentials({ ca }));
+    this.client = new ControlPlaneServiceClient(grpcTarget(address), channelCredentials({ ca }));
   }
 
   close(): void {

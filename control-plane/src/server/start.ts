@@ -37,6 +37,8 @@ export interface ControlPlaneOptions {
   pollIntervalMs?: number;
   /** NATS with JetStream: consume the gateways' audit events from WARDEN_AUDIT. */
   natsUrl?: string;
+  /** Copies JetStream keeps of each audit message (1 to 5; at most the NATS cluster's size). */
+  auditStreamReplicas?: number;
   /** Audit clock and sealing timings (tests); maintenance runs every `maintenanceIntervalMs` (default 60 s). */
   audit?: AuditStoreOptions & { maintenanceIntervalMs?: number };
   /** URLs told of each new approval request (docs/policy.md, "Approvals"). */
@@ -122,7 +124,7 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
   watcher.start();
   const stopMaintenance = startMaintenance(audit, opts.audit?.maintenanceIntervalMs ?? 60_000);
   const consumer = opts.natsUrl
-    ? new AuditConsumer({ url: opts.natsUrl, ingest: (events) => audit.ingest(events), log: log.child({ component: 'audit-consumer' }) })
+    ? new AuditConsumer({ url: opts.natsUrl, streamReplicas: opts.auditStreamReplicas, ingest: (events) => audit.ingest(events), log: log.child({ component: 'audit-consumer' }) })
     : undefined;
 
   let port: number;

@@ -4,12 +4,12 @@
 // and answers only after the commit. The request is the AuditBatch made of
 // the outbox's records as written, behind the gateway's id: never decoded
 // and encoded again.
-import { AuditBatch, ControlPlaneServiceClient, ControlPlaneServiceService, bearer, channelCredentials, keepaliveOptions, type IngestAck } from '@warden/proto';
+import { AuditBatch, ControlPlaneServiceClient, ControlPlaneServiceService, bearer, channelCredentials, grpcTarget, keepaliveOptions, type IngestAck } from '@warden/proto';
 import type { OutboxEntry } from './outbox.js';
 import type { Transport } from './pump.js';
 
 export interface ControlPlaneTransportOptions {
-  /** host:port of the control plane. */
+  /** host:port of the control plane, or several separated by commas. */
   address: string;
   /** CA of the control plane's certificate; plaintext without it. */
   ca?: string;
@@ -26,7 +26,7 @@ export class ControlPlaneTransport implements Transport {
 
   constructor(private readonly opts: ControlPlaneTransportOptions) {
     this.name = `control plane ${opts.address}`;
-    this.client = new ControlPlaneServiceClient(opts.address, channelCredentials({ ca: opts.ca }), keepaliveOptions);
+    this.client = new ControlPlaneServiceClient(grpcTarget(opts.address), channelCredentials({ ca: opts.ca }), keepaliveOptions);
     this.gatewayField = Buffer.from(AuditBatch.encode({ gatewayId: opts.gatewayId, events: [] }).finish());
   }
 

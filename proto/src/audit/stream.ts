@@ -19,6 +19,12 @@ export interface AuditStreamLimits {
   duplicateWindowMs: number;
   /** Messages the control plane never consumed are dropped after this. */
   maxAgeMs: number;
+  /**
+   * Copies JetStream keeps of each message (1 to 5, at most the cluster's
+   * size). Unset: a new stream gets 1 and an existing one keeps its count, so
+   * a gateway that does not say never undoes what the control plane set.
+   */
+  replicas?: number;
 }
 
 export const DEFAULT_STREAM_LIMITS: AuditStreamLimits = {
@@ -60,6 +66,7 @@ export async function ensureAuditStream(jsm: JetStreamManager, limits: AuditStre
     subjects: [AUDIT_SUBJECTS],
     duplicate_window: nanos(limits.duplicateWindowMs),
     max_age: nanos(limits.maxAgeMs),
+    ...(limits.replicas === undefined ? {} : { num_replicas: limits.replicas }),
   };
   try {
     const info = await jsm.streams.info(AUDIT_STREAM);
@@ -68,7 +75,8 @@ export async function ensureAuditStream(jsm: JetStreamManager, limits: AuditStre
       c.subjects?.length === 1 &&
       c.subjects[0] === AUDIT_SUBJECTS &&
       c.duplicate_window === wanted.duplicate_window &&
-      c.max_age === wanted.max_age;
+      c.max_age === wanted.max_age &&
+      (wanted.num_replicas === undefined || c.num_replicas === wanted.num_replicas);
     if (!same) await jsm.streams.update(AUDIT_STREAM, { ...c, ...wanted });
   } catch (err) {
     if (!isNotFound(err)) throw err;

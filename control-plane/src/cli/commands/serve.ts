@@ -8,7 +8,7 @@ import type { WebhookFormat } from '../../approvals/webhook.js';
 export const serveCommand: Command = {
   name: 'control-plane',
   summary: 'serve the control plane until SIGINT or SIGTERM',
-  usage: '[--listen H:P] [--data-dir D] [--database-url URL] [--tls-cert F --tls-key F] [--nats URL] [--approval-webhook URL ...]',
+  usage: '[--listen H:P] [--data-dir D] [--database-url URL] [--tls-cert F --tls-key F] [--nats URL [--audit-stream-replicas N]] [--approval-webhook URL ...]',
   details:
     'The admin and gateway tokens come from WARDEN_ADMIN_TOKEN and WARDEN_GATEWAY_TOKEN, or from the files\n' +
     'admin-token and gateway-token in the data directory (made on the first start).',
@@ -18,7 +18,8 @@ export const serveCommand: Command = {
     'database-url',
     'tls-cert',
     'tls-key',
-    ['nats', "consume the gateways' audit events from NATS JetStream"],
+    ['nats', "consume the gateways' audit events from NATS JetStream (servers of a cluster separated by commas)"],
+    'audit-stream-replicas',
     ['approval-webhook', 'POST each new approval request to URL; also WARDEN_APPROVAL_WEBHOOKS, comma-separated (repeatable)'],
     'approval-webhook-format',
   ],
@@ -33,6 +34,10 @@ export const serveCommand: Command = {
     } catch (err) {
       throw new CliError((err as Error).message);
     }
+    const replicasText = ctx.opt('audit-stream-replicas');
+    const auditStreamReplicas = replicasText ? Number(replicasText) : undefined;
+    if (replicasText && !/^[1-5]$/.test(replicasText)) throw new CliError(`--audit-stream-replicas takes a number from 1 to 5, not '${replicasText}'`);
+    if (auditStreamReplicas && !ctx.opt('nats')) throw new CliError('--audit-stream-replicas goes with --nats');
     mkdirSync(ctx.dataDir, { recursive: true, mode: 0o700 });
     // Loaded here so the admin commands do not pay for storage and logging modules.
     const { createLogger } = await import('../../logger.js');
@@ -47,6 +52,7 @@ export const serveCommand: Command = {
       gatewayToken: ctx.env.WARDEN_GATEWAY_TOKEN || undefined,
       logger: log,
       natsUrl: ctx.opt('nats') || undefined,
+      auditStreamReplicas,
       approvalWebhooks: webhooks,
       approvalWebhookFormat: (ctx.opt('approval-webhook-format') as WebhookFormat | undefined) || undefined,
     });
