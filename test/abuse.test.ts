@@ -39,6 +39,17 @@ async function bystanderStillWorks(): Promise<void> {
   expect(r.rows).toEqual([{ n: 100 }]);
 }
 
+/** What the gateway at `port` sends a connection that says nothing, until it closes it. */
+function silentUntilClosed(port: number): Promise<Buffer> {
+  return new Promise((resolve) => {
+    const chunks: Buffer[] = [];
+    const s = connect(port, stack.host);
+    s.on('data', (d) => chunks.push(d));
+    s.on('error', () => {});
+    s.on('close', () => resolve(Buffer.concat(chunks)));
+  });
+}
+
 /** Everything the gateway sends on a fresh socket after `bytes`, until it closes the connection (or 10 s pass). */
 function exchange(bytes: Buffer | Buffer[]): Promise<{ reply: Buffer; closed: boolean }> {
   return new Promise((resolve) => {
@@ -97,12 +108,12 @@ describe('after authentication', () => {
     await bystanderStillWorks();
   });
 
-  it('a message that claims 2 GiB: 08P01 at once, the socket closed, and no memory taken for it', async () => {
+  it('a Query that claims 2 GiB: 54000 (over --max-statement-bytes) at once, the socket closed, and no memory taken for it', async () => {
     const before = rssOf(stack.gatewayPid);
     const head = Buffer.from([0x51, 0x7f, 0xff, 0xff, 0xff]);
     const r = await afterLogin(Buffer.concat([head, randomBytes(64 << 10)]));
     expect(r.closed).toBe(true);
-    expect(r.messages.at(-1)).toMatchObject({ name: 'error', code: '08P01' });
+    expect(r.messages.at(-1)).toMatchObject({ name: 'error', code: '54000' });
     expect(rssOf(stack.gatewayPid) - before).toBeLessThan(64 * MiB);
     await bystanderStillWorks();
   });
@@ -235,15 +246,9 @@ describe('connections that do not log in are limited per source address', () => 
         await new Promise((r) => s.once('connect', r));
       }
       await new Promise((r) => setTimeout(r, 200));
-      const sixth = await new Promise<Buffer>((resolve) => {
-        const chunks: Buffer[] = [];
-        const s = connect(gw.port, stack.host);
-        s.on('data', (d) => chunks.push(d));
-        s.on('error', () => {});
-        s.on('close', () => resolve(Buffer.concat(chunks)));
-      });
+      const sixth = await silentUntilClosed(gw.port);
       expect(sixth.toString('latin1')).toContain('C53300');
-      expect(sixth.toString('latin1')).toContain('too many connections from 127.0.0.1 are still logging in; retry shortly');
+      expect(sixth.toString('latin1')).toContain('too many connections from 127.0.0.1 are still logging in (limit 5); retry shortly');
       for (const s of silent) s.destroy();
       await new Promise((r) => setTimeout(r, 300));
       const c = new pg.Client({ host: stack.host, port: gw.port, user: 'demo', database: 'shop', password: await stack.token() });
@@ -254,5 +259,121 @@ describe('connections that do not log in are limited per source address', () => 
       for (const s of silent) s.destroy();
       await gw.stop();
     }
+  });
+});
+
+describe('sessions and statements are bounded by limits the user sets', () => {
+  let gw: Awaited<ReturnType<typeof startExtraGateway>>;
+  const opts = async () => ({ host: stack.host, port: gw.port, user: 'demo', database: 'shop', password: await stack.token() });
+  const client = async () => new pg.Client(await opts());
+
+  beforeAll(async () => {
+    gw = await startExtraGateway(stack, 'gw-bounded', [
+      '--local',
+      '--max-sessions-per-address', '3',
+      '--idle-session-timeout', '2',
+      '--login-timeout', '2',
+      '--max-statement-bytes', String(3 * MiB),
+      '--statement-memory', String(4 * MiB),
+    ]);
+    const deadline = Date.now() + 30_000;
+    for (;;) {
+      const c = await client();
+      if (await c.connect().then(() => c.end().then(() => true), () => false)) break;
+      if (Date.now() > deadline) throw new Error(`the extra gateway never accepted a login\n${gw.output()}`);
+      await new Promise((r) => setTimeout(r, 300));
+    }
+  });
+  afterAll(async () => gw?.stop());
+
+  it('a statement over --max-statement-bytes ends its session with 54000 as its header arrives; others go on', async () => {
+    const c = await client();
+    c.on('error', () => {});
+    await c.connect();
+    const huge = `SELECT '${'x'.repeat(4 * MiB)}'`;
+    const err = await c.query(huge).then(() => undefined, (e: { code?: string; message: string }) => e);
+    expect(err?.code).toBe('54000');
+    expect(err?.message).toBe('warden: a statement of 4 MiB is larger than this gateway reads (3 MiB, --max-statement-bytes); the session was ended');
+    await c.end().catch(() => {});
+    await bystanderStillWorks();
+    const next = await client();
+    await next.connect();
+    expect((await next.query(`SELECT length('${'y'.repeat(2 * MiB)}') AS n`)).rows).toEqual([{ n: 2 * MiB }]);
+    await next.end();
+  });
+
+  it('large statements still arriving share --statement-memory: past it, 53200; the memory comes back when they go', async () => {
+    // A Query header that announces 2.5 MiB, and the first 64 KiB of it: the gateway waits for the rest.
+    const partial = () => {
+      const total = Math.floor(2.5 * MiB);
+      const head = Buffer.alloc(5);
+      head[0] = 0x51;
+      head.writeInt32BE(total - 1, 1);
+      return Buffer.concat([head, Buffer.alloc(64 * 1024, 0x20)]);
+    };
+    const first = await RawClient.connect(await opts());
+    first.send(partial());
+    await new Promise((r) => setTimeout(r, 300));
+    const second = await RawClient.connect(await opts());
+    second.send(partial());
+    const refused = await second.next();
+    expect(refused).toMatchObject({ name: 'error', code: '53200' });
+    expect(String(refused.message)).toContain("the gateway's memory for statements still arriving (4 MiB, --statement-memory) is in use");
+    await second.closed;
+    first.end();
+    await first.closed;
+    await new Promise((r) => setTimeout(r, 300));
+    const third = await RawClient.connect(await opts());
+    third.send(partial());
+    // Not refused this time: the gateway waits for the rest, and gets a plain query instead once the socket is ended.
+    await expect(third.next(1_000)).rejects.toThrow();
+    third.end();
+    await bystanderStillWorks();
+  });
+
+  it('past --max-sessions-per-address sessions, the next login gets 53300; when one ends, a login works again', async () => {
+    const open: pg.Client[] = [];
+    try {
+      for (let i = 0; i < 3; i++) {
+        const c = await client();
+        c.on('error', () => {});
+        await c.connect();
+        open.push(c);
+      }
+      const fourth = await client();
+      const err = await fourth.connect().then(() => undefined, (e: { code?: string; message: string }) => e);
+      expect(err?.code).toBe('53300');
+      expect(err?.message).toBe('too many connections from 127.0.0.1 are in a session (limit 3); retry shortly');
+      await open.pop()!.end();
+      await new Promise((r) => setTimeout(r, 200));
+      const again = await client();
+      await again.connect();
+      expect((await again.query('SELECT 1 AS one')).rows).toEqual([{ one: 1 }]);
+      open.push(again);
+    } finally {
+      for (const c of open) await c.end().catch(() => {});
+    }
+  });
+
+  it('--idle-session-timeout ends a session that sends nothing (57P05), never one whose statement is running', async () => {
+    const idle = await client();
+    const ended = new Promise<{ code?: string; message: string }>((resolve) => idle.on('error', resolve));
+    await idle.connect();
+    const busy = await client();
+    busy.on('error', () => {});
+    await busy.connect();
+    const slow = await busy.query('SELECT 1 AS slept FROM pg_sleep(4)');
+    expect(slow.rows).toEqual([{ slept: 1 }]);
+    const err = await ended;
+    expect(err.code).toBe('57P05');
+    expect(err.message).toBe('warden: the session sent nothing for 2 s (--idle-session-timeout) and was ended');
+    await idle.end().catch(() => {});
+    await busy.end().catch(() => {});
+  });
+
+  it('--login-timeout closes a connection that never logs in, with 28000', async () => {
+    const reply = await silentUntilClosed(gw.port);
+    expect(reply.toString('latin1')).toContain('C28000');
+    expect(reply.toString('latin1')).toContain('authentication took too long');
   });
 });

@@ -19,7 +19,8 @@ import { ClassificationCache, StatementGate, rulesFor } from './policy/index.js'
 import type { AuditSink } from './audit/events.js';
 import { authFailureEvent } from './session/recorder.js';
 import { Refusal, Session, type Admission, type ParameterRecording } from './session/index.js';
-import { LoggingIn, type LoggingInLimits } from './session/logging-in.js';
+import { AddressSlots, type SlotLimits } from './session/slots.js';
+import { MemoryBudget } from './session/filter.js';
 import { AgentHub, CancelKeys } from './tunnel/index.js';
 
 export interface GatewayOptions {
@@ -47,9 +48,33 @@ export interface GatewayOptions {
   configCache?: string;
   /** Failed logins allowed per address and login name before logins are refused for the rest of the window. */
   loginLimits?: LoginLimits;
-  /** Connections still logging in (not yet admitted), at most per source address and in all (defaults 64 and 1,024). */
-  waitingLimits?: LoggingInLimits;
+  /** Bounds on connections, sessions and statements (DEFAULT_CONNECTION_LIMITS for what is not given). */
+  limits?: Partial<ConnectionLimits>;
 }
+
+export interface ConnectionLimits {
+  /** Connections still logging in (not yet admitted), per source address and in all. */
+  loggingIn: SlotLimits;
+  /** Sessions (admitted connections), per source address and in all. */
+  sessions: SlotLimits;
+  /** Milliseconds from connect to logged in. */
+  loginTimeoutMs: number;
+  /** A session idle this long (no client bytes, nothing running or held) is ended with 57P05; 0: never. */
+  idleSessionMs: number;
+  /** Largest statement read; larger ones end the session with 54000. */
+  maxStatementBytes: number;
+  /** Memory for large inspected messages still arriving, all sessions together; past it, 53200. */
+  statementMemory: number;
+}
+
+export const DEFAULT_CONNECTION_LIMITS: ConnectionLimits = {
+  loggingIn: { perAddress: 64, total: 1024 },
+  sessions: { perAddress: 0, total: 10_000 },
+  loginTimeoutMs: 60_000,
+  idleSessionMs: 0,
+  maxStatementBytes: 1 << 20,
+  statementMemory: 256 << 20,
+};
 
 export interface RunningGateway {
   port: number;
@@ -183,9 +208,17 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
     }
   }, Math.min(10_000, logins.limits.windowMs));
   reportLimits.unref();
-  const loggingIn = new LoggingIn(opts.waitingLimits);
+  const limits = { ...DEFAULT_CONNECTION_LIMITS, ...opts.limits };
+  const loggingIn = new AddressSlots(limits.loggingIn, 'still logging in');
+  const inSession = new AddressSlots(limits.sessions, 'in a session');
+  const statementMemory = new MemoryBudget(limits.statementMemory);
+  const idleSweep = limits.idleSessionMs > 0 ? setInterval(() => {
+    for (const s of sessions) s.idleCheck(limits.idleSessionMs);
+  }, Math.min(1_000, limits.idleSessionMs)) : undefined;
+  idleSweep?.unref();
   const server: NetServer = createServer((socket) => {
-    const slot = loggingIn.take(socket.remoteAddress ?? '');
+    const address = socket.remoteAddress ?? '';
+    const slot = loggingIn.take(address);
     if ('refused' in slot) {
       socket.on('error', () => {});
       socket.end(errorResponse({ severity: 'FATAL', code: SqlState.tooManyConnections, message: slot.refused }));
@@ -198,9 +231,20 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
       tls,
       allowPlaintext: (addr) => !!opts.local && isLoopback(addr),
       admit,
-      openUpstream: (a, parameters) =>
-        hub.open(a.agent, { resource: a.resource, parameters, readOnly: a.readOnly, access: a.gate.ceiling, rule: a.gate.ceilingRule }),
-      authTimeoutMs: 60_000,
+      openUpstream: async (a, parameters) => {
+        const held = inSession.take(address);
+        if ('refused' in held) throw new Refusal(SqlState.tooManyConnections, held.refused);
+        socket.once('close', held.release);
+        try {
+          return await hub.open(a.agent, { resource: a.resource, parameters, readOnly: a.readOnly, access: a.gate.ceiling, rule: a.gate.ceilingRule });
+        } catch (err) {
+          held.release();
+          throw err;
+        }
+      },
+      authTimeoutMs: limits.loginTimeoutMs,
+      maxStatementBytes: limits.maxStatementBytes,
+      statementMemory,
       logins,
       audit: opts.audit,
       gatewayId: opts.id,
@@ -226,6 +270,7 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
       watch.stop();
       approvals.stop();
       clearInterval(reportLimits);
+      clearInterval(idleSweep);
       catalogs.close();
       server.close();
       for (const s of sessions) s.close();

@@ -7,7 +7,7 @@ import { createLogger } from '@warden/proto/log';
 import { parseAddressList } from '@warden/proto';
 import { createAuditSink } from './audit/sink.js';
 import { DEFAULT_LOGIN_LIMITS } from './auth/limiter.js';
-import { startGateway } from './gateway.js';
+import { DEFAULT_CONNECTION_LIMITS, startGateway, type ConnectionLimits } from './gateway.js';
 import { PARAMETER_RECORDINGS, type ParameterRecording } from './session/recorder.js';
 
 const DEFAULT_DATA_DIR = './.warden-gateway';
@@ -78,7 +78,55 @@ const program = new CliCommand('warden-gateway')
       flags: '--max-logging-in <N>',
       description: 'connections that may be logging in at once, from all addresses',
       env: 'WARDEN_MAX_LOGGING_IN',
-      default: '1024',
+      default: String(DEFAULT_CONNECTION_LIMITS.loggingIn.total),
+    }),
+  )
+  .addOption(
+    makeOption({
+      flags: '--login-timeout <SECONDS>',
+      description: 'time from connect to logged in; slower connections are closed with 28000',
+      env: 'WARDEN_LOGIN_TIMEOUT',
+      default: String(DEFAULT_CONNECTION_LIMITS.loginTimeoutMs / 1000),
+    }),
+  )
+  .addOption(
+    makeOption({
+      flags: '--max-sessions-per-address <N>',
+      description: 'sessions (logged-in connections) from one address at once; more are refused with 53300 (0: no limit)',
+      env: 'WARDEN_MAX_SESSIONS_PER_ADDRESS',
+      default: String(DEFAULT_CONNECTION_LIMITS.sessions.perAddress),
+    }),
+  )
+  .addOption(
+    makeOption({
+      flags: '--max-sessions <N>',
+      description: 'sessions at once, from all addresses (0: no limit)',
+      env: 'WARDEN_MAX_SESSIONS',
+      default: String(DEFAULT_CONNECTION_LIMITS.sessions.total),
+    }),
+  )
+  .addOption(
+    makeOption({
+      flags: '--idle-session-timeout <SECONDS>',
+      description: 'end a session that sends nothing this long with nothing running (57P05; 0: never)',
+      env: 'WARDEN_IDLE_SESSION_TIMEOUT',
+      default: '0',
+    }),
+  )
+  .addOption(
+    makeOption({
+      flags: '--max-statement-bytes <N>',
+      description: 'largest statement the gateway reads; a larger one ends its session with 54000',
+      env: 'WARDEN_MAX_STATEMENT_BYTES',
+      default: String(DEFAULT_CONNECTION_LIMITS.maxStatementBytes),
+    }),
+  )
+  .addOption(
+    makeOption({
+      flags: '--statement-memory <N>',
+      description: 'bytes all sessions together may hold in large statements still arriving; past it, 53200',
+      env: 'WARDEN_STATEMENT_MEMORY',
+      default: String(DEFAULT_CONNECTION_LIMITS.statementMemory),
     }),
   );
 withConventions(program, packageVersion(new URL('../package.json', import.meta.url)));
@@ -105,6 +153,12 @@ const v = program.opts<{
   loginFailuresPerName: string;
   maxLoggingInPerAddress: string;
   maxLoggingIn: string;
+  loginTimeout: string;
+  maxSessionsPerAddress: string;
+  maxSessions: string;
+  idleSessionTimeout: string;
+  maxStatementBytes: string;
+  statementMemory: string;
 }>();
 
 /** A limit flag's value: a whole number, 0 or more. */
@@ -120,6 +174,19 @@ const loginLimits = {
   perName: limitOf('--login-failures-per-name', v.loginFailuresPerName),
   windowMs: DEFAULT_LOGIN_LIMITS.windowMs,
 };
+
+const limits: ConnectionLimits = {
+  loggingIn: { perAddress: limitOf('--max-logging-in-per-address', v.maxLoggingInPerAddress), total: limitOf('--max-logging-in', v.maxLoggingIn) },
+  sessions: { perAddress: limitOf('--max-sessions-per-address', v.maxSessionsPerAddress), total: limitOf('--max-sessions', v.maxSessions) },
+  loginTimeoutMs: limitOf('--login-timeout', v.loginTimeout) * 1000,
+  idleSessionMs: limitOf('--idle-session-timeout', v.idleSessionTimeout) * 1000,
+  maxStatementBytes: limitOf('--max-statement-bytes', v.maxStatementBytes),
+  statementMemory: limitOf('--statement-memory', v.statementMemory),
+};
+if (limits.loginTimeoutMs === 0 || limits.maxStatementBytes === 0 || limits.statementMemory === 0) {
+  console.error('error: --login-timeout, --max-statement-bytes and --statement-memory take a whole number above 0');
+  process.exit(2);
+}
 
 // Buffered: a line per statement must not cost a write() per statement. The
 // audit trail, not the log, is the durable record.
@@ -166,7 +233,7 @@ try {
     parameterRecording: v.recordParameters,
     configCache: join(v.dataDir || DEFAULT_DATA_DIR, 'config.snapshot'),
     loginLimits,
-    waitingLimits: { perAddress: limitOf('--max-logging-in-per-address', v.maxLoggingInPerAddress), total: limitOf('--max-logging-in', v.maxLoggingIn) },
+    limits,
     log,
     audit,
   });

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { serialize } from 'pg-protocol';
-import { MessageFilter, messageTypes } from '../src/session/filter.js';
+import { MemoryBudget, MessageFilter, MessageRefused, messageTypes } from '../src/session/filter.js';
 import { raise, clientMessages } from '../src/session/client-messages.js';
 import { ResponseTracker } from '../src/session/tracker.js';
 import { ClassificationCache, StatementGate, type Rule } from '../src/policy/index.js';
@@ -18,6 +18,29 @@ function messages(buf: Buffer): Array<{ type: string; body: string }> {
   while ((m = r.nextTyped(1 << 30))) out.push({ type: String.fromCharCode(m.type), body: m.body.toString('latin1') });
   return out;
 }
+
+describe('MessageFilter limits', () => {
+  const big = serialize.query(`SELECT '${'x'.repeat(100_000)}'`);
+
+  it('holds budget for a large message while it arrives, and gives it back when it is whole or the session ends', () => {
+    const budget = new MemoryBudget(150_000);
+    const a = new MessageFilter(messageTypes(Q), () => null, { budget });
+    const b = new MessageFilter(messageTypes(Q), () => null, { budget });
+    expect(a.filter(big.subarray(0, 70_000)).length).toBe(0);
+    expect(budget.used).toBe(big.length);
+    expect(() => b.filter(big.subarray(0, 70_000))).toThrow(MessageRefused);
+    expect(a.filter(big.subarray(70_000))).toEqual(big);
+    expect(budget.used).toBe(0);
+    b.filter(big.subarray(0, 70_000));
+    b.dispose();
+    expect(budget.used).toBe(0);
+  });
+
+  it('refuses a message over maxMessage from its header, with what tooLarge says', () => {
+    const f = new MessageFilter(messageTypes(Q), () => null, { maxMessage: 1_000, tooLarge: (n) => new MessageRefused('54000', `too large: ${n}`) });
+    expect(() => f.filter(big.subarray(0, 10))).toThrow(`too large: ${big.length}`);
+  });
+});
 
 describe('MessageFilter', () => {
   const input = Buffer.concat([serialize.query('SELECT 1'), serialize.sync(), serialize.query('SELECT 2'), serialize.flush()]);

@@ -10,8 +10,8 @@
 import type { Decision, StatementGate } from '../policy/index.js';
 import type { HeldStatement, Release } from '../approvals/hold.js';
 import type { Hold } from '../approvals/rules.js';
-import { BIND, CLOSE, EXECUTE, FUNCTION_CALL, PARSE, ProtocolError, QUERY, SYNC, bindResultsOffset, parse, query } from '@warden/proto/pgwire';
-import { HOLD, MessageFilter, messageTypes } from './filter.js';
+import { SqlState, BIND, CLOSE, EXECUTE, FUNCTION_CALL, PARSE, ProtocolError, QUERY, SYNC, bindResultsOffset, parse, query } from '@warden/proto/pgwire';
+import { HOLD, MessageFilter, messageTypes, type FilterLimits } from './filter.js';
 
 const INSPECTED = messageTypes(QUERY, PARSE, BIND, EXECUTE, SYNC, FUNCTION_CALL, CLOSE);
 import type { ResponseTracker, StatementDecision } from './tracker.js';
@@ -24,19 +24,23 @@ export interface HoldSwitch {
   release: Release | null;
 }
 
-/** SQLSTATE of a statement refused because its audit record could not be kept: disk_full, the outbox's state. */
-const AUDIT_BLOCKED = '53100';
 
 /**
  * `auditBlocked` says why audit records cannot be kept now (or undefined):
  * then every statement is refused, as the gate's refusals are, rather than
  * run unrecorded.
  */
-export function clientMessages(gate: StatementGate, tracker: ResponseTracker, holds?: HoldSwitch, auditBlocked?: () => string | undefined): MessageFilter {
+export function clientMessages(
+  gate: StatementGate,
+  tracker: ResponseTracker,
+  holds?: HoldSwitch,
+  auditBlocked?: () => string | undefined,
+  limits?: FilterLimits,
+): MessageFilter {
   /** A refusal in the gate's place when audit cannot record, as an approval's denial is given. */
   const unrecordable = (): Release | null => {
     const why = auditBlocked?.();
-    return why ? { index: 0, refusal: { sqlstate: AUDIT_BLOCKED, message: `warden: statements are refused while the audit trail cannot record them: ${why}`, rule: '' } } : null;
+    return why ? { index: 0, refusal: { sqlstate: SqlState.diskFull, message: `warden: statements are refused while the audit trail cannot record them: ${why}`, rule: '' } } : null;
   };
   // Prepared statements whose Parse was refused: their Binds lose their parameters.
   const refused = new Set<string>();
@@ -150,10 +154,7 @@ export function clientMessages(gate: StatementGate, tracker: ResponseTracker, ho
         return null;
     }
   };
-  return new MessageFilter(
-    INSPECTED,
-    inspect,
-  );
+  return new MessageFilter(INSPECTED, inspect, limits);
 }
 
 /** Reports the first statement that needs approval (before any refused one); true when there is one. */

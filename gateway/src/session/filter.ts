@@ -2,7 +2,7 @@
 // (Query, Parse) or call functions (FunctionCall) are handed to the inspector;
 // everything else passes through without being copied. A chunk in which
 // nothing is replaced is forwarded as the very same Buffer.
-import { ProtocolError } from '@warden/proto/pgwire';
+import { ProtocolError, SqlState } from '@warden/proto/pgwire';
 
 /** Returns a replacement for the whole message, or null to forward it unchanged, or HOLD to stop at it. */
 export type Inspector = (type: number, message: Buffer) => Buffer | null;
@@ -10,8 +10,49 @@ export type Inspector = (type: number, message: Buffer) => Buffer | null;
 const EMPTY = Buffer.alloc(0);
 /** From the inspector: forward nothing from this message on (a statement held for approval); see `held`. */
 export const HOLD = Buffer.alloc(0);
-/** SQL text is inspected whole; larger messages are refused rather than buffered. */
+/** Inspected messages are read whole; larger ones are refused rather than buffered. */
 export const MAX_INSPECTED_MESSAGE = 256 * 1024 * 1024;
+/** Messages split across reads below this size are not counted against the budget. */
+const UNCOUNTED_BYTES = 64 * 1024;
+
+/**
+ * The memory all sessions together may hold in inspected messages that are
+ * still arriving: a flood of large partial statements is refused once it is
+ * spent, instead of growing the process.
+ */
+export class MemoryBudget {
+  used = 0;
+  constructor(readonly bytes: number) {}
+
+  take(n: number): boolean {
+    if (this.used + n > this.bytes) return false;
+    this.used += n;
+    return true;
+  }
+
+  give(n: number): void {
+    this.used -= n;
+  }
+}
+
+/** An inspected message the filter will not read: too large, or no memory left for it. */
+export class MessageRefused extends Error {
+  constructor(
+    readonly sqlstate: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export interface FilterLimits {
+  /** Largest inspected message read (default MAX_INSPECTED_MESSAGE). */
+  maxMessage?: number;
+  /** What a message over maxMessage is told. */
+  tooLarge?: (bytes: number) => MessageRefused;
+  /** Shared by every session's filters. */
+  budget?: MemoryBudget;
+}
 
 /** A table of message types, shared by every session's filter: one array read per message. */
 export function messageTypes(...types: number[]): Uint8Array {
@@ -30,12 +71,30 @@ export class MessageFilter {
   private partialNeed = 0;
   /** After an inspector's HOLD: that message and the rest of its chunk, not forwarded. The caller takes it. */
   held: Buffer | null = null;
+  /** Bytes of the budget held for the partial message. */
+  private reserved = 0;
+  private readonly maxMessage: number;
 
   constructor(
     /** From messageTypes(): 1 for the types handed to the inspector. */
     private readonly inspected: Uint8Array,
     private readonly inspect: Inspector,
-  ) {}
+    private readonly limits: FilterLimits = {},
+  ) {
+    this.maxMessage = limits.maxMessage ?? MAX_INSPECTED_MESSAGE;
+  }
+
+  /** Gives back what the partial message held of the budget (the session ended). */
+  dispose(): void {
+    this.release();
+    this.partial = [];
+    this.partialLength = this.partialNeed = 0;
+  }
+
+  private release(): void {
+    if (this.reserved) this.limits.budget?.give(this.reserved);
+    this.reserved = 0;
+  }
 
   filter(chunk: Buffer): Buffer {
     if (this.partialLength) {
@@ -48,6 +107,7 @@ export class MessageFilter {
       chunk = Buffer.concat(this.partial);
       this.partial = [];
       this.partialLength = this.partialNeed = 0;
+      this.release();
     }
     const length = chunk.length;
     let pos = Math.min(this.skip, length);
@@ -71,8 +131,17 @@ export class MessageFilter {
         }
         continue;
       }
-      if (total > MAX_INSPECTED_MESSAGE) throw new ProtocolError(`a statement of ${total} bytes is larger than Warden inspects`);
+      if (total > this.maxMessage) {
+        throw this.limits.tooLarge?.(total) ?? new ProtocolError(`a message of ${total} bytes is larger than Warden inspects`);
+      }
       if (pos + total > length) {
+        const budget = this.limits.budget;
+        if (budget && total >= UNCOUNTED_BYTES) {
+          if (!budget.take(total)) {
+            throw new MessageRefused(SqlState.outOfMemory, `warden: the gateway's memory for statements still arriving (${mib(budget.bytes)}, --statement-memory) is in use; the session was ended, retry shortly`);
+          }
+          this.reserved = total;
+        }
         end = this.stash(chunk, pos, total);
         break;
       }
@@ -107,3 +176,6 @@ export class MessageFilter {
     return from;
   }
 }
+
+/** Bytes as MiB, for messages. */
+export const mib = (bytes: number) => `${Math.round((bytes / 1048576) * 10) / 10} MiB`;

@@ -16,7 +16,7 @@ import { PendingApproval, noticeResponse, type ApprovalDeps, type HoldContext, t
 import type { CancelKeys } from '../tunnel/cancel-keys.js';
 import { Refusal, type Admission } from './admission.js';
 import { clientMessages, type HoldSwitch } from './client-messages.js';
-import type { MessageFilter } from './filter.js';
+import { MessageRefused, mib, type MemoryBudget, type MessageFilter } from './filter.js';
 import { SessionRecorder, type ParameterRecording } from './recorder.js';
 import { serverMessages } from './server-messages.js';
 import { ResponseTracker } from './tracker.js';
@@ -29,6 +29,10 @@ export interface RelayDeps {
   approvals?: ApprovalDeps;
   /** Where a CancelRequest is redirected to the held statement. */
   cancels?: Pick<CancelKeys, 'divert'>;
+  /** Largest statement (Query, Parse, FunctionCall message) read; larger ones end the session with 54000. */
+  maxStatementBytes?: number;
+  /** Memory for inspected messages still arriving, shared by every session. */
+  statementMemory?: MemoryBudget;
 }
 
 /** Client bytes kept behind a held statement before the session is ended. */
@@ -43,9 +47,6 @@ export interface RelayHost {
   close(reason: string): void;
 }
 
-const CONFIGURATION_LIMIT_EXCEEDED = '53400';
-/** disk_full: as statements refused while the audit trail cannot record. */
-const AUDIT_CANNOT_RECORD = '53100';
 
 export class Relay {
   private readonly recorder: SessionRecorder;
@@ -116,9 +117,15 @@ export class Relay {
         log: host.log,
       };
     }
-    this.fromClient = clientMessages(gate, tracker, this.holds, deps.audit.blocked && (() => deps.audit.blocked!()));
+    const max = deps.maxStatementBytes;
+    this.fromClient = clientMessages(gate, tracker, this.holds, deps.audit.blocked && (() => deps.audit.blocked!()), {
+      maxMessage: max,
+      tooLarge: (bytes) =>
+        new MessageRefused(SqlState.programLimitExceeded, `warden: a statement of ${mib(bytes)} is larger than this gateway reads (${mib(max!)}, --max-statement-bytes); the session was ended`),
+      budget: deps.statementMemory,
+    });
     const masking = admission.masks ? new ResultMasking(admission.masks, () => tracker.head()) : undefined;
-    this.fromServer = serverMessages(upstream.cancelKey, tracker, masking);
+    this.fromServer = serverMessages(upstream.cancelKey, tracker, masking, deps.statementMemory);
   }
 
   /** Tells the client it is in, then relays: `early` is what it sent after the password. */
@@ -139,6 +146,11 @@ export class Relay {
     socket.resume();
   }
 
+  /** A statement is running or held: the session is not idle, whatever the client sends. */
+  get busy(): boolean {
+    return this.hold !== null || this.tracker.waiting;
+  }
+
   /** The hot path: scan, decide (a cache hit for a statement seen before), forward. */
   client(chunk: Buffer): void {
     if (this.hold) return this.keep(chunk);
@@ -148,6 +160,7 @@ export class Relay {
       out = this.fromClient.filter(chunk);
     } catch (err) {
       tracker.unsend();
+      if (err instanceof MessageRefused) return this.host.refuse(new Refusal(err.sqlstate, err.message));
       return this.host.refuse(new Refusal(SqlState.protocolViolation, `invalid message: ${(err as Error).message}`));
     }
     // What may run is recorded before it goes: a gateway that dies now still leaves its record.
@@ -156,7 +169,7 @@ export class Relay {
       // Not forwarded: recorded as not run.
       if (!written) for (const s of tracker.sent) s.skipped = true;
       tracker.sent.length = 0;
-      if (!written) return this.host.refuse(new Refusal(AUDIT_CANNOT_RECORD, 'warden: the statement was not run: its audit record could not be written; the session was ended'));
+      if (!written) return this.host.refuse(new Refusal(SqlState.diskFull, 'warden: the statement was not run: its audit record could not be written; the session was ended'));
     }
     if (out.length && !this.upstream.write(out)) {
       this.upstreamFull = true;
@@ -189,7 +202,7 @@ export class Relay {
     hold.kept.push(chunk);
     hold.size += chunk.length;
     if (hold.size > MAX_KEPT_BYTES) {
-      this.host.refuse(new Refusal(CONFIGURATION_LIMIT_EXCEEDED, `warden: more than ${MAX_KEPT_BYTES >> 20} MB arrived while a statement was held for approval; the session was ended`));
+      this.host.refuse(new Refusal(SqlState.configurationLimitExceeded, `warden: more than ${MAX_KEPT_BYTES >> 20} MB arrived while a statement was held for approval; the session was ended`));
     }
   }
 
@@ -216,6 +229,7 @@ export class Relay {
     try {
       out = this.fromServer.filter(chunk);
     } catch (err) {
+      if (err instanceof MessageRefused) return this.host.refuse(new Refusal(err.sqlstate, err.message));
       if (err instanceof UnmaskableResult) {
         this.host.log.error({ err: err.message }, 'result could not be masked');
         return this.host.refuse(new Refusal(SqlState.insufficientPrivilege, `warden: a result could not be masked with certainty (${err.message}); the session was ended rather than show it`));
@@ -281,6 +295,8 @@ export class Relay {
     this.hold?.pending.abandon();
     this.hold = null;
     this.upstream.close();
+    this.fromClient.dispose();
+    this.fromServer.dispose();
     if (!this.socket.destroyed && !this.socket.writableEnded) this.socket.end();
     const details = { durationMs, bytesIn, bytesOut: this.bytesOut, reason };
     // Statements still unanswered get a record saying their outcome is unknown, before the session's end.

@@ -21,7 +21,7 @@ import {
   backendKeyData,
   parseErrorResponse,
 } from '@warden/proto/pgwire';
-import { MessageFilter, messageTypes } from './filter.js';
+import { MessageFilter, messageTypes, type MemoryBudget } from './filter.js';
 
 /** What every session inspects: how statements end, and the backend's key and pid. */
 const ALWAYS = [COMMAND_COMPLETE, ERROR_RESPONSE, READY_FOR_QUERY, EMPTY_QUERY_RESPONSE, PORTAL_SUSPENDED, BACKEND_KEY_DATA, NOTIFICATION_RESPONSE];
@@ -31,7 +31,8 @@ const MASKED_INSPECTED = messageTypes(...ALWAYS, ROW_DESCRIPTION, DATA_ROW, COPY
 import type { ResultMasking } from '../masking/results.js';
 import type { ResponseTracker } from './tracker.js';
 
-export function serverMessages(key: { pid: number; secret: number }, tracker: ResponseTracker, masking?: ResultMasking): MessageFilter {
+/** `budget`: shared with every session, for the rows masking reads whole. */
+export function serverMessages(key: { pid: number; secret: number }, tracker: ResponseTracker, masking?: ResultMasking, budget?: MemoryBudget): MessageFilter {
   let upstreamPid: number | undefined;
   const inspect = (type: number, msg: Buffer): Buffer | null => {
     switch (type) {
@@ -79,5 +80,5 @@ export function serverMessages(key: { pid: number; secret: number }, tracker: Re
         return null;
     }
   };
-  return new MessageFilter(masking ? MASKED_INSPECTED : INSPECTED, inspect);
+  return new MessageFilter(masking ? MASKED_INSPECTED : INSPECTED, inspect, { budget });
 }

@@ -31,6 +31,9 @@ export class Session {
   admission: Admission | null = null;
   private readonly startedAt = Date.now();
   private bytesIn = 0;
+  /** Client bytes came since the last idle check. */
+  private active = true;
+  private idleSince = 0;
   log: Logger;
   private logFields: Record<string, unknown>;
 
@@ -63,6 +66,7 @@ export class Session {
   private attach(socket: Socket): void {
     socket.on('data', (chunk: Buffer) => {
       this.bytesIn += chunk.length;
+      this.active = true;
       if (this.relay) this.relay.client(chunk);
       else this.handshake.push(chunk);
     });
@@ -87,6 +91,22 @@ export class Session {
     this.relay = relay;
     relay.start(early);
     this.log.info({ groups: admission.groups, readOnly: admission.readOnly }, 'session started');
+  }
+
+  /**
+   * Called every second or so by the gateway: a session that sent nothing,
+   * with nothing running or held, for `limitMs` is ended as Postgres' own
+   * idle_session_timeout does (57P05).
+   */
+  idleCheck(limitMs: number): void {
+    if (!this.relay || this.phase !== 'relay') return;
+    const now = Date.now();
+    if (this.active || this.relay.busy) {
+      this.active = false;
+      this.idleSince = now;
+    } else if (now - this.idleSince >= limitMs) {
+      this.refuse(new Refusal(SqlState.idleSessionTimeout, `warden: the session sent nothing for ${limitMs / 1000} s (--idle-session-timeout) and was ended`));
+    }
   }
 
   // --- both ------------------------------------------------------------------

@@ -197,6 +197,11 @@ export class ResponseTracker {
     this.portals.delete(name);
   }
 
+  /** Something sent is still unanswered. */
+  get waiting(): boolean {
+    return this.queue.length > 0;
+  }
+
   /** The statement whose answer the server is sending now. */
   head(): TrackedStatement | undefined {
     const h = this.queue[0];

@@ -18,6 +18,11 @@ export const SqlState = {
   undefinedObject: '42704',
   tooManyConnections: '53300',
   cannotConnectNow: '57P03',
+  idleSessionTimeout: '57P05',
+  programLimitExceeded: '54000',
+  outOfMemory: '53200',
+  diskFull: '53100',
+  configurationLimitExceeded: '53400',
 } as const;
 
 /** An error a Postgres client should see as an ErrorResponse with this SQLSTATE. */
