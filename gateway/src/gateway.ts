@@ -19,7 +19,7 @@ import { ClassificationCache, StatementGate, rulesFor } from './policy/index.js'
 import type { AuditSink } from './audit/events.js';
 import { authFailureEvent } from './session/recorder.js';
 import { Refusal, Session, type Admission, type ParameterRecording } from './session/index.js';
-import { AddressSlots, type SlotLimits } from './session/slots.js';
+import { AddressSlots, type SlotLimits } from './auth/slots.js';
 import { MemoryBudget } from './session/filter.js';
 import { AgentHub, CancelKeys } from './tunnel/index.js';
 
@@ -57,6 +57,8 @@ export interface ConnectionLimits {
   loggingIn: SlotLimits;
   /** Sessions (admitted connections), per source address and in all. */
   sessions: SlotLimits;
+  /** Links on the tunnel port that have not said HELLO yet, per source address and in all. */
+  waitingLinks: SlotLimits;
   /** Milliseconds from connect to logged in. */
   loginTimeoutMs: number;
   /** A session idle this long (no client bytes, nothing running or held) is ended with 57P05; 0: never. */
@@ -70,6 +72,7 @@ export interface ConnectionLimits {
 export const DEFAULT_CONNECTION_LIMITS: ConnectionLimits = {
   loggingIn: { perAddress: 64, total: 1024 },
   sessions: { perAddress: 0, total: 10_000 },
+  waitingLinks: { perAddress: 32, total: 256 },
   loginTimeoutMs: 60_000,
   idleSessionMs: 0,
   maxStatementBytes: 1 << 20,
@@ -84,6 +87,7 @@ export interface RunningGateway {
 
 export async function startGateway(opts: GatewayOptions): Promise<RunningGateway> {
   const log = opts.log;
+  const limits = { ...DEFAULT_CONNECTION_LIMITS, ...opts.limits };
   const verifier = new TokenVerifier();
   let auth: AuthConfig | null = null;
   let grants: Snapshot['grants'] = [];
@@ -104,7 +108,7 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
     const expected = agentHashes.get(name);
     if (!expected) return false;
     return timingSafeEqual(expected, createHash('sha256').update(token).digest());
-  }, log.child({ component: 'tunnel' }), { keys });
+  }, log.child({ component: 'tunnel' }), { keys, maxWaitingLinks: limits.waitingLinks.total, maxWaitingLinksPerAddress: limits.waitingLinks.perAddress });
 
   const onSnapshot = (snapshot: Snapshot) => {
     auth = compileAuthConfig(snapshot);
@@ -208,7 +212,6 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
     }
   }, Math.min(10_000, logins.limits.windowMs));
   reportLimits.unref();
-  const limits = { ...DEFAULT_CONNECTION_LIMITS, ...opts.limits };
   const loggingIn = new AddressSlots(limits.loggingIn, 'still logging in');
   const inSession = new AddressSlots(limits.sessions, 'in a session');
   const statementMemory = new MemoryBudget(limits.statementMemory);

@@ -83,6 +83,22 @@ const program = new CliCommand('warden-gateway')
   )
   .addOption(
     makeOption({
+      flags: '--max-waiting-links-per-address <N>',
+      description: 'links on the tunnel port from one address that may wait to say HELLO; more are closed at once',
+      env: 'WARDEN_MAX_WAITING_LINKS_PER_ADDRESS',
+      default: String(DEFAULT_CONNECTION_LIMITS.waitingLinks.perAddress),
+    }),
+  )
+  .addOption(
+    makeOption({
+      flags: '--max-waiting-links <N>',
+      description: 'links on the tunnel port that may wait to say HELLO, from all addresses',
+      env: 'WARDEN_MAX_WAITING_LINKS',
+      default: String(DEFAULT_CONNECTION_LIMITS.waitingLinks.total),
+    }),
+  )
+  .addOption(
+    makeOption({
       flags: '--login-timeout <SECONDS>',
       description: 'time from connect to logged in; slower connections are closed with 28000',
       env: 'WARDEN_LOGIN_TIMEOUT',
@@ -153,6 +169,8 @@ const v = program.opts<{
   loginFailuresPerName: string;
   maxLoggingInPerAddress: string;
   maxLoggingIn: string;
+  maxWaitingLinksPerAddress: string;
+  maxWaitingLinks: string;
   loginTimeout: string;
   maxSessionsPerAddress: string;
   maxSessions: string;
@@ -178,6 +196,7 @@ const loginLimits = {
 const limits: ConnectionLimits = {
   loggingIn: { perAddress: limitOf('--max-logging-in-per-address', v.maxLoggingInPerAddress), total: limitOf('--max-logging-in', v.maxLoggingIn) },
   sessions: { perAddress: limitOf('--max-sessions-per-address', v.maxSessionsPerAddress), total: limitOf('--max-sessions', v.maxSessions) },
+  waitingLinks: { perAddress: limitOf('--max-waiting-links-per-address', v.maxWaitingLinksPerAddress), total: limitOf('--max-waiting-links', v.maxWaitingLinks) },
   loginTimeoutMs: limitOf('--login-timeout', v.loginTimeout) * 1000,
   idleSessionMs: limitOf('--idle-session-timeout', v.idleSessionTimeout) * 1000,
   maxStatementBytes: limitOf('--max-statement-bytes', v.maxStatementBytes),

@@ -132,24 +132,34 @@ describe('agent hub', () => {
 
   it('before HELLO, a frame over 64 KiB ends the link at its header, and at most maxWaitingLinks may wait; an agent still gets in', async () => {
     const { h, port } = await hub({ maxWaitingLinks: 20, helloTimeoutMs: 60_000 });
-    const state = h as unknown as { waiting: number; all: Set<unknown> };
+    const state = h as unknown as { waiting: { count: number }; all: Set<unknown> };
     // A HELLO header that promises 1 MiB, and half of it: refused at the header, nothing buffered for it.
     const header = Buffer.alloc(9);
     header.writeUInt32BE(1 << 20, 0);
     header[4] = FrameType.HELLO;
     const big = Array.from({ length: 50 }, () => raw(port, Buffer.concat([header, Buffer.alloc(512 << 10)])));
-    await waitFor(() => big.every((r) => /HELLO frame of 1048576 bytes exceeds the limit of 65536|too many links waiting for HELLO/.test(r.said())), 5_000, 'every big HELLO refused');
+    await waitFor(() => big.every((r) => /HELLO frame of 1048576 bytes exceeds the limit of 65536|are waiting to say HELLO/.test(r.said())), 5_000, 'every big HELLO refused');
     for (const r of big) r.socket.destroy();
-    await waitFor(() => state.waiting === 0, 5_000, 'the refused links to be gone');
+    await waitFor(() => state.waiting.count === 0, 5_000, 'the refused links to be gone');
     // Links that say nothing: 20 may wait, the rest are closed at once.
     const silent = Array.from({ length: 30 }, () => raw(port, Buffer.alloc(0)));
-    await waitFor(() => silent.filter((r) => /too many links waiting for HELLO/.test(r.said())).length === 10, 5_000, 'ten silent links refused');
-    expect(state.waiting).toBe(20);
+    await waitFor(() => silent.filter((r) => /too many connections to this gateway are waiting to say HELLO \(limit 20\)/.test(r.said())).length === 10, 5_000, 'ten silent links refused');
+    expect(state.waiting.count).toBe(20);
     for (const r of silent) r.socket.destroy();
-    await waitFor(() => state.waiting === 0, 5_000, 'the silent links to be gone');
+    await waitFor(() => state.waiting.count === 0, 5_000, 'the silent links to be gone');
     const a = await FakeAgent.connect(port);
     cleanup.push(() => a.link.close());
     await waitFor(() => a.welcomed, 5_000, 'the agent to be welcomed');
+  });
+
+  it('at most maxWaitingLinksPerAddress links from one address may wait for HELLO', async () => {
+    const { h, port } = await hub({ maxWaitingLinksPerAddress: 5, helloTimeoutMs: 60_000 });
+    const state = h as unknown as { waiting: { count: number } };
+    const silent = Array.from({ length: 8 }, () => raw(port, Buffer.alloc(0)));
+    await waitFor(() => silent.filter((r) => /too many connections from 127\.0\.0\.1 are waiting to say HELLO \(limit 5\)/.test(r.said())).length === 3, 5_000, 'three silent links refused');
+    expect(state.waiting.count).toBe(5);
+    for (const r of silent) r.socket.destroy();
+    await waitFor(() => state.waiting.count === 0, 5_000, 'the silent links to be gone');
   });
 
   it('refuses a wrong token, an unknown name and another link version, with a reason', async () => {

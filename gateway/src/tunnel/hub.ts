@@ -23,6 +23,7 @@ import { PgError } from '@warden/proto/pgwire';
 import type { Logger } from 'pino';
 import { CancelKeys, secretBytes } from './cancel-keys.js';
 import { LinkUpstream, type Upstream } from './upstream.js';
+import { AddressSlots } from '../auth/slots.js';
 
 /** A HELLO carries a name, a token and a list of resources: far below this. */
 const MAX_HELLO_PAYLOAD = 64 * 1024;
@@ -40,6 +41,8 @@ export interface AgentHubOptions extends LinkOptions {
   helloTimeoutMs?: number;
   /** Links that have not said HELLO yet, at most (default 256): more are closed at once. */
   maxWaitingLinks?: number;
+  /** The same, from one source address (default 32). */
+  maxWaitingLinksPerAddress?: number;
   /** Called when an agent has been welcomed on a new link. */
   onAgentLink?(info: AgentLinkInfo): void;
   /** Where sessions get the key their client sees (shared with the Postgres listener). */
@@ -68,6 +71,8 @@ class AgentLink implements AgentLinkInfo {
   hello!: AgentHello;
   readonly connectedAt = new Date();
   draining = false;
+  /** Gives back its place among the links waiting for HELLO. */
+  unwait?: () => void;
   /** Next channel number to hand out. */
   private nextChannel = 1;
   readonly helloTimer: NodeJS.Timeout;
@@ -110,7 +115,8 @@ export class AgentHub implements LinkOwner {
   private readonly links = new Map<string, AgentLink[]>();
   private readonly all = new Set<AgentLink>();
   /** Links not yet past HELLO, and how many were closed for being over the cap (for logs). */
-  private waiting = 0;
+  /** Links that have not said HELLO yet: each holds memory, and costs its peer nothing. */
+  private readonly waiting: AddressSlots;
   private waitingRefused = 0;
   private nextLink = 0;
   private lastHandshakeLog = 0;
@@ -128,6 +134,7 @@ export class AgentHub implements LinkOwner {
   ) {
     this.openTimeoutMs = opts.openTimeoutMs ?? 15_000;
     this.helloTimeoutMs = opts.helloTimeoutMs ?? 10_000;
+    this.waiting = new AddressSlots({ perAddress: opts.maxWaitingLinksPerAddress ?? 32, total: opts.maxWaitingLinks ?? 256 }, 'waiting to say HELLO');
     this.keys = opts.keys ?? new CancelKeys();
   }
 
@@ -250,10 +257,11 @@ export class AgentHub implements LinkOwner {
     const state = new AgentLink(link, this.helloTimeoutMs);
     link.data = state;
     this.all.add(state);
-    if (++this.waiting > (this.opts.maxWaitingLinks ?? 256)) {
+    const slot = this.waiting.take(link.remoteAddress.slice(0, link.remoteAddress.lastIndexOf(':')));
+    if ('refused' in slot) {
       this.waitingRefused++;
-      link.close('too many links waiting for HELLO');
-    }
+      link.close(slot.refused);
+    } else state.unwait = slot.release;
   }
 
   /** @internal */
@@ -288,8 +296,8 @@ export class AgentHub implements LinkOwner {
     clearTimeout(state.helloTimer);
     this.all.delete(state);
     if (!state.agent) {
-      this.waiting--;
-      if (this.waitingRefused > 0 && this.waiting === 0) {
+      state.unwait?.();
+      if (this.waitingRefused > 0 && this.waiting.count === 0) {
         this.log.warn({ refused: this.waitingRefused }, 'links were closed for exceeding the number allowed to wait for HELLO');
         this.waitingRefused = 0;
       }
@@ -334,7 +342,7 @@ export class AgentHub implements LinkOwner {
       return;
     }
     clearTimeout(state.helloTimer);
-    this.waiting--;
+    state.unwait?.();
     link.maxPayload = MAX_PAYLOAD;
     link.peerWindow = window;
     state.agent = name;

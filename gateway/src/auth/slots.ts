@@ -18,6 +18,11 @@ export class AddressSlots {
     private readonly what: string,
   ) {}
 
+  /** Connections counted now, from all addresses. */
+  get count(): number {
+    return this.total;
+  }
+
   /** A slot for a new connection from `address`, released by the function returned (once); or why there is none. */
   take(address: string): { release: () => void } | { refused: string } {
     const from = this.byAddress.get(address) ?? 0;
