@@ -6,6 +6,7 @@ import { createSecureContext } from 'node:tls';
 import { readFileSync } from 'node:fs';
 import { ControlPlaneServiceClient, channelCredentials, keepaliveOptions, type Snapshot } from '@warden/proto';
 import { SqlState, errorResponse } from '@warden/proto/pgwire';
+import type { Registry } from '@warden/proto/metrics';
 import type { Logger } from 'pino';
 import { ControlPlaneApprovals } from './approvals/client.js';
 import { explainRows } from './approvals/explain.js';
@@ -20,6 +21,7 @@ import type { AuditSink } from './audit/events.js';
 import { authFailureEvent } from './session/recorder.js';
 import { Refusal, Session, type Admission, type ParameterRecording } from './session/index.js';
 import { LoggingIn, type LoggingInLimits } from './session/logging-in.js';
+import { AuditTally, observeAudit, registerGatewayMetrics, type OutboxStats } from './metrics/index.js';
 import { AgentHub, CancelKeys } from './tunnel/index.js';
 
 export interface GatewayOptions {
@@ -39,7 +41,8 @@ export interface GatewayOptions {
   /** Local mode: tokens may travel without TLS from loopback addresses. */
   local?: boolean;
   log: Logger;
-  audit: AuditSink;
+  /** Where sessions hand their audit events; its stats(), when it has one, feed the outbox metrics. */
+  audit: AuditSink & OutboxStats;
   /** How Bind parameters are recorded in the audit trail (default full). */
   parameterRecording?: ParameterRecording;
   /** Where the last configuration is kept, to serve from it when restarted while the control plane is away. */
@@ -48,11 +51,15 @@ export interface GatewayOptions {
   loginLimits?: LoginLimits;
   /** Connections still logging in (not yet admitted), at most per source address and in all (defaults 64 and 1,024). */
   waitingLimits?: LoggingInLimits;
+  /** Where the gateway's metrics are registered; none are kept without it. */
+  metrics?: Registry;
 }
 
 export interface RunningGateway {
   port: number;
   tunnelPort: number;
+  /** Why the gateway cannot serve yet (for /readyz), or undefined once it has its configuration. */
+  notReady(): string | undefined;
   close(): Promise<void>;
 }
 
@@ -71,6 +78,9 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
   const classifications = new ClassificationCache();
   const sessions = new Set<Session>();
   let agentHashes = new Map<string, Buffer>();
+  let config: { version: number; receivedAt: number } | undefined;
+  // Metrics of statements, sessions and logins are read off the audit events on their way to the sink.
+  const audit = opts.metrics ? observeAudit(opts.audit, new AuditTally(opts.metrics)) : opts.audit;
 
   // Keys this gateway did not issue may belong to a session on another gateway: the agents know.
   const keys = new CancelKeys({ relay: (pid, secret) => hub.cancelByKey(pid, secret) });
@@ -81,6 +91,7 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
   }, log.child({ component: 'tunnel' }), { keys });
 
   const onSnapshot = (snapshot: Snapshot) => {
+    config = { version: snapshot.version, receivedAt: Date.now() };
     auth = compileAuthConfig(snapshot);
     for (const warning of auth.warnings) log.warn({ version: snapshot.version }, warning);
     verifier.update(auth);
@@ -111,6 +122,8 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
     },
     { log: log.child({ component: 'catalog' }) },
   );
+
+  if (opts.metrics) registerGatewayMetrics(opts.metrics, { cache: classifications, hub, audit: opts.audit, config: () => config });
 
   const tunnelPort = await hub.listen(opts.tunnelListen, opts.tunnelTls);
   const advertise = opts.tunnelAdvertise ?? opts.tunnelListen.replace(/:0$/, `:${tunnelPort}`);
@@ -178,7 +191,7 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
       const who = r.by === 'address' ? `from ${r.key}` : `as ${r.key}`;
       const message = `login limit: ${r.refused} logins ${who} refused after ${r.failures} failed within ${logins.limits.windowMs / 1000} s`;
       log.warn({ limit: r.by, key: r.key, refused: r.refused, failures: r.failures }, message);
-      opts.audit.publish(authFailureEvent(opts.id, r.by === 'address' ? r.key : '', undefined, { sqlstate: SqlState.rejectedConnection, message }));
+      audit.publish(authFailureEvent(opts.id, r.by === 'address' ? r.key : '', undefined, { sqlstate: SqlState.rejectedConnection, message }));
     }
   }, Math.min(10_000, logins.limits.windowMs));
   reportLimits.unref();
@@ -201,7 +214,7 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
         hub.open(a.agent, { resource: a.resource, parameters, readOnly: a.readOnly, access: a.gate.ceiling, rule: a.gate.ceilingRule }),
       authTimeoutMs: 60_000,
       logins,
-      audit: opts.audit,
+      audit,
       gatewayId: opts.id,
       parameterRecording: opts.parameterRecording ?? 'full',
       approvals: { client: approvals, explain },
@@ -221,6 +234,7 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
   return {
     port,
     tunnelPort,
+    notReady: () => (auth ? undefined : 'no configuration from the control plane yet'),
     async close() {
       watch.stop();
       approvals.stop();

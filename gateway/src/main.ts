@@ -3,7 +3,8 @@ import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { CliCommand, makeOption, packageVersion, parseCommandLine, withConventions } from '@warden/proto/cli';
-import { createLogger } from '@warden/proto/log';
+import { createLogger, logFormatOption, logLevelOption } from '@warden/proto/log';
+import { DEFAULT_METRICS_LISTEN, metricsListenOption, newRegistry, startMetricsServer } from '@warden/proto/metrics';
 import { createAuditSink } from './audit/sink.js';
 import { DEFAULT_LOGIN_LIMITS } from './auth/limiter.js';
 import { startGateway } from './gateway.js';
@@ -74,7 +75,10 @@ const program = new CliCommand('warden-gateway')
       env: 'WARDEN_MAX_LOGGING_IN',
       default: '1024',
     }),
-  );
+  )
+  .addOption(makeOption(metricsListenOption(DEFAULT_METRICS_LISTEN.gateway)))
+  .addOption(makeOption(logLevelOption))
+  .addOption(makeOption(logFormatOption()));
 withConventions(program, packageVersion(new URL('../package.json', import.meta.url)));
 
 const stop = await parseCommandLine(program, process.argv.slice(2), 2);
@@ -99,6 +103,9 @@ const v = program.opts<{
   loginFailuresPerName: string;
   maxLoggingInPerAddress: string;
   maxLoggingIn: string;
+  metricsListen: string;
+  logLevel?: string;
+  logFormat?: string;
 }>();
 
 /** A limit flag's value: a whole number, 0 or more. */
@@ -119,7 +126,7 @@ const loginLimits = {
 // audit trail, not the log, is the durable record.
 let log: ReturnType<typeof createLogger>;
 try {
-  log = createLogger({ name: 'gateway', buffered: true });
+  log = createLogger({ name: 'gateway', buffered: true, level: v.logLevel, format: v.logFormat });
 } catch (err) {
   console.error(`error: ${(err as Error).message}`);
   process.exit(2);
@@ -140,7 +147,12 @@ try {
     controlPlane: { address: v.controlPlane, ca: v.controlPlaneCa, token },
     log,
   });
-  const gateway = await startGateway({
+  // Up before the gateway, so /healthz answers and /readyz says what is missing while it starts.
+  const registry = newRegistry();
+  let gateway: Awaited<ReturnType<typeof startGateway>> | undefined;
+  const metrics = await startMetricsServer({ listen: v.metricsListen, registry, notReady: () => (gateway ? gateway.notReady() : 'starting') });
+  log.info({ url: metrics.url }, 'metrics on /metrics, health on /healthz and /readyz');
+  gateway = await startGateway({
     id: v.id,
     listen: v.listen,
     tunnelListen: v.tunnelListen,
@@ -157,10 +169,12 @@ try {
     waitingLimits: { perAddress: limitOf('--max-logging-in-per-address', v.maxLoggingInPerAddress), total: limitOf('--max-logging-in', v.maxLoggingIn) },
     log,
     audit,
+    metrics: registry,
   });
   const stop = async () => {
     log.info('shutting down');
-    await gateway.close();
+    await gateway!.close();
+    await metrics.close();
     // After the sessions' last events; what is not delivered in time stays in the outbox.
     await audit.close();
     process.exit(0); // the logger flushes at exit
