@@ -33,7 +33,7 @@ export function newRegistry(): Registry {
 
 /** host and port of a HOST:PORT listen address ([::1]:9470 for IPv6); throws a sentence naming `flag`. */
 export function parseListen(text: string, flag = '--metrics-listen'): { host: string; port: number } {
-  const m = /^(?:\[([^\]]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(text.trim());
+  const m = /^(?:\[([^\]]+)\]|([^:[\]\s]+)):(\d{1,5})$/.exec(text.trim());
   const port = m ? Number(m[3]) : NaN;
   if (!m || port > 65535) throw new Error(`${flag} takes HOST:PORT (e.g. 0.0.0.0:9471; port 0 picks a free one), not '${text}'`);
   return { host: m[1] ?? m[2]!, port };
