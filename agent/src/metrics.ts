@@ -1,17 +1,12 @@
 // The agent's metrics: its links to the gateways, the sessions on them,
 // window stalls, and how long the upstream takes to answer.
 import { linkCounters } from '@warden/proto';
-import { Gauge, Histogram, LATENCY_BUCKETS, counterOf, gaugeOf, type Registry } from '@warden/proto/metrics';
+import { Gauge, LATENCY_BUCKETS, LeanHistogram, counterOf, gaugeOf, type Registry } from '@warden/proto/metrics';
 import type { Agent } from './agent.js';
 
 /** The histogram sessions report upstream latency to (SessionContext.upstreamLatency). */
-export function upstreamLatencyHistogram(registry: Registry): Histogram {
-  return new Histogram({
-    name: 'warden_upstream_latency_seconds',
-    help: "Time from forwarding a client's bytes upstream to the database's first answer byte",
-    buckets: LATENCY_BUCKETS,
-    registers: [registry],
-  });
+export function upstreamLatencyHistogram(registry: Registry): LeanHistogram {
+  return new LeanHistogram(registry, 'warden_upstream_latency_seconds', "Time from forwarding a client's bytes upstream to the database's first answer byte", LATENCY_BUCKETS);
 }
 
 export function registerAgentMetrics(registry: Registry, agent: Agent): void {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { Registry, counterOf, gaugeOf, parseListen, startMetricsServer } from '../src/metrics.js';
+import { LeanHistogram, Registry, counterOf, gaugeOf, parseListen, startMetricsServer } from '../src/metrics.js';
 
 describe('--metrics-listen', () => {
   it('takes HOST:PORT, IPv6 in brackets, port 0 to 65535', () => {
@@ -57,5 +57,28 @@ describe('metrics server', () => {
     } finally {
       await first.close();
     }
+  });
+});
+
+describe('LeanHistogram', () => {
+  it('reads like a prom-client histogram: cumulative buckets with le, +Inf, sum and count', async () => {
+    const registry = new Registry();
+    const h = new LeanHistogram(registry, 'warden_test_seconds', 'a test latency', [0.01, 0.1, 1]);
+    for (const v of [0.25, 0.01, 0.0625, 0.5, 7]) h.observe(v);
+    expect(await registry.metrics()).toBe(
+      [
+        '# HELP warden_test_seconds a test latency',
+        '# TYPE warden_test_seconds histogram',
+        'warden_test_seconds_bucket{le="0.01"} 1',
+        'warden_test_seconds_bucket{le="0.1"} 2',
+        'warden_test_seconds_bucket{le="1"} 4',
+        'warden_test_seconds_bucket{le="+Inf"} 5',
+        'warden_test_seconds_sum 7.8225',
+        'warden_test_seconds_count 5',
+        '',
+      ].join('\n'),
+    );
+    await registry.resetMetrics();
+    expect(await registry.metrics()).toContain('warden_test_seconds_count 0\n');
   });
 });

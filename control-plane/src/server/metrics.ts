@@ -1,17 +1,12 @@
 // The control plane's metrics: the audit events it stores and how late they
 // arrive (ingest lag: now minus the event's time, when it is stored).
 import type { AuditEvent } from '@warden/proto';
-import { Counter, Histogram, LAG_BUCKETS, type Registry } from '@warden/proto/metrics';
+import { Counter, LAG_BUCKETS, LeanHistogram, type Registry } from '@warden/proto/metrics';
 import type { IngestResult } from '../audit/ingest.js';
 
 /** The AuditStore's onIngest hook that feeds the metrics. */
 export function ingestMetrics(registry: Registry): (events: ReadonlyArray<AuditEvent | undefined>, result: IngestResult) => void {
-  const lag = new Histogram({
-    name: 'warden_audit_ingest_lag_seconds',
-    help: 'Seconds from an audit event at the gateway to its ingestion by the control plane',
-    buckets: LAG_BUCKETS,
-    registers: [registry],
-  });
+  const lag = new LeanHistogram(registry, 'warden_audit_ingest_lag_seconds', 'Seconds from an audit event at the gateway to its ingestion by the control plane', LAG_BUCKETS);
   const events = new Counter({
     name: 'warden_audit_events_ingested_total',
     help: 'Audit events received by the control plane, by result: stored, duplicate (sent again) or invalid',

@@ -3,7 +3,7 @@
 // it on, so the session code knows nothing of metrics. The counts are plain
 // numbers (no label hashing per statement); prom-client reads them at scrape.
 import { StatementDecision, type AuditEvent } from '@warden/proto';
-import { Counter, Gauge, Histogram, LATENCY_BUCKETS, type Registry } from '@warden/proto/metrics';
+import { Counter, Gauge, LATENCY_BUCKETS, LeanHistogram, type Registry } from '@warden/proto/metrics';
 import { SqlState } from '@warden/proto/pgwire';
 import type { AuditSink } from '../audit/events.js';
 
@@ -26,7 +26,7 @@ export class AuditTally {
   /** Per statement kind, counts by decision (indexed as DECISIONS). */
   readonly statements = new Map<string, number[]>();
   readonly authFailures = new Map<string, number>();
-  private readonly durations: Histogram;
+  private readonly durations: LeanHistogram;
 
   constructor(registry: Registry) {
     const tally = this;
@@ -59,12 +59,12 @@ export class AuditTally {
         }
       },
     });
-    this.durations = new Histogram({
-      name: 'warden_statement_duration_seconds',
-      help: 'Statement time at the gateway, from the client message to the statement done (refused ones included)',
-      buckets: LATENCY_BUCKETS,
-      registers: [registry],
-    });
+    this.durations = new LeanHistogram(
+      registry,
+      'warden_statement_duration_seconds',
+      'Statement time at the gateway, from the client message to the statement done (refused ones included)',
+      LATENCY_BUCKETS,
+    );
     new Counter({
       name: 'warden_auth_failures_total',
       help: 'Logins refused, by reason (the SQLSTATE the client got, by name)',
@@ -115,11 +115,19 @@ export class AuditTally {
 
 /**
  * `sink`, with every published event counted by `tally` first. Every other
- * member passes through unchanged (afterWrite, blocked, stats, and whatever
- * the sink gains later), bound to the sink itself.
+ * member the sink has when wrapped passes through (afterWrite, blocked,
+ * stats, and any the sink interface gains): methods bound to the sink, other
+ * properties read from it. A plain object rather than a Proxy: afterWrite
+ * and blocked are called per statement, and a Proxy's trap costs each call.
  */
 export function observeAudit<S extends AuditSink>(sink: S, tally: AuditTally): S {
-  const publish = (event: AuditEvent): void => {
+  const observed: Record<PropertyKey, unknown> = {};
+  for (const key of memberKeys(sink)) {
+    const value: unknown = (sink as Record<PropertyKey, unknown>)[key];
+    if (typeof value === 'function') observed[key] = value.bind(sink);
+    else Object.defineProperty(observed, key, { get: () => (sink as Record<PropertyKey, unknown>)[key], enumerable: true });
+  }
+  observed.publish = (event: AuditEvent): void => {
     try {
       tally.record(event);
     } catch {
@@ -127,16 +135,14 @@ export function observeAudit<S extends AuditSink>(sink: S, tally: AuditTally): S
     }
     sink.publish(event);
   };
-  const bound = new Map<PropertyKey, unknown>();
-  return new Proxy(sink, {
-    get(target, prop) {
-      if (prop === 'publish') return publish;
-      const value: unknown = Reflect.get(target, prop, target);
-      if (typeof value !== 'function') return value;
-      // Bound once per member: afterWrite is called per statement.
-      let fn = bound.get(prop) as { orig: unknown; fn: unknown } | undefined;
-      if (fn?.orig !== value) bound.set(prop, (fn = { orig: value, fn: (value as (...a: unknown[]) => unknown).bind(target) }));
-      return fn.fn;
-    },
-  });
+  return observed as S;
+}
+
+/** The names of an object's own and inherited members (a class instance's methods included), Object's own left out. */
+function memberKeys(o: object): Set<PropertyKey> {
+  const keys = new Set<PropertyKey>();
+  for (let p: object | null = o; p && p !== Object.prototype; p = Object.getPrototypeOf(p)) {
+    for (const k of Reflect.ownKeys(p)) if (k !== 'constructor') keys.add(k);
+  }
+  return keys;
 }
