@@ -140,6 +140,31 @@ describe('metrics of a running Warden', () => {
       await gateway.stop();
     }
   });
+
+  // Last: it leaves this machine's address limited on the stack's gateway for the rest of the minute.
+  it('counts logins refused by the login limits by their number, though they are recorded in sums', async () => {
+    const limited = 'warden_auth_failures_total{reason="rejected_connection"}';
+    const before = await scrape(stack.metrics.gateway);
+    const attempt = async () => {
+      const c = new pg.Client({ host: stack.host, port: stack.port, user: 'demo', database: 'shop', password: 'not-a-token' });
+      return c.connect().then(() => (c.end(), 'connected'), (e: { code?: string }) => e.code);
+    };
+    let refused = 0;
+    let failed = 0;
+    // Failed logins until the limit (30 a minute from one address) trips, then three more: all refused by the limit.
+    for (let i = 0; i < 40 && refused === 0; i++) {
+      const code = await attempt();
+      if (code === '08004') refused++;
+      else if (code === '28P01') failed++;
+      else throw new Error(`unexpected outcome ${code}`);
+    }
+    for (let i = 0; i < 3; i++) if ((await attempt()) === '08004') refused++;
+    expect(refused).toBe(4);
+    // The limiter reports its refusals every 10 s.
+    const after = await scrapeUntil(stack.metrics.gateway, (s) => valueOf(s, limited) - valueOf(before, limited) >= refused, 30_000);
+    expect(valueOf(after, limited) - valueOf(before, limited)).toBe(refused);
+    expect(valueOf(after, BAD_LOGIN) - valueOf(before, BAD_LOGIN)).toBe(failed);
+  });
 });
 
 it('the stack helper reads the metrics addresses warden start writes', () => {

@@ -80,7 +80,8 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
   let agentHashes = new Map<string, Buffer>();
   let config: { version: number; receivedAt: number } | undefined;
   // Metrics of statements, sessions and logins are read off the audit events on their way to the sink.
-  const audit = opts.metrics ? observeAudit(opts.audit, new AuditTally(opts.metrics)) : opts.audit;
+  const tally = opts.metrics ? new AuditTally(opts.metrics) : undefined;
+  const audit = tally ? observeAudit(opts.audit, tally) : opts.audit;
 
   // Keys this gateway did not issue may belong to a session on another gateway: the agents know.
   const keys = new CancelKeys({ relay: (pid, secret) => hub.cancelByKey(pid, secret) });
@@ -191,7 +192,9 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
       const who = r.by === 'address' ? `from ${r.key}` : `as ${r.key}`;
       const message = `login limit: ${r.refused} logins ${who} refused after ${r.failures} failed within ${logins.limits.windowMs / 1000} s`;
       log.warn({ limit: r.by, key: r.key, refused: r.refused, failures: r.failures }, message);
-      audit.publish(authFailureEvent(opts.id, r.by === 'address' ? r.key : '', undefined, { sqlstate: SqlState.rejectedConnection, message }));
+      // One event for many refusals: counted by their number, not as one.
+      opts.audit.publish(authFailureEvent(opts.id, r.by === 'address' ? r.key : '', undefined, { sqlstate: SqlState.rejectedConnection, message }));
+      tally?.authFailed(SqlState.rejectedConnection, r.refused);
     }
   }, Math.min(10_000, logins.limits.windowMs));
   reportLimits.unref();

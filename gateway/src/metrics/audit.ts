@@ -97,12 +97,16 @@ export class AuditTally {
       case 'sessionEnd':
         this.sessionsOpen--;
         return;
-      case 'authFailure': {
-        const reason = authFailureReason(e.value.sqlstate);
-        this.authFailures.set(reason, (this.authFailures.get(reason) ?? 0) + 1);
+      case 'authFailure':
+        this.authFailed(e.value.sqlstate, 1);
         return;
-      }
     }
+  }
+
+  /** Counts `n` refused logins (the login limits report theirs in sums, one event for many). */
+  authFailed(sqlstate: string, n: number): void {
+    const reason = authFailureReason(sqlstate);
+    this.authFailures.set(reason, (this.authFailures.get(reason) ?? 0) + n);
   }
 
   private kindRow(kind: string): number[] {
