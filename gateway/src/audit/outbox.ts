@@ -329,6 +329,7 @@ export class Outbox {
    * scrape now and then, not for the hot path.
    */
   stats(): { pendingBytes: number; oldestPendingMs?: number } {
+    if (this.closed) return { pendingBytes: this.pendingBytes() };
     const time = this.read(1, 1)[0]?.event.time;
     const pendingBytes = this.pendingBytes();
     if (!time || pendingBytes === 0) return { pendingBytes };

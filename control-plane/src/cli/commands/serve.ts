@@ -8,7 +8,8 @@ import type { WebhookFormat } from '../../approvals/webhook.js';
 export const serveCommand: Command = {
   name: 'control-plane',
   summary: 'serve the control plane until SIGINT or SIGTERM',
-  usage: '[--listen H:P] [--data-dir D] [--database-url URL] [--tls-cert F --tls-key F] [--nats URL] [--approval-webhook URL ...]\n' +
+  usage:
+    '[--listen H:P] [--data-dir D] [--database-url URL] [--tls-cert F --tls-key F] [--nats URL] [--approval-webhook URL ...]\n' +
     '                    [--metrics-listen H:P] [--log-level LEVEL] [--log-format json|pretty]',
   details:
     'The admin and gateway tokens come from WARDEN_ADMIN_TOKEN and WARDEN_GATEWAY_TOKEN, or from the files\n' +
