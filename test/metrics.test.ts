@@ -2,7 +2,8 @@
 // Postgres (control plane, gateway and agent as real processes), statements
 // from node-postgres, and each process's /metrics, /healthz and /readyz read
 // over HTTP. Counters must move by exactly what the clients did.
-import { readFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pg from 'pg';
@@ -138,6 +139,31 @@ describe('metrics of a running Warden', () => {
       expect(valueOf(await scrape(base), 'warden_config_version')).toBe(0);
     } finally {
       await gateway.stop();
+    }
+  });
+
+  it('an agent the control plane does not know is alive but not ready', async () => {
+    const metricsPort = await freePort();
+    const config = join(stack.dataDir, 'stranger.json');
+    writeFileSync(config, JSON.stringify({ name: 'stranger', controlPlane: { address: stack.controlPlane }, enrollmentToken: 'wdn_agent_not-enrolled', resources: {} }));
+    const agent = spawn(process.execPath, [join(ROOT, 'agent/bin/warden-agent.js'), '--config', config, '--metrics-listen', `127.0.0.1:${metricsPort}`], { stdio: 'ignore' });
+    const exited = new Promise((r) => agent.once('exit', r));
+    try {
+      const base = `http://127.0.0.1:${metricsPort}`;
+      const deadline = Date.now() + 20_000;
+      let health = { status: 0, body: '' };
+      while (health.status !== 200 && Date.now() < deadline) {
+        health = await get(`${base}/healthz`).catch(() => ({ status: 0, body: '' }));
+        if (health.status !== 200) await new Promise((r) => setTimeout(r, 100));
+      }
+      expect(health).toEqual({ status: 200, body: 'ok\n' });
+      expect(await get(`${base}/readyz`)).toEqual({ status: 503, body: 'not ready: no gateway known yet (is the control plane reachable?)\n' });
+      const samples = await scrape(base);
+      expect(samples.get('warden_link_channels')).toBe(0);
+      expect([...samples.keys()].filter((k) => k.startsWith('warden_gateway_links'))).toEqual([]);
+    } finally {
+      agent.kill('SIGTERM');
+      await exited;
     }
   });
 
