@@ -1,7 +1,9 @@
 // The agent as a whole: the gateway watch on the control plane, a connection
 // per gateway, and the sessions they open.
 import { channelCredentials } from '@warden/proto';
+import type { Registry } from '@warden/proto/metrics';
 import type { Logger } from 'pino';
+import { registerAgentMetrics, upstreamLatencyHistogram } from './metrics.js';
 import type { AgentConfig } from './config.js';
 import type { RelaySession } from './session.js';
 import type { BackoffOptions } from '@warden/proto';
@@ -15,6 +17,8 @@ export interface AgentOptions {
   loginTimeoutMs?: number;
   /** Where the last gateway list is kept (see GatewayWatcher). */
   gatewayListFile?: string;
+  /** Where the agent's metrics are registered; none are kept without it. */
+  metrics?: Registry;
 }
 
 export class Agent {
@@ -34,6 +38,7 @@ export class Agent {
       version: VERSION,
       sessions: new Map<string, RelaySession>(),
       loginTimeoutMs: opts.loginTimeoutMs,
+      upstreamLatency: opts.metrics ? upstreamLatencyHistogram(opts.metrics) : undefined,
     };
     this.watcher = new GatewayWatcher(this.context, {
       address: config.controlPlane.address,
@@ -42,6 +47,7 @@ export class Agent {
       backoff: opts.backoff,
       listFile: opts.gatewayListFile,
     });
+    if (opts.metrics) registerAgentMetrics(opts.metrics, this);
   }
 
   start(): void {

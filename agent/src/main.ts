@@ -2,9 +2,11 @@
 // SIGTERM/SIGINT close every session and exit 0.
 import { dirname, join, resolve } from 'node:path';
 import { CliCommand, makeOption, parseCommandLine, withConventions } from '@warden/proto/cli';
-import { createLogger, type Logger } from '@warden/proto/log';
+import { createLogger, logFormatOption, logLevelOption, type Logger } from '@warden/proto/log';
+import { DEFAULT_METRICS_LISTEN, metricsListenOption, newRegistry, startMetricsServer, type MetricsServer } from '@warden/proto/metrics';
 import { Agent } from './agent.js';
 import { ConfigError, loadConfig } from './config.js';
+import { agentNotReady } from './metrics.js';
 import { VERSION } from './version.js';
 
 const STOP_TIMEOUT_MS = 10_000;
@@ -20,22 +22,26 @@ async function main(): Promise<void> {
         description: "where the agent keeps its last gateway list, to dial it when started while the control plane is away (default: the config file's directory)",
         env: 'WARDEN_AGENT_STATE_DIR',
       }),
-    );
+    )
+    .addOption(makeOption(metricsListenOption(DEFAULT_METRICS_LISTEN.agent)))
+    .addOption(makeOption(logLevelOption))
+    .addOption(makeOption(logFormatOption()));
   withConventions(program, VERSION);
   const stop = await parseCommandLine(program, process.argv.slice(2), 2);
   if (stop !== undefined) {
     process.exitCode = stop;
     return;
   }
+  const opts = program.opts<{ config?: string; stateDir?: string; metricsListen: string; logLevel?: string; logFormat?: string }>();
   let log: Logger;
   try {
-    log = createLogger({ name: 'warden-agent' });
+    log = createLogger({ name: 'warden-agent', level: opts.logLevel, format: opts.logFormat });
   } catch (err) {
     console.error(`error: ${(err as Error).message}`);
     process.exitCode = 2;
     return;
   }
-  const { config: file, stateDir } = program.opts<{ config?: string; stateDir?: string }>();
+  const { config: file, stateDir } = opts;
   if (!file) {
     log.fatal('no config file given: pass --config FILE or set WARDEN_AGENT_CONFIG');
     process.exitCode = 2;
@@ -43,10 +49,14 @@ async function main(): Promise<void> {
   }
 
   let agent: Agent;
+  let metrics: MetricsServer;
   try {
     const { config, warnings } = loadConfig(file);
     for (const w of warnings) log.warn(w);
-    agent = new Agent(config, { log, gatewayListFile: join(stateDir ?? dirname(resolve(file)), `${config.name}.gateways.json`) });
+    const registry = newRegistry();
+    agent = new Agent(config, { log, gatewayListFile: join(stateDir ?? dirname(resolve(file)), `${config.name}.gateways.json`), metrics: registry });
+    metrics = await startMetricsServer({ listen: opts.metricsListen, registry, notReady: () => agentNotReady(agent) });
+    log.info({ url: metrics.url }, 'metrics on /metrics, health on /healthz and /readyz');
   } catch (err) {
     if (err instanceof ConfigError) log.fatal({ field: err.field }, err.message);
     else log.fatal({ err: { message: (err as Error).message } }, 'could not start the agent');
@@ -76,7 +86,8 @@ async function main(): Promise<void> {
     }, STOP_TIMEOUT_MS);
     force.unref();
     agent.stop().then(
-      () => {
+      async () => {
+        await metrics.close();
         log.info('stopped');
         process.exit(0);
       },

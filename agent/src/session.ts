@@ -31,6 +31,8 @@ export interface SessionContext {
   cancelTimeoutMs?: number;
   /** How long a closing stream or socket may take before it is cut (default 10 s). */
   closeGraceMs?: number;
+  /** Told the seconds from bytes forwarded upstream to the first byte back (metrics). */
+  upstreamLatency?: { observe(seconds: number): void };
 }
 
 /** How long an upstream may take to close after the client's Terminate before it is cancelled. */
@@ -98,8 +100,14 @@ export class RelaySession implements ChannelHandler {
   /** The client's last bytes were a Terminate: the upstream is about to close by itself. */
   private clientQuit = false;
   private relayOver: (() => void) | undefined;
+  /** When bytes last went upstream with no answer yet (performance.now()), 0 when none waits. */
+  private awaitingSince = 0;
   private readonly onUpstreamData = (chunk: Buffer): void => {
     this.bytesFromUpstream += chunk.length;
+    if (this.awaitingSince !== 0) {
+      this.ctx.upstreamLatency?.observe((performance.now() - this.awaitingSince) / 1000);
+      this.awaitingSince = 0;
+    }
     if (!this.channel.send(chunk)) this.upstream!.pause();
   };
 
@@ -216,6 +224,7 @@ export class RelaySession implements ChannelHandler {
       room = !socket.writableNeedDrain;
     }
     parts.length = 0;
+    if (this.awaitingSince === 0 && this.ctx.upstreamLatency) this.awaitingSince = performance.now();
     if (this.held > 0) {
       // Still waiting for 'drain': these bytes are credited with the rest.
       this.held += n;

@@ -138,7 +138,7 @@ async function startControlPlane(args, log, nodeArgs = []) {
   const tokens = { admin: `wdn_admin_${randomSuffix(24)}`, gateway: `wdn_gw_${randomSuffix(24)}` };
   const logFile = path.join(dataDir, 'control-plane.log');
   const fd = openSync(logFile, 'a');
-  const child = spawn(process.execPath, [...nodeArgs, WARDEN_CLI, 'control-plane', '--listen', `127.0.0.1:${port}`, '--data-dir', dataDir, ...args], {
+  const child = spawn(process.execPath, [...nodeArgs, WARDEN_CLI, 'control-plane', '--listen', `127.0.0.1:${port}`, '--metrics-listen', '127.0.0.1:0', '--data-dir', dataDir, ...args], {
     cwd: REPO_ROOT,
     env: childEnv({ WARDEN_ADMIN_TOKEN: tokens.admin, WARDEN_GATEWAY_TOKEN: tokens.gateway }),
     stdio: ['ignore', fd, fd],

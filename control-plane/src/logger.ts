@@ -9,6 +9,8 @@ export interface LoggerOptions {
   /** File to append to; stdout when absent. */
   file?: string;
   level?: string;
+  /** json (default) or pretty; WARDEN_LOG_FORMAT otherwise. */
+  format?: string;
 }
 
 export function createLogger(opts: LoggerOptions = {}): Logger {

@@ -29,4 +29,16 @@ describe('warden start banner', () => {
     expect(banner(info)).not.toContain('masked');
     expect(banner({ ...info, demo: undefined, upstream: { host: 'db', port: 5432, database: 'app', user: 'app', sslmode: 'require' }, demoRules: true })).not.toContain('masked');
   });
+
+  it('lists the metrics address of each process', () => {
+    const shown = banner({ ...info, metrics: { controlPlane: 'http://127.0.0.1:40001', gateway: 'http://127.0.0.1:40002', agent: 'http://127.0.0.1:40003' } });
+    expect(shown).toContain(
+      [
+        '  metrics         control plane http://127.0.0.1:40001/metrics',
+        '                  gateway       http://127.0.0.1:40002/metrics',
+        '                  agent         http://127.0.0.1:40003/metrics  (/healthz and /readyz beside each)',
+      ].join('\n'),
+    );
+    expect(banner(info)).not.toContain('metrics');
+  });
 });

@@ -214,7 +214,7 @@ describe('options from the environment', () => {
 
   it('reads WARDEN_LOG_LEVEL in all three programs', async () => {
     const bad = 'loud';
-    const message = `error: WARDEN_LOG_LEVEL takes one of fatal, error, warn, info, debug, trace, silent, not '${bad}'\n`;
+    const message = `error: --log-level (WARDEN_LOG_LEVEL) takes one of fatal, error, warn, info, debug, trace, silent, not '${bad}'\n`;
     const token = join(dir.path, 'gateway-token');
     writeFileSync(token, 'not-a-real-token');
     const runs = {
@@ -228,6 +228,25 @@ describe('options from the environment', () => {
     }
     // A level above the line's drops it: the agent's complaint about its missing config is a fatal.
     expect(await run('warden-agent', [], cleanEnv({ WARDEN_LOG_LEVEL: 'silent' }))).toEqual({ code: 2, stdout: '', stderr: '' });
+  });
+
+  it('takes --log-level and --log-format (or WARDEN_LOG_FORMAT) in all three programs, with the same message for a bad value', async () => {
+    const token = join(dir.path, 'gateway-token');
+    writeFileSync(token, 'not-a-real-token');
+    const programs = [
+      ['warden', ['control-plane', '--data-dir', join(dir.path, 'cp')]],
+      ['warden-gateway', ['--data-dir', dir.path, '--gateway-token-file', token]],
+      ['warden-agent', []],
+    ] as const;
+    for (const [bin, args] of programs) {
+      const level = await run(bin, [...args, '--log-level', 'loud'], cleanEnv());
+      expect(level.stderr, bin).toContain("error: --log-level (WARDEN_LOG_LEVEL) takes one of fatal, error, warn, info, debug, trace, silent, not 'loud'\n");
+      const format = await run(bin, [...args], cleanEnv({ WARDEN_LOG_FORMAT: 'text' }));
+      expect(format.stderr, bin).toContain("error: --log-format (WARDEN_LOG_FORMAT) takes json or pretty, not 'text'\n");
+      expect(format.code, bin).not.toBe(0);
+    }
+    // The flag wins over the variable: silent drops the agent's fatal complaint about its missing config.
+    expect(await run('warden-agent', ['--log-level', 'silent'], cleanEnv({ WARDEN_LOG_LEVEL: 'debug' }))).toEqual({ code: 2, stdout: '', stderr: '' });
   });
 
   it('stops warden-gateway with code 2 and a pointer to its help when it has no gateway token', async () => {

@@ -251,12 +251,12 @@ describe.skipIf(!hasOpenssl)('TLS', () => {
 });
 
 describe('warden control-plane', () => {
-  it('serves from Postgres given by --database-url, logs JSON, and exits 0 on SIGTERM', async () => {
+  it('serves from Postgres given by --database-url, logs JSON, serves metrics and health, and exits 0 on SIGTERM', async () => {
     const db = await createTestDatabase();
     const data = tempDir();
     const proc = spawn(
       process.execPath,
-      [WARDEN_BIN, 'control-plane', '--listen', '127.0.0.1:0', '--data-dir', data.path, '--database-url', db.url],
+      [WARDEN_BIN, 'control-plane', '--listen', '127.0.0.1:0', '--metrics-listen', '127.0.0.1:0', '--data-dir', data.path, '--database-url', db.url],
       { env: cleanEnv(), stdio: ['ignore', 'pipe', 'pipe'] },
     );
     const exit = new Promise<number | null>((resolve) => proc.on('exit', (code) => resolve(code)));
@@ -284,6 +284,11 @@ describe('warden control-plane', () => {
       // The log names where the token is, never the token.
       const adminToken = (await import('node:fs')).readFileSync(join(data.path, 'admin-token'), 'utf8').trim();
       expect(out).not.toContain(adminToken);
+
+      const metrics = logLines.find((l) => l.msg === 'metrics on /metrics, health on /healthz and /readyz')?.url as string;
+      expect(metrics).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+      expect((await fetch(`${metrics}/readyz`)).status).toBe(200);
+      expect(await (await fetch(`${metrics}/metrics`)).text()).toContain('# TYPE warden_audit_events_ingested_total counter');
 
       proc.kill('SIGTERM');
       expect(await exit).toBe(0);

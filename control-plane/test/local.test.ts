@@ -269,7 +269,15 @@ describe('warden start', () => {
       tunnel: expect.stringMatching(/^127\.0\.0\.1:\d+$/),
       agent: { pid: expect.any(Number) },
       demoDatabase: { host: '127.0.0.1', port: expect.any(Number) },
+      metrics: {
+        controlPlane: expect.stringMatching(/^http:\/\/127\.0\.0\.1:\d+$/),
+        gateway: expect.stringMatching(/^http:\/\/127\.0\.0\.1:\d+$/),
+        agent: expect.stringMatching(/^http:\/\/127\.0\.0\.1:\d+$/),
+      },
     });
+    // The control plane runs in this process: its metrics and health are served from here.
+    expect((await fetch(`${info.metrics.controlPlane}/readyz`)).status).toBe(200);
+    expect(s.stdout()).toContain(`metrics         control plane ${info.metrics.controlPlane}/metrics`);
     // The banner's command names the real port and resource; stdout is no terminal here, so it carries no token.
     expect(s.stdout()).toContain(`psql "host=127.0.0.1 port=${info.gateway.port} dbname=shop user=demo sslmode=disable"`);
     expect(s.stdout()).not.toMatch(/password=|eyJ/);

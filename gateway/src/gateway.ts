@@ -6,6 +6,7 @@ import { createSecureContext } from 'node:tls';
 import { readFileSync } from 'node:fs';
 import { ControlPlaneServiceClient, channelCredentials, grpcTarget, keepaliveOptions, type Snapshot } from '@warden/proto';
 import { SqlState, errorResponse } from '@warden/proto/pgwire';
+import type { Registry } from '@warden/proto/metrics';
 import type { Logger } from 'pino';
 import { ControlPlaneApprovals } from './approvals/client.js';
 import { explainRows } from './approvals/explain.js';
@@ -21,6 +22,7 @@ import { authFailureEvent } from './session/recorder.js';
 import { Refusal, Session, type Admission, type ParameterRecording } from './session/index.js';
 import { AddressSlots, type SlotLimits } from './auth/slots.js';
 import { MemoryBudget } from './session/filter.js';
+import { AuditTally, observeAudit, registerGatewayMetrics, type OutboxStats } from './metrics/index.js';
 import { AgentHub, CancelKeys } from './tunnel/index.js';
 
 export interface GatewayOptions {
@@ -41,7 +43,8 @@ export interface GatewayOptions {
   /** Local mode: tokens may travel without TLS from loopback addresses. */
   local?: boolean;
   log: Logger;
-  audit: AuditSink;
+  /** Where sessions hand their audit events; its stats(), when it has one, feed the outbox metrics. */
+  audit: AuditSink & OutboxStats;
   /** How Bind parameters are recorded in the audit trail (default full). */
   parameterRecording?: ParameterRecording;
   /** Where the last configuration is kept, to serve from it when restarted while the control plane is away. */
@@ -50,6 +53,8 @@ export interface GatewayOptions {
   loginLimits?: LoginLimits;
   /** Bounds on connections, sessions and statements (DEFAULT_CONNECTION_LIMITS for what is not given). */
   limits?: Partial<ConnectionLimits>;
+  /** Where the gateway's metrics are registered; none are kept without it. */
+  metrics?: Registry;
 }
 
 export interface ConnectionLimits {
@@ -82,6 +87,8 @@ export const DEFAULT_CONNECTION_LIMITS: ConnectionLimits = {
 export interface RunningGateway {
   port: number;
   tunnelPort: number;
+  /** Why the gateway cannot serve yet (for /readyz), or undefined once it has its configuration. */
+  notReady(): string | undefined;
   close(): Promise<void>;
 }
 
@@ -101,6 +108,10 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
   const classifications = new ClassificationCache();
   const sessions = new Set<Session>();
   let agentHashes = new Map<string, Buffer>();
+  let config: { version: number; receivedAt: number } | undefined;
+  // Metrics of statements, sessions and logins are read off the audit events on their way to the sink.
+  const tally = opts.metrics ? new AuditTally(opts.metrics) : undefined;
+  const audit = tally ? observeAudit(opts.audit, tally) : opts.audit;
 
   // Keys this gateway did not issue may belong to a session on another gateway: the agents know.
   const keys = new CancelKeys({ relay: (pid, secret) => hub.cancelByKey(pid, secret) });
@@ -111,6 +122,7 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
   }, log.child({ component: 'tunnel' }), { keys, maxWaitingLinks: limits.waitingLinks.total, maxWaitingLinksPerAddress: limits.waitingLinks.perAddress });
 
   const onSnapshot = (snapshot: Snapshot) => {
+    config = { version: snapshot.version, receivedAt: Date.now() };
     auth = compileAuthConfig(snapshot);
     for (const warning of auth.warnings) log.warn({ version: snapshot.version }, warning);
     verifier.update(auth);
@@ -141,6 +153,8 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
     },
     { log: log.child({ component: 'catalog' }) },
   );
+
+  if (opts.metrics) registerGatewayMetrics(opts.metrics, { cache: classifications, hub, audit: opts.audit, config: () => config });
 
   const tunnelPort = await hub.listen(opts.tunnelListen, opts.tunnelTls);
   const advertise = opts.tunnelAdvertise ?? opts.tunnelListen.replace(/:0$/, `:${tunnelPort}`);
@@ -208,7 +222,9 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
       const who = r.by === 'address' ? `from ${r.key}` : `as ${r.key}`;
       const message = `login limit: ${r.refused} logins ${who} refused after ${r.failures} failed within ${logins.limits.windowMs / 1000} s`;
       log.warn({ limit: r.by, key: r.key, refused: r.refused, failures: r.failures }, message);
+      // One event for many refusals: counted by their number, not as one.
       opts.audit.publish(authFailureEvent(opts.id, r.by === 'address' ? r.key : '', undefined, { sqlstate: SqlState.rejectedConnection, message }));
+      tally?.authFailed(SqlState.rejectedConnection, r.refused);
     }
   }, Math.min(10_000, logins.limits.windowMs));
   reportLimits.unref();
@@ -249,7 +265,7 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
       maxStatementBytes: limits.maxStatementBytes,
       statementMemory,
       logins,
-      audit: opts.audit,
+      audit,
       gatewayId: opts.id,
       parameterRecording: opts.parameterRecording ?? 'full',
       approvals: { client: approvals, explain },
@@ -269,6 +285,7 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
   return {
     port,
     tunnelPort,
+    notReady: () => (auth ? undefined : 'no configuration from the control plane yet'),
     async close() {
       watch.stop();
       approvals.stop();

@@ -3,8 +3,9 @@ import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { CliCommand, makeOption, packageVersion, parseCommandLine, withConventions } from '@warden/proto/cli';
-import { createLogger } from '@warden/proto/log';
 import { parseAddressList } from '@warden/proto';
+import { createLogger, logFormatOption, logLevelOption } from '@warden/proto/log';
+import { DEFAULT_METRICS_LISTEN, metricsListenOption, newRegistry, startMetricsServer } from '@warden/proto/metrics';
 import { createAuditSink } from './audit/sink.js';
 import { DEFAULT_LOGIN_LIMITS } from './auth/limiter.js';
 import { DEFAULT_CONNECTION_LIMITS, startGateway, type ConnectionLimits } from './gateway.js';
@@ -144,7 +145,10 @@ const program = new CliCommand('warden-gateway')
       env: 'WARDEN_STATEMENT_MEMORY',
       default: String(DEFAULT_CONNECTION_LIMITS.statementMemory),
     }),
-  );
+  )
+  .addOption(makeOption(metricsListenOption(DEFAULT_METRICS_LISTEN.gateway)))
+  .addOption(makeOption(logLevelOption))
+  .addOption(makeOption(logFormatOption()));
 withConventions(program, packageVersion(new URL('../package.json', import.meta.url)));
 
 const stop = await parseCommandLine(program, process.argv.slice(2), 2);
@@ -177,6 +181,9 @@ const v = program.opts<{
   idleSessionTimeout: string;
   maxStatementBytes: string;
   statementMemory: string;
+  metricsListen: string;
+  logLevel?: string;
+  logFormat?: string;
 }>();
 
 /** A limit flag's value: a whole number, 0 or more. */
@@ -211,7 +218,7 @@ if (limits.loginTimeoutMs === 0 || limits.maxStatementBytes === 0 || limits.stat
 // audit trail, not the log, is the durable record.
 let log: ReturnType<typeof createLogger>;
 try {
-  log = createLogger({ name: 'gateway', buffered: true });
+  log = createLogger({ name: 'gateway', buffered: true, level: v.logLevel, format: v.logFormat });
 } catch (err) {
   console.error(`error: ${(err as Error).message}`);
   process.exit(2);
@@ -238,7 +245,12 @@ try {
     controlPlane: { address: v.controlPlane, ca: v.controlPlaneCa, token },
     log,
   });
-  const gateway = await startGateway({
+  // Up before the gateway, so /healthz answers and /readyz says what is missing while it starts.
+  const registry = newRegistry();
+  let gateway: Awaited<ReturnType<typeof startGateway>> | undefined;
+  const metrics = await startMetricsServer({ listen: v.metricsListen, registry, notReady: () => (gateway ? gateway.notReady() : 'starting') });
+  log.info({ url: metrics.url }, 'metrics on /metrics, health on /healthz and /readyz');
+  gateway = await startGateway({
     id: v.id,
     listen: v.listen,
     tunnelListen: v.tunnelListen,
@@ -255,10 +267,12 @@ try {
     limits,
     log,
     audit,
+    metrics: registry,
   });
   const stop = async () => {
     log.info('shutting down');
-    await gateway.close();
+    await gateway!.close();
+    await metrics.close();
     // After the sessions' last events; what is not delivered in time stays in the outbox.
     await audit.close();
     process.exit(0); // the logger flushes at exit

@@ -2,7 +2,7 @@ import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { createLogger, logLevel } from '../src/log.js';
+import { createLogger, logFormat, logLevel } from '../src/log.js';
 
 describe('logger setup', () => {
   const dirs: string[] = [];
@@ -18,7 +18,7 @@ describe('logger setup', () => {
     expect(logLevel(undefined, {})).toBe('info');
     expect(logLevel(undefined, { WARDEN_LOG_LEVEL: 'DEBUG ' })).toBe('debug');
     expect(logLevel('warn', { WARDEN_LOG_LEVEL: 'debug' })).toBe('warn');
-    expect(() => logLevel(undefined, { WARDEN_LOG_LEVEL: 'verbose' })).toThrow(/WARDEN_LOG_LEVEL takes one of .* not 'verbose'/);
+    expect(() => logLevel(undefined, { WARDEN_LOG_LEVEL: 'verbose' })).toThrow(/--log-level \(WARDEN_LOG_LEVEL\) takes one of .* not 'verbose'/);
   });
 
   it('writes JSON lines at the chosen level, owner-only, secrets redacted', () => {
@@ -44,5 +44,26 @@ describe('logger setup', () => {
         resolve();
       }, 200),
     );
+  });
+
+  it('takes the format from WARDEN_LOG_FORMAT, json by default, an explicit format first', () => {
+    expect(logFormat(undefined, {})).toBe('json');
+    expect(logFormat(undefined, { WARDEN_LOG_FORMAT: 'Pretty' })).toBe('pretty');
+    expect(logFormat('json', { WARDEN_LOG_FORMAT: 'pretty' })).toBe('json');
+    expect(() => logFormat('text', {})).toThrow("--log-format (WARDEN_LOG_FORMAT) takes json or pretty, not 'text'");
+    expect(() => createLogger({ name: 'x', level: 'loud' })).toThrow(/--log-level \(WARDEN_LOG_LEVEL\) takes one of fatal, .* not 'loud'/);
+  });
+
+  it('writes one readable line an entry in the pretty format, secrets still redacted', async () => {
+    const f = file();
+    const log = createLogger({ name: 'local', file: f, format: 'pretty', env: {} });
+    log.debug('dropped at info');
+    log.info({ port: 5432, token: 'eyJ.secret' }, 'listening');
+    log.warn('careful');
+    await new Promise((r) => setTimeout(r, 200));
+    const out = readFileSync(f, 'utf8').trim().split('\n');
+    expect(out).toHaveLength(2);
+    expect(out[0]).toMatch(/^\[\d\d:\d\d:\d\d\.\d{3}\] INFO \(local\): listening \{"port":5432,"token":"\[redacted\]"\}$/);
+    expect(out[1]).toMatch(/ WARN \(local\): careful$/);
   });
 });

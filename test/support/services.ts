@@ -63,6 +63,8 @@ export default async function setup({ provide }: { provide?: (k: string, v: unkn
   }
   process.env.WARDEN_TEST_PG_URL = pgUrl;
   process.env.WARDEN_TEST_NATS_URL = natsUrl;
+  // Every gateway, agent and control plane a test starts serves its metrics on a port of its own, never the fixed defaults.
+  process.env.WARDEN_METRICS_LISTEN ??= '127.0.0.1:0';
   provide?.('pgUrl', pgUrl);
   provide?.('natsUrl', natsUrl);
   return async () => {

@@ -55,6 +55,8 @@ export interface Stack {
   gatewayPid: number;
   agentPid: number;
   controlPlane: string;
+  /** Each process's metrics address (http://127.0.0.1:PORT): /metrics, /healthz, /readyz. */
+  metrics: { controlPlane: string; gateway: string; agent: string };
   /** A token from the local development issuer. */
   token(sub?: string, opts?: TokenOptions): Promise<string>;
   /** Runs the `warden` CLI against this stack. */
@@ -108,6 +110,7 @@ export async function startStack(opts: { upstream?: string; resource?: string; a
     gatewayPid: ready.gateway.pid,
     agentPid: ready.agent.pid,
     controlPlane: ready.controlPlane,
+    metrics: ready.metrics,
     async token(sub = 'demo', t: TokenOptions = {}) {
       const now = Math.floor(Date.now() / 1000);
       const jwt = new SignJWT({ ...(t.groups ? { groups: t.groups } : {}), ...t.claims })

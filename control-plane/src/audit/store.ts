@@ -15,6 +15,8 @@ import { verifyAudit } from './verify.js';
 export interface AuditStoreOptions extends SealOptions {
   now?: () => Date;
   log?: Logger;
+  /** Told of every ingested batch and its result (metrics). */
+  onIngest?: (events: ReadonlyArray<AuditEvent | undefined>, result: IngestResult) => void;
 }
 
 export class AuditStore {
@@ -27,8 +29,10 @@ export class AuditStore {
     this.ctx = { db: (db as Kysely<object>).withTables<AuditTables>(), now: opts.now ?? (() => new Date()), log: opts.log ?? silentLogger() };
   }
 
-  ingest(raw: ReadonlyArray<AuditEvent | undefined>): Promise<IngestResult> {
-    return ingestEvents(this.ctx, raw);
+  async ingest(raw: ReadonlyArray<AuditEvent | undefined>): Promise<IngestResult> {
+    const result = await ingestEvents(this.ctx, raw);
+    this.opts.onIngest?.(raw, result);
+    return result;
   }
 
   listSessions(f: SessionFilter) {

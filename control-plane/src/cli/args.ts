@@ -30,6 +30,11 @@ export const OPTIONS = {
   'audit-stream-replicas': option('N', 'copies the NATS cluster keeps of each audit event, 1 to 5 (default: 1 for a new stream; an existing one keeps its count)', {
     env: 'WARDEN_AUDIT_STREAM_REPLICAS',
   }),
+  // DEFAULT_METRICS_LISTEN of @warden/proto/metrics, not imported: it would load prom-client for every command.
+  'metrics-listen': option('HOST:PORT', 'HTTP listener for /metrics, /healthz and /readyz', { env: 'WARDEN_METRICS_LISTEN', default: '0.0.0.0:9470' }),
+  // warden control-plane and warden start (passed on to the gateway and the agent)
+  'log-level': option('LEVEL', 'log level: fatal, error, warn, info, debug, trace or silent (default info)', { env: 'WARDEN_LOG_LEVEL' }),
+  'log-format': option('FORMAT', 'log lines as json or pretty (readable) (default json; pretty for warden start)', { env: 'WARDEN_LOG_FORMAT' }),
   // issuers, identities, resources, grants
   'issuer-url': option('URL', "the issuer URL, the tokens' iss claim"),
   audience: repeatable('A', 'an accepted aud claim'),

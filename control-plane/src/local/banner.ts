@@ -13,6 +13,8 @@ export interface BannerInfo {
   gateway: { host: string; port: number; pid: number };
   tunnel: string;
   agent: { pid: number };
+  /** Each process's metrics address (http://host:port). */
+  metrics?: { controlPlane: string; gateway: string; agent: string };
   resource: string;
   demo?: { host: string; port: number };
   upstream?: UpstreamSettings;
@@ -73,6 +75,13 @@ export function banner(b: BannerInfo): string {
     `  ${b.demo ? 'demo database ' : 'upstream      '}  ${database}`,
     ...(roleLine(b.nativeRoles) ? [`  native roles    ${roleLine(b.nativeRoles)} (SELECT current_user shows it)`] : []),
     `  logs            ${logs}/{control-plane,gateway,agent}.log`,
+    ...(b.metrics
+      ? [
+          `  metrics         control plane ${b.metrics.controlPlane}/metrics`,
+          `                  gateway       ${b.metrics.gateway}/metrics`,
+          `                  agent         ${b.metrics.agent}/metrics  (/healthz and /readyz beside each)`,
+        ]
+      : []),
     '',
     ...(b.token
       ? [`Connect as identity 'demo' (this token is valid for 1 hour):`, `  psql "${conn} password=${b.token}"`, '', 'Or mint a fresh token each time:']

@@ -4,6 +4,7 @@
 import { existsSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { newRegistry, startMetricsServer } from '@warden/proto/metrics';
 import { createLogger } from '../logger.js';
 import { startControlPlane, type ControlPlane } from '../server/start.js';
 import { lockDirectory } from '../storage/dir-lock.js';
@@ -43,6 +44,10 @@ export interface LocalOptions {
   /** The agent's upstream role per access level and per rule (--role, --rule-role). */
   roles?: Record<string, string>;
   ruleRoles?: Record<string, string>;
+  /** One log level for the three processes (default: WARDEN_LOG_LEVEL, else info). */
+  logLevel?: string;
+  /** Their log format; local mode writes readable lines unless json is asked for. */
+  logFormat?: string;
   env: NodeJS.ProcessEnv;
 }
 
@@ -54,6 +59,8 @@ export interface ReadyInfo {
   tunnel: string;
   agent: { pid: number };
   demoDatabase?: { host: string; port: number };
+  /** Each process's metrics address; /metrics, /healthz and /readyz are under it. */
+  metrics: { controlPlane: string; gateway: string; agent: string };
 }
 
 /** Entry scripts of the sibling workspaces; overridable for development and tests. */
@@ -94,6 +101,16 @@ async function childPorts(gatewayPort: number, tunnelPort: number): Promise<[num
     tunnel = await pickFreePort(HOST);
   }
   return [gateway, tunnel];
+}
+
+/** Free loopback ports for the gateway's and the agent's metrics, apart from `taken`. */
+async function metricsPorts(taken: number[]): Promise<[number, number]> {
+  const picked: number[] = [];
+  while (picked.length < 2) {
+    const port = await pickFreePort(HOST);
+    if (!taken.includes(port) && !picked.includes(port)) picked.push(port);
+  }
+  return [picked[0]!, picked[1]!];
 }
 
 export async function runLocal(opts: LocalOptions): Promise<number> {
@@ -146,18 +163,29 @@ export async function runLocal(opts: LocalOptions): Promise<number> {
     // Fresh embedded databases are made by a short-lived child (pglite-init.ts).
     await initPGliteDirs([...(opts.databaseUrl ? [] : [join(dataDir, 'db')]), ...(upstream ? [] : [join(dataDir, 'demo')])]);
 
+    // The control plane's metrics are served from this process, the children's from theirs.
+    const registry = newRegistry();
+    let cpUp = false;
+    const cpMetrics = await startMetricsServer({ listen: `${HOST}:0`, registry, notReady: () => (cpUp ? undefined : 'the store is not open yet') });
+    cleanup.push(() => cpMetrics.close());
+    const [gatewayMetricsPort, agentMetricsPort] = await metricsPorts([gatewayPort, tunnelPort, opts.controlPlanePort, opts.demoPort, cpMetrics.port]);
+    const logFormat = opts.logFormat ?? 'pretty';
+    const logging = ['--log-format', logFormat, ...(opts.logLevel ? ['--log-level', opts.logLevel] : [])];
+
     const cp: ControlPlane = await startControlPlane({
       listen: `${HOST}:${opts.controlPlanePort}`,
       dataDir,
       databaseUrl: opts.databaseUrl,
       adminToken: env.WARDEN_ADMIN_TOKEN || undefined,
       gatewayToken: env.WARDEN_GATEWAY_TOKEN || undefined,
-      logger: createLogger({ file: join(logDir, 'control-plane.log') }),
+      logger: createLogger({ file: join(logDir, 'control-plane.log'), level: opts.logLevel, format: logFormat }),
+      metrics: registry,
       natsUrl: opts.natsUrl,
       approvalWebhooks: opts.approvalWebhooks,
       approvalWebhookFormat: opts.approvalWebhookFormat,
     });
     cleanup.push(() => cp.close());
+    cpUp = true;
 
     let demo: DemoDatabase | undefined;
     if (!upstream) {
@@ -238,12 +266,14 @@ export async function runLocal(opts: LocalOptions): Promise<number> {
           '--data-dir', join(dataDir, 'gateway'),
           ...(opts.natsUrl ? ['--nats', opts.natsUrl] : []),
           ...(opts.recordParameters ? ['--record-parameters', opts.recordParameters] : []),
+          '--metrics-listen', `${HOST}:${gatewayMetricsPort}`,
+          ...logging,
         ],
         childEnv(env, { WARDEN_GATEWAY_TOKEN: cp.gatewayToken }),
         join(logDir, 'gateway.log'),
       ),
     );
-    const agent = watch(spawnChild('agent', [scripts.agent, '--config', agentConfig], childEnv(env), join(logDir, 'agent.log')));
+    const agent = watch(spawnChild('agent', [scripts.agent, '--config', agentConfig, '--metrics-listen', `${HOST}:${agentMetricsPort}`, ...logging], childEnv(env), join(logDir, 'agent.log')));
 
     const mint = () => signDevToken(key, { sub: DEMO_IDENTITY, ttlSeconds: 3600 });
     await waitUntilReady(
@@ -260,6 +290,7 @@ export async function runLocal(opts: LocalOptions): Promise<number> {
       tunnel,
       agent: { pid: agent.pid },
       ...(demo ? { demoDatabase: { host: demo.host, port: demo.port } } : {}),
+      metrics: { controlPlane: cpMetrics.url, gateway: `http://${HOST}:${gatewayMetricsPort}`, agent: `http://${HOST}:${agentMetricsPort}` },
     };
     if (opts.readyFile) writeReadyFile(opts.readyFile, info);
     // A token only for a terminal: written to a file, it would outlive the screen it was meant for.

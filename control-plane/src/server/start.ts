@@ -3,7 +3,9 @@
 import { join } from 'node:path';
 import { Server, status } from '@grpc/grpc-js';
 import { ControlPlaneServiceService, keepaliveOptions, serverCredentials, type ServerTls } from '@warden/proto';
+import type { Registry } from '@warden/proto/metrics';
 import type { Logger } from 'pino';
+import { ingestMetrics } from './metrics.js';
 import { silentLogger } from '../logger.js';
 import { openStorage, type Storage } from '../storage/open.js';
 import type { Repository } from '../storage/repository.js';
@@ -49,6 +51,8 @@ export interface ControlPlaneOptions {
   approvalWebhookGiveUpMs?: number;
   /** How often WatchApprovals looks for changes made by other replicas, and expiry (ms). Default 200. */
   approvalPollMs?: number;
+  /** Where the control plane's metrics are registered; none are kept without it. */
+  metrics?: Registry;
 }
 
 export interface ControlPlane {
@@ -97,7 +101,11 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
     log,
   });
   const server = new Server(keepaliveOptions);
-  const audit = new AuditStore(storage.db, { ...opts.audit, log: log.child({ component: 'audit' }) });
+  const audit = new AuditStore(storage.db, {
+    ...opts.audit,
+    log: log.child({ component: 'audit' }),
+    onIngest: opts.metrics ? ingestMetrics(opts.metrics) : undefined,
+  });
   const approvals = new ApprovalStore(storage.db);
   const approvalLog = log.child({ component: 'approvals' });
   const webhooks = new ApprovalWebhooks({

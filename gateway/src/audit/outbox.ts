@@ -344,6 +344,19 @@ export class Outbox {
     return total - this.cursor.offset;
   }
 
+  /**
+   * For metrics: undelivered bytes, and how long ago the oldest undelivered
+   * event happened (by its time). Reads that one record back, so it is for a
+   * scrape now and then, not for the hot path.
+   */
+  stats(): { pendingBytes: number; oldestPendingMs?: number } {
+    if (this.closed) return { pendingBytes: this.pendingBytes() };
+    const time = this.read(1, 1)[0]?.event.time;
+    const pendingBytes = this.pendingBytes();
+    if (!time || pendingBytes === 0) return { pendingBytes };
+    return { pendingBytes, oldestPendingMs: Math.max(0, Date.now() - (time.seconds * 1000 + Math.floor(time.nanos / 1e6))) };
+  }
+
   /** Resolves at the next append (or at once when entries are waiting). */
   waitForData(): Promise<void> {
     this.flush();

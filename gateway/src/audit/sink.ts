@@ -29,6 +29,8 @@ export interface AuditSinkOptions {
 export interface ClosableAuditSink extends AuditSink {
   /** Resolves once everything published so far is delivered. */
   flushed(): Promise<void>;
+  /** For metrics: the outbox's undelivered bytes and the age of its oldest undelivered event (ms). */
+  stats(): { pendingBytes: number; oldestPendingMs?: number };
   close(): Promise<void>;
 }
 
@@ -97,6 +99,7 @@ export function createAuditSink(opts: AuditSinkOptions): ClosableAuditSink {
     afterWrite: (fn) => outbox.afterWrite(fn),
     blocked: () => (journal.writeError ? `writing the statement journal failed (${journal.writeError})` : outbox.blocked()),
     flushed: () => pump.flushed(),
+    stats: () => outbox.stats(),
     close: () =>
       (closing ??= (async () => {
         await pump.stop(opts.closeGraceMs ?? 3_000);

@@ -38,6 +38,12 @@ export interface ChannelHost {
   dataArrived(channel: Channel): void;
 }
 
+/** Counts over every channel of the process, for metrics: a plain number costs the hot path nothing. */
+export const linkCounters = {
+  /** Times a channel ran out of the peer's credit (send() started returning false): the reader paused. */
+  windowStalls: 0,
+};
+
 export class Channel {
   /** False once closed by either side or by the link. */
   open = true;
@@ -94,8 +100,7 @@ export class Channel {
         this.emit(data);
         this.credit -= n;
         if (this.credit > 0) return true;
-        this.blocked = true;
-        return false;
+        return this.stall();
       }
       if (this.credit > 0) {
         this.emit(data.subarray(0, this.credit));
@@ -105,7 +110,14 @@ export class Channel {
     }
     this.queue.push(data);
     this.queued += data.length;
-    this.blocked = true;
+    return this.stall();
+  }
+
+  private stall(): false {
+    if (!this.blocked) {
+      this.blocked = true;
+      linkCounters.windowStalls++;
+    }
     return false;
   }
 

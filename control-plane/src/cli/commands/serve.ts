@@ -8,7 +8,9 @@ import type { WebhookFormat } from '../../approvals/webhook.js';
 export const serveCommand: Command = {
   name: 'control-plane',
   summary: 'serve the control plane until SIGINT or SIGTERM',
-  usage: '[--listen H:P] [--data-dir D] [--database-url URL] [--tls-cert F --tls-key F] [--nats URL [--audit-stream-replicas N]] [--approval-webhook URL ...]',
+  usage:
+    '[--listen H:P] [--data-dir D] [--database-url URL] [--tls-cert F --tls-key F] [--nats URL [--audit-stream-replicas N]] [--approval-webhook URL ...]\n' +
+    '                    [--metrics-listen H:P] [--log-level LEVEL] [--log-format json|pretty]',
   details:
     'The admin and gateway tokens come from WARDEN_ADMIN_TOKEN and WARDEN_GATEWAY_TOKEN, or from the files\n' +
     'admin-token and gateway-token in the data directory (made on the first start).',
@@ -22,6 +24,9 @@ export const serveCommand: Command = {
     'audit-stream-replicas',
     ['approval-webhook', 'POST each new approval request to URL; also WARDEN_APPROVAL_WEBHOOKS, comma-separated (repeatable)'],
     'approval-webhook-format',
+    'metrics-listen',
+    'log-level',
+    ['log-format', 'log lines as json or pretty (readable) (default json)'],
   ],
   async run(ctx) {
     const cert = ctx.opt('tls-cert');
@@ -42,7 +47,17 @@ export const serveCommand: Command = {
     // Loaded here so the admin commands do not pay for storage and logging modules.
     const { createLogger } = await import('../../logger.js');
     const { startControlPlane } = await import('../../server/start.js');
-    const log = createLogger();
+    const { newRegistry, startMetricsServer } = await import('@warden/proto/metrics');
+    const log = createLogger({ level: ctx.opt('log-level'), format: ctx.opt('log-format') });
+    // Up before the store opens, so /healthz answers and /readyz says what is missing meanwhile.
+    const registry = newRegistry();
+    let serving = false;
+    const metrics = await startMetricsServer({
+      listen: ctx.opt('metrics-listen') ?? '0.0.0.0:9470',
+      registry,
+      notReady: () => (serving ? undefined : 'the store is not open yet'),
+    });
+    log.info({ url: metrics.url }, 'metrics on /metrics, health on /healthz and /readyz');
     const cp = await startControlPlane({
       listen: ctx.opt('listen') || undefined,
       dataDir: ctx.dataDir,
@@ -55,10 +70,17 @@ export const serveCommand: Command = {
       auditStreamReplicas,
       approvalWebhooks: webhooks,
       approvalWebhookFormat: (ctx.opt('approval-webhook-format') as WebhookFormat | undefined) || undefined,
+      metrics: registry,
+    }).catch(async (err: unknown) => {
+      await metrics.close();
+      throw err;
     });
+    serving = true;
     const sig = await untilSignal();
     log.info({ signal: sig }, 'shutting down');
+    serving = false;
     await cp.close();
+    await metrics.close();
     return 0;
   },
 };

@@ -12,7 +12,8 @@ export const startCommand: Command = {
   usage:
     '[--data-dir .warden] [--upstream URL] [--resource shop] [--gateway-port 15432]\n' +
     '                    [--control-plane-port 7070] [--tunnel-port 7443] [--demo-port 15433] [--ready-file PATH] [--nats URL]\n' +
-    '                    [--role LEVEL=ROLE ...] [--rule-role RULE=ROLE ...] [--record-parameters full|redacted|none]',
+    '                    [--role LEVEL=ROLE ...] [--rule-role RULE=ROLE ...] [--record-parameters full|redacted|none]\n' +
+    '                    [--log-level LEVEL] [--log-format pretty|json]',
   options: [
     ['data-dir', "state: the control plane's database, keys, tokens and logs"],
     'upstream',
@@ -29,6 +30,8 @@ export const startCommand: Command = {
     'record-parameters',
     ['approval-webhook', 'POST each new approval request to URL; also WARDEN_APPROVAL_WEBHOOKS, comma-separated (repeatable)'],
     'approval-webhook-format',
+    'log-level',
+    ['log-format', 'log lines as pretty (readable, the default here) or json'],
   ],
   async run(ctx) {
     const roles = parseNamePairs(ctx.many('role'), 'role', 'LEVEL');
@@ -60,6 +63,8 @@ export const startCommand: Command = {
       approvalWebhookFormat: (ctx.opt('approval-webhook-format') as 'json' | 'slack' | undefined) || undefined,
       roles,
       ruleRoles,
+      logLevel: ctx.opt('log-level') || undefined,
+      logFormat: ctx.opt('log-format') || undefined,
       env: ctx.env,
     });
     // Everything is stopped by now; exit even if a library left a handle open.
