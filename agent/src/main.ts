@@ -1,7 +1,7 @@
 // warden-agent --config FILE (or WARDEN_AGENT_CONFIG): JSON logs on stdout,
 // SIGTERM/SIGINT close every session and exit 0.
 import { dirname, join, resolve } from 'node:path';
-import { CliCommand, makeOption, parseCommandLine, withConventions } from '@warden/proto/cli';
+import { CliCommand, makeOption, parseCommandLine, withConfigFile, withConventions } from '@warden/proto/cli';
 import { createLogger, type Logger } from '@warden/proto/log';
 import { Agent } from './agent.js';
 import { ConfigError, loadConfig } from './config.js';
@@ -21,7 +21,7 @@ async function main(): Promise<void> {
         env: 'WARDEN_AGENT_STATE_DIR',
       }),
     );
-  withConventions(program, VERSION);
+  withConventions(withConfigFile(program), VERSION);
   const stop = await parseCommandLine(program, process.argv.slice(2), 2);
   if (stop !== undefined) {
     process.exitCode = stop;

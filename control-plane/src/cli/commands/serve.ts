@@ -22,6 +22,7 @@ export const serveCommand: Command = {
     ['approval-webhook', 'POST each new approval request to URL; also WARDEN_APPROVAL_WEBHOOKS, comma-separated (repeatable)'],
     'approval-webhook-format',
   ],
+  configFile: true,
   async run(ctx) {
     const cert = ctx.opt('tls-cert');
     const key = ctx.opt('tls-key');
