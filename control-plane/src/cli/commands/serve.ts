@@ -8,7 +8,7 @@ import type { WebhookFormat } from '../../approvals/webhook.js';
 export const serveCommand: Command = {
   name: 'control-plane',
   summary: 'serve the control plane until SIGINT or SIGTERM',
-  usage: '[--listen H:P] [--data-dir D] [--database-url URL] [--tls-cert F --tls-key F] [--nats URL] [--approval-webhook URL ...]',
+  usage: '[--listen H:P] [--data-dir D] [--database-url URL] [--tls-cert F --tls-key F] [--nats URL] [--approval-webhook URL ...] [--config-file FILE]',
   details:
     'The admin and gateway tokens come from WARDEN_ADMIN_TOKEN and WARDEN_GATEWAY_TOKEN, or from the files\n' +
     'admin-token and gateway-token in the data directory (made on the first start).',
