@@ -630,3 +630,52 @@ describe('deploy/make-secrets.sh', () => {
     }
   });
 });
+
+describe('options files in the real programs', () => {
+  let dir: string;
+  beforeAll(() => {
+    dir = mkdtempSync(join(tmpdir(), 'warden-deploy-options-'));
+  });
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  const file = (name: string, text: string) => {
+    const path = join(dir, name);
+    writeFileSync(path, text);
+    return path;
+  };
+  const runBin = (bin: string, args: string[], env: Record<string, string> = {}) => run(process.execPath, [join(ROOT, bin), ...args], { ...cleanEnv(), ...env });
+
+  it('stop each program on a key it does not have, naming the key and the file', async () => {
+    const bad = file('bad.yaml', 'tunel-listen: 0.0.0.0:7443\n');
+    const cases: [string, string[], string, number][] = [
+      ['gateway/bin/warden-gateway.js', [], 'warden-gateway', 2],
+      ['agent/bin/warden-agent.js', [], 'warden-agent', 2],
+      ['control-plane/bin/warden.js', ['control-plane'], 'warden control-plane', 1],
+    ];
+    for (const [bin, args, name, code] of cases) {
+      const r = await runBin(bin, [...args, '--config-file', bad]);
+      expect(r, name).toMatchObject({ code, stdout: '' });
+      expect(r.stderr, name).toBe(`error: ${bad}: ${name} has no option 'tunel-listen' (keys are the long option names, see ${name} --help)\n`);
+      // Named by the environment, the same.
+      expect((await runBin(bin, args, { WARDEN_CONFIG_FILE: bad })).stderr, name).toContain(`${bad}: ${name} has no option 'tunel-listen'`);
+    }
+  });
+
+  it("give the agent its config file, below the environment and a flag", async () => {
+    const options = file('agent.yaml', `config: ${join(dir, 'from-file.json')}\n`);
+    const fromFile = await runBin('agent/bin/warden-agent.js', ['--config-file', options]);
+    expect(fromFile.code).toBe(1);
+    expect(fromFile.stdout).toContain(`cannot read config file ${join(dir, 'from-file.json')}`);
+    const fromEnv = await runBin('agent/bin/warden-agent.js', ['--config-file', options], { WARDEN_AGENT_CONFIG: join(dir, 'from-env.json') });
+    expect(fromEnv.stdout).toContain(`cannot read config file ${join(dir, 'from-env.json')}`);
+    const fromFlag = await runBin('agent/bin/warden-agent.js', ['--config-file', options, '--config', join(dir, 'from-flag.json')], { WARDEN_AGENT_CONFIG: join(dir, 'from-env.json') });
+    expect(fromFlag.stdout).toContain(`cannot read config file ${join(dir, 'from-flag.json')}`);
+  });
+
+  it('give the control plane its options (warden control-plane)', async () => {
+    // Only one of the pair: the command itself refuses, so the value came through.
+    const options = file('cp.yaml', `tls-cert: ${join(dir, 'cp.crt')}\n`);
+    const r = await runBin('control-plane/bin/warden.js', ['control-plane', '--config-file', options]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('--tls-cert and --tls-key go together');
+  });
+});
