@@ -542,6 +542,15 @@ describe('systemd units', () => {
   });
 });
 
+/** A port that was free a moment ago (the programs take HOST:PORT, and the healthcheck must know it). */
+async function freePort(): Promise<number> {
+  const probe = createServer();
+  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
+  const { port } = probe.address() as AddressInfo;
+  await new Promise((resolve) => probe.close(resolve));
+  return port;
+}
+
 describe('image healthcheck script', () => {
   let server: Server;
   let status = 200;
@@ -595,6 +604,37 @@ describe('image healthcheck script', () => {
     // Nothing listens where the file points: unhealthy.
     writeFileSync(options, 'metrics-listen: 127.0.0.1:1\n');
     expect((await check(withFile)).code).toBe(1);
+  });
+
+  it('finds a real gateway healthy through the metrics port of its options file', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'warden-deploy-gateway-'));
+    dirs.push(dir);
+    const metricsPort = await freePort();
+    const options = join(dir, 'gateway.yaml');
+    // Nothing answers at the control plane: /healthz answers all the same (the process is up), /readyz would not.
+    writeFileSync(
+      options,
+      ['listen: 127.0.0.1:0', 'tunnel-listen: 127.0.0.1:0', 'control-plane: 127.0.0.1:1', `data-dir: ${join(dir, 'data')}`, `metrics-listen: 127.0.0.1:${metricsPort}`].join('\n'),
+    );
+    const gateway = spawn(process.execPath, [join(ROOT, 'gateway/bin/warden-gateway.js'), '--config-file', options], {
+      env: { ...cleanEnv(), WARDEN_GATEWAY_TOKEN: 'deploy-test-token', WARDEN_LOG_LEVEL: 'silent' },
+      stdio: 'ignore',
+    });
+    children.push(gateway);
+    let result = await check(gateway.pid!);
+    // Until its metrics server listens, the check fails; wait for it, a bounded number of tries.
+    for (let i = 0; i < 100 && result.code !== 0 && gateway.exitCode === null; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      result = await check(gateway.pid!);
+    }
+    expect(gateway.exitCode).toBeNull();
+    expect(result).toMatchObject({ code: 0, stderr: '' });
+    gateway.kill();
+    await new Promise((resolve) => gateway.once('exit', resolve));
+    // Stopped: the same command line finds nothing at that port.
+    const after = await check(await fakeProgram(['/usr/local/bin/warden-gateway', '--config-file', options]));
+    expect(after.code).toBe(1);
+    expect(after.stderr).toContain(`http://127.0.0.1:${metricsPort}/healthz: connect ECONNREFUSED`);
   });
 
   it('says so when the process runs no Warden program', async () => {

@@ -11,7 +11,13 @@ import { readOptionsFile } from '@warden/proto/cli';
 const DEFAULT_METRICS_PORT = { warden: 9470, 'warden-gateway': 9471, 'warden-agent': 9472 };
 
 const pid = process.argv[2] ?? '1';
-const args = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean);
+let args;
+try {
+  args = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean);
+} catch {
+  console.error(`no process ${pid}`);
+  process.exit(1);
+}
 const program = args
   .map((a) => /(?:^|\/)(warden|warden-gateway|warden-agent)(?:\.js)?$/.exec(a)?.[1])
   .find((name) => name !== undefined);
