@@ -719,3 +719,30 @@ describe('options files in the real programs', () => {
     expect(r.stderr).toContain('--tls-cert and --tls-key go together');
   });
 });
+
+describe("README's Deploy section", () => {
+  const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
+  const start = readme.indexOf('\n## Deploy\n');
+  const next = readme.indexOf('\n## ', start + 1);
+  const section = readme.slice(start, next === -1 ? undefined : next);
+
+  it('runs only warden commands and flags that exist', async () => {
+    expect(start).toBeGreaterThan(0);
+    const lines = [...section.matchAll(/^warden[ck] (.*?)(?: >.*)?$/gm)].map((m) => m[1]!.split(/\s+/));
+    expect(lines.length).toBeGreaterThanOrEqual(5);
+    for (const words of lines) {
+      const firstFlag = words.findIndex((w) => w.startsWith('-'));
+      const command = (firstFlag === -1 ? words : words.slice(0, firstFlag)).slice(0, 2);
+      const help = await run(process.execPath, [WARDEN, ...command, '--help'], cleanEnv());
+      expect(help.code, words.join(' ')).toBe(0);
+      for (const flag of flagsOf(words)) expect(help.stdout, `${words.join(' ')}: ${flag}`).toContain(flag);
+    }
+  });
+
+  it('sets only the variables deploy/make-secrets.sh reads', () => {
+    const script = readFileSync(join(DEPLOY, 'make-secrets.sh'), 'utf8');
+    const set = [...section.matchAll(/^(WARDEN_[A-Z_]+)=/gm)].map((m) => m[1]!);
+    expect(new Set(set)).toEqual(new Set(['WARDEN_SECRETS_DIR', 'WARDEN_CONTROL_PLANE_NAMES', 'WARDEN_GATEWAY_NAMES', 'WARDEN_DATABASE_HOST']));
+    for (const name of set) expect(script, name).toContain(`\${${name}:-`);
+  });
+});
