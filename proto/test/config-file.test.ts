@@ -155,7 +155,7 @@ describe('options file (--config-file)', () => {
     let seen: unknown;
     const sub = (root.command('serve') as CliCommand)
       .addOption(makeOption({ flags: '--listen <HOST:PORT>', description: 'listener', default: '127.0.0.1:7070' }))
-      .action(function (this: CliCommand) {
+      .action(function () {
         seen = this.opts().listen;
       });
     withConventions(withConfigFile(sub as CliCommand), '1.0.0');
