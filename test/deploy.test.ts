@@ -1,6 +1,8 @@
 // The deployment files (Dockerfile, deploy/compose, deploy/k8s, deploy/systemd)
 // against the real programs. No container engine runs on these machines, so
 // the image is never built here; instead:
+// - the Dockerfile's runtime stage, carried out from its own COPY and npm
+//   lines in a directory, runs the programs on production dependencies only;
 // - every flag, environment variable and options-file key the files give a
 //   Warden program appears in that program's --help (the built CLIs, run);
 // - the agent configurations they ship pass the agent's own parser;
@@ -334,9 +336,55 @@ describe('Dockerfile', () => {
         `${source} is excluded by .dockerignore`,
       ).toBe(false);
     }
-    // Files the runtime reads besides dist/: the policy schema.
-    expect(text).toContain('COPY --from=build /src/control-plane/policy.schema.json control-plane/');
   });
+
+  it('assembles, without an engine, a runtime stage that runs the three programs and the healthcheck on production dependencies only', async () => {
+    // The runtime stage's own COPY and `npm install` lines, carried out in a
+    // directory that stands for /opt/warden; `--from=build` copies take this
+    // checkout's build.
+    const runtime = stages[1]!.split('\n');
+    const opt = mkdtempSync(join(tmpdir(), 'warden-deploy-runtime-'));
+    try {
+      let installs = 0;
+      for (const line of runtime) {
+        const fromBuild = /^COPY --from=build \/src\/(\S+) (\S+)$/.exec(line);
+        const copy = /^COPY (?!--)(.+) (\S+)$/.exec(line);
+        if (fromBuild) {
+          cpSync(join(ROOT, fromBuild[1]!), join(opt, fromBuild[2]!.endsWith('/') ? join(fromBuild[2]!, basename(fromBuild[1]!)) : fromBuild[2]!), { recursive: true });
+        } else if (copy) {
+          for (const source of copy[1]!.split(' ')) cpSync(join(ROOT, source), join(opt, copy[2]!.endsWith('/') ? join(copy[2]!, basename(source)) : copy[2]!), { recursive: true });
+        } else if (line.startsWith('RUN npm install')) {
+          // Only the install: the stage's `npm cache clean` would empty this machine's cache.
+          const args = line.slice('RUN npm '.length).split(' && ')[0]!.split(' ');
+          const r = await run('npm', [...args, '--prefer-offline', '--prefix', opt]);
+          expect(r.code, r.stderr).toBe(0);
+          installs++;
+        }
+      }
+      expect(installs).toBe(1);
+      // Production dependencies only: none of the build's tools.
+      for (const dev of ['typescript', 'vitest', 'testcontainers', 'ts-proto', '@bufbuild/buf']) expect(existsSync(join(opt, 'node_modules', dev)), dev).toBe(false);
+      const links = [...text.matchAll(/ln -s \/opt\/warden\/(\S+) \/usr\/local\/bin\/(\S+)/g)].map((m) => [m[2]!, m[1]!] as const);
+      expect(links.length).toBe(3);
+      for (const [name, target] of links) {
+        const help = await run(process.execPath, [join(opt, target), '--help'], cleanEnv());
+        expect(help.code, `${name}: ${help.stderr}`).toBe(0);
+        expect(help.stdout, name).toContain(`Usage: ${name} `);
+      }
+      // warden loads its server, storage and local-mode modules only when a command needs them: they resolve too.
+      const lazy = ['control-plane/dist/server/start.js', 'control-plane/dist/local/run.js', 'control-plane/dist/logger.js', 'control-plane/dist/approvals/webhook.js'];
+      // A module in the stage's root, so that 'nats' (imported lazily by the gateway and control plane) resolves from there.
+      const check = join(opt, 'lazy-imports.mjs');
+      writeFileSync(check, `for (const m of ${JSON.stringify(lazy.map((m) => `./${m}`))}) await import(m);\nawait import('nats');\n`);
+      const loaded = await run(process.execPath, [check], cleanEnv());
+      expect(loaded, loaded.stderr).toMatchObject({ code: 0, stderr: '' });
+      // The healthcheck script resolves @warden/proto from the stage's node_modules.
+      const script = await run(process.execPath, [join(opt, 'deploy/docker/healthcheck.mjs'), String(process.pid)], cleanEnv());
+      expect(script).toMatchObject({ code: 1, stderr: expect.stringContaining(`process ${process.pid} runs no Warden program`) });
+    } finally {
+      rmSync(opt, { recursive: true, force: true });
+    }
+  }, 180_000);
 
   it('checks health with the healthcheck script it copies', () => {
     expect(text).toMatch(/^HEALTHCHECK .* CMD \["node", "\/opt\/warden\/deploy\/docker\/healthcheck\.mjs"\]$/m);
