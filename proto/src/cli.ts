@@ -155,10 +155,6 @@ export async function parseCommandLine(program: Command, argv: readonly string[]
   }
 }
 
-/** The options file's option, the same in every program that takes one. */
-export const CONFIG_FILE_FLAG = '--config-file <FILE>';
-export const CONFIG_FILE_ENV = 'WARDEN_CONFIG_FILE';
-
 /**
  * Lets every option of `command` also come from an options file, YAML or
  * JSON, named by --config-file or WARDEN_CONFIG_FILE: its keys are the long
@@ -170,9 +166,9 @@ export const CONFIG_FILE_ENV = 'WARDEN_CONFIG_FILE';
 export function withConfigFile<T extends CliCommand>(command: T): T {
   command.addOption(
     makeOption({
-      flags: CONFIG_FILE_FLAG,
+      flags: '--config-file <FILE>',
       description: 'read options from FILE (YAML or JSON; keys are the long option names, e.g. "listen: 0.0.0.0:5432"); flags and environment variables win over it',
-      env: CONFIG_FILE_ENV,
+      env: 'WARDEN_CONFIG_FILE',
     }),
   );
   command.hook('preAction', () => applyConfigFile(command));
