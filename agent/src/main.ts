@@ -1,7 +1,7 @@
 // warden-agent --config FILE (or WARDEN_AGENT_CONFIG): JSON logs on stdout,
 // SIGTERM/SIGINT close every session and exit 0.
 import { dirname, join, resolve } from 'node:path';
-import { CliCommand, makeOption, parseCommandLine, withConventions } from '@warden/proto/cli';
+import { CliCommand, makeOption, parseCommandLine, withConfigFile, withConventions } from '@warden/proto/cli';
 import { createLogger, logFormatOption, logLevelOption, type Logger } from '@warden/proto/log';
 import { DEFAULT_METRICS_LISTEN, metricsListenOption, newRegistry, startMetricsServer, type MetricsServer } from '@warden/proto/metrics';
 import { Agent } from './agent.js';
@@ -26,7 +26,7 @@ async function main(): Promise<void> {
     .addOption(makeOption(metricsListenOption(DEFAULT_METRICS_LISTEN.agent)))
     .addOption(makeOption(logLevelOption))
     .addOption(makeOption(logFormatOption()));
-  withConventions(program, VERSION);
+  withConventions(withConfigFile(program), VERSION);
   const stop = await parseCommandLine(program, process.argv.slice(2), 2);
   if (stop !== undefined) {
     process.exitCode = stop;

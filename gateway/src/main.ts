@@ -2,7 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import { CliCommand, makeOption, packageVersion, parseCommandLine, withConventions } from '@warden/proto/cli';
+import { CliCommand, makeOption, packageVersion, parseCommandLine, withConfigFile, withConventions } from '@warden/proto/cli';
 import { parseAddressList } from '@warden/proto';
 import { createLogger, logFormatOption, logLevelOption } from '@warden/proto/log';
 import { DEFAULT_METRICS_LISTEN, metricsListenOption, newRegistry, startMetricsServer } from '@warden/proto/metrics';
@@ -35,8 +35,8 @@ const program = new CliCommand('warden-gateway')
   .addOption(makeOption({ flags: '--tls-key <FILE>', description: 'TLS private key for clients (with --tls-cert)', env: 'WARDEN_GATEWAY_TLS_KEY' }))
   .addOption(makeOption({ flags: '--tunnel-tls-cert <FILE>', description: 'TLS certificate for agents (with --tunnel-tls-key)', env: 'WARDEN_GATEWAY_TUNNEL_TLS_CERT' }))
   .addOption(makeOption({ flags: '--tunnel-tls-key <FILE>', description: 'TLS private key for agents (with --tunnel-tls-cert)', env: 'WARDEN_GATEWAY_TUNNEL_TLS_KEY' }))
-  // No environment variable: local mode weakens authentication, so it is asked for on the command line only.
-  .addOption(makeOption({ flags: '--local', description: 'local mode: accept tokens without TLS from loopback addresses' }))
+  // No environment variable or options file: local mode weakens authentication, so it is asked for on the command line only.
+  .addOption(makeOption({ flags: '--local', description: 'local mode: accept tokens without TLS from loopback addresses', commandLineOnly: true }))
   .addOption(
     makeOption({ flags: '--nats <URL>', description: 'send audit events to NATS JetStream (servers of a cluster separated by commas); without it they go to the control plane', env: 'WARDEN_NATS_URL' }),
   )

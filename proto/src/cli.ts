@@ -1,9 +1,11 @@
 // The command-line conventions of the three programs (warden, warden-gateway,
 // warden-agent), on commander: --version and --help on every command, options
-// that fall back to an environment variable, repeatable options, and usage
-// errors as one line that names the command and where its help is.
+// that fall back to an environment variable and then to an options file
+// (--config-file), repeatable options, and usage errors as one line that
+// names the command and where its help is.
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError, Option, type ErrorOptions } from 'commander';
+import { parseDocument } from 'yaml';
 
 /** The version in a package.json, e.g. `packageVersion(new URL('../package.json', import.meta.url))`. */
 export function packageVersion(packageJson: URL): string {
@@ -29,14 +31,24 @@ export interface OptionSpec {
   repeatable?: boolean;
   /** The only values it takes; any other is a usage error naming them. */
   choices?: readonly string[];
+  /** Taken from the command line only, never from an options file (say why where it is declared). */
+  commandLineOnly?: boolean;
 }
+
+// What commander's Option does not carry, for reading an options file.
+const repeatableOptions = new WeakSet<Option>();
+const commandLineOnlyOptions = new WeakSet<Option>();
 
 export function makeOption(spec: OptionSpec): Option {
   const option = new Option(spec.flags, spec.description);
   if (spec.env) option.env(spec.env);
   if (spec.default !== undefined) option.default(spec.default, spec.defaultDescription);
   if (spec.choices) option.choices(spec.choices);
-  if (spec.repeatable) option.argParser((value: string, previous: string[] | undefined) => [...(previous ?? []), value]);
+  if (spec.repeatable) {
+    option.argParser((value: string, previous: string[] | undefined) => [...(previous ?? []), value]);
+    repeatableOptions.add(option);
+  }
+  if (spec.commandLineOnly) commandLineOnlyOptions.add(option);
   return option;
 }
 
@@ -53,6 +65,13 @@ export interface ArgumentMessages {
  */
 export class CliCommand extends Command {
   argumentMessages: ArgumentMessages = {};
+  /** Whether an action is set: commander runs preAction hooks (the options file) only for commands with one. */
+  hasAction = false;
+
+  override action(fn: Parameters<Command['action']>[0]): this {
+    this.hasAction = true;
+    return super.action(fn);
+  }
 
   override createCommand(name?: string): CliCommand {
     return new CliCommand(name);
@@ -134,4 +153,99 @@ export async function parseCommandLine(program: Command, argv: readonly string[]
     if (!(err instanceof CommanderError)) throw err;
     return err.exitCode === 0 ? 0 : usageExitCode;
   }
+}
+
+/**
+ * Lets every option of `command` also come from an options file, YAML or
+ * JSON, named by --config-file or WARDEN_CONFIG_FILE: its keys are the long
+ * option names (`tunnel-listen: 0.0.0.0:7443`). A flag wins over the
+ * environment, the environment over the file, the file over the default.
+ * An unknown key, a value of the wrong shape or a value outside an option's
+ * choices is a usage error naming the key and the file.
+ */
+export function withConfigFile<T extends CliCommand>(command: T): T {
+  command.addOption(
+    makeOption({
+      flags: '--config-file <FILE>',
+      description: 'read options from FILE (YAML or JSON; keys are the long option names, e.g. "listen: 0.0.0.0:5432"); flags and environment variables win over it',
+      env: 'WARDEN_CONFIG_FILE',
+    }),
+  );
+  command.hook('preAction', () => applyConfigFile(command));
+  // A program without subcommands and no action of its own (warden-gateway) gets one, so that the hook runs.
+  if (!command.hasAction) command.action(() => {});
+  return command;
+}
+
+/** The top-level mapping of an options file; throws an Error whose message names the file. */
+export function readOptionsFile(file: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new Error(`cannot read the options file ${file}: ${code === 'ENOENT' ? 'no such file' : (err as Error).message}`);
+  }
+  const doc = parseDocument(text, { uniqueKeys: true });
+  const problem = doc.errors[0];
+  if (problem) {
+    const where = problem.linePos?.[0] ? ` (line ${problem.linePos[0].line})` : '';
+    throw new Error(`the options file ${file} is not valid YAML or JSON${where}: ${problem.message.split('\n')[0]}`);
+  }
+  const values: unknown = doc.toJS();
+  if (values === null || values === undefined) return {};
+  if (typeof values !== 'object' || Array.isArray(values)) {
+    throw new Error(`the options file ${file} must be a mapping of option names to values, e.g. "listen: 0.0.0.0:5432"`);
+  }
+  return values as Record<string, unknown>;
+}
+
+function applyConfigFile(command: CliCommand): void {
+  const file = command.getOptionValue('configFile') as string | undefined;
+  if (!file) return;
+  const fail = (message: string): never => command.error(message, { code: 'warden.configFile', exitCode: 2 });
+  let values: Record<string, unknown>;
+  try {
+    values = readOptionsFile(file);
+  } catch (err) {
+    return fail((err as Error).message);
+  }
+  const settings = Object.entries(values).map(([key, raw]) => {
+    const option = command.options.find((o) => o.long === `--${key}`);
+    if (!option || key === 'config-file' || key === 'version') {
+      return fail(`${file}: ${command.path()} has no option '${key}' (keys are the long option names, see ${command.path()} --help)`);
+    }
+    if (commandLineOnlyOptions.has(option)) return fail(`${file}: ${key} is taken from the command line only (--${key}), not from an options file`);
+    return { name: option.attributeName(), value: optionValue(option, raw, (m) => fail(`${file}: ${key} ${m}`)) };
+  });
+  for (const { name, value } of settings) {
+    const source = command.getOptionValueSource(name);
+    // Given as a flag or in the environment: that wins.
+    if (value === undefined || (source !== undefined && source !== 'default')) continue;
+    command.setOptionValueWithSource(name, value, 'config');
+  }
+}
+
+/** An options file's value as commander would hold it for `option`. */
+function optionValue(option: Option, raw: unknown, fail: (message: string) => never): unknown {
+  const takesValue = option.required || option.optional;
+  if (!takesValue) {
+    if (typeof raw !== 'boolean') return fail(`is a switch: true or false, not ${JSON.stringify(raw)}`);
+    return raw ? true : undefined;
+  }
+  const repeatable = repeatableOptions.has(option);
+  const list = Array.isArray(raw) ? raw : [raw];
+  if (!repeatable && list.length !== 1) return fail('takes one value, not a list');
+  const texts = list.map((item) => {
+    if (typeof item === 'string') return item;
+    if (typeof item === 'number') return String(item);
+    return fail(`takes ${repeatable ? 'text or a list of texts' : 'text or a number'}, not ${JSON.stringify(item)}`);
+  });
+  const choices = option.argChoices;
+  for (const text of texts) {
+    if (choices && !choices.includes(text)) {
+      return fail(`takes ${choices.slice(0, -1).join(', ')}${choices.length > 1 ? ' or ' : ''}${choices.at(-1)}, not '${text}'`);
+    }
+  }
+  return repeatable ? texts : texts[0];
 }

@@ -20,6 +20,8 @@ export interface Command {
   /** The one positional argument, if the command takes one; `choices` are all the values it may have. */
   argument?: { name: string; description: string; optional?: boolean; choices?: readonly string[] } & ArgumentMessages;
   options: readonly OptionRef[];
+  /** Its options may also come from an options file (--config-file), as for the long-running programs. */
+  configFile?: boolean;
   run(ctx: Context): Promise<number | void>;
 }
 

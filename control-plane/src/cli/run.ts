@@ -2,7 +2,7 @@
 // commands/*.ts, those named "issuers add" and the like under a group command
 // ("issuers"), plus `warden completion`.
 import { Help, type Command as Commander } from 'commander';
-import { CliCommand, makeOption, packageVersion, parseCommandLine, withConventions } from '@warden/proto/cli';
+import { CliCommand, makeOption, packageVersion, parseCommandLine, withConfigFile, withConventions } from '@warden/proto/cli';
 import { optionSpec, type OptionName, type OptionRef } from './args.js';
 import { agentCommands } from './commands/agents.js';
 import { approvalCommands } from './commands/approvals.js';
@@ -100,6 +100,7 @@ function define(parent: CliCommand, spec: Command, done: (code: number) => void)
     const argument = cmd.processedArgs[0] as string | undefined;
     done((await spec.run(new Context(spec.name, values, argument, process.env))) ?? 0);
   });
+  if (spec.configFile) withConfigFile(cmd);
   // After the options, so that --version and --help close the list.
   withConventions(cmd, VERSION);
 }

@@ -75,11 +75,12 @@ function childScripts(env: NodeJS.ProcessEnv): { gateway: string; agent: string 
 /**
  * Children get the caller's environment minus every Warden secret they do not
  * need, and minus the variables that would set gateway or agent options (a CA
- * or token file meant for a deployed gateway): local mode sets those by flags.
+ * or token file meant for a deployed gateway, an options file): local mode
+ * sets those by flags.
  */
 function childEnv(env: NodeJS.ProcessEnv, extra: Record<string, string> = {}): NodeJS.ProcessEnv {
   const out = { ...env };
-  for (const k of ['WARDEN_ADMIN_TOKEN', 'WARDEN_ENROLLMENT_TOKEN', 'WARDEN_DATABASE_URL', 'WARDEN_UPSTREAM_URL', 'WARDEN_CONTROL_PLANE_CA', 'WARDEN_AGENT_CONFIG']) {
+  for (const k of ['WARDEN_ADMIN_TOKEN', 'WARDEN_ENROLLMENT_TOKEN', 'WARDEN_DATABASE_URL', 'WARDEN_UPSTREAM_URL', 'WARDEN_CONTROL_PLANE_CA', 'WARDEN_AGENT_CONFIG', 'WARDEN_CONFIG_FILE']) {
     delete out[k];
   }
   for (const k of Object.keys(out)) if (k.startsWith('WARDEN_GATEWAY_')) delete out[k];

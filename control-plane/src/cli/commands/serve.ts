@@ -10,7 +10,7 @@ export const serveCommand: Command = {
   summary: 'serve the control plane until SIGINT or SIGTERM',
   usage:
     '[--listen H:P] [--data-dir D] [--database-url URL] [--tls-cert F --tls-key F] [--nats URL [--audit-stream-replicas N]] [--approval-webhook URL ...]\n' +
-    '                    [--metrics-listen H:P] [--log-level LEVEL] [--log-format json|pretty]',
+    '                    [--metrics-listen H:P] [--log-level LEVEL] [--log-format json|pretty] [--config-file FILE]',
   details:
     'The admin and gateway tokens come from WARDEN_ADMIN_TOKEN and WARDEN_GATEWAY_TOKEN, or from the files\n' +
     'admin-token and gateway-token in the data directory (made on the first start).',
@@ -28,6 +28,7 @@ export const serveCommand: Command = {
     'log-level',
     ['log-format', 'log lines as json or pretty (readable) (default json)'],
   ],
+  configFile: true,
   async run(ctx) {
     const cert = ctx.opt('tls-cert');
     const key = ctx.opt('tls-key');
