@@ -149,7 +149,7 @@ const program = new CliCommand('warden-gateway')
   .addOption(makeOption(metricsListenOption(DEFAULT_METRICS_LISTEN.gateway)))
   .addOption(makeOption(logLevelOption))
   .addOption(makeOption(logFormatOption()));
-withConventions(program, packageVersion(new URL('../package.json', import.meta.url)));
+withConventions(withConfigFile(program), packageVersion(new URL('../package.json', import.meta.url)));
 
 const stop = await parseCommandLine(program, process.argv.slice(2), 2);
 if (stop !== undefined) process.exit(stop);
