@@ -166,8 +166,13 @@ export class Relay {
     // What may run is recorded before it goes: a gateway that dies now still leaves its record.
     if (tracker.sent.length) {
       const written = this.recorder.intend(tracker.sent);
-      // Not forwarded: recorded as not run.
-      if (!written) for (const s of tracker.sent) s.skipped = true;
+      // Not forwarded: recorded as not run, and why.
+      if (!written) {
+        for (const s of tracker.sent) {
+          s.skipped = true;
+          s.error = { sqlstate: SqlState.diskFull, message: 'not run: its audit record could not be written' };
+        }
+      }
       tracker.sent.length = 0;
       if (!written) return this.host.refuse(new Refusal(SqlState.diskFull, 'warden: the statement was not run: its audit record could not be written; the session was ended'));
     }
