@@ -91,3 +91,28 @@ describe('a gateway restarted while the control plane is away', () => {
     }
   });
 });
+
+describe('a gateway stopped with SIGTERM', () => {
+  it('tells each of its clients 57P01, as Postgres does at a shutdown, and records their sessions as ended', async () => {
+    const gw = await startExtraGateway(stack, 'gw-stopping', ['--local']);
+    const client = new pg.Client({ host: '127.0.0.1', port: gw.port, user: 'demo', database: 'shop', password: await stack.token(), application_name: 'told-to-go' });
+    try {
+      await waitFor('the agent to reach the gateway', async () => (await psqlAt(gw.port, 'SELECT 1')).code === 0);
+      const told = new Promise<{ code?: string; message: string }>((resolve) => client.on('error', resolve));
+      await client.connect();
+      expect((await client.query('SELECT count(*)::int AS n FROM public.kept')).rows).toEqual([{ n: 3 }]);
+      await gw.stop();
+      const err = await told;
+      expect(err.code).toBe('57P01');
+      expect(err.message).toBe('warden: the gateway is shutting down; reconnect');
+      const ended = await waitFor('the session end in the audit trail', async () => {
+        const list = JSON.parse((await stack.cli('sessions', 'list', '--json')).stdout) as Array<{ applicationName?: string; endReason?: string }>;
+        return list.find((s) => s.applicationName === 'told-to-go' && s.endReason);
+      });
+      expect(ended.endReason).toBe('warden: the gateway is shutting down; reconnect');
+    } finally {
+      await client.end().catch(() => {});
+      await gw.stop();
+    }
+  });
+});

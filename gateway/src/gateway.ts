@@ -293,7 +293,8 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
       clearInterval(idleSweep);
       catalogs.close();
       server.close();
-      for (const s of sessions) s.close();
+      // As Postgres tells its clients at a shutdown, so they reconnect (through another gateway).
+      for (const s of sessions) s.refuse(new Refusal(SqlState.adminShutdown, 'warden: the gateway is shutting down; reconnect'));
       await hub.close();
       cpClient.close();
     },

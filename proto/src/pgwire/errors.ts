@@ -19,6 +19,7 @@ export const SqlState = {
   tooManyConnections: '53300',
   cannotConnectNow: '57P03',
   idleSessionTimeout: '57P05',
+  adminShutdown: '57P01',
   programLimitExceeded: '54000',
   outOfMemory: '53200',
   diskFull: '53100',
