@@ -55,6 +55,8 @@ export interface Stack {
   gatewayPid: number;
   agentPid: number;
   controlPlane: string;
+  /** The web console's URL. */
+  console: string;
   /** A token from the local development issuer. */
   token(sub?: string, opts?: TokenOptions): Promise<string>;
   /** Runs the `warden` CLI against this stack. */
@@ -78,7 +80,7 @@ export async function startStack(opts: { upstream?: string; resource?: string; a
   const dataDir = mkdtempSync(join(tmpdir(), 'warden-e2e-'));
   const readyFile = join(dataDir, 'ready.json');
   const args = [WARDEN, 'start', '--data-dir', dataDir, '--ready-file', readyFile];
-  args.push('--gateway-port', '0', '--control-plane-port', '0', '--tunnel-port', '0', '--demo-port', '0');
+  args.push('--gateway-port', '0', '--control-plane-port', '0', '--console-port', '0', '--tunnel-port', '0', '--demo-port', '0');
   if (opts.upstream) args.push('--upstream', opts.upstream);
   if (opts.resource) args.push('--resource', opts.resource);
   args.push(...(opts.args ?? []));
@@ -108,6 +110,7 @@ export async function startStack(opts: { upstream?: string; resource?: string; a
     gatewayPid: ready.gateway.pid,
     agentPid: ready.agent.pid,
     controlPlane: ready.controlPlane,
+    console: ready.console,
     async token(sub = 'demo', t: TokenOptions = {}) {
       const now = Math.floor(Date.now() / 1000);
       const jwt = new SignJWT({ ...(t.groups ? { groups: t.groups } : {}), ...t.claims })

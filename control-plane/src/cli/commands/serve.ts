@@ -8,7 +8,8 @@ import type { WebhookFormat } from '../../approvals/webhook.js';
 export const serveCommand: Command = {
   name: 'control-plane',
   summary: 'serve the control plane until SIGINT or SIGTERM',
-  usage: '[--listen H:P] [--data-dir D] [--database-url URL] [--tls-cert F --tls-key F] [--nats URL] [--approval-webhook URL ...]',
+  usage: '[--listen H:P] [--data-dir D] [--database-url URL] [--tls-cert F --tls-key F] [--nats URL] [--approval-webhook URL ...]\n' +
+    '                    [--console-listen H:P [--console-url URL]]',
   details:
     'The admin and gateway tokens come from WARDEN_ADMIN_TOKEN and WARDEN_GATEWAY_TOKEN, or from the files\n' +
     'admin-token and gateway-token in the data directory (made on the first start).',
@@ -21,6 +22,8 @@ export const serveCommand: Command = {
     ['nats', "consume the gateways' audit events from NATS JetStream"],
     ['approval-webhook', 'POST each new approval request to URL; also WARDEN_APPROVAL_WEBHOOKS, comma-separated (repeatable)'],
     'approval-webhook-format',
+    'console-listen',
+    'console-url',
   ],
   async run(ctx) {
     const cert = ctx.opt('tls-cert');
@@ -49,7 +52,9 @@ export const serveCommand: Command = {
       natsUrl: ctx.opt('nats') || undefined,
       approvalWebhooks: webhooks,
       approvalWebhookFormat: (ctx.opt('approval-webhook-format') as WebhookFormat | undefined) || undefined,
+      console: ctx.opt('console-listen') ? { listen: ctx.opt('console-listen')!, publicUrl: ctx.opt('console-url') || undefined } : undefined,
     });
+    if (cp.consoleUrl) log.info({ url: cp.consoleUrl }, 'web console');
     const sig = await untilSignal();
     log.info({ signal: sig }, 'shutting down');
     await cp.close();
