@@ -7,7 +7,7 @@
 // Then the API with plain fetch: cookie flags, CSRF, roles per group, and the
 // admin token refused.
 import { spawn } from 'node:child_process';
-import { mkdirSync, readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -52,6 +52,13 @@ beforeAll(async () => {
   base = stack.console;
   const applied = await stack.cli('policy', 'apply', '-f', POLICY, '--author', 'console-test');
   expect(applied.code, applied.stderr).toBe(0);
+  // A second version that changes only the console's section: a change of its own.
+  const second = join(stack.dataDir, 'policy-v2.yaml');
+  writeFileSync(second, readFileSync(POLICY, 'utf8').replace('approvers: [approvers, dba]', 'approvers: [approvers, dba, sre]'));
+  const again = await stack.cli('policy', 'apply', '-f', second, '--author', 'console-test');
+  expect(again.code, again.stderr).toBe(0);
+  expect(again.stdout).toContain('~ console approvers: [approvers, dba] -> [approvers, dba, sre]');
+  expect(again.stdout).toContain('Applied policy version 2.');
   mkdirSync(SHOTS, { recursive: true });
 });
 
@@ -142,9 +149,16 @@ describe('the console in Chromium', () => {
 
     // Policy: version, history, diff, and the statement check.
     await page.getByRole('navigation').getByRole('link', { name: 'Policy' }).click();
-    expect(await page.getByTestId('in-force').textContent()).toBe('1');
-    await page.getByTestId('diff').waitFor();
-    expect(await page.getByTestId('diff').textContent()).toContain('held-deletes');
+    expect(await page.getByTestId('in-force').textContent()).toBe('2');
+    const diff = page.getByTestId('diff');
+    await diff.waitFor();
+    await expect.poll(() => diff.locator('.del').allTextContents()).toEqual(['-   approvers: [approvers, dba]']);
+    expect(await diff.locator('.add').allTextContents()).toEqual(['+   approvers: [approvers, dba, sre]']);
+    await page.getByLabel('From version').selectOption('0');
+    await expect.poll(() => diff.locator('.add').count()).toBeGreaterThan(30);
+    expect(await diff.textContent()).toContain('held-deletes');
+    await page.getByLabel('From version').selectOption('1');
+    await expect.poll(() => diff.locator('.add').count()).toBe(1);
     await page.getByLabel('As identity').selectOption('demo');
     await page.getByLabel('SQL to check').fill('DELETE FROM orders');
     await page.getByRole('button', { name: 'Check' }).click();
@@ -176,11 +190,11 @@ describe('the console in Chromium', () => {
     await small.goto(`${base}/sessions`);
     await small.locator('[data-testid=sessions] tbody tr').first().waitFor();
     expect(await small.getByRole('navigation').isVisible()).toBe(false);
-    await small.getByRole('button', { name: 'Menu' }).click();
-    expect(await small.getByRole('navigation').isVisible()).toBe(true);
     const width = await small.evaluate(() => document.documentElement.scrollWidth);
     expect(width).toBeLessThanOrEqual(390);
     await small.screenshot({ path: join(SHOTS, 'phone-sessions.png') });
+    await small.getByRole('button', { name: 'Menu' }).click();
+    expect(await small.getByRole('navigation').isVisible()).toBe(true);
     await phone.close();
     await ctx.close();
 

@@ -1,5 +1,6 @@
 // Small shared pieces: the states a page can be in besides "here it is".
 import type { ComponentChildren } from 'preact';
+import { useLayoutEffect, useRef } from 'preact/hooks';
 import type { ApiFailure } from './api.js';
 
 export function Loading() {
@@ -49,8 +50,13 @@ export function Badge({ kind, children }: { kind: string; children: ComponentChi
 
 /** A list table: its column headings, and the rows as children. */
 export function Table({ heads, testid, children }: { heads: string[]; testid?: string; children: ComponentChildren }) {
+  // On a phone the rows stack, each cell led by its heading (style.css shows data-label).
+  const ref = useRef<HTMLTableElement>(null);
+  useLayoutEffect(() => {
+    for (const row of ref.current?.tBodies[0]?.rows ?? []) [...row.cells].forEach((td, i) => (td.dataset.label = heads[i] ?? ''));
+  });
   return (
-    <table class="list" data-testid={testid}>
+    <table class="list" data-testid={testid} ref={ref}>
       <thead>
         <tr>
           {heads.map((h) => (

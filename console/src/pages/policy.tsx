@@ -119,6 +119,22 @@ function Check({ info }: { info: PolicyInfo }) {
   );
 }
 
+function VersionSelect({ label, value, versions, onChange }: { label: string; value: number; versions: PolicyInfo['versions']; onChange: (v: number) => void }) {
+  return (
+    <label>
+      {label}
+      <select value={String(value)} onChange={(e) => onChange(Number((e.target as HTMLSelectElement).value))}>
+        <option value="0">(none: before the first)</option>
+        {versions.map((v) => (
+          <option value={String(v.version)}>
+            {v.version}: {v.summary.slice(0, 60)}
+          </option>
+        ))}
+      </select>
+    </label>
+  );
+}
+
 export function PolicyPage() {
   const p = useApi<PolicyInfo>('/api/policy');
   const [pair, setPair] = useState<[number, number]>();
@@ -170,9 +186,11 @@ export function PolicyPage() {
       )}
       {shown && (
         <>
-          <h2>
-            Version {shown[0] || '(none)'} → {shown[1]}
-          </h2>
+          <h2>Differences</h2>
+          <div class="filters">
+            <VersionSelect label="From version" value={shown[0]} versions={versions} onChange={(v) => setPair([v, shown[1]])} />
+            <VersionSelect label="To version" value={shown[1]} versions={versions} onChange={(v) => setPair([shown[0], v])} />
+          </div>
           <Diff from={shown[0]} to={shown[1]} />
         </>
       )}

@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { SignJWT, createLocalJWKSet, importJWK, type JWK } from 'jose';
 import { DEV_ISSUER_NAME, DEV_ISSUER_URL, publicJwks } from '../local/dev-issuer.js';
-import { s256, type Provider } from './oidc.js';
+import { s256, type Provider, type TokenAnswer } from './oidc.js';
 
 export const DEV_CLIENT_ID = 'warden-console';
 const CODE_TTL_MS = 60_000;
@@ -40,6 +40,8 @@ export class DevSignIn {
       clientId: DEV_CLIENT_ID,
       endpoints: async () => ({ authorization: `${base}/dev-issuer/authorize`, token: `${base}/dev-issuer/token` }),
       keys: async () => keys,
+      // In process: the console need not reach its own public address (a proxy, a certificate it does not trust).
+      redeem: (form) => this.exchange(form),
     };
   }
 
@@ -89,11 +91,15 @@ ${error ? `<p class="error" role="alert">${esc(error)}</p>` : ''}
     res.writeHead(303, { location: to.toString(), 'cache-control': 'no-store' }).end();
   }
 
-  /** POST /dev-issuer/token: a code (once) and its PKCE verifier for an ID token. */
+  /** POST /dev-issuer/token. */
   async token(res: ServerResponse, form: URLSearchParams): Promise<void> {
-    const fail = (error: string, description: string): void => {
-      res.writeHead(400, { 'content-type': 'application/json', 'cache-control': 'no-store' }).end(JSON.stringify({ error, error_description: description }));
-    };
+    const { status, body } = await this.exchange(form);
+    res.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store' }).end(JSON.stringify(body));
+  }
+
+  /** A code (once) and its PKCE verifier for an ID token, as a token endpoint answers. */
+  async exchange(form: URLSearchParams): Promise<TokenAnswer> {
+    const fail = (error: string, description: string): TokenAnswer => ({ status: 400, body: { error, error_description: description } });
     const code = this.codes.get(form.get('code') ?? '');
     this.codes.delete(form.get('code') ?? '');
     if (form.get('grant_type') !== 'authorization_code') return fail('unsupported_grant_type', 'only authorization_code');
@@ -109,6 +115,6 @@ ${error ? `<p class="error" role="alert">${esc(error)}</p>` : ''}
       .setIssuedAt(now)
       .setExpirationTime(now + 600)
       .sign(await importJWK(this.key, 'ES256'));
-    res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' }).end(JSON.stringify({ id_token: idToken, token_type: 'Bearer', expires_in: 600 }));
+    return { status: 200, body: { id_token: idToken, token_type: 'Bearer', expires_in: 600 } };
   }
 }

@@ -21,6 +21,14 @@ export interface Provider {
   clientSecret?: string;
   endpoints(): Promise<Endpoints>;
   keys(): Promise<JWTVerifyGetKey>;
+  /** Answers the token request itself instead of the token endpoint (the development issuer). */
+  redeem?(form: URLSearchParams): Promise<TokenAnswer>;
+}
+
+/** A token endpoint's answer. */
+export interface TokenAnswer {
+  status: number;
+  body: { id_token?: string; error?: string; error_description?: string; token_type?: string; expires_in?: number };
 }
 
 /** A login in progress, between the redirect to the issuer and its redirect back. */
@@ -76,14 +84,9 @@ export async function authorizationUrl(p: PendingLogin): Promise<string> {
 export async function finishSignIn(p: PendingLogin, code: string): Promise<Person> {
   const { provider } = p;
   const body = new URLSearchParams({ grant_type: 'authorization_code', code, redirect_uri: p.redirectUri, client_id: provider.clientId, code_verifier: p.verifier });
-  const headers: Record<string, string> = { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' };
-  if (provider.clientSecret) {
-    headers.authorization = `Basic ${Buffer.from(`${encodeURIComponent(provider.clientId)}:${encodeURIComponent(provider.clientSecret)}`).toString('base64')}`;
-  }
-  const res = await fetch((await provider.endpoints()).token, { method: 'POST', headers, body, signal: AbortSignal.timeout(10_000) });
-  const answer = (await res.json().catch(() => ({}))) as { id_token?: string; error?: string; error_description?: string };
-  if (!res.ok || !answer.id_token) {
-    throw new SignInError(`issuer ${provider.name} did not exchange the code: ${answer.error_description ?? answer.error ?? `HTTP ${res.status}`}`);
+  const { status, body: answer } = provider.redeem ? await provider.redeem(body) : await post(provider, body);
+  if (status !== 200 || !answer.id_token) {
+    throw new SignInError(`issuer ${provider.name} did not exchange the code: ${answer.error_description ?? answer.error ?? `HTTP ${status}`}`);
   }
   let claims: JWTPayload;
   try {
@@ -96,6 +99,16 @@ export async function finishSignIn(p: PendingLogin, code: string): Promise<Perso
   const groups = Array.isArray(claims.groups) ? claims.groups.filter((g): g is string => typeof g === 'string' && g !== '') : [];
   const label = [claims.email, claims.preferred_username, claims.name].find((v): v is string => typeof v === 'string' && v !== '');
   return { name: claims.sub, display: label ?? claims.sub, issuer: provider.name, groups: [...new Set(groups)] };
+}
+
+/** The code exchange at the issuer's token endpoint (client_secret_basic for a confidential client). */
+async function post(provider: Provider, body: URLSearchParams): Promise<TokenAnswer> {
+  const headers: Record<string, string> = { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' };
+  if (provider.clientSecret) {
+    headers.authorization = `Basic ${Buffer.from(`${encodeURIComponent(provider.clientId)}:${encodeURIComponent(provider.clientSecret)}`).toString('base64')}`;
+  }
+  const res = await fetch((await provider.endpoints()).token, { method: 'POST', headers, body, signal: AbortSignal.timeout(10_000) });
+  return { status: res.status, body: (await res.json().catch(() => ({}))) as TokenAnswer['body'] };
 }
 
 /** A trusted issuer with a client id: endpoints and keys from its discovery document, fetched once. */

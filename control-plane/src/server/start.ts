@@ -50,7 +50,7 @@ export interface ControlPlaneOptions {
   /** How often WatchApprovals looks for changes made by other replicas, and expiry (ms). Default 200. */
   approvalPollMs?: number;
   /** The web console on a port of its own (TLS with `tls`); none without. */
-  console?: Pick<ConsoleOptions, 'listen' | 'devIssuerKey' | 'assetsDir' | 'publicUrl'>;
+  console?: Pick<ConsoleOptions, 'listen' | 'devIssuerKey' | 'assetsDir' | 'publicUrl' | 'env'>;
 }
 
 export interface ControlPlane {
