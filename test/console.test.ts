@@ -8,6 +8,7 @@
 // admin token refused.
 import { spawn } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { get as httpGet } from 'node:http';
 import { join } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -133,6 +134,9 @@ describe('the console in Chromium', () => {
 
     // A held DELETE: psql waits until alice approves it in the inbox.
     const held = psql('deployer', ["DELETE FROM orders WHERE status = 'cancelled'"]);
+    // Meanwhile its session is live in the list (the list refreshes by itself).
+    await page.getByRole('navigation').getByRole('link', { name: 'Sessions' }).click();
+    await page.locator('[data-testid=sessions] tbody tr', { hasText: 'deployer' }).filter({ hasText: 'psql' }).filter({ hasText: 'live' }).first().waitFor({ timeout: 30_000 });
     await page.getByRole('navigation').getByRole('link', { name: 'Approvals' }).click();
     const card = page.locator('[data-testid=pending] article', { hasText: 'deployer' });
     await card.waitFor({ timeout: 30_000 });
@@ -326,6 +330,20 @@ describe('the console API', () => {
     });
     expect(exchange.status).toBe(400);
     expect(((await exchange.json()) as { error: string }).error).toBe('invalid_grant');
+  });
+
+  it('answers in local mode only at a loopback name (no DNS rebinding)', async () => {
+    const { port } = new URL(base);
+    const status = (host: string) =>
+      new Promise<number>((resolve, reject) =>
+        httpGet({ host: '127.0.0.1', port, path: '/api/auth/providers', headers: { host } }, (res) => {
+          res.resume();
+          resolve(res.statusCode!);
+        }).on('error', reject),
+      );
+    expect(await status('attacker.example:80')).toBe(421);
+    expect(await status(`localhost:${port}`)).toBe(200);
+    expect(await status(`127.0.0.1:${port}`)).toBe(200);
   });
 
   it('signs out: the cookie stops working', async () => {

@@ -44,7 +44,10 @@ function EventItem({ e, start, current }: { e: EventView; start: number; current
 }
 
 export function ReplayPage({ id }: { id: string }) {
-  const s = useApi<{ session: Session; events: EventView[] }>(`/api/sessions/${encodeURIComponent(id)}`);
+  // A live session's new statements come in as they are recorded.
+  const [live, setLive] = useState(false);
+  const s = useApi<{ session: Session; events: EventView[] }>(`/api/sessions/${encodeURIComponent(id)}`, live ? 2000 : undefined);
+  useEffect(() => setLive(Boolean(s.data?.session.live)), [s.data?.session.live]);
   const [shown, setShown] = useState<number | undefined>(undefined);
   const [speed, setSpeed] = useState(1);
   const [playing, setPlaying] = useState(false);

@@ -18,6 +18,7 @@ import { PendingLogins, SignInError, authorizationUrl, discoveredProvider, finis
 import { SESSION_COOKIE, SignIns, cookie, readCookies, type SignIn } from './sessions.js';
 
 const LOGIN_COOKIE = 'warden_console_login';
+const LOOPBACK_HOST = /^(127\.\d+\.\d+\.\d+|localhost|\[::1\])(:\d+)?$/i;
 const MAX_BODY = 256 * 1024;
 
 export interface ConsoleOptions extends ApiDeps {
@@ -235,6 +236,11 @@ export async function startConsole(opts: ConsoleOptions): Promise<ConsoleServer>
 
   const handler = (req: IncomingMessage, res: ServerResponse) => {
     const url = new URL(req.url ?? '/', 'http://console.invalid');
+    // Local mode lets anyone sign in as anyone: only at a loopback name, so
+    // a web page whose own name resolves to 127.0.0.1 cannot use it.
+    if (dev && !LOOPBACK_HOST.test(req.headers.host ?? '')) {
+      return sendJson(res, 421, { error: 'the local console answers at 127.0.0.1, localhost or [::1] only' });
+    }
     const route = url.pathname.startsWith('/api/')
       ? apiCall
       : url.pathname.startsWith('/auth/')
