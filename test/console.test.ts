@@ -332,6 +332,44 @@ describe('the console API', () => {
     expect(((await exchange.json()) as { error: string }).error).toBe('invalid_grant');
   });
 
+  it('decides approvals as the signed-in person: a denial needs a reason, only the rule\'s approver groups decide, never one\'s own', async () => {
+    const held = psql('deployer', ["DELETE FROM orders WHERE status = 'shipped' AND id < 0"]);
+    const dba = await signInFetch('dora', ['dba']);
+    const approverOnly = await signInFetch('perry', ['approvers']);
+    const self = await signInFetch('deployer', ['dba']);
+    const list = async (who: { cookie: string }) =>
+      ((await (await fetch(`${base}/api/approvals`, { headers: { cookie: who.cookie } })).json()) as { approvals: { id: string; identity: string; sql: string }[] }).approvals;
+    const pending = await until('the held DELETE to be pending', async () => (await list(dba)).find((a) => a.sql.includes("status = 'shipped'")));
+    const decide = async (who: { cookie: string; csrf: string }, verb: string, reason: string) => {
+      const res = await fetch(`${base}/api/approvals/${pending.id}/${verb}`, {
+        method: 'POST',
+        headers: { cookie: who.cookie, 'x-csrf-token': who.csrf, 'content-type': 'application/json' },
+        body: JSON.stringify({ reason }),
+      });
+      return { status: res.status, body: (await res.json()) as { error?: string; approval?: { state: string; decisions: { approver: string; reason: string }[] } } };
+    };
+    // perry holds the console role approvers but is in none of the rule's approver groups: the inbox does not show it, nor may he decide.
+    expect((await list(approverOnly)).some((a) => a.id === pending.id)).toBe(false);
+    const notHis = await decide(approverOnly, 'approve', '');
+    expect(notHis.status).toBe(403);
+    expect(notHis.body.error).toContain('not in an approver group (dba)');
+    const own = await decide(self, 'approve', '');
+    expect(own.status).toBe(403);
+    expect(own.body.error).toContain('their own request');
+    const noReason = await decide(dba, 'deny', '');
+    expect(noReason.status).toBe(400);
+    expect(noReason.body.error).toContain('a reason is required');
+    const denied = await decide(dba, 'deny', 'not during the sale');
+    expect(denied.status).toBe(200);
+    expect(denied.body.approval).toMatchObject({ state: 'denied', decisions: [{ approver: 'dora', reason: 'not during the sale' }] });
+    const finished = await held.done;
+    expect(finished.code).not.toBe(0);
+    expect(finished.out).toContain('not during the sale');
+    const again = await decide(dba, 'approve', '');
+    expect(again.status).toBe(409);
+    expect(again.body.error).toContain('is denied (by dora), not pending');
+  });
+
   it('answers in local mode only at a loopback name (no DNS rebinding)', async () => {
     const { port } = new URL(base);
     const status = (host: string) =>
