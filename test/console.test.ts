@@ -81,13 +81,14 @@ describe('the console in Chromium', () => {
   });
 
   /** Signs in on the development issuer's page, from the console's sign-in page. */
-  async function signInAs(page: Page, name: string, groups: string[], other = ''): Promise<void> {
+  async function signInAs(page: Page, name: string, groups: string[], other = '', shot?: string): Promise<void> {
     await page.goto(base);
     await page.getByRole('link', { name: /Sign in with the development issuer/ }).click();
     await page.waitForURL(/\/dev-issuer\/authorize/);
     await page.getByLabel('Name').fill(name);
     for (const g of groups) await page.getByLabel(g, { exact: true }).check();
     if (other) await page.getByLabel(/Other groups/).fill(other);
+    if (shot) await page.screenshot({ path: join(SHOTS, shot) });
     await page.getByRole('button', { name: 'Sign in' }).click();
     await page.getByTestId('who').waitFor();
     expect(await page.getByTestId('who').textContent()).toContain(name);
@@ -101,7 +102,7 @@ describe('the console in Chromium', () => {
 
     const ctx = await browser.newContext({ viewport: { width: 1280, height: 900 } });
     const page = await ctx.newPage();
-    await signInAs(page, 'alice', ['admins'], 'dba');
+    await signInAs(page, 'alice', ['admins'], 'dba', 'sign-in.png');
     await page.getByRole('heading', { name: 'Overview' }).waitFor();
     await page.getByText('Statements and refusals per identity').waitFor();
     await page.locator('.chart-table').getByRole('link', { name: 'demo', exact: true }).waitFor();

@@ -54,7 +54,6 @@ export const serveCommand: Command = {
       approvalWebhookFormat: (ctx.opt('approval-webhook-format') as WebhookFormat | undefined) || undefined,
       console: ctx.opt('console-listen') ? { listen: ctx.opt('console-listen')!, publicUrl: ctx.opt('console-url') || undefined } : undefined,
     });
-    if (cp.consoleUrl) log.info({ url: cp.consoleUrl }, 'web console');
     const sig = await untilSignal();
     log.info({ signal: sig }, 'shutting down');
     await cp.close();
