@@ -220,8 +220,8 @@ describe('the console in Chromium', () => {
 });
 
 /** Signs in with plain fetch through the development issuer; the session cookie, its Set-Cookie line and the CSRF token. */
-async function signInFetch(sub: string, groups: string[]) {
-  const login = await fetch(`${base}/auth/login?issuer=local-dev`, { redirect: 'manual' });
+async function signInFetch(sub: string, groups: string[], returnTo?: string) {
+  const login = await fetch(`${base}/auth/login?issuer=local-dev${returnTo ? `&return=${encodeURIComponent(returnTo)}` : ''}`, { redirect: 'manual' });
   expect(login.status).toBe(303);
   const loginCookie = login.headers.getSetCookie()[0]!.split(';')[0]!;
   const form = new URL(login.headers.get('location')!).searchParams;
@@ -234,7 +234,7 @@ async function signInFetch(sub: string, groups: string[]) {
   expect(setCookie, 'the callback sets the session cookie').toBeDefined();
   const cookie = setCookie!.split(';')[0]!;
   const me = (await (await fetch(`${base}/api/me`, { headers: { cookie } })).json()) as { csrf: string; role: string | null };
-  return { cookie, setCookie: setCookie!, csrf: me.csrf, role: me.role };
+  return { cookie, setCookie: setCookie!, csrf: me.csrf, role: me.role, location: callback.headers.get('location') };
 }
 
 describe('the console API', () => {
@@ -383,6 +383,13 @@ describe('the console API', () => {
     expect(await status('attacker.example:80')).toBe(421);
     expect(await status(`localhost:${port}`)).toBe(200);
     expect(await status(`127.0.0.1:${port}`)).toBe(200);
+  });
+
+  it('returns to the page that asked for the sign-in, never to another site', async () => {
+    expect((await signInFetch('rita', ['viewers'], '/sessions?identity=demo')).location).toBe('/sessions?identity=demo');
+    expect((await signInFetch('rita', ['viewers'], '//attacker.example/x')).location).toBe('/');
+    expect((await signInFetch('rita', ['viewers'], 'https://attacker.example/')).location).toBe('/');
+    expect((await signInFetch('rita', ['viewers'])).location).toBe('/');
   });
 
   it('signs out: the cookie stops working', async () => {

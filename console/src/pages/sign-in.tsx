@@ -3,6 +3,8 @@ import { useApi } from '../hooks.js';
 import { Failure, Loading } from '../ui.js';
 
 export function SignInPage({ message }: { message?: string }) {
+  // Back to the page that asked for sign-in (a link to a session or an approval).
+  const back = location.pathname === '/' ? '' : `&return=${encodeURIComponent(location.pathname + location.search)}`;
   const providers = useApi<{ providers: { name: string; local: boolean }[] }>('/api/auth/providers');
   return (
     <main class="narrow sign-in">
@@ -27,7 +29,7 @@ export function SignInPage({ message }: { message?: string }) {
       <ul class="providers">
         {providers.data?.providers.map((p) => (
           <li>
-            <a class="button" href={`/auth/login?issuer=${encodeURIComponent(p.name)}`}>
+            <a class="button" href={`/auth/login?issuer=${encodeURIComponent(p.name)}${back}`}>
               Sign in with {p.local ? 'the development issuer (local mode)' : p.name}
             </a>
           </li>

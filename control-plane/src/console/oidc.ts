@@ -38,6 +38,8 @@ export interface PendingLogin {
   verifier: string;
   nonce: string;
   redirectUri: string;
+  /** The console page to show once signed in. */
+  returnTo: string;
   createdAt: number;
 }
 
@@ -51,11 +53,13 @@ export class SignInError extends Error {}
 export class PendingLogins {
   private readonly byState = new Map<string, PendingLogin>();
 
-  start(provider: Provider, redirectUri: string): PendingLogin {
+  start(provider: Provider, redirectUri: string, returnTo = '/'): PendingLogin {
     const now = Date.now();
     for (const [k, p] of this.byState) if (now - p.createdAt > LOGIN_TTL_MS) this.byState.delete(k);
     if (this.byState.size > 10_000) throw new SignInError('too many sign-ins in progress; try again in a few minutes');
-    const p: PendingLogin = { state: rand(), provider, verifier: rand(), nonce: rand(), redirectUri, createdAt: now };
+    // Only a path of this console: never another site.
+    const back = /^\/(?![/\\])/.test(returnTo) ? returnTo : '/';
+    const p: PendingLogin = { state: rand(), provider, verifier: rand(), nonce: rand(), redirectUri, returnTo: back, createdAt: now };
     this.byState.set(p.state, p);
     return p;
   }

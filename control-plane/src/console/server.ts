@@ -129,7 +129,7 @@ export async function startConsole(opts: ConsoleOptions): Promise<ConsoleServer>
       const name = url.searchParams.get('issuer') ?? '';
       const provider = (await providers(req)).find((p) => p.name === name);
       if (!provider) return signInPage(res, 303, `no issuer '${name}' to sign in with`);
-      const p = pending.start(provider, callbackOf(req));
+      const p = pending.start(provider, callbackOf(req), url.searchParams.get('return') ?? '/');
       res
         .writeHead(303, {
           location: await authorizationUrl(p),
@@ -151,7 +151,7 @@ export async function startConsole(opts: ConsoleOptions): Promise<ConsoleServer>
       log.info({ person: person.name, issuer: person.issuer, groups: person.groups }, 'console sign-in');
       res
         .writeHead(303, {
-          location: '/',
+          location: p.returnTo,
           'set-cookie': [cookie(SESSION_COOKIE, s.id, { secure, maxAgeSec: signIns.ttlSeconds }), cookie(LOGIN_COOKIE, '', { secure, maxAgeSec: 0, path: '/auth' })],
           'cache-control': 'no-store',
         })
