@@ -1,6 +1,10 @@
 // The policy file's console section: roles by group, sign-in issuers, and
-// the change lines `warden policy diff` prints for them.
+// the change lines `warden policy diff` prints for them; and who a signed-in
+// person is to the approvals service.
+import { Identity, Issuer, Snapshot } from '@warden/proto';
 import { describe, expect, it } from 'vitest';
+import { callerOf } from '../src/console/api.js';
+import type { SignIn } from '../src/console/sessions.js';
 import { DEFAULT_ROLES, consoleSettingsOf, diffConsoleSettings, roleOf } from '../src/policy/console.js';
 import { validatePolicy } from '../src/policy/validate.js';
 
@@ -62,5 +66,27 @@ describe('console settings', () => {
       '~ console sign-in with corp: none -> client warden-console (secret in $CORP_SECRET)',
     ]);
     expect(diffConsoleSettings(FILE, FILE)).toEqual([]);
+  });
+});
+
+describe('a signed-in person as an approver', () => {
+  const snapshot = Snapshot.create({
+    issuers: [Issuer.create({ name: 'corp', issuerUrl: 'https://login.example.com', audiences: ['warden'] })],
+    identities: [Identity.create({ name: 'release-bot', issuer: 'corp', match: [{ claim: 'sub', value: 'erin-sub-7' }], groups: ['deployers'] })],
+  });
+  const signIn = (sub: string, issuer = 'corp'): SignIn => ({
+    id: 'x',
+    csrf: 'y',
+    expiresAt: 0,
+    person: { name: sub, display: sub, issuer, groups: ['dba'], claims: { sub } },
+  });
+
+  it('is also the identity its token matches, with that identity\'s groups, so it cannot approve that identity\'s requests', () => {
+    expect(callerOf(signIn('erin-sub-7'), snapshot)).toEqual({ admin: false, person: 'erin-sub-7', identity: 'release-bot', groups: ['dba', 'deployers'] });
+  });
+
+  it('is only a person when no identity matches, or its issuer is not configured', () => {
+    expect(callerOf(signIn('frank'), snapshot)).toEqual({ admin: false, person: 'frank', groups: ['dba'] });
+    expect(callerOf(signIn('erin-sub-7', 'local-dev'), snapshot)).toEqual({ admin: false, person: 'erin-sub-7', groups: ['dba'] });
   });
 });

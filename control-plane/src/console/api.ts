@@ -3,7 +3,9 @@
 // least console role it needs; the server checks sign-in, role and CSRF
 // before a handler runs (server.ts).
 import { status } from '@grpc/grpc-js';
+import type { Snapshot } from '@warden/proto';
 import { AUDIT_EVENT_TYPES } from '@warden/proto/audit';
+import { AuthError, compileAuthConfig, mapIdentity } from '@warden/gateway/auth';
 import type { AuditStore } from '../audit/store.js';
 import { CheckError, checkScript } from '../policy/check.js';
 import type { ConsoleRole } from '../policy/console.js';
@@ -91,8 +93,24 @@ function limit(q: URLSearchParams, fallback: number, max: number): number {
 
 const str = (body: Record<string, unknown>, name: string): string => (typeof body[name] === 'string' ? (body[name] as string) : '');
 
-/** A signed-in person as the approvals service knows callers. */
-const callerOf = (s: SignIn): Caller => ({ admin: false, person: s.person.name, groups: s.person.groups });
+/**
+ * A signed-in person as the approvals service knows callers: when their
+ * token's claims match an identity, that identity too (and its groups), so
+ * nobody approves a request of the identity they are, as with `warden
+ * approvals` and a person's token.
+ */
+export function callerOf(s: SignIn, snapshot: Snapshot): Caller {
+  const issuer = snapshot.issuers.find((i) => i.name === s.person.issuer);
+  const who: Caller = { admin: false, person: s.person.name, groups: s.person.groups };
+  if (!issuer) return who;
+  try {
+    const p = mapIdentity(compileAuthConfig(snapshot), { issuer, claims: s.person.claims });
+    return { ...who, identity: p.identity, groups: [...new Set([...s.person.groups, ...p.groups])] };
+  } catch (err) {
+    if (err instanceof AuthError) return who;
+    throw err;
+  }
+}
 
 const HOUR = 3600_000;
 
@@ -219,7 +237,7 @@ export function routes(deps: ApiDeps): Route[] {
       path: /^\/api\/approvals$/,
       role: 'approvers',
       async handle({ signIn, query }) {
-        return { approvals: await approvals.list(callerOf(signIn), query.get('state') ?? 'pending', limit(query, 100, 1000)) };
+        return { approvals: await approvals.list(callerOf(signIn, await hub.latest()), query.get('state') ?? 'pending', limit(query, 100, 1000)) };
       },
     },
     {
@@ -227,7 +245,7 @@ export function routes(deps: ApiDeps): Route[] {
       path: /^\/api\/approvals\/([^/]+)\/(approve|deny)$/,
       role: 'approvers',
       async handle({ signIn, params, body }) {
-        return { approval: await approvals.decide(callerOf(signIn), params[0]!, params[1] === 'approve', str(body, 'reason')) };
+        return { approval: await approvals.decide(callerOf(signIn, await hub.latest()), params[0]!, params[1] === 'approve', str(body, 'reason')) };
       },
     },
     {

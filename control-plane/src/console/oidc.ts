@@ -102,7 +102,7 @@ export async function finishSignIn(p: PendingLogin, code: string): Promise<Perso
   if (typeof claims.sub !== 'string' || claims.sub === '') throw new SignInError('the ID token has no sub claim');
   const groups = Array.isArray(claims.groups) ? claims.groups.filter((g): g is string => typeof g === 'string' && g !== '') : [];
   const label = [claims.email, claims.preferred_username, claims.name].find((v): v is string => typeof v === 'string' && v !== '');
-  return { name: claims.sub, display: label ?? claims.sub, issuer: provider.name, groups: [...new Set(groups)] };
+  return { name: claims.sub, display: label ?? claims.sub, issuer: provider.name, groups: [...new Set(groups)], claims };
 }
 
 /** The code exchange at the issuer's token endpoint (client_secret_basic for a confidential client). */

@@ -18,6 +18,8 @@ export interface Person {
   display: string;
   issuer: string;
   groups: string[];
+  /** The ID token's claims, to tell which identity (if any) the person also is. */
+  claims: Record<string, unknown>;
 }
 
 export interface SignIn {
