@@ -16,12 +16,15 @@ export function Empty({ title, children }: { title: string; children?: Component
   );
 }
 
+/** The server's messages start in lower case (they also end up in logs); on a page they are sentences. */
+export const sentence = (s: string) => s.charAt(0).toUpperCase() + s.slice(1);
+
 /** A 403 is a page of its own: what is needed, and whom to ask. */
 export function Forbidden({ message }: { message: string }) {
   return (
     <section class="forbidden" data-testid="forbidden">
       <h1>403: not for your role</h1>
-      <p>{message}</p>
+      <p>{sentence(message)}</p>
       <p>
         <a href="/">Back to the overview</a>
       </p>
@@ -34,7 +37,7 @@ export function Failure({ error, retry }: { error: ApiFailure; retry?: () => voi
   return (
     <div class="error" role="alert">
       <strong>{error.status === 404 ? 'Not found. ' : error.status === 0 ? 'No answer. ' : 'Something went wrong. '}</strong>
-      {error.message}
+      {sentence(error.message)}
       {retry && (
         <button type="button" class="link" onClick={retry}>
           Try again

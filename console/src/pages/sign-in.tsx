@@ -1,6 +1,6 @@
 // Not signed in: the issuers to sign in with.
 import { useApi } from '../hooks.js';
-import { Failure, Loading } from '../ui.js';
+import { Failure, Loading, sentence } from '../ui.js';
 
 export function SignInPage({ message }: { message?: string }) {
   // Back to the page that asked for sign-in (a link to a session or an approval).
@@ -12,7 +12,7 @@ export function SignInPage({ message }: { message?: string }) {
       <p>Replay what tokens did, decide on held statements, and see what is healthy. Sign in with your identity provider.</p>
       {message && (
         <p class="error" role="alert">
-          {message}
+          {sentence(message)}
         </p>
       )}
       {providers.error && <Failure error={providers.error} />}
