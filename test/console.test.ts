@@ -181,8 +181,9 @@ describe('the console in Chromium', () => {
     await page.getByRole('navigation').getByRole('link', { name: 'Resources & agents' }).click();
     const agents = page.getByTestId('agents');
     await agents.waitFor();
-    expect(await agents.textContent()).toContain('connected');
-    expect(await page.getByTestId('gateways').textContent()).toContain('active');
+    expect(await agents.locator('tbody tr', { hasText: 'local' }).locator('.badge').textContent()).toBe('connected');
+    expect(await page.getByTestId('gateways').locator('tbody tr', { hasText: 'local' }).locator('.badge').textContent()).toBe('active');
+    expect(await page.getByTestId('resources').locator('tbody tr', { hasText: 'shop' }).locator('.badge').textContent()).toBe('reachable');
     await page.screenshot({ path: join(SHOTS, 'inventory.png'), fullPage: true });
 
     await page.getByRole('navigation').getByRole('link', { name: 'Audit chain' }).click();
