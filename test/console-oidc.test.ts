@@ -2,7 +2,8 @@
 // OpenID provider of the test's own on loopback (discovery, JWKS, an
 // authorization endpoint that signs erin in, a token endpoint that wants
 // the client secret and the PKCE verifier), and the control plane serving
-// the console over TLS with its own certificate: the cookies are Secure.
+// the console over TLS with its own certificate: the cookies are Secure, as
+// they are behind a proxy that ends TLS.
 import { createHash } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
@@ -152,4 +153,25 @@ it('signs a person in with a trusted issuer (discovery, code with PKCE, client s
   expect(me).toMatchObject({ name: 'erin-sub-7', display: 'erin@example.com', issuer: 'corp', groups: ['security'], role: 'viewers' });
   expect((await get(`${cp.consoleUrl}/api/policy`, session.split(';')[0]!)).status).toBe(403);
   expect((await get(`${cp.consoleUrl}/api/sessions`, session.split(';')[0]!)).status).toBe(200);
+});
+
+it('marks cookies Secure behind a proxy that ends TLS (--console-url https://…)', async () => {
+  const behind = mkdtempSync(join(tmpdir(), 'warden-console-proxy-'));
+  const { ensureDevKey } = await import('../control-plane/src/local/dev-issuer.js');
+  const proxied = await startControlPlane({
+    listen: '127.0.0.1:0',
+    dataDir: behind,
+    pollIntervalMs: 0,
+    console: { listen: '127.0.0.1:0', publicUrl: 'https://warden.example.com', devIssuerKey: await ensureDevKey(behind) },
+  });
+  try {
+    expect(proxied.consoleUrl).toMatch(/^http:\/\//);
+    const login = await fetch(`${proxied.consoleUrl}/auth/login?issuer=local-dev`, { redirect: 'manual' });
+    expect(login.status).toBe(303);
+    expect(new URL(login.headers.get('location')!).searchParams.get('redirect_uri')).toBe('https://warden.example.com/auth/callback');
+    expect(login.headers.getSetCookie()[0]).toMatch(/; Secure/);
+  } finally {
+    await proxied.close();
+    rmSync(behind, { recursive: true, force: true });
+  }
 });

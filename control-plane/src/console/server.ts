@@ -92,7 +92,8 @@ export async function startConsole(opts: ConsoleOptions): Promise<ConsoleServer>
     throw new Error(`the console's pages are not built: ${join(assets, 'index.html')} is missing (run \`npm run build\`, or \`npm install\` at the repository's root)`);
   }
   const scheme = opts.tls ? 'https' : 'http';
-  const secure = Boolean(opts.tls);
+  // Behind a proxy that ends TLS, the public address says whether browsers use https.
+  const secure = Boolean(opts.tls) || /^https:/i.test(opts.publicUrl ?? '');
   const signIns = new SignIns();
   const pending = new PendingLogins();
   const api = routes(opts);
@@ -268,6 +269,9 @@ export async function startConsole(opts: ConsoleOptions): Promise<ConsoleServer>
   const shownHost = host.includes(':') ? `[${host}]` : host;
   const url = `${scheme}://${shownHost === '0.0.0.0' ? '127.0.0.1' : shownHost}:${port}`;
   log.info({ url }, 'console listening');
+  if (!secure && !LOOPBACK_HOST.test(shownHost)) {
+    log.warn({ url }, 'the console is served without TLS beyond loopback: sign-in cookies travel in clear; give the control plane --tls-cert and --tls-key, or put it behind a proxy that ends TLS and pass --console-url https://…');
+  }
   return {
     url,
     close: () =>
