@@ -350,6 +350,10 @@ describe('the console API', () => {
       });
       return { status: res.status, body: (await res.json()) as { error?: string; approval?: { state: string; decisions: { approver: string; reason: string }[] } } };
     };
+    // The request's own chain in the trail is no client session: the list leaves it out.
+    const listed = (await (await fetch(`${base}/api/sessions?identity=deployer`, { headers: { cookie: dba.cookie } })).json()) as { sessions: { sessionId: string; gateway: string }[] };
+    expect(listed.sessions.length).toBeGreaterThan(0);
+    expect(listed.sessions.filter((x) => x.sessionId === pending.id || x.gateway === 'control-plane')).toEqual([]);
     // perry holds the console role approvers but is in none of the rule's approver groups: the inbox does not show it, nor may he decide.
     expect((await list(approverOnly)).some((a) => a.id === pending.id)).toBe(false);
     const notHis = await decide(approverOnly, 'approve', '');

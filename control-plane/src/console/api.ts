@@ -9,7 +9,7 @@ import { AuthError, compileAuthConfig, mapIdentity } from '@warden/gateway/auth'
 import type { AuditStore } from '../audit/store.js';
 import { CheckError, checkScript } from '../policy/check.js';
 import type { ConsoleRole } from '../policy/console.js';
-import type { approvalActions, Caller } from '../server/approvals.js';
+import { AUDIT_SOURCE, type approvalActions, type Caller } from '../server/approvals.js';
 import type { SnapshotHub } from '../server/hub.js';
 import type { AgentPresence } from '../server/presence.js';
 import { StatusError } from '../server/status.js';
@@ -159,13 +159,9 @@ export function routes(deps: ApiDeps): Route[] {
             refused++;
           }
         }
-        const sessions = await db.selectFrom('audit_sessions').select((eb) => eb.fn.countAll<string>().as('n')).where('started_at', '>=', since).executeTakeFirst();
-        const live = await db
-          .selectFrom('audit_sessions')
-          .select((eb) => eb.fn.countAll<string>().as('n'))
-          .where('ended_at', 'is', null)
-          .where('sealed_day', 'is', null)
-          .executeTakeFirst();
+        const clientSessions = db.selectFrom('audit_sessions').select((eb) => eb.fn.countAll<string>().as('n')).where('gateway', '!=', AUDIT_SOURCE);
+        const sessions = await clientSessions.where('started_at', '>=', since).executeTakeFirst();
+        const live = await clientSessions.where('ended_at', 'is', null).where('sealed_day', 'is', null).executeTakeFirst();
         const pending = await approvals.list({ admin: true }, 'pending', 1000);
         return {
           since: since.toISOString(),
@@ -186,6 +182,8 @@ export function routes(deps: ApiDeps): Route[] {
           outcome: oneOf(query, 'outcome', ['ok', 'error', 'refused']),
           since: time(query, 'since'),
           until: time(query, 'until'),
+          // Approval requests keep chains of their own in the trail; the approvals page shows them.
+          notGateway: AUDIT_SOURCE,
           limit: limit(query, 100, 1000),
         });
         const live = await liveIds(sessions.filter((s) => !s.endedAt).map((s) => s.sessionId));
