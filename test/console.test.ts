@@ -151,6 +151,13 @@ describe('the console in Chromium', () => {
     const decided = page.locator('[data-testid=decided] article', { hasText: 'deployer' }).first();
     await decided.waitFor();
     expect(await decided.textContent()).toContain('Approved by alice');
+    // The replay of deployer's session says who let the DELETE run, and why.
+    await page.getByRole('navigation').getByRole('link', { name: 'Sessions' }).click();
+    await page.locator('[data-testid=sessions] tbody tr', { hasText: 'deployer' }).filter({ hasText: 'psql' }).filter({ hasNotText: 'live' }).first().getByRole('link').first().click();
+    const heldNote = page.getByTestId('held');
+    await heldNote.waitFor({ timeout: 30_000 });
+    expect(await heldNote.textContent()).toContain('held by rule held-deletes');
+    expect(await heldNote.textContent()).toContain('approved by alice: cleanup agreed in the change ticket');
 
     // Policy: version, history, diff, and the statement check.
     await page.getByRole('navigation').getByRole('link', { name: 'Policy' }).click();

@@ -7,7 +7,9 @@ import { useApi } from '../hooks.js';
 import type { EventView, Session } from '../types.js';
 import { Badge, Failure, Loading } from '../ui.js';
 
-function EventItem({ e, start, current }: { e: EventView; start: number; current: boolean }) {
+type Decided = Record<string, { state: string; rule: string; decisions: { approver: string; approve: boolean; reason: string; at: string }[] }>;
+
+function EventItem({ e, start, current, approvals }: { e: EventView; start: number; current: boolean; approvals: Decided }) {
   const at = offset(Date.parse(e.time) - start);
   if (e.type !== 'statement') {
     return (
@@ -30,8 +32,20 @@ function EventItem({ e, start, current }: { e: EventView; start: number; current
           {e.kind && <span>{e.kind}{e.objects && e.objects.length > 0 ? ` ${e.objects.join(', ')}` : ''}</span>}
           {!refused && e.rows !== undefined && <span>{e.rows} row{e.rows === 1 ? '' : 's'}</span>}
           <span>{duration(e.durationMs)}</span>
-          {e.approvalId && <span>ran under approval {e.approvalId}</span>}
         </div>
+        {e.approvalId && (
+          <div class="held" data-testid="held">
+            held by rule {approvals[e.approvalId]?.rule ?? '?'} (approval {e.approvalId}
+            {approvals[e.approvalId] ? `, ${approvals[e.approvalId]!.state}` : ''})
+            {approvals[e.approvalId]?.decisions.map((d) => (
+              <span>
+                {' '}
+                · {d.approve ? 'approved' : 'denied'} by {d.approver}
+                {d.reason ? `: ${d.reason}` : ''}
+              </span>
+            ))}
+          </div>
+        )}
         {e.error && (
           <div class={refused ? 'why refused' : 'why failed'}>
             {e.error.sqlstate} {e.error.message}
@@ -46,7 +60,7 @@ function EventItem({ e, start, current }: { e: EventView; start: number; current
 export function ReplayPage({ id }: { id: string }) {
   // A live session's new statements come in as they are recorded.
   const [live, setLive] = useState(false);
-  const s = useApi<{ session: Session; events: EventView[] }>(`/api/sessions/${encodeURIComponent(id)}`, live ? 2000 : undefined);
+  const s = useApi<{ session: Session; events: EventView[]; approvals: Decided }>(`/api/sessions/${encodeURIComponent(id)}`, live ? 2000 : undefined);
   useEffect(() => setLive(Boolean(s.data?.session.live)), [s.data?.session.live]);
   const [shown, setShown] = useState<number | undefined>(undefined);
   const [speed, setSpeed] = useState(1);
@@ -125,7 +139,7 @@ export function ReplayPage({ id }: { id: string }) {
       ) : (
         <ol class="timeline" data-testid="timeline">
           {visible.map((e, i) => (
-            <EventItem e={e} start={start} current={playing && i === visible.length - 1} />
+            <EventItem e={e} start={start} current={playing && i === visible.length - 1} approvals={s.data!.approvals} />
           ))}
         </ol>
       )}

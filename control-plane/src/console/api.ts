@@ -198,7 +198,14 @@ export function routes(deps: ApiDeps): Route[] {
         const found = await audit.getSession(params[0]!);
         if (!found) throw new ApiError(404, `no recorded session '${params[0]}'`);
         const live = await liveIds([found.session.sessionId]);
-        return { session: { ...found.session, live: live.has(found.session.sessionId) }, events: viewsOf(found.events) };
+        const events = viewsOf(found.events);
+        // Who let each held statement run (or refused it), beside the statement.
+        const decided: Record<string, { state: string; rule: string; decisions: { approver: string; approve: boolean; reason: string; at: string }[] }> = {};
+        for (const id of new Set(events.flatMap((e) => (e.approvalId ? [e.approvalId] : [])))) {
+          const a = await approvals.get({ admin: true }, id).catch(() => undefined);
+          if (a) decided[id] = { state: a.state, rule: a.rule, decisions: a.decisions.map(({ approver, approve, reason, at }) => ({ approver, approve, reason, at })) };
+        }
+        return { session: { ...found.session, live: live.has(found.session.sessionId) }, events, approvals: decided };
       },
     },
     {
