@@ -156,7 +156,7 @@ describe('a gateway killed between statements', () => {
     const start = async () => {
       if (existsSync(ready)) unlinkSync(ready);
       const args = [WARDEN, 'start', '--data-dir', dataDir, '--ready-file', ready, '--upstream', upstream.url, '--database-url', cpStore.url];
-      args.push('--gateway-port', '0', '--control-plane-port', '0', '--tunnel-port', '0', '--demo-port', '0');
+      args.push('--gateway-port', '0', '--control-plane-port', '0', '--console-port', '0', '--tunnel-port', '0', '--demo-port', '0');
       const child = spawn(process.execPath, args, { stdio: 'ignore' });
       const exited = new Promise((r) => child.once('exit', r));
       const deadline = Date.now() + 60_000;

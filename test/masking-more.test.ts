@@ -527,7 +527,7 @@ describe('local demo as a new user', () => {
     const readyFile = join(dir, 'ready.json');
     const child = spawn(
       process.execPath,
-      [WARDEN, 'start', '--data-dir', dir, '--ready-file', readyFile, '--gateway-port', '0', '--control-plane-port', '0', '--tunnel-port', '0', '--demo-port', '0'],
+      [WARDEN, 'start', '--data-dir', dir, '--ready-file', readyFile, '--gateway-port', '0', '--control-plane-port', '0', '--console-port', '0', '--tunnel-port', '0', '--demo-port', '0'],
       { stdio: ['ignore', 'pipe', 'pipe'] },
     );
     let stdout = '';

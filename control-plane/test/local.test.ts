@@ -213,7 +213,7 @@ function start(dataDir: string, extraArgs: string[] = [], extraEnv: Record<strin
     FAKE_AGENT_CONFIG: join(dataDir, 'agent.json'),
     ...extraEnv,
   });
-  const args = ['start', '--data-dir', dataDir, '--gateway-port', '0', '--control-plane-port', '0', '--tunnel-port', '0', '--demo-port', '0', ...extraArgs];
+  const args = ['start', '--data-dir', dataDir, '--gateway-port', '0', '--control-plane-port', '0', '--console-port', '0', '--tunnel-port', '0', '--demo-port', '0', ...extraArgs];
   const proc = spawn(process.execPath, [WARDEN_BIN, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
@@ -265,6 +265,7 @@ describe('warden start', () => {
       dataDir: dir.path,
       resource: 'shop',
       controlPlane: expect.stringMatching(/^127\.0\.0\.1:\d+$/),
+      console: expect.stringMatching(/^http:\/\/127\.0\.0\.1:\d+$/),
       gateway: { host: '127.0.0.1', port: expect.any(Number), pid: expect.any(Number) },
       tunnel: expect.stringMatching(/^127\.0\.0\.1:\d+$/),
       agent: { pid: expect.any(Number) },
@@ -278,6 +279,9 @@ describe('warden start', () => {
     // The control plane runs in this process: its metrics and health are served from here.
     expect((await fetch(`${info.metrics.controlPlane}/readyz`)).status).toBe(200);
     expect(s.stdout()).toContain(`metrics         control plane ${info.metrics.controlPlane}/metrics`);
+    // The banner names the console, which answers with its pages.
+    expect(s.stdout()).toContain(`web console     ${info.console}`);
+    expect((await fetch(info.console)).status).toBe(200);
     // The banner's command names the real port and resource; stdout is no terminal here, so it carries no token.
     expect(s.stdout()).toContain(`psql "host=127.0.0.1 port=${info.gateway.port} dbname=shop user=demo sslmode=disable"`);
     expect(s.stdout()).not.toMatch(/password=|eyJ/);

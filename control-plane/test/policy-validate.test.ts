@@ -136,7 +136,7 @@ describe('policy validation', () => {
     ]);
     expect(problems('version: 1\nversion: 1\n')).toEqual(['policy.yaml:2:1: YAML: Map keys must be unique']);
     expect(problems('')).toEqual(['policy.yaml:1:1: the policy file is empty; it needs at least version: 1']);
-    expect(problems('- a\n- b\n')).toEqual(['policy.yaml:1:1: the policy file must be a mapping of version, issuers, identities, resources, rules, masks, approvals']);
+    expect(problems('- a\n- b\n')).toEqual(['policy.yaml:1:1: the policy file must be a mapping of version, issuers, identities, resources, rules, masks, approvals, console']);
   });
 
   it('reports every shape mistake at the offending node', () => {
@@ -165,7 +165,7 @@ rules:
 `;
     expect(problems(text)).toEqual([
       'policy.yaml:1:1: version must be 1',
-      'policy.yaml:2:1: colour is not a known field; use version, issuers, identities, resources, rules, masks, approvals',
+      'policy.yaml:2:1: colour is not a known field; use version, issuers, identities, resources, rules, masks, approvals, console',
       'policy.yaml:6:5: issuers[0].audiences must be a list (write [warden])',
       'policy.yaml:7:18: issuers[0].algorithms[0] \'HS256\' is not supported; use one of RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, ES512, EdDSA',
       "policy.yaml:9:5: identities[0].name 'CI' is invalid: use 1-63 lowercase letters, digits, '-' or '_'",
@@ -309,7 +309,7 @@ describe('policy.schema.json', () => {
     expect([keys(defs.maskColumn.properties), defs.maskColumn.required]).toEqual([['column', 'mask', 'keep', 'char', 'text'], ['column', 'mask']]);
     expect([keys(defs.maskDetector.properties), defs.maskDetector.required]).toEqual([['detector', 'pattern', 'mask', 'keep', 'char', 'text'], ['detector', 'mask']]);
     expect(keys(defs.mask.properties.exempt.properties)).toEqual(['identities', 'groups']);
-    expect([keys(SCHEMA.properties), SCHEMA.required, SCHEMA.additionalProperties]).toEqual([['version', 'issuers', 'identities', 'resources', 'rules', 'masks', 'approvals'], ['version'], false]);
+    expect([keys(SCHEMA.properties), SCHEMA.required, SCHEMA.additionalProperties]).toEqual([['version', 'issuers', 'identities', 'resources', 'rules', 'masks', 'approvals', 'console'], ['version'], false]);
   });
 
   it('allows the same values as the store\'s checks of grants made by hand', () => {

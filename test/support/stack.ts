@@ -57,6 +57,8 @@ export interface Stack {
   controlPlane: string;
   /** Each process's metrics address (http://127.0.0.1:PORT): /metrics, /healthz, /readyz. */
   metrics: { controlPlane: string; gateway: string; agent: string };
+  /** The web console's URL. */
+  console: string;
   /** A token from the local development issuer. */
   token(sub?: string, opts?: TokenOptions): Promise<string>;
   /** Runs the `warden` CLI against this stack. */
@@ -80,7 +82,7 @@ export async function startStack(opts: { upstream?: string; resource?: string; a
   const dataDir = mkdtempSync(join(tmpdir(), 'warden-e2e-'));
   const readyFile = join(dataDir, 'ready.json');
   const args = [WARDEN, 'start', '--data-dir', dataDir, '--ready-file', readyFile];
-  args.push('--gateway-port', '0', '--control-plane-port', '0', '--tunnel-port', '0', '--demo-port', '0');
+  args.push('--gateway-port', '0', '--control-plane-port', '0', '--console-port', '0', '--tunnel-port', '0', '--demo-port', '0');
   if (opts.upstream) args.push('--upstream', opts.upstream);
   if (opts.resource) args.push('--resource', opts.resource);
   args.push(...(opts.args ?? []));
@@ -111,6 +113,7 @@ export async function startStack(opts: { upstream?: string; resource?: string; a
     agentPid: ready.agent.pid,
     controlPlane: ready.controlPlane,
     metrics: ready.metrics,
+    console: ready.console,
     async token(sub = 'demo', t: TokenOptions = {}) {
       const now = Math.floor(Date.now() / 1000);
       const jwt = new SignJWT({ ...(t.groups ? { groups: t.groups } : {}), ...t.claims })

@@ -10,6 +10,8 @@ export interface SessionFilter {
   since?: string;
   until?: string;
   outcome?: string;
+  /** Leave out the sessions of this gateway (the control plane's own approval chains). */
+  notGateway?: string;
   limit?: number;
 }
 
@@ -78,6 +80,7 @@ export async function listSessions(ctx: AuditContext, f: SessionFilter): Promise
   let q = ctx.db.selectFrom('audit_sessions').selectAll();
   if (f.identity) q = q.where('identity', '=', f.identity);
   if (f.resource) q = q.where('resource', '=', f.resource);
+  if (f.notGateway) q = q.where('gateway', '!=', f.notGateway);
   if (f.since) q = q.where('started_at', '>=', new Date(f.since));
   if (f.until) q = q.where('started_at', '<', new Date(f.until));
   if (f.outcome === 'refused') q = q.where('refused', '>', 0);

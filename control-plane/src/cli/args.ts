@@ -63,6 +63,9 @@ export const OPTIONS = {
   'gateway-port': option('PORT', 'port of the Postgres endpoint (default 15432; 0 picks a free port)'),
   'control-plane-port': option('PORT', 'port of the control plane (default 7070; 0 picks a free port)'),
   'tunnel-port': option('PORT', 'port the agent dials (default 7443; 0 picks a free port)'),
+  'console-port': option('PORT', 'port of the web console (default 7080; 0 picks a free port)'),
+  'console-listen': option('H:P', 'serve the web console here (TLS with --tls-cert); none without', { env: 'WARDEN_CONSOLE_LISTEN' }),
+  'console-url': option('URL', 'the URL people reach the console at, when a proxy is in front (default: from the request)', { env: 'WARDEN_CONSOLE_URL' }),
   'demo-port': option('PORT', 'port of the demo database (default 15433; 0 picks a free port)'),
   'ready-file': option('PATH', 'write the addresses here as JSON once everything runs'),
   // No environment variable: warden start keeps the caller's gateway settings from its own gateway.

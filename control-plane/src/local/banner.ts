@@ -10,6 +10,8 @@ export interface BannerInfo {
   dataDir: string;
   storage: { kind: 'postgres' | 'pglite'; location: string };
   controlPlane: string;
+  /** The web console's URL. */
+  console?: string;
   gateway: { host: string; port: number; pid: number };
   tunnel: string;
   agent: { pid: number };
@@ -70,6 +72,7 @@ export function banner(b: BannerInfo): string {
     `Warden is running in local mode (data in ${shortPath(b.dataDir)}).`,
     '',
     `  control plane   ${b.controlPlane}  (config in ${b.storage.kind === 'pglite' ? `PGlite at ${shortPath(b.storage.location)}` : `Postgres ${b.storage.location}`})`,
+    ...(b.console ? [`  web console     ${b.console}  (sign in with any name; groups viewers, approvers or admins)`] : []),
     `  gateway         ${b.gateway.host}:${b.gateway.port}  (pid ${b.gateway.pid}; agent tunnel ${b.tunnel})`,
     `  agent           'local' (pid ${b.agent.pid}), serving resource '${b.resource}'`,
     `  ${b.demo ? 'demo database ' : 'upstream      '}  ${database}`,

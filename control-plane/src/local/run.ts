@@ -30,6 +30,8 @@ export interface LocalOptions {
   resource: string;
   gatewayPort: number;
   controlPlanePort: number;
+  /** The web console's port (0: a free one). */
+  consolePort: number;
   tunnelPort: number;
   demoPort: number;
   readyFile?: string;
@@ -55,6 +57,8 @@ export interface ReadyInfo {
   dataDir: string;
   resource: string;
   controlPlane: string;
+  /** The web console's URL. */
+  console: string;
   gateway: { host: string; port: number; pid: number };
   tunnel: string;
   agent: { pid: number };
@@ -159,6 +163,7 @@ export async function runLocal(opts: LocalOptions): Promise<number> {
     const key = await ensureDevKey(dataDir);
     const [gatewayPort, tunnelPort] = await childPorts(opts.gatewayPort, opts.tunnelPort);
     if (opts.controlPlanePort !== 0) await resolvePort(HOST, opts.controlPlanePort, '--control-plane-port');
+    if (opts.consolePort !== 0) await resolvePort(HOST, opts.consolePort, '--console-port');
     if (!upstream && opts.demoPort !== 0) await resolvePort(HOST, opts.demoPort, '--demo-port');
 
     // Fresh embedded databases are made by a short-lived child (pglite-init.ts).
@@ -184,6 +189,8 @@ export async function runLocal(opts: LocalOptions): Promise<number> {
       natsUrl: opts.natsUrl,
       approvalWebhooks: opts.approvalWebhooks,
       approvalWebhookFormat: opts.approvalWebhookFormat,
+      // People sign in through the development issuer's page (console/dev-sign-in.ts).
+      console: { listen: `${HOST}:${opts.consolePort}`, devIssuerKey: key },
     });
     cleanup.push(() => cp.close());
     cpUp = true;
@@ -287,6 +294,7 @@ export async function runLocal(opts: LocalOptions): Promise<number> {
       dataDir,
       resource: opts.resource,
       controlPlane: cp.address,
+      console: cp.consoleUrl!,
       gateway: { host: HOST, port: gatewayPort, pid: gateway.pid },
       tunnel,
       agent: { pid: agent.pid },

@@ -241,6 +241,67 @@ function name(kind: string, value: string): string {
 /** "dba" or "dba or sre". */
 const orList = (xs: string[]) => (xs.length <= 1 ? xs.join('') : `${xs.slice(0, -1).join(', ')} or ${xs[xs.length - 1]}`);
 
+/**
+ * What approvers may do, for a caller already identified: by the RPCs below
+ * (a person's bearer token) and by the web console (a signed-in person).
+ */
+export function approvalActions(deps: Pick<ApprovalDeps, 'store' | 'watcher' | 'audit' | 'log' | 'now'>) {
+  const { store, log } = deps;
+  const now = deps.now ?? (() => new Date());
+  return {
+    async list(who: Caller, stateFilter: string, limitWanted: number): Promise<ApprovalRequest[]> {
+      const state = stateFilter || 'pending';
+      if (state !== 'all' && !(APPROVAL_STATES as readonly string[]).includes(state)) {
+        throw invalid(`state must be one of ${[...APPROVAL_STATES, 'all'].join(', ')}`);
+      }
+      const limit = Math.min(limitWanted || DEFAULT_LIST, MAX_LIST);
+      return store.list({ state: state === 'all' ? undefined : state, limit, approvers: who.admin ? undefined : who.groups });
+    },
+
+    async get(who: Caller, id: string): Promise<ApprovalRequest> {
+      const a = await store.get(id);
+      // One answer for "none" and "not yours", so ids cannot be probed.
+      if (!a || !visible(who, a)) throw new StatusError(status.NOT_FOUND, `no approval request '${id}' that you may see`);
+      return a;
+    },
+
+    async decide(who: Caller, id: string, approve: boolean, reasonText: string): Promise<ApprovalRequest> {
+      if (who.admin) throw denied('the admin token cannot decide approvals');
+      const reason = text(reasonText, 'a reason', MAX_REASON, !approve);
+      if (!approve && reason.trim() === '') throw invalid('a denial needs a reason');
+      const { stored, expiredNow } = await store
+        .decide(id, { approver: who.person, groups: [], approve, reason, at: now().toISOString() }, now(), (a) => {
+          const groups = a.approvers.filter((g) => who.groups.includes(g));
+          const verb = approve ? 'approve' : 'deny';
+          if (groups.length === 0) {
+            throw denied(`${who.person} may not ${verb} ${a.id}: they are not in an approver group (${a.approvers.join(', ')}) of rule ${a.rule}`);
+          }
+          // A requester never decides its own statement, even when it is also an approver.
+          if (who.person === a.identity || who.identity === a.identity) {
+            throw denied(`${who.person} may not ${verb} ${a.id}: it is their own request (identity ${a.identity})`);
+          }
+          return { groups };
+        })
+        .catch((err) => {
+          if (!(err instanceof DecisionRefused)) throw err;
+          if (err.kind === 'not_found') throw new StatusError(status.NOT_FOUND, err.message);
+          if (err.kind === 'already_decided') throw denied(`${who.person} has already decided on ${id}; each approver decides once`);
+          const a = err.approval!;
+          const by = a.decisions.filter((d) => d.approve === (a.state === 'approved')).map((d) => d.approver);
+          throw new StatusError(status.FAILED_PRECONDITION, `approval request ${a.id} is ${a.state}${by.length && (a.state === 'approved' || a.state === 'denied') ? ` (by ${by.join(', ')})` : ''}, not pending`);
+        });
+      recordChange(deps, stored);
+      deps.watcher.publish(stored);
+      if (expiredNow) throw new StatusError(status.FAILED_PRECONDITION, `approval request ${id} expired at ${stored.approval.expiresAt}`);
+      log.info({ approval: id, approver: who.person, approve, state: stored.approval.state }, 'approval decided');
+      return stored.approval;
+    },
+  };
+}
+
+/** The approvers' view of one request, or why they may not see it. */
+const visible = (who: Caller, a: ApprovalRequest) => who.admin || a.approvers.some((g) => who.groups.includes(g)) || who.person === a.identity || who.identity === a.identity;
+
 export function approvalMethods(deps: ApprovalDeps): ApprovalMethods {
   const { store, hub, auth, approvers, watcher, log } = deps;
   const now = deps.now ?? (() => new Date());
@@ -264,8 +325,7 @@ export function approvalMethods(deps: ApprovalDeps): ApprovalMethods {
       );
     };
 
-  /** The approvers' view of one request, or why they may not see it. */
-  const visible = (who: Caller, a: ApprovalRequest) => who.admin || a.approvers.some((g) => who.groups.includes(g)) || who.person === a.identity || who.identity === a.identity;
+  const actions = approvalActions(deps);
 
   return {
     requestApproval: handle('RequestApproval', async (r, md) => {
@@ -344,56 +404,11 @@ export function approvalMethods(deps: ApprovalDeps): ApprovalMethods {
       );
     },
 
-    listApprovals: handle('ListApprovals', async (r, md) => {
-      const who = await approvers.caller(md, true);
-      const state = r.state || 'pending';
-      if (state !== 'all' && !(APPROVAL_STATES as readonly string[]).includes(state)) {
-        throw invalid(`state must be one of ${[...APPROVAL_STATES, 'all'].join(', ')}`);
-      }
-      const limit = Math.min(r.limit || DEFAULT_LIST, MAX_LIST);
-      const list = await store.list({ state: state === 'all' ? undefined : state, limit, approvers: who.admin ? undefined : who.groups });
-      return { approvals: list };
-    }),
+    listApprovals: handle('ListApprovals', async (r, md) => ({ approvals: await actions.list(await approvers.caller(md, true), r.state, r.limit) })),
 
-    getApproval: handle('GetApproval', async (r, md) => {
-      const who = await approvers.caller(md, true);
-      const a = await store.get(r.id);
-      // One answer for "none" and "not yours", so ids cannot be probed.
-      if (!a || !visible(who, a)) throw new StatusError(status.NOT_FOUND, `no approval request '${r.id}' that you may see`);
-      return a;
-    }),
+    getApproval: handle('GetApproval', async (r, md) => actions.get(await approvers.caller(md, true), r.id)),
 
-    decideApproval: handle('DecideApproval', async (r, md) => {
-      const who = await approvers.caller(md, false);
-      if (who.admin) throw denied('the admin token cannot decide approvals');
-      const reason = text(r.reason, 'a reason', MAX_REASON, !r.approve);
-      if (!r.approve && reason.trim() === '') throw invalid('a denial needs a reason');
-      const { stored, expiredNow } = await store
-        .decide(r.id, { approver: who.person, groups: [], approve: r.approve, reason, at: now().toISOString() }, now(), (a) => {
-          const groups = a.approvers.filter((g) => who.groups.includes(g));
-          const verb = r.approve ? 'approve' : 'deny';
-          if (groups.length === 0) {
-            throw denied(`${who.person} may not ${verb} ${a.id}: they are not in an approver group (${a.approvers.join(', ')}) of rule ${a.rule}`);
-          }
-          // A requester never decides its own statement, even when it is also an approver.
-          if (who.person === a.identity || who.identity === a.identity) {
-            throw denied(`${who.person} may not ${verb} ${a.id}: it is their own request (identity ${a.identity})`);
-          }
-          return { groups };
-        })
-        .catch((err) => {
-          if (!(err instanceof DecisionRefused)) throw err;
-          if (err.kind === 'not_found') throw new StatusError(status.NOT_FOUND, err.message);
-          if (err.kind === 'already_decided') throw denied(`${who.person} has already decided on ${r.id}; each approver decides once`);
-          const a = err.approval!;
-          const by = a.decisions.filter((d) => d.approve === (a.state === 'approved')).map((d) => d.approver);
-          throw new StatusError(status.FAILED_PRECONDITION, `approval request ${a.id} is ${a.state}${by.length && (a.state === 'approved' || a.state === 'denied') ? ` (by ${by.join(', ')})` : ''}, not pending`);
-        });
-      changed(stored);
-      if (expiredNow) throw new StatusError(status.FAILED_PRECONDITION, `approval request ${r.id} expired at ${stored.approval.expiresAt}`);
-      log.info({ approval: r.id, approver: who.person, approve: r.approve, state: stored.approval.state }, 'approval decided');
-      return stored.approval;
-    }),
+    decideApproval: handle('DecideApproval', async (r, md) => actions.decide(await approvers.caller(md, false), r.id, r.approve, r.reason)),
   };
 }
 

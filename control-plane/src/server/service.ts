@@ -11,6 +11,7 @@ import type { Logger } from 'pino';
 import type { Repository } from '../storage/repository.js';
 import type { Authenticator } from './auth.js';
 import type { SnapshotHub } from './hub.js';
+import type { AgentPresence } from './presence.js';
 import { hashEquals, newToken, sha256Hex } from './secrets.js';
 import { toStatus } from './status.js';
 
@@ -43,6 +44,8 @@ export interface ServiceDeps {
   hub: SnapshotHub;
   auth: Authenticator;
   log: Logger;
+  /** Told when an agent's stream opens and ends (the console shows it). */
+  presence?: AgentPresence;
 }
 
 /** One open watch stream; `end` is idempotent. */
@@ -199,6 +202,7 @@ export class ControlPlaneService {
     if (call.cancelled) return;
     const fields = { agent: name, peer: call.getPeer() };
     log.info(fields, 'agent connected');
+    this.deps.presence?.connected(name);
 
     let sent = -1;
     const onSnapshot = (snapshot: Snapshot) => {
@@ -217,6 +221,7 @@ export class ControlPlaneService {
     const unsubscribe = hub.subscribe(onSnapshot);
     const stream = this.open(call, (byClient) => {
       unsubscribe();
+      this.deps.presence?.disconnected(name);
       if (byClient) log.info(fields, 'agent disconnected');
     });
     try {

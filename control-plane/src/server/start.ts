@@ -18,7 +18,9 @@ import { AuditStore, startMaintenance, type AuditStoreOptions } from '../audit/s
 import { auditMethods } from './audit-service.js';
 import { ApprovalWebhooks, type WebhookFormat } from '../approvals/webhook.js';
 import { ApprovalStore } from '../storage/approvals.js';
-import { ApprovalWatcher, ApproverAuth, approvalMethods, recordChange } from './approvals.js';
+import { ApprovalWatcher, ApproverAuth, approvalActions, approvalMethods, recordChange } from './approvals.js';
+import { AgentPresence } from './presence.js';
+import { startConsole, type ConsoleOptions, type ConsoleServer } from '../console/server.js';
 
 export const DEFAULT_LISTEN = '127.0.0.1:7070';
 
@@ -53,6 +55,8 @@ export interface ControlPlaneOptions {
   approvalPollMs?: number;
   /** Where the control plane's metrics are registered; none are kept without it. */
   metrics?: Registry;
+  /** The web console on a port of its own (TLS with `tls`); none without. */
+  console?: Pick<ConsoleOptions, 'listen' | 'devIssuerKey' | 'assetsDir' | 'publicUrl' | 'env'>;
 }
 
 export interface ControlPlane {
@@ -65,6 +69,8 @@ export interface ControlPlane {
   readonly repo: Repository;
   readonly audit: AuditStore;
   readonly approvals: ApprovalStore;
+  /** The console's URL, when it runs. */
+  readonly consoleUrl?: string;
   close(): Promise<void>;
 }
 
@@ -94,11 +100,13 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
   const storage = opts.storage ?? (await openStorage({ databaseUrl: opts.databaseUrl, dataDir }));
   const hub = new SnapshotHub(storage.repo, log, opts.pollIntervalMs ?? 5000);
   const auth = new Authenticator(adminToken, gatewayToken);
+  const presence = new AgentPresence();
   const service = new ControlPlaneService({
     repo: storage.repo,
     hub,
     auth,
     log,
+    presence,
   });
   const server = new Server(keepaliveOptions);
   const audit = new AuditStore(storage.db, {
@@ -149,12 +157,35 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
     if (ownsStorage) await storage.close();
     throw new Error(`cannot listen on ${opts.listen ?? DEFAULT_LISTEN}: ${(err as Error).message}`);
   }
+  let consoleServer: ConsoleServer | undefined;
+  if (opts.console) {
+    try {
+      consoleServer = await startConsole({
+        ...opts.console,
+        tls: opts.tls,
+        repo: storage.repo,
+        hub,
+        audit,
+        approvals: approvalActions({ store: approvals, watcher, audit, log: approvalLog }),
+        presence,
+        log: log.child({ component: 'console' }),
+      });
+    } catch (err) {
+      server.forceShutdown();
+      hub.close();
+      await watcher.close();
+      await stopMaintenance();
+      if (ownsStorage) await storage.close();
+      throw err;
+    }
+  }
   const address = `${host}:${port}`;
   log.info({ address, storage: storage.kind, location: storage.location, tls: Boolean(opts.tls) }, 'control plane listening');
 
   let closing: Promise<void> | undefined;
   consumer?.start();
   const close = async () => {
+    await consoleServer?.close();
     hub.close();
     await watcher.close();
     await webhooks.close();
@@ -184,6 +215,7 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
     repo: storage.repo,
     audit,
     approvals,
+    consoleUrl: consoleServer?.url,
     close: () => (closing ??= close()),
   };
 }

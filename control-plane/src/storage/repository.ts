@@ -5,6 +5,7 @@ import { randomBytes } from 'node:crypto';
 import { sql, type Kysely, type Selectable, type Transaction } from 'kysely';
 import type { Agent, ApprovalRule, Gateway, Grant, Identity, Issuer, Mask, PolicyVersion, Resource, Snapshot } from '@warden/proto';
 import { DEV_ISSUER_NAME } from '../local/dev-issuer.js';
+import { diffConsoleSettings } from '../policy/console.js';
 import { diffStates, grantsOfRule, stateFromPolicy, stateFromStore, summarize } from '../policy/state.js';
 import { PolicyInvalidError, validatePolicy } from '../policy/validate.js';
 import { ConfigError, alreadyExists, inUse, invalid, notFound } from './errors.js';
@@ -509,8 +510,9 @@ export class Repository {
         if (!checked.ok) throw new PolicyInvalidError(checked.problems);
         const policy = checked.policy;
         const kept = managed.filter((n) => !policy.issuers.some((i) => i.name === n));
-        const lines = diffStates(stateFromStore(current, kept), stateFromPolicy(policy));
         const inForce = await this.policyVersion(trx);
+        // The console's settings live only in the file: compare with the file in force.
+        const lines = [...diffStates(stateFromStore(current, kept), stateFromPolicy(policy)), ...diffConsoleSettings(await this.policyYaml(inForce, trx), input.yaml)];
         // Re-applying the file in force is not a new version; the first apply always is.
         if (input.dryRun || (lines.length === 0 && inForce > 0)) return { version: inForce, lines, applied: false };
 
@@ -561,6 +563,13 @@ export class Repository {
     }
     if (outcome.applied) for (const listener of this.listeners) listener();
     return outcome;
+  }
+
+  /** The file of policy version `version` as applied; '' when there is none. */
+  async policyYaml(version: number, db: Db = this.db): Promise<string> {
+    if (version <= 0) return '';
+    const row = await db.selectFrom('policy_versions').select('yaml').where('version', '=', version).executeTakeFirst();
+    return row?.yaml ?? '';
   }
 
   /**

@@ -5,6 +5,7 @@ import { status } from '@grpc/grpc-js';
 import type { ApprovalRule, Grant, Identity, Mask, Resource } from '@warden/proto';
 import { DEV_ISSUER_NAME } from '../../local/dev-issuer.js';
 import { formatProblem, parseProblem, type PolicyProblem } from '../../policy/model.js';
+import { CheckError, checkScript, type CheckLine, type CheckResult } from '../../policy/check.js';
 import { grantsOfRule } from '../../policy/state.js';
 import { validatePolicy } from '../../policy/validate.js';
 import { CliError } from '../errors.js';
@@ -57,28 +58,6 @@ function safeUser(): string {
   } catch {
     return '';
   }
-}
-
-/** "public.orders, customers" */
-const objectsOf = (objects: readonly { type: string; schema?: string; name: string }[]) =>
-  objects.filter((o) => o.type !== 'function').map((o) => (o.schema ? `${o.schema}.${o.name}` : o.name));
-
-interface CheckLine {
-  statement: string;
-  kind?: string;
-  access?: string;
-  objects: string[];
-  decision: 'allowed' | 'refused';
-  rule?: string;
-  ruleAccess?: string;
-  sqlstate?: string;
-  message: string;
-  /** Output columns whose values would be masked, by position (1-based). */
-  masked?: Array<{ position: number; column: string; mask: string; rule: string }>;
-  /** Tables whose masked columns `*` returns, which cannot be listed without the database. */
-  maskingUnknown?: string[];
-  /** The approval the statement would wait for; with `estimate`, only if Postgres estimates more rows. */
-  held?: { rule: string; why: string; approvers: string[]; quorum: number; mode: string; estimate?: { rowsOver: number } };
 }
 
 export const policyCommands: Command[] = [
@@ -195,102 +174,24 @@ export const policyCommands: Command[] = [
         ({ identities, resources, grants, masks, approvalRules: approvals } = snap);
         source = snap.policyVersion ? `policy version ${snap.policyVersion}` : `configuration version ${snap.version}`;
       }
-      const identity = identities.find((i) => i.name === as);
-      if (!identity) {
-        const known = identities.map((i) => i.name).join(', ') || 'none';
-        throw new CliError(`identity '${as}' is not defined in ${source} (identities: ${known})`);
-      }
-      if (!resources.some((r) => r.name === resourceName)) {
-        const known = resources.map((r) => r.name).join(', ') || 'none';
-        throw new CliError(`resource '${resourceName}' is not defined in ${source} (resources: ${known})`);
-      }
-      const groups = [...new Set([...identity.groups, ...ctx.many('group')])];
-
-      // The gateway's own decision code (loads Postgres' parser), on one
-      // session: what a statement changes (search_path, a transaction, a
-      // prepared statement) counts for the ones after it.
-      const { ClassificationCache, StatementGate, classify, rulesFor } = await import('@warden/gateway/policy');
-      const { ColumnMasks, masksFor } = await import('@warden/gateway/masking');
-      const { ApprovalMatcher, approvalRulesFor } = await import('@warden/gateway/approvals');
-      const rules = rulesFor(grants, resourceName, identity.name, groups);
-      // Without the database, masking is judged from the statement's text and the masks' column names alone.
-      const maskSet = masksFor(masks, new Uint8Array(32), resourceName, identity.name, groups);
-      const columnMasks = maskSet ? new ColumnMasks(maskSet, () => undefined) : undefined;
-      const matcher = new ApprovalMatcher(approvalRulesFor(approvals, resourceName, identity.name, groups));
-      const gate = new StatementGate(
-        { identity: identity.name, resource: resourceName, rules, assumeNoUserSchema: true, masks: columnMasks, approvals: matcher },
-        new ClassificationCache(),
-      );
-      const accessOf = (rule?: string) => rules.find((r) => r.name === rule)?.access;
+      const groupsWanted = ctx.many('group');
       const parameters: Record<string, string> = {};
       for (const kv of ctx.many('set')) {
         const eq = kv.indexOf('=');
         if (eq <= 0) throw new CliError(`--set takes NAME=VALUE, as a client's startup parameter (got '${kv}')`);
         parameters[kv.slice(0, eq)] = kv.slice(eq + 1);
       }
-      const refusedAtStart = gate.startup(parameters);
-      if (refusedAtStart) throw new CliError(`the connection would be refused: ${refusedAtStart.message}`);
-
-      const whole = classify(sql);
-      const lines: CheckLine[] = [];
-      if (!whole.ok) {
-        const d = gate.check(sql);
-        lines.push(
-          d.refusal
-            ? { statement: sql, objects: [], decision: 'refused', rule: d.refusal.rule, sqlstate: d.refusal.sqlstate, message: d.refusal.message }
-            : { statement: sql, objects: [], decision: 'allowed', rule: d.rule, ruleAccess: accessOf(d.rule), message: `statement Warden cannot parse (${whole.error})` },
-        );
-      } else {
-        if (whole.statements.length === 0) throw new CliError('there is no statement to check (only whitespace or comments)');
-        // The script as one query string, as the gateway decides it; after a
-        // refusal (which the server would answer with an error, undoing the
-        // string's implicit transaction), the rest as the next query string.
-        let from = 0;
-        while (from < whole.statements.length) {
-          const rest = whole.statements.slice(from);
-          const d = gate.check(rest.map((s) => s.text).join(';\n'));
-          gate.assumeRan(d);
-          const upTo = d.refusal ? d.refusal.index : rest.length - 1;
-          for (let i = 0; i <= upTo; i++) {
-            const s = rest[i]!;
-            const objects = objectsOf(s.objects);
-            const base = { statement: s.text, kind: s.kind, access: s.access, objects };
-            if (d.refusal && i === d.refusal.index) {
-              lines.push({ ...base, decision: 'refused', rule: d.refusal.rule, sqlstate: d.refusal.sqlstate, message: d.refusal.message });
-            } else {
-              const on = objects.length ? ` on ${objects.join(', ')}` : '';
-              const plan = d.masks?.[i];
-              const masked = plan?.columns.flatMap((c, p) => (c ? [{ position: p + 1, column: c.column, mask: maskName(c.mask), rule: c.rule }] : []));
-              const hold = d.holds?.[i];
-              lines.push({
-                ...base,
-                decision: 'allowed',
-                rule: d.rule,
-                ruleAccess: accessOf(d.rule),
-                message: `${s.kind} (${s.access})${on}`,
-                ...(masked?.length ? { masked } : {}),
-                ...(plan?.unknown ? { maskingUnknown: plan.unknown } : {}),
-                ...(hold
-                  ? {
-                      held: {
-                        rule: hold.rule.name,
-                        why: hold.why,
-                        approvers: hold.rule.approvers,
-                        quorum: Math.max(1, hold.rule.quorum),
-                        mode: hold.rule.mode || 'wait',
-                        ...(hold.estimate ? { estimate: hold.estimate } : {}),
-                      },
-                    }
-                  : {}),
-              });
-            }
-          }
-          from += upTo + 1;
-        }
+      let checked: CheckResult;
+      try {
+        checked = await checkScript({ identities, resources, grants, masks, approvals, source }, { as, resource: resourceName, groups: groupsWanted, parameters, sql });
+      } catch (err) {
+        if (err instanceof CheckError) throw new CliError(err.message);
+        throw err;
       }
+      const { identity, groups, statements: lines } = checked;
       const firstRefused = lines.findIndex((l) => l.decision === 'refused');
       if (ctx.json) {
-        return ctx.print(json({ identity: identity.name, resource: resourceName, groups, source, statements: lines }));
+        return ctx.print(json({ identity, resource: resourceName, groups, source, statements: lines }));
       }
       for (const l of lines) {
         ctx.print(l.decision === 'refused' ? `refused: ${l.message}` : `allowed: ${l.message} — rule ${l.rule} (${l.ruleAccess})`);
@@ -306,11 +207,6 @@ export const policyCommands: Command[] = [
     },
   },
 ];
-
-/** "partial (keep 4)", "email", "redact" */
-function maskName(m: { fn: string; keep?: number }): string {
-  return m.fn === 'partial' ? `partial (keep ${m.keep})` : m.fn;
-}
 
 /**
  * "held: needs approval (rule R: WHY) by 1 of groups dba, ops; mode wait"; a

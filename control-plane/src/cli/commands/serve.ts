@@ -10,7 +10,7 @@ export const serveCommand: Command = {
   summary: 'serve the control plane until SIGINT or SIGTERM',
   usage:
     '[--listen H:P] [--data-dir D] [--database-url URL] [--tls-cert F --tls-key F] [--nats URL [--audit-stream-replicas N]] [--approval-webhook URL ...]\n' +
-    '                    [--metrics-listen H:P] [--log-level LEVEL] [--log-format json|pretty] [--config-file FILE]',
+    '                    [--console-listen H:P [--console-url URL]] [--metrics-listen H:P] [--log-level LEVEL] [--log-format json|pretty] [--config-file FILE]',
   details:
     'The admin and gateway tokens come from WARDEN_ADMIN_TOKEN and WARDEN_GATEWAY_TOKEN, or from the files\n' +
     'admin-token and gateway-token in the data directory (made on the first start).',
@@ -27,6 +27,8 @@ export const serveCommand: Command = {
     'metrics-listen',
     'log-level',
     ['log-format', 'log lines as json or pretty (readable) (default json)'],
+    'console-listen',
+    'console-url',
   ],
   configFile: true,
   async run(ctx) {
@@ -71,6 +73,7 @@ export const serveCommand: Command = {
       auditStreamReplicas,
       approvalWebhooks: webhooks,
       approvalWebhookFormat: (ctx.opt('approval-webhook-format') as WebhookFormat | undefined) || undefined,
+      console: ctx.opt('console-listen') ? { listen: ctx.opt('console-listen')!, publicUrl: ctx.opt('console-url') || undefined } : undefined,
       metrics: registry,
     }).catch(async (err: unknown) => {
       await metrics.close();

@@ -11,7 +11,7 @@ export const startCommand: Command = {
   summary: 'local mode: control plane, gateway, agent and a demo database on this machine',
   usage:
     '[--data-dir .warden] [--upstream URL] [--resource shop] [--gateway-port 15432]\n' +
-    '                    [--control-plane-port 7070] [--tunnel-port 7443] [--demo-port 15433] [--ready-file PATH] [--nats URL]\n' +
+    '                    [--control-plane-port 7070] [--console-port 7080] [--tunnel-port 7443] [--demo-port 15433] [--ready-file PATH] [--nats URL]\n' +
     '                    [--role LEVEL=ROLE ...] [--rule-role RULE=ROLE ...] [--record-parameters full|redacted|none]\n' +
     '                    [--log-level LEVEL] [--log-format pretty|json]',
   options: [
@@ -20,6 +20,7 @@ export const startCommand: Command = {
     ['resource', 'the name clients connect to as dbname (default shop)'],
     'gateway-port',
     'control-plane-port',
+    'console-port',
     'tunnel-port',
     'demo-port',
     'ready-file',
@@ -53,6 +54,7 @@ export const startCommand: Command = {
       resource: ctx.opt('resource') ?? 'shop',
       gatewayPort: port(ctx.opt('gateway-port'), 15432, 'gateway-port'),
       controlPlanePort: port(ctx.opt('control-plane-port'), 7070, 'control-plane-port'),
+      consolePort: port(ctx.opt('console-port'), 7080, 'console-port'),
       tunnelPort: port(ctx.opt('tunnel-port'), 7443, 'tunnel-port'),
       demoPort: port(ctx.opt('demo-port'), 15433, 'demo-port'),
       readyFile: ctx.opt('ready-file'),
