@@ -3,11 +3,13 @@
 // installs it). A person signs in through the development issuer's page,
 // finds the session psql made, replays it, approves a statement that holds
 // psql and sees psql finish, checks a statement, and a viewer is refused the
-// policy page. The pages are photographed into docs/console/ for the README.
+// policy page. The pages are photographed, into docs/console/ for the README
+// when WARDEN_UPDATE_SCREENSHOTS is set, else into a temporary directory.
 // Then the API with plain fetch: cookie flags, CSRF, roles per group, and the
 // admin token refused.
 import { spawn } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { get as httpGet } from 'node:http';
 import { join } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
@@ -15,7 +17,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ROOT, startStack, type Stack } from './support/stack.js';
 
 const POLICY = join(ROOT, 'test/fixtures/console-policy.yaml');
-const SHOTS = join(ROOT, 'docs/console');
+const SHOTS = process.env.WARDEN_UPDATE_SCREENSHOTS ? join(ROOT, 'docs/console') : mkdtempSync(join(tmpdir(), 'warden-console-shots-'));
 const CHROMIUM = process.env.WARDEN_TEST_CHROMIUM ?? '/usr/bin/chromium';
 
 let stack: Stack;
