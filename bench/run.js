@@ -9,7 +9,7 @@ import path from 'node:path';
 import { EMBEDDED_VARIANT, parseArgs, USAGE } from './lib/cli.js';
 import { createBenchDatabase, createScratchDatabase, serverInfo } from './lib/db.js';
 import { descriptorsNeeded, openFilesLimit, sessionsAllowed } from './lib/limits.js';
-import { natsServerBin } from './lib/nats.js';
+import { NATS_INSTALL_HINT, natsServerBin } from './lib/nats.js';
 import { startOwnPostgres } from './lib/own-postgres.js';
 import { createMaskingTable, measureMasking, MASK_TABLE } from './lib/masking.js';
 import { measureStartMemory } from './lib/memory.js';
@@ -19,6 +19,7 @@ import { percentile, runPgbench } from './lib/pgbench.js';
 import { PGBOUNCER_INSTALL_HINT, PGBOUNCER_POOL_MODE, startPgbouncer } from './lib/pgbouncer.js';
 import { cpuSnapshot } from './lib/procstat.js';
 import { computeTargets, formatReport } from './lib/report.js';
+import { measureSoak } from './lib/soak.js';
 import { idleSessionMemory, sessionSetupRate } from './lib/sessions.js';
 import { streamCopy } from './lib/stream.js';
 import { cleanupAll, killRunning, tempDir, which } from './lib/util.js';
@@ -39,6 +40,8 @@ const CONNECTION_MARGIN = 10;
 // The bench's own cluster: room beyond the sessions for the control plane's
 // pool, the warm-up sessions and the bench's own queries.
 const OWN_CONNECTION_MARGIN = 50;
+/** The soak reads the processes' VmRSS this often. */
+const SOAK_SAMPLE_SECONDS = 5;
 
 const log = (/** @type {string} */ msg) => process.stderr.write(`[bench] ${msg}\n`);
 
@@ -90,7 +93,7 @@ async function main() {
     process.stdout.write(USAGE);
     return;
   }
-  // --only memory / --only ingest run neither pgbench nor psql.
+  // --only memory / ingest / soak run neither pgbench nor psql.
   const pathsRun = opts.only === null || opts.only === 'masking';
   if (pathsRun) {
     for (const tool of ['pgbench', 'psql']) {
@@ -125,6 +128,7 @@ async function main() {
     masking: null,
     memory: null,
     ingest: null,
+    soak: null,
     targets: [],
   };
 
@@ -174,6 +178,18 @@ async function main() {
         results.ingest.rows.push({ store, error: msg });
       }
     }
+  }
+  // The soak runs only on its own (--only soak): it takes ten minutes. A
+  // soak that cannot open its sessions fails the bench.
+  if (opts.only === 'soak') {
+    if (missing) throw new Error(`soak: ${missing}`);
+    const natsBin = opts.nats ? null : await natsServerBin();
+    if (!opts.nats && !natsBin) throw new Error(`soak: no nats-server for the audit events; ${NATS_INSTALL_HINT}`);
+    results.soak = await measureSoak({
+      sessions: opts.soakSessions, minutes: opts.soakMinutes, periodSeconds: opts.soakInterval, sampleSeconds: SOAK_SAMPLE_SECONDS,
+      server: SERVER, nats: opts.nats ? { url: opts.nats } : { bin: /** @type {string} */ (natsBin) },
+      log, stopIfInterrupted,
+    });
   }
   if (!pathsRun) {
     await finish(results, opts);

@@ -4,7 +4,7 @@ import { splitArgs } from './util.js';
 /** Name of the row with local mode's embedded defaults ("warden+embedded"). */
 export const EMBEDDED_VARIANT = 'embedded';
 /** Steps that `--only` runs alone. */
-const ONLY_STEPS = ['masking', 'memory', 'ingest'];
+const ONLY_STEPS = ['masking', 'memory', 'ingest', 'soak'];
 
 export const USAGE = `Usage: npm run bench -- [options]
        node bench/run.js [options]
@@ -37,6 +37,13 @@ export const USAGE = `Usage: npm run bench -- [options]
                          no session, pgbench or streaming runs), memory
                          (\`warden start\` with the demo database) or ingest
                          (audit events into the embedded store and Postgres)
+                         or soak (sessions held open with statements flowing
+                         while the memory of the gateway, the agent and the
+                         control plane is sampled; runs only this way)
+  --soak-sessions N      sessions held open in the soak (default 1000)
+  --soak-minutes M       length of the soak (default 10; --quick: 2)
+  --soak-interval S      seconds between one session's read+write pairs
+                         (default 2, so 1000 sessions run ~1000 statements/s)
   --ingest-events N      audit events stored per store (default 100000)
   --masking-reps N       timed queries per path and kind in the masking
                          measurement (default 15; --quick: 5)
@@ -74,7 +81,10 @@ export const USAGE = `Usage: npm run bench -- [options]
  * @property {boolean} masking
  * @property {boolean} memory
  * @property {boolean} ingest
- * @property {'masking' | 'memory' | 'ingest' | null} only
+ * @property {'masking' | 'memory' | 'ingest' | 'soak' | null} only
+ * @property {number} soakSessions
+ * @property {number} soakMinutes
+ * @property {number} soakInterval
  * @property {number} maskingReps
  * @property {number} maskingRows
  * @property {number} ingestEvents
@@ -129,6 +139,7 @@ export function parseArgs(argv, env = process.env) {
       case '--json': case '--duration': case '--rounds': case '--warmup': case '--scale':
       case '--sessions': case '--setup-conns': case '--stream-rows': case '--warden-args': case '--nats':
       case '--only': case '--masking-reps': case '--masking-rows': case '--ingest-events':
+      case '--soak-sessions': case '--soak-minutes': case '--soak-interval':
         given[arg.slice(2)] = take();
         break;
       default:
@@ -172,7 +183,10 @@ export function parseArgs(argv, env = process.env) {
     masking,
     memory,
     ingest,
-    only: /** @type {'masking' | 'memory' | 'ingest' | null} */ (only),
+    only: /** @type {'masking' | 'memory' | 'ingest' | 'soak' | null} */ (only),
+    soakSessions: Math.round(num('soak-sessions', 1000, 1)),
+    soakMinutes: num('soak-minutes', quick ? 2 : 10, 0.1),
+    soakInterval: num('soak-interval', 2, 0.05),
     maskingReps: Math.round(num('masking-reps', quick ? 5 : 15, 1)),
     maskingRows: Math.round(num('masking-rows', 100_000, 1)),
     ingestEvents: Math.round(num('ingest-events', 100_000, 1)),

@@ -75,13 +75,20 @@ export async function createMaskingTable(conn, rows) {
     ANALYZE ${MASK_TABLE};`);
 }
 
-/** The policy file: local mode's `demo` kept, two bench identities, one mask. */
-function policyYaml(/** @type {string} */ resource, /** @type {boolean} */ withMasks) {
-  const lines = [
-    '# Written by the Warden benchmark (bench/lib/masking.js).',
+/**
+ * A policy file's lines for the bench: local mode's `demo` and its read
+ * rule kept, and one more rule for the bench's own identities (from local
+ * mode's development issuer).
+ * @param {string} resource
+ * @param {{ name: string, subjects: string[], access: string }} rule
+ * @param {string} writer  the bench module that writes it
+ */
+export function benchPolicyLines(resource, rule, writer) {
+  return [
+    `# Written by the Warden benchmark (${writer}).`,
     'version: 1',
     'identities:',
-    ...['demo', CLEAR_SUBJECT, MASKED_SUBJECT].flatMap((n) => [`  - name: ${n}`, '    issuer: local-dev', `    match: { sub: ${n} }`]),
+    ...['demo', ...rule.subjects].flatMap((n) => [`  - name: ${n}`, '    issuer: local-dev', `    match: { sub: ${n} }`]),
     'resources:',
     `  - name: ${resource}`,
     '    agent: local',
@@ -90,11 +97,16 @@ function policyYaml(/** @type {string} */ resource, /** @type {boolean} */ withM
     `    resource: ${resource}`,
     '    identities: [demo]',
     '    access: read',
-    '  - name: bench-read',
+    `  - name: ${rule.name}`,
     `    resource: ${resource}`,
-    `    identities: [${CLEAR_SUBJECT}, ${MASKED_SUBJECT}]`,
-    '    access: read',
+    `    identities: [${rule.subjects.join(', ')}]`,
+    `    access: ${rule.access}`,
   ];
+}
+
+/** The policy file: local mode's `demo` kept, two bench identities, one mask. */
+function policyYaml(/** @type {string} */ resource, /** @type {boolean} */ withMasks) {
+  const lines = benchPolicyLines(resource, { name: 'bench-read', subjects: [CLEAR_SUBJECT, MASKED_SUBJECT], access: 'read' }, 'bench/lib/masking.js');
   if (withMasks) {
     lines.push('masks:', '  - name: bench-pii', `    resource: ${resource}`, `    identities: [${MASKED_SUBJECT}]`, '    columns:');
     for (const c of MASK_COLUMNS) {
@@ -109,7 +121,7 @@ function policyYaml(/** @type {string} */ resource, /** @type {boolean} */ withM
  * `--config <data-dir>/agent.json` (read from /proc, like procstat.js).
  * @param {BenchPath} p
  */
-function chainDataDir(p) {
+export function chainDataDir(p) {
   const agent = p.pids.agent;
   const argv = readFileSync(`/proc/${agent}/cmdline`, 'utf8').split('\0');
   const i = argv.indexOf('--config');
@@ -122,7 +134,7 @@ function chainDataDir(p) {
  * @param {{ dataDir: string, controlPlane: string }} chain
  * @param {string[]} args
  */
-async function wardenCli(chain, args) {
+export async function wardenCli(chain, args) {
   const res = await run(process.execPath, [WARDEN_CLI, ...args], {
     cwd: REPO_ROOT,
     env: childEnv({ WARDEN_DATA_DIR: chain.dataDir, WARDEN_CONTROL_PLANE: chain.controlPlane }),

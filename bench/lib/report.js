@@ -11,6 +11,7 @@ export const TARGETS = {
   startRssMB: 400, // VmRSS of `warden start` with the demo database, all processes, MB (below)
   ingestCpuUs: 15, // control plane CPU per stored audit event, µs (at most)
   maskingPct: 30, // masking overhead on the masking query's time through Warden, % (at most)
+  soakGrowthPct: 10, // soak: VmRSS growth per process from minute 1 to the end, % (at most)
 };
 
 const MB = 1e6;
@@ -81,7 +82,54 @@ export function computeTargets(results) {
   out.push(...memoryTargets(results.memory));
   out.push(...ingestTargets(results.ingest));
   out.push(...maskingTargets(results.masking));
+  out.push(...soakTargets(results.soak));
   return out;
+}
+
+/** Names of the soak's processes in the report. */
+const SOAK_NAMES = { gateway: 'gateway', agent: 'agent', controlPlane: 'control plane' };
+
+/**
+ * Memory flat in the soak, per process: growth from minute 1 to the end at
+ * most soakGrowthPct. A run with any error, lost session or unchecked write
+ * misses every target whatever the memory did.
+ * @param {any} s  results.soak
+ */
+function soakTargets(s) {
+  if (!s) return [];
+  const clean = s.errors === 0 && s.openAtEnd === s.sessions && s.writesChecked;
+  const why = clean ? '' : ` (${s.errors} errors, ${s.openAtEnd}/${s.sessions} open at the end${s.writesChecked ? '' : ', writes not all stored'})`;
+  return s.processes.map((/** @type {any} */ p) => verdict(`soak ${SOAK_NAMES[p.name] ?? p.name}`,
+    `memory flat: VmRSS growth from minute 1 to the end, ${s.sessions} sessions, ${fmtMinutes(s.minutes)}`, p.growthPct,
+    `${sign1(p.growthPct)} % (${sign1(p.growthBytes / MB)} MB)${why}`, `≤ ${TARGETS.soakGrowthPct} %, 0 errors`,
+    clean && p.growthPct <= TARGETS.soakGrowthPct));
+}
+
+const sign1 = (/** @type {number} */ v) => `${v >= 0 ? '+' : ''}${v?.toFixed(1)}`;
+const fmtMinutes = (/** @type {number} */ m) => `${Number.isInteger(m) ? m : m.toFixed(1)} min`;
+
+/**
+ * The soak: sessions, statements, errors, and VmRSS per process.
+ * @param {any} s  results.soak
+ */
+function soakSection(s) {
+  if (!s) return [];
+  const lines = ['', `Soak: ${s.sessions} sessions through the Warden chain (production topology) held open for ${fmtMinutes(s.minutes)}, ` +
+    `each running a SELECT and an UPDATE of its own row every ${s.periodSeconds} s (node-postgres, ${s.clientProcesses} client processes); ` +
+    `VmRSS sampled every ${s.sampleSeconds} s`];
+  lines.push(`  on ${s.server}`);
+  lines.push(`  sessions opened in ${s.openSeconds.toFixed(1)} s, ${s.openAtEnd} of ${s.sessions} still open at the end; ` +
+    `${s.statements.toLocaleString('en-US')} statements (${s.reads.toLocaleString('en-US')} reads, ${s.writes.toLocaleString('en-US')} writes) in ${s.runSeconds.toFixed(0)} s = ` +
+    `${s.statementsPerSecond.toFixed(0)}/s, ${s.errors} errors, ${s.late} late ticks`);
+  lines.push(`  writes stored in the table: ${s.writesStored.toLocaleString('en-US')} (${s.writesChecked ? 'all of them' : `CHECK FAILED: the clients counted ${s.writes}`})` +
+    (s.auditEventsStored != null ? `; audit events stored by the control plane: ${s.auditEventsStored.toLocaleString('en-US')}` : ''));
+  for (const e of s.firstErrors ?? []) lines.push(`  error: ${e.split('\n')[0]}`);
+  const base = s.processes[0]?.baselineSeconds ?? 60;
+  lines.push(table(['process', `RSS at ${base === 60 ? 'minute 1' : `${base.toFixed(0)} s`} MB`, 'at the end MB', 'peak MB', 'growth MB', 'growth %'],
+    s.processes.map((/** @type {any} */ p) => [SOAK_NAMES[p.name] ?? p.name, f(p.minute1Bytes / MB, 1), f(p.endBytes / MB, 1), f(p.peakBytes / MB, 1),
+      sign1(p.growthBytes / MB), sign1(p.growthPct)]), 1));
+  lines.push(`  minute 1: mean of the samples within ±15 s of it; the end: mean of the last 30 s; peak: the largest sample. MB = 10⁶ bytes.`);
+  return lines;
 }
 
 /**
@@ -195,6 +243,7 @@ export function formatReport(results) {
   lines.push(...memorySection(results.memory));
   lines.push(...ingestSection(results.ingest));
   lines.push(...maskingSection(results.masking));
+  lines.push(...soakSection(results.soak));
 
   lines.push('');
   lines.push('Targets');
