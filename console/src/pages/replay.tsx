@@ -28,6 +28,7 @@ function EventItem({ e, start, current, approvals }: { e: EventView; start: numb
         {e.parameters && e.parameters.length > 0 && <div class="muted">parameters: {e.parameters.map((p) => (p === null ? 'NULL' : JSON.stringify(p))).join(', ')}</div>}
         <div class="facts">
           <Badge kind={refused ? 'refused' : 'ok'}>{refused ? 'refused' : 'allowed'}</Badge>
+          {e.skipped && <span>skipped: not run after an earlier error</span>}
           {e.rule && <span>rule {e.rule}</span>}
           {e.kind && <span>{e.kind}{e.objects && e.objects.length > 0 ? ` ${e.objects.join(', ')}` : ''}</span>}
           {!refused && e.rows !== undefined && <span>{e.rows} row{e.rows === 1 ? '' : 's'}</span>}

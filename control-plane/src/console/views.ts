@@ -25,6 +25,8 @@ export interface EventView {
   error?: { sqlstate: string; message: string };
   masked?: string[];
   approvalId?: string;
+  /** The server skipped it after an earlier error: it did not run. */
+  skipped?: boolean;
   /** Approval events: the request's state and who decided. */
   approval?: { state: string; why: string; decisions: { approver: string; approve: boolean; reason: string }[] };
 }
@@ -57,6 +59,7 @@ export function eventView(e: AuditEvent): EventView {
       ...(s.error ? { error: { sqlstate: s.error.sqlstate, message: s.error.message } } : {}),
       masked: s.maskedColumns,
       approvalId: s.approvalId,
+      ...(s.skipped ? { skipped: true } : {}),
     };
   }
   if (ev?.$case === 'approval') {
