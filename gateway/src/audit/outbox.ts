@@ -105,14 +105,13 @@ export class Outbox {
   private lastLoud = 0;
   /** The last write's error, until a write succeeds again. */
   private writeError: string | undefined;
-  /** What blocked() said last, to log each change once, at once. */
-  private lastBlocked: string | undefined;
   private closed = false;
   /** Set with closed, once the queue has been written for the last time. */
   private closedFd = false;
   /** Records appended in this event-loop turn, written together. */
   private queue: Buffer[] = [];
   private queuedBytes = 0;
+  private flushScheduled = false;
   private waitingForWrite: (() => void)[] = [];
   private readonly unlock: () => void;
   /**
@@ -152,8 +151,9 @@ export class Outbox {
   }
 
   /**
-   * Stores one event. Never throws: a full outbox or a failing disk drops the
-   * event with an error log. The events of a turn are written together by
+   * Stores one event. Never throws: a full outbox drops the event with an
+   * error log; when the disk fails, events wait in memory (up to a segment's
+   * size, then they are dropped too) and are written once it works again. The events of a turn are written together by
    * flush() once it is done (readers flush first, to see them): a write per
    * event was one of the gateway's largest costs.
    */
@@ -163,9 +163,16 @@ export class Outbox {
     if (this.pendingBytes() + this.queuedBytes + data.length > this.limits.maxBytes) {
       return this.drop(`the outbox holds ${this.pendingBytes()} undelivered bytes (limit ${this.limits.maxBytes})`);
     }
+    // While writes fail, what waits in memory is bounded too (statements are refused meanwhile: what comes is not theirs).
+    if (this.writeError && this.queuedBytes + data.length > this.limits.segmentBytes) {
+      return this.drop(`writing the outbox failed (${this.writeError}) and ${this.queuedBytes} bytes wait in memory`);
+    }
     this.queue.push(data);
     this.queuedBytes += data.length;
-    if (this.queue.length === 1) setImmediate(() => this.flush());
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      setImmediate(() => this.flush());
+    }
     return true;
   }
 
@@ -203,11 +210,6 @@ export class Outbox {
     else if (this.pendingBytes() + this.queuedBytes >= this.limits.maxBytes * 0.95) {
       why = `the audit outbox is full (${this.pendingBytes()} undelivered bytes, limit ${this.limits.maxBytes}); check the audit transport (NATS or the control plane)`;
     }
-    if (why !== this.lastBlocked) {
-      if (why) this.log.error({ dir: this.dir }, `AUDIT CANNOT RECORD: ${why}; statements are refused until it can`);
-      else this.log.warn({ dir: this.dir }, 'audit records again; statements run again');
-      this.lastBlocked = why;
-    }
     return why;
   }
 
@@ -225,6 +227,7 @@ export class Outbox {
 
   /** Writes the events appended in this turn now; readers call it so they see them. */
   flush(): void {
+    this.flushScheduled = false;
     this.write();
     if (this.waitingForWrite.length === 0) return;
     const waiting = this.waitingForWrite;
@@ -234,10 +237,7 @@ export class Outbox {
 
   private write(): void {
     if (this.queue.length === 0 || this.closedFd) return;
-    const count = this.queue.length;
-    const data = count === 1 ? this.queue[0]! : Buffer.concat(this.queue, this.queuedBytes);
-    this.queue = [];
-    this.queuedBytes = 0;
+    const data = this.queue.length === 1 ? this.queue[0]! : Buffer.concat(this.queue, this.queuedBytes);
     let written = 0;
     try {
       if (this.sizes.get(this.head)! >= this.limits.segmentBytes) this.rollOver();
@@ -253,10 +253,16 @@ export class Outbox {
           // repairTail() cleans up at the next start
         }
       }
+      // Kept and written again (the periodic sync retries): they may be the records of statements that ran.
+      // New statements are refused meanwhile (blocked()), so what waits here is bounded by those under way.
+      this.queue = [data];
+      if (!this.writeError) this.log.error({ err, dir: this.dir }, 'writing the audit outbox failed; the events are kept in memory and written again when it works');
       this.writeError = (err as Error).message;
-      for (let i = 0; i < count; i++) this.drop(`writing the outbox failed: ${this.writeError}`);
       return;
     }
+    this.queue = [];
+    this.queuedBytes = 0;
+    if (this.writeError) this.log.warn({ dir: this.dir }, 'writing the audit outbox works again; the events kept meanwhile are written');
     this.writeError = undefined;
     if (this.dropped > 0) {
       this.log.warn({ dropped: this.dropped }, 'audit outbox accepts events again; the dropped events are missing from the audit trail');
@@ -413,12 +419,14 @@ export class Outbox {
   }
 
   private rollOver(): void {
+    // The new segment first: when it cannot be opened (EMFILE, ENOSPC), the current one stays in use.
+    const fd = openSync(join(this.dir, segmentName(this.head + 1)), 'a+', 0o600);
     fsyncQuiet(this.fd);
     // A periodic fsync may still be running on this descriptor: close it when that is done.
     if (this.syncing) this.closeAfterSync.push(this.fd);
     else closeSync(this.fd);
     this.head++;
-    this.fd = openSync(join(this.dir, segmentName(this.head)), 'a+', 0o600);
+    this.fd = fd;
     this.sizes.set(this.head, 0);
     this.dirty = false;
   }
@@ -526,6 +534,7 @@ export class Outbox {
   }
 
   private sync(): void {
+    if (this.writeError) this.flush();
     // The cursor at most once a second (a write and a rename each time, on the gateway's thread); after a crash, that much more is re-sent and dropped by id.
     if (this.cursorDirty && !this.closed && Date.now() - this.cursorSavedAt >= CURSOR_SAVE_MS) this.saveCursor();
     if (!this.dirty || this.syncing || this.closed) return;

@@ -67,6 +67,8 @@ export function createAuditSink(opts: AuditSinkOptions): ClosableAuditSink {
   const pump = new Pump(outbox, transport, log);
   pump.start();
   let closing: Promise<void> | undefined;
+  /** What blocked() said last. */
+  let lastBlocked: string | undefined;
 
   return {
     publish(event: AuditEvent): void {
@@ -97,7 +99,17 @@ export function createAuditSink(opts: AuditSinkOptions): ClosableAuditSink {
       return ok;
     },
     afterWrite: (fn) => outbox.afterWrite(fn),
-    blocked: () => (journal.writeError ? `writing the statement journal failed (${journal.writeError})` : outbox.blocked()),
+    blocked(): string | undefined {
+      journal.retry();
+      const why = journal.writeError ? `writing the statement journal failed (${journal.writeError})` : outbox.blocked();
+      // Each change of cause logged once (not each new byte count), at once (error lines are not buffered): the alert is the first refusal.
+      if (causeOf(why) !== causeOf(lastBlocked)) {
+        if (why) log.error({ dir: outbox.dir }, `AUDIT CANNOT RECORD: ${why}; statements are refused until it can`);
+        else log.warn({ dir: outbox.dir }, 'audit records again; statements run again');
+        lastBlocked = why;
+      }
+      return why;
+    },
     flushed: () => pump.flushed(),
     stats: () => outbox.stats(),
     close: () =>
@@ -110,3 +122,6 @@ export function createAuditSink(opts: AuditSinkOptions): ClosableAuditSink {
       })()),
   };
 }
+
+/** What a reason of blocked() is about, without the figures in its parentheses. */
+const causeOf = (why: string | undefined): string | undefined => why?.split(' (')[0];
