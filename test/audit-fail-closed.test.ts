@@ -243,5 +243,9 @@ describe('the disk full under the outbox and the statement journal', { timeout: 
       }
     }, dep, 60_000);
     expect(await expectEveryExecutedAuditedOnce(dep)).toBe(2);
+    // The records of the statements refused meanwhile (each larger than a page, so their outbox write failed too) were kept and written once there was room.
+    const audited = await auditedMarkers(dep);
+    for (const m of ['disk-full-1-', 'disk-full-2-']) expect(audited.filter((a) => a.startsWith(m)), `the record of ${m}`).toHaveLength(1);
+    expect(dep.gateway.output).toContain('writing the audit outbox failed; the events are kept in memory');
   });
 });
