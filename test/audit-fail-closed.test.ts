@@ -78,6 +78,14 @@ describe('the outbox full (NATS away)', { timeout: 300_000 }, () => {
     const d = deployment();
     const c = await session(d);
     expect(await attempt(c, insert('before-0'))).toBeUndefined();
+    // A statement under way all along: it waits in the database for a row lock the test holds.
+    const holder = new pg.Client({ connectionString: d.upstream.url });
+    await holder.connect();
+    await holder.query(`BEGIN; INSERT INTO public.marks (m) VALUES ('under-way')`);
+    const slow = await session(d);
+    const underWay = attempt(slow, insert('under-way'));
+    await waitFor('the statement to wait in the database', async () =>
+      (await d.upstream.query(`SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%under-way%'`)).rowCount === 1, d);
     await d.nats!.kill('SIGKILL');
 
     // Large statements fill the outbox sooner; each carries a marker of its own.
@@ -98,10 +106,14 @@ describe('the outbox full (NATS away)', { timeout: 300_000 }, () => {
     expect(refusal!.message).toMatch(/the audit outbox is full \(\d+ undelivered bytes, limit 262144\); check the audit transport/);
     expect(logAtRefusal).toContain(`${ALERT}: the audit outbox is full`);
 
-    // Every new statement is refused, in this session and in a new one.
-    expect((await attempt(c, insert('down-again')))?.code).toBe('53100');
+    // Every new statement is refused, in this session and in a new one; their records do not take the room kept for the one under way.
+    for (let n = 0; n < 100; n++) expect((await attempt(c, insert(`down-again-${n}-${pad}`)))?.code).toBe('53100');
     const other = await session(d);
     expect((await attempt(other, insert('down-other')))?.code).toBe('53100');
+    await holder.query('ROLLBACK');
+    await holder.end();
+    expect(await underWay, 'the statement under way').toBeUndefined();
+    await slow.end();
     const inDb = (await d.upstream.query(`SELECT count(*)::int AS n FROM public.marks WHERE m LIKE 'down-%'`)).rows[0].n;
     expect(inDb, 'only the statements before the refusal ran').toBe(ran);
 
@@ -116,7 +128,7 @@ describe('the outbox full (NATS away)', { timeout: 300_000 }, () => {
     await other.end();
 
     const executed = await expectEveryExecutedAuditedOnce(d);
-    expect(executed).toBe(1 + ran + 1 + 1); // before-0, the down-* that ran, one after-*, after-other
+    expect(executed).toBe(1 + 1 + ran + 1 + 1); // before-0, under-way, the down-* that ran, one after-*, after-other
   });
 });
 

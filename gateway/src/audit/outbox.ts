@@ -85,6 +85,8 @@ const LEGACY_SEGMENT = /^(\d{10})\.jsonl$/;
 const legacyName = (n: number) => `${String(n).padStart(10, '0')}.jsonl`;
 const LEGACY_CURSOR = 'acked.json';
 const READ_CHUNK = 256 << 10;
+/** The share of maxBytes from which statements are refused; the rest is for those under way. */
+const BLOCKED_AT = 0.95;
 const LOUD_EVERY_MS = 10_000;
 const CURSOR_SAVE_MS = 1_000;
 const EMPTY: Buffer = Buffer.alloc(0);
@@ -151,16 +153,20 @@ export class Outbox {
   }
 
   /**
-   * Stores one event. Never throws: a full outbox drops the event with an
-   * error log; when the disk fails, events wait in memory (up to a segment's
-   * size, then they are dropped too) and are written once it works again. The events of a turn are written together by
-   * flush() once it is done (readers flush first, to see them): a write per
-   * event was one of the gateway's largest costs.
+   * Stores one event; one that records no statement run (`mayUseReserve`
+   * false: a refusal) not into the last 5 %, kept for the statements under
+   * way, which a client retrying refused statements would otherwise use up.
+   * Never throws: a full outbox drops the event with an error log; when the
+   * disk fails, events wait in memory (up to a segment's size, then they are
+   * dropped too) and are written once it works again. The events of a turn
+   * are written together by flush() once it is done (readers flush first, to
+   * see them): a write per event was one of the gateway's largest costs.
    */
-  append(event: AuditEvent): boolean {
+  append(event: AuditEvent, mayUseReserve = true): boolean {
     if (this.closed) return this.drop('the outbox is closed');
     const data = encodeRecord(event);
-    if (this.pendingBytes() + this.queuedBytes + data.length > this.limits.maxBytes) {
+    const limit = mayUseReserve ? this.limits.maxBytes : this.limits.maxBytes * BLOCKED_AT;
+    if (this.pendingBytes() + this.queuedBytes + data.length > limit) {
       return this.drop(`the outbox holds ${this.pendingBytes()} undelivered bytes (limit ${this.limits.maxBytes})`);
     }
     // While writes fail, what waits in memory is bounded too (statements are refused meanwhile: what comes is not theirs).
@@ -207,7 +213,7 @@ export class Outbox {
     let why: string | undefined;
     if (this.closed) why = 'the audit outbox is closed';
     else if (this.writeError) why = `writing the audit outbox failed (${this.writeError})`;
-    else if (this.pendingBytes() + this.queuedBytes >= this.limits.maxBytes * 0.95) {
+    else if (this.pendingBytes() + this.queuedBytes >= this.limits.maxBytes * BLOCKED_AT) {
       why = `the audit outbox is full (${this.pendingBytes()} undelivered bytes, limit ${this.limits.maxBytes}); check the audit transport (NATS or the control plane)`;
     }
     return why;

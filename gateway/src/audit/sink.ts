@@ -3,6 +3,7 @@
 // JetStream when a NATS URL is configured, else to the control plane's
 // IngestAudit RPC.
 import { join } from 'node:path';
+import { StatementDecision } from '@warden/proto';
 import { summarize } from '@warden/proto/audit';
 import type { Logger } from 'pino';
 import type { AuditEvent, AuditSink } from './events.js';
@@ -82,7 +83,9 @@ export function createAuditSink(opts: AuditSinkOptions): ClosableAuditSink {
           const scoped = c !== 'authFailure';
           log[level]({ session: scoped ? event.sessionId : undefined, seq: scoped ? event.seq : undefined }, summarize(event));
         }
-        outbox.append(event);
+        // A refused statement did not run: its record may not take the room kept for those that did.
+        const refused = event.event?.$case === 'statement' && event.event.value.decision === StatementDecision.STATEMENT_DECISION_REFUSED;
+        outbox.append(event, !refused);
         if (c === 'sessionStart') journal.opened(event);
         else if (c !== 'authFailure') journal.recorded(event);
       } catch (err) {
