@@ -6,6 +6,7 @@ import { CliCommand, makeOption, packageVersion, parseCommandLine, withConfigFil
 import { parseAddressList } from '@warden/proto';
 import { createLogger, logFormatOption, logLevelOption } from '@warden/proto/log';
 import { DEFAULT_METRICS_LISTEN, metricsListenOption, newRegistry, startMetricsServer } from '@warden/proto/metrics';
+import { DEFAULT_OUTBOX_LIMITS } from './audit/outbox.js';
 import { createAuditSink } from './audit/sink.js';
 import { DEFAULT_LOGIN_LIMITS } from './auth/limiter.js';
 import { DEFAULT_CONNECTION_LIMITS, startGateway, type ConnectionLimits } from './gateway.js';
@@ -146,6 +147,14 @@ const program = new CliCommand('warden-gateway')
       default: String(DEFAULT_CONNECTION_LIMITS.statementMemory),
     }),
   )
+  .addOption(
+    makeOption({
+      flags: '--audit-outbox-max-bytes <N>',
+      description: 'undelivered audit bytes the outbox under --data-dir may hold; near it, statements are refused (53100) until the audit transport catches up',
+      env: 'WARDEN_AUDIT_OUTBOX_MAX_BYTES',
+      default: String(DEFAULT_OUTBOX_LIMITS.maxBytes),
+    }),
+  )
   .addOption(makeOption(metricsListenOption(DEFAULT_METRICS_LISTEN.gateway)))
   .addOption(makeOption(logLevelOption))
   .addOption(makeOption(logFormatOption()));
@@ -181,6 +190,7 @@ const v = program.opts<{
   idleSessionTimeout: string;
   maxStatementBytes: string;
   statementMemory: string;
+  auditOutboxMaxBytes: string;
   metricsListen: string;
   logLevel?: string;
   logFormat?: string;
@@ -209,8 +219,9 @@ const limits: ConnectionLimits = {
   maxStatementBytes: limitOf('--max-statement-bytes', v.maxStatementBytes),
   statementMemory: limitOf('--statement-memory', v.statementMemory),
 };
-if (limits.loginTimeoutMs === 0 || limits.maxStatementBytes === 0 || limits.statementMemory === 0) {
-  console.error('error: --login-timeout, --max-statement-bytes and --statement-memory take a whole number above 0');
+const outboxMaxBytes = limitOf('--audit-outbox-max-bytes', v.auditOutboxMaxBytes);
+if (limits.loginTimeoutMs === 0 || limits.maxStatementBytes === 0 || limits.statementMemory === 0 || outboxMaxBytes === 0) {
+  console.error('error: --login-timeout, --max-statement-bytes, --statement-memory and --audit-outbox-max-bytes take a whole number above 0');
   process.exit(2);
 }
 
@@ -244,6 +255,7 @@ try {
     natsUrl: v.nats || undefined,
     controlPlane: { address: v.controlPlane, ca: v.controlPlaneCa, token },
     log,
+    outbox: { maxBytes: outboxMaxBytes },
   });
   // Up before the gateway, so /healthz answers and /readyz says what is missing while it starts.
   const registry = newRegistry();

@@ -262,6 +262,17 @@ describe('outbox', () => {
     expect(box.blocked()).toBe('the audit outbox is closed');
   });
 
+  it('keeps the last 5 % for the records of statements under way: records that may not use it are dropped there', () => {
+    const box = Outbox.open(tempDir(), log, { maxBytes: 4000 });
+    while (!box.blocked()) {
+      expect(box.append(statement(box.pendingBytes()))).toBe(true);
+      box.flush();
+    }
+    expect(box.append(statement(9_000), false)).toBe(false);
+    expect(box.append(statement(9_001))).toBe(true);
+    box.close();
+  });
+
   it('lets only one process use an outbox directory', () => {
     const dir = tempDir();
     const box = Outbox.open(dir, log);

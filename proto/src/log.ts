@@ -89,9 +89,40 @@ export function createLogger(opts: LoggerOptions): Logger {
     });
   }
   // Pretty lines are made in this thread (no worker) and written to the same destination.
-  const stream: DestinationStream =
+  const formatted: DestinationStream =
     format === 'pretty' ? pinoPretty({ destination, colorize: false, singleLine: true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname' }) : destination;
+  const stream = opts.buffered ? errorsAtOnce(formatted, destination) : formatted;
   return pino({ name: opts.name, level, redact: { paths: REDACTED_PATHS, censor: '[redacted]' } }, stream);
+}
+
+/** pino's number for the error level. */
+const ERROR_LEVEL = 50;
+
+/**
+ * A buffered stream that writes errors (and what was buffered before them)
+ * at once: an alert such as "audit cannot record" must be in the log when it
+ * happens, not a second or, under a flood, minutes later.
+ */
+function errorsAtOnce(stream: DestinationStream, destination: ReturnType<typeof pinoDestination>): DestinationStream {
+  // pino sets lastLevel before each write on a stream that asks for its metadata.
+  const s = {
+    [Symbol.for('pino.metadata')]: true,
+    lastLevel: 0,
+    write(line: string) {
+      stream.write(line);
+      if (s.lastLevel < ERROR_LEVEL) return;
+      // With a write in flight, a synchronous one could interleave with it: flush() follows it instead.
+      if ((destination as unknown as { _writing: boolean })._writing) return destination.flush();
+      try {
+        destination.flushSync();
+      } catch {
+        // Not open yet: the periodic flush writes it.
+      }
+    },
+    // logger.flush() reaches the destination through this.
+    flush: (cb?: (err?: Error) => void) => destination.flush(cb),
+  };
+  return s;
 }
 
 /** A logger that drops everything (tests, library use). */

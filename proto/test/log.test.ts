@@ -46,6 +46,16 @@ describe('logger setup', () => {
     );
   });
 
+  it('writes an error at once even when buffered, with what was buffered before it', async () => {
+    const f = file();
+    const log = createLogger({ name: 'gw', file: f, buffered: true, env: {} });
+    await new Promise<void>((resolve) => log.flush(() => resolve())); // the file is open
+    log.info('before');
+    expect(readFileSync(f, 'utf8')).toBe('');
+    log.child({ component: 'audit' }).error('AUDIT CANNOT RECORD');
+    expect(lines(f).map((l) => l.msg)).toEqual(['before', 'AUDIT CANNOT RECORD']);
+  });
+
   it('takes the format from WARDEN_LOG_FORMAT, json by default, an explicit format first', () => {
     expect(logFormat(undefined, {})).toBe('json');
     expect(logFormat(undefined, { WARDEN_LOG_FORMAT: 'Pretty' })).toBe('pretty');

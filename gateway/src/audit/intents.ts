@@ -11,7 +11,7 @@
 // Records are outbox records (record.ts). The journal is cut when it grows:
 // a new file starts with what is still open, right after an outbox write, so
 // every record settled by then is in the outbox.
-import { closeSync, fsync, openSync, readFileSync, readdirSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, fsync, ftruncateSync, openSync, readFileSync, readdirSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { AuditEvent } from '@warden/proto';
 import { timestampOf } from '@warden/proto/audit';
@@ -23,6 +23,9 @@ const fileName = (n: number) => `intents-${String(n).padStart(10, '0')}.pb`;
 
 /** A journal this large is cut at the next outbox write. */
 const CUT_BYTES = 4 << 20;
+
+/** How often, after a failed write, retry() tries again. */
+const RETRY_MS = 1_000;
 
 /** Why a session was ended by a later start rather than by itself. */
 export const STOPPED_REASON = 'the gateway stopped with the session open (recorded at its next start)';
@@ -46,6 +49,7 @@ export class IntentJournal {
   private readonly open = new Map<string, OpenSession>();
   /** The last write's error, until one succeeds again. */
   writeError: string | undefined;
+  private failedAt = 0;
 
   private constructor(
     private readonly dir: string,
@@ -148,6 +152,21 @@ export class IntentJournal {
     rmSync(join(this.dir, fileName(old)), { force: true });
   }
 
+  /**
+   * After a failed write, at most once a second: writes what the open
+   * sessions need again (their end records, the statements unanswered), which
+   * tells whether writing works. Statements are refused until it does, so no
+   * intent would otherwise try.
+   */
+  retry(): void {
+    if (!this.writeError || Date.now() - this.failedAt < RETRY_MS) return;
+    const records: Buffer[] = [];
+    for (const s of this.open.values()) records.push(encodeRecord(endOf(s)));
+    for (const r of this.unanswered.values()) records.push(r);
+    if (records.length === 0) this.writeError = undefined;
+    else if (this.write(records)) this.log.warn('writing the statement journal works again');
+  }
+
   /** fsyncs what was written since the last call (power loss; a killed process loses nothing written). */
   sync(): void {
     if (!this.dirty || this.syncing) return;
@@ -181,9 +200,17 @@ export class IntentJournal {
     try {
       while (written < data.length) written += writeSync(this.fd, data, written);
     } catch (err) {
+      // Half a record would swallow the next one: cut it off again.
+      if (written > 0) {
+        try {
+          ftruncateSync(this.fd, this.size);
+        } catch {
+          this.size += written; // recover() stops at the damage
+        }
+      }
+      if (!this.writeError) this.log.error({ err }, 'writing the statement journal failed');
       this.writeError = (err as Error).message;
-      this.log.error({ err }, 'writing the statement journal failed');
-      this.size += written;
+      this.failedAt = Date.now();
       return false;
     }
     this.size += written;

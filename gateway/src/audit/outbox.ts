@@ -85,6 +85,8 @@ const LEGACY_SEGMENT = /^(\d{10})\.jsonl$/;
 const legacyName = (n: number) => `${String(n).padStart(10, '0')}.jsonl`;
 const LEGACY_CURSOR = 'acked.json';
 const READ_CHUNK = 256 << 10;
+/** The share of maxBytes from which statements are refused; the rest is for those under way. */
+const BLOCKED_AT = 0.95;
 const LOUD_EVERY_MS = 10_000;
 const CURSOR_SAVE_MS = 1_000;
 const EMPTY: Buffer = Buffer.alloc(0);
@@ -105,14 +107,13 @@ export class Outbox {
   private lastLoud = 0;
   /** The last write's error, until a write succeeds again. */
   private writeError: string | undefined;
-  /** What blocked() said last, to log each change once, at once. */
-  private lastBlocked: string | undefined;
   private closed = false;
   /** Set with closed, once the queue has been written for the last time. */
   private closedFd = false;
   /** Records appended in this event-loop turn, written together. */
   private queue: Buffer[] = [];
   private queuedBytes = 0;
+  private flushScheduled = false;
   private waitingForWrite: (() => void)[] = [];
   private readonly unlock: () => void;
   /**
@@ -152,20 +153,32 @@ export class Outbox {
   }
 
   /**
-   * Stores one event. Never throws: a full outbox or a failing disk drops the
-   * event with an error log. The events of a turn are written together by
-   * flush() once it is done (readers flush first, to see them): a write per
-   * event was one of the gateway's largest costs.
+   * Stores one event; one that records no statement run (`mayUseReserve`
+   * false: a refusal) not into the last 5 %, kept for the statements under
+   * way, which a client retrying refused statements would otherwise use up.
+   * Never throws: a full outbox drops the event with an error log; when the
+   * disk fails, events wait in memory (up to a segment's size, then they are
+   * dropped too) and are written once it works again. The events of a turn
+   * are written together by flush() once it is done (readers flush first, to
+   * see them): a write per event was one of the gateway's largest costs.
    */
-  append(event: AuditEvent): boolean {
+  append(event: AuditEvent, mayUseReserve = true): boolean {
     if (this.closed) return this.drop('the outbox is closed');
     const data = encodeRecord(event);
-    if (this.pendingBytes() + this.queuedBytes + data.length > this.limits.maxBytes) {
+    const limit = mayUseReserve ? this.limits.maxBytes : this.limits.maxBytes * BLOCKED_AT;
+    if (this.pendingBytes() + this.queuedBytes + data.length > limit) {
       return this.drop(`the outbox holds ${this.pendingBytes()} undelivered bytes (limit ${this.limits.maxBytes})`);
+    }
+    // While writes fail, what waits in memory is bounded too (statements are refused meanwhile: what comes is not theirs).
+    if (this.writeError && this.queuedBytes + data.length > this.limits.segmentBytes) {
+      return this.drop(`writing the outbox failed (${this.writeError}) and ${this.queuedBytes} bytes wait in memory`);
     }
     this.queue.push(data);
     this.queuedBytes += data.length;
-    if (this.queue.length === 1) setImmediate(() => this.flush());
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      setImmediate(() => this.flush());
+    }
     return true;
   }
 
@@ -200,13 +213,8 @@ export class Outbox {
     let why: string | undefined;
     if (this.closed) why = 'the audit outbox is closed';
     else if (this.writeError) why = `writing the audit outbox failed (${this.writeError})`;
-    else if (this.pendingBytes() + this.queuedBytes >= this.limits.maxBytes * 0.95) {
+    else if (this.pendingBytes() + this.queuedBytes >= this.limits.maxBytes * BLOCKED_AT) {
       why = `the audit outbox is full (${this.pendingBytes()} undelivered bytes, limit ${this.limits.maxBytes}); check the audit transport (NATS or the control plane)`;
-    }
-    if (why !== this.lastBlocked) {
-      if (why) this.log.error({ dir: this.dir }, `AUDIT CANNOT RECORD: ${why}; statements are refused until it can`);
-      else this.log.warn({ dir: this.dir }, 'audit records again; statements run again');
-      this.lastBlocked = why;
     }
     return why;
   }
@@ -225,6 +233,7 @@ export class Outbox {
 
   /** Writes the events appended in this turn now; readers call it so they see them. */
   flush(): void {
+    this.flushScheduled = false;
     this.write();
     if (this.waitingForWrite.length === 0) return;
     const waiting = this.waitingForWrite;
@@ -234,10 +243,7 @@ export class Outbox {
 
   private write(): void {
     if (this.queue.length === 0 || this.closedFd) return;
-    const count = this.queue.length;
-    const data = count === 1 ? this.queue[0]! : Buffer.concat(this.queue, this.queuedBytes);
-    this.queue = [];
-    this.queuedBytes = 0;
+    const data = this.queue.length === 1 ? this.queue[0]! : Buffer.concat(this.queue, this.queuedBytes);
     let written = 0;
     try {
       if (this.sizes.get(this.head)! >= this.limits.segmentBytes) this.rollOver();
@@ -253,10 +259,16 @@ export class Outbox {
           // repairTail() cleans up at the next start
         }
       }
+      // Kept and written again (the periodic sync retries): they may be the records of statements that ran.
+      // New statements are refused meanwhile (blocked()), so what waits here is bounded by those under way.
+      this.queue = [data];
+      if (!this.writeError) this.log.error({ err, dir: this.dir }, 'writing the audit outbox failed; the events are kept in memory and written again when it works');
       this.writeError = (err as Error).message;
-      for (let i = 0; i < count; i++) this.drop(`writing the outbox failed: ${this.writeError}`);
       return;
     }
+    this.queue = [];
+    this.queuedBytes = 0;
+    if (this.writeError) this.log.warn({ dir: this.dir }, 'writing the audit outbox works again; the events kept meanwhile are written');
     this.writeError = undefined;
     if (this.dropped > 0) {
       this.log.warn({ dropped: this.dropped }, 'audit outbox accepts events again; the dropped events are missing from the audit trail');
@@ -413,12 +425,14 @@ export class Outbox {
   }
 
   private rollOver(): void {
+    // The new segment first: when it cannot be opened (EMFILE, ENOSPC), the current one stays in use.
+    const fd = openSync(join(this.dir, segmentName(this.head + 1)), 'a+', 0o600);
     fsyncQuiet(this.fd);
     // A periodic fsync may still be running on this descriptor: close it when that is done.
     if (this.syncing) this.closeAfterSync.push(this.fd);
     else closeSync(this.fd);
     this.head++;
-    this.fd = openSync(join(this.dir, segmentName(this.head)), 'a+', 0o600);
+    this.fd = fd;
     this.sizes.set(this.head, 0);
     this.dirty = false;
   }
@@ -526,6 +540,7 @@ export class Outbox {
   }
 
   private sync(): void {
+    if (this.writeError) this.flush();
     // The cursor at most once a second (a write and a rename each time, on the gateway's thread); after a crash, that much more is re-sent and dropped by id.
     if (this.cursorDirty && !this.closed && Date.now() - this.cursorSavedAt >= CURSOR_SAVE_MS) this.saveCursor();
     if (!this.dirty || this.syncing || this.closed) return;

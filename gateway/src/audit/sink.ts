@@ -3,6 +3,7 @@
 // JetStream when a NATS URL is configured, else to the control plane's
 // IngestAudit RPC.
 import { join } from 'node:path';
+import { StatementDecision } from '@warden/proto';
 import { summarize } from '@warden/proto/audit';
 import type { Logger } from 'pino';
 import type { AuditEvent, AuditSink } from './events.js';
@@ -67,6 +68,8 @@ export function createAuditSink(opts: AuditSinkOptions): ClosableAuditSink {
   const pump = new Pump(outbox, transport, log);
   pump.start();
   let closing: Promise<void> | undefined;
+  /** What blocked() said last. */
+  let lastBlocked: string | undefined;
 
   return {
     publish(event: AuditEvent): void {
@@ -80,7 +83,9 @@ export function createAuditSink(opts: AuditSinkOptions): ClosableAuditSink {
           const scoped = c !== 'authFailure';
           log[level]({ session: scoped ? event.sessionId : undefined, seq: scoped ? event.seq : undefined }, summarize(event));
         }
-        outbox.append(event);
+        // A refused statement did not run: its record may not take the room kept for those that did.
+        const refused = event.event?.$case === 'statement' && event.event.value.decision === StatementDecision.STATEMENT_DECISION_REFUSED;
+        outbox.append(event, !refused);
         if (c === 'sessionStart') journal.opened(event);
         else if (c !== 'authFailure') journal.recorded(event);
       } catch (err) {
@@ -97,7 +102,17 @@ export function createAuditSink(opts: AuditSinkOptions): ClosableAuditSink {
       return ok;
     },
     afterWrite: (fn) => outbox.afterWrite(fn),
-    blocked: () => (journal.writeError ? `writing the statement journal failed (${journal.writeError})` : outbox.blocked()),
+    blocked(): string | undefined {
+      journal.retry();
+      const why = journal.writeError ? `writing the statement journal failed (${journal.writeError})` : outbox.blocked();
+      // Each change of cause logged once (not each new byte count), at once (error lines are not buffered): the alert is the first refusal.
+      if (causeOf(why) !== causeOf(lastBlocked)) {
+        if (why) log.error({ dir: outbox.dir }, `AUDIT CANNOT RECORD: ${why}; statements are refused until it can`);
+        else log.warn({ dir: outbox.dir }, 'audit records again; statements run again');
+        lastBlocked = why;
+      }
+      return why;
+    },
     flushed: () => pump.flushed(),
     stats: () => outbox.stats(),
     close: () =>
@@ -110,3 +125,6 @@ export function createAuditSink(opts: AuditSinkOptions): ClosableAuditSink {
       })()),
   };
 }
+
+/** What a reason of blocked() is about, without the figures in its parentheses. */
+const causeOf = (why: string | undefined): string | undefined => why?.split(' (')[0];

@@ -174,7 +174,10 @@ export class Relay {
         }
       }
       tracker.sent.length = 0;
-      if (!written) return this.host.refuse(new Refusal(SqlState.diskFull, 'warden: the statement was not run: its audit record could not be written; the session was ended'));
+      if (!written) {
+        const why = this.deps.audit.blocked?.() ?? 'the audit sink refused it';
+        return this.host.refuse(new Refusal(SqlState.diskFull, `warden: the statement was not run: its audit record could not be written (${why}); the session was ended`));
+      }
     }
     if (out.length && !this.upstream.write(out)) {
       this.upstreamFull = true;
