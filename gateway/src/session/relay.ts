@@ -166,18 +166,17 @@ export class Relay {
     // What may run is recorded before it goes: a gateway that dies now still leaves its record.
     if (tracker.sent.length) {
       const written = this.recorder.intend(tracker.sent);
-      // Not forwarded: recorded as not run, and why.
       if (!written) {
+        // Not forwarded: recorded as not run, and why.
         for (const s of tracker.sent) {
           s.skipped = true;
           s.error = { sqlstate: SqlState.diskFull, message: 'not run: its audit record could not be written' };
         }
-      }
-      tracker.sent.length = 0;
-      if (!written) {
+        tracker.sent.length = 0;
         const why = this.deps.audit.blocked?.() ?? 'the audit sink refused it';
         return this.host.refuse(new Refusal(SqlState.diskFull, `warden: the statement was not run: its audit record could not be written (${why}); the session was ended`));
       }
+      tracker.sent.length = 0;
     }
     if (out.length && !this.upstream.write(out)) {
       this.upstreamFull = true;
