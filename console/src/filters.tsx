@@ -18,6 +18,20 @@ export const submitTo = (path: string) => (e: Event) => {
   navigate(`${path}${qs(Object.fromEntries([...data.entries()].map(([k, v]) => [k, String(v).trim()])))}`);
 };
 
+/** The identity and resource fields every list filters by. */
+export function WhoWhere({ identity, resource }: { identity: string; resource: string }) {
+  return (
+    <>
+      <label>
+        Identity <input name="identity" value={identity} placeholder="any" />
+      </label>
+      <label>
+        Resource <input name="resource" value={resource} placeholder="any" />
+      </label>
+    </>
+  );
+}
+
 export function SinceSelect({ label, value }: { label: string; value: string }) {
   return (
     <label>

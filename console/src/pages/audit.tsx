@@ -3,7 +3,7 @@
 import { qs } from '../api.js';
 import { when } from '../format.js';
 import { useApi } from '../hooks.js';
-import { Choice, SinceSelect, sinceIso, submitTo } from '../filters.js';
+import { Choice, SinceSelect, WhoWhere, sinceIso, submitTo } from '../filters.js';
 import { useLocation } from '../router.js';
 import type { EventView } from '../types.js';
 import { Badge, Empty, Failure, Loading, Table } from '../ui.js';
@@ -24,12 +24,7 @@ export function AuditPage() {
         <label>
           Text in SQL <input name="text" value={f.text} placeholder="orders" />
         </label>
-        <label>
-          Identity <input name="identity" value={f.identity} placeholder="any" />
-        </label>
-        <label>
-          Resource <input name="resource" value={f.resource} placeholder="any" />
-        </label>
+        <WhoWhere identity={f.identity} resource={f.resource} />
         <Choice label="Decision" name="decision" value={f.decision} options={[['allowed', 'allowed'], ['refused', 'refused']]} />
         <Choice
           label="Event"

@@ -4,7 +4,7 @@
 import { qs } from '../api.js';
 import { ago, duration, when } from '../format.js';
 import { useApi } from '../hooks.js';
-import { Choice, SinceSelect, sinceIso, submitTo } from '../filters.js';
+import { Choice, SinceSelect, WhoWhere, sinceIso, submitTo } from '../filters.js';
 import { useLocation } from '../router.js';
 import type { Session } from '../types.js';
 import { Badge, Empty, Failure, Loading, Table } from '../ui.js';
@@ -18,12 +18,7 @@ export function SessionsPage() {
     <section>
       <h1>Sessions</h1>
       <form class="filters" onSubmit={submitTo('/sessions')}>
-        <label>
-          Identity <input name="identity" value={f.identity} placeholder="any" />
-        </label>
-        <label>
-          Resource <input name="resource" value={f.resource} placeholder="any" />
-        </label>
+        <WhoWhere identity={f.identity} resource={f.resource} />
         <Choice label="Outcome" name="outcome" value={f.outcome} options={[['ok', 'ok'], ['refused', 'refused'], ['error', 'error']]} />
         <SinceSelect label="Started" value={f.since} />
         <button type="submit">Filter</button>
