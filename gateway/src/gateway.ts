@@ -182,8 +182,8 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
     const who = mapIdentity(config, verified);
     const target = authorize(config, resource, who);
     const rules = rulesFor(grants, resource, who.identity, who.groups);
-    // The first session of a resource waits for its catalog; a failed read leaves the gate judging without it.
-    await catalogs.ensure(resource);
+    // The first session of a resource waits for its catalog (a failed read is tried once more); without one the gate judges without it.
+    await catalogs.ensureOrRetry(resource);
     const maskSet = masksFor(masks.list, masks.key, resource, who.identity, who.groups);
     const catalog = () => catalogs.get(resource);
     const columnMasks = maskSet ? new ColumnMasks(maskSet, catalog) : undefined;

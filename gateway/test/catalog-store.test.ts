@@ -183,6 +183,28 @@ describe('CatalogStore', () => {
     expect(await c).toBe(v1);
   });
 
+  it('ensureOrRetry waits out the retry delay once after a failed load and tries again', async () => {
+    const { loads, load } = fakeLoader();
+    const { log } = fakeLog();
+    store = new CatalogStore(load, { log });
+    const started = Date.now();
+    const got = store.ensureOrRetry('shop');
+    loads[0]!.reject(new Error('agent local is not connected'));
+    await vi.waitFor(() => expect(loads).toHaveLength(2), { timeout: CATALOG_RETRY_MS + 2_000 });
+    expect(Date.now() - started).toBeGreaterThanOrEqual(CATALOG_RETRY_MS - 50);
+    const v1 = catalog('v1');
+    loads[1]!.resolve(v1);
+    expect(await got).toBe(v1);
+    // Failed twice: it gives up (undefined) after that second try.
+    const again = new CatalogStore(load, { log });
+    const none = again.ensureOrRetry('other');
+    loads[2]!.reject(new Error('down'));
+    await vi.waitFor(() => expect(loads).toHaveLength(4), { timeout: CATALOG_RETRY_MS + 2_000 });
+    loads[3]!.reject(new Error('still down'));
+    expect(await none).toBeUndefined();
+    again.close();
+  });
+
   it('a loader that throws at once counts as a failed load', async () => {
     const { warnings, log } = fakeLog();
     let calls = 0;

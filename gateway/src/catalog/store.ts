@@ -74,6 +74,20 @@ export class CatalogStore {
   }
 
   /**
+   * As ensure(), but when there is no catalog because a load failed, waits
+   * out the retry delay once and tries again: for a session that must not
+   * start without one (a load can fail for a moment, as an agent reconnects).
+   */
+  async ensureOrRetry(resource: string): Promise<ResourceCatalog | undefined> {
+    const first = await this.ensure(resource);
+    const e = this.entry(resource);
+    if (first || !e.failed || this.closed) return first;
+    const wait = e.attemptedAt + CATALOG_RETRY_MS - this.now();
+    if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+    return this.ensure(resource);
+  }
+
+  /**
    * The database changed (a session ran DDL): read the catalog again. get()
    * serves the previous one until the new one arrives; see refreshed().
    */
