@@ -86,7 +86,8 @@ export async function startStack(opts: { upstream?: string; resource?: string; a
   if (opts.upstream) args.push('--upstream', opts.upstream);
   if (opts.resource) args.push('--resource', opts.resource);
   args.push(...(opts.args ?? []));
-  const child: ChildProcess = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  // A process group of its own: a start that fails is killed with its gateway and agent, not orphaning them.
+  const child: ChildProcess = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
   let output = '';
   child.stdout!.on('data', (d) => (output += d));
   child.stderr!.on('data', (d) => (output += d));
@@ -95,7 +96,7 @@ export async function startStack(opts: { upstream?: string; resource?: string; a
   const deadline = Date.now() + 60_000;
   while (!existsSync(readyFile)) {
     if (child.exitCode !== null || Date.now() > deadline) {
-      child.kill('SIGKILL');
+      killGroup(child);
       throw new Error(`warden start did not become ready:\n${output}\n${logs(dataDir)}`);
     }
     await new Promise((r) => setTimeout(r, 100));
@@ -143,13 +144,22 @@ export async function startStack(opts: { upstream?: string; resource?: string; a
     },
     async stop() {
       child.kill('SIGTERM');
-      const t = setTimeout(() => child.kill('SIGKILL'), 10_000);
+      const t = setTimeout(() => killGroup(child), 10_000);
       await exited;
       clearTimeout(t);
       rmSync(dataDir, { recursive: true, force: true });
     },
   };
   return stack;
+}
+
+/** SIGKILL to a child spawned detached and everything it started. */
+function killGroup(child: ChildProcess): void {
+  try {
+    process.kill(-child.pid!, 'SIGKILL');
+  } catch {
+    // already gone
+  }
 }
 
 export function logs(dataDir: string): string {
