@@ -302,6 +302,14 @@ describe('sessions and statements are bounded by limits the user sets', () => {
     await next.end();
   });
 
+  it('a Bind parameter over --max-statement-bytes is no statement: it is not parsed, and passes', async () => {
+    const c = await client();
+    await c.connect();
+    const big = 'z'.repeat(Math.floor(3.5 * MiB));
+    expect((await c.query('SELECT length($1::text) AS n', [big])).rows).toEqual([{ n: big.length }]);
+    await c.end();
+  });
+
   it('large statements still arriving share --statement-memory: past it, 53200; the memory comes back when they go', async () => {
     // A Query header that announces 2.5 MiB, and the first 64 KiB of it: the gateway waits for the rest.
     const partial = () => {

@@ -46,8 +46,10 @@ export class MessageRefused extends Error {
 }
 
 export interface FilterLimits {
-  /** Largest inspected message read (default MAX_INSPECTED_MESSAGE). */
+  /** Largest message read of the `limited` types (default MAX_INSPECTED_MESSAGE); other inspected types keep that default. */
   maxMessage?: number;
+  /** From messageTypes(): the types maxMessage bounds (all inspected ones when absent). */
+  limited?: Uint8Array;
   /** What a message over maxMessage is told. */
   tooLarge?: (bytes: number) => MessageRefused;
   /** Shared by every session's filters. */
@@ -131,7 +133,7 @@ export class MessageFilter {
         }
         continue;
       }
-      if (total > this.maxMessage) {
+      if (total > (this.limits.limited && this.limits.limited[type] === 0 ? MAX_INSPECTED_MESSAGE : this.maxMessage)) {
         throw this.limits.tooLarge?.(total) ?? new ProtocolError(`a message of ${total} bytes is larger than Warden inspects`);
       }
       if (pos + total > length) {

@@ -8,7 +8,7 @@
 import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
-import { SqlState, authenticationOk, errorResponse } from '@warden/proto/pgwire';
+import { PARSE, QUERY, SqlState, authenticationOk, errorResponse } from '@warden/proto/pgwire';
 import type { AuditSink } from '../audit/events.js';
 import { ResultMasking, UnmaskableResult } from '../masking/results.js';
 import type { Upstream } from '../tunnel/index.js';
@@ -16,10 +16,12 @@ import { PendingApproval, noticeResponse, type ApprovalDeps, type HoldContext, t
 import type { CancelKeys } from '../tunnel/cancel-keys.js';
 import { Refusal, type Admission } from './admission.js';
 import { clientMessages, type HoldSwitch } from './client-messages.js';
-import { MessageRefused, mib, type MemoryBudget, type MessageFilter } from './filter.js';
+import { MessageRefused, messageTypes, mib, type MemoryBudget, type MessageFilter } from './filter.js';
 import { SessionRecorder, type ParameterRecording } from './recorder.js';
 import { serverMessages } from './server-messages.js';
 import { ResponseTracker } from './tracker.js';
+
+const STATEMENT_MESSAGES = messageTypes(QUERY, PARSE);
 
 export interface RelayDeps {
   audit: AuditSink;
@@ -29,7 +31,7 @@ export interface RelayDeps {
   approvals?: ApprovalDeps;
   /** Where a CancelRequest is redirected to the held statement. */
   cancels?: Pick<CancelKeys, 'divert'>;
-  /** Largest statement (Query, Parse, FunctionCall message) read; larger ones end the session with 54000. */
+  /** Largest statement (Query or Parse message) read; larger ones end the session with 54000. */
   maxStatementBytes?: number;
   /** Memory for inspected messages still arriving, shared by every session. */
   statementMemory?: MemoryBudget;
@@ -120,6 +122,8 @@ export class Relay {
     const max = deps.maxStatementBytes;
     this.fromClient = clientMessages(gate, tracker, this.holds, deps.audit.blocked && (() => deps.audit.blocked!()), {
       maxMessage: max,
+      // Statement text, which is parsed: a Bind's parameters and a FunctionCall's arguments are not, and may be large.
+      limited: STATEMENT_MESSAGES,
       tooLarge: (bytes) =>
         new MessageRefused(SqlState.programLimitExceeded, `warden: a statement of ${mib(bytes)} is larger than this gateway reads (${mib(max!)}, --max-statement-bytes); the session was ended`),
       budget: deps.statementMemory,
